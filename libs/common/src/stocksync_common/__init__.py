@@ -1,0 +1,1 @@
+"""Plumbing shared by every Stocksync service. It holds no business rules."""

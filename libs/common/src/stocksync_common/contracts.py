@@ -1,0 +1,97 @@
+"""Event contracts: what travels between services.
+
+Every event is a frozen pydantic model with `extra="forbid"` and a `schema_version`.
+A breaking change gets a new topic (`orders.v2`), never an edit of these models.
+Stock events carry absolute values and a per-SKU version that only grows, so a
+consumer can drop anything not newer than what it has applied.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_LOCATION = "default"
+
+OrderMovement = Literal["placed", "cancelled", "shipped", "returned"]
+ChannelType = Literal["shopify", "woocommerce", "amazon", "ebay", "mirakl", "walmart", "generic"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    schema_version: int = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    # What caused this event: an order line movement, a snapshot, a rule change.
+    # Logs carry it so one order can be followed to its stock version and pushes.
+    causation_id: str
+    merchant_id: uuid.UUID
+
+
+class OrderLineMoved(Event):
+    """orders.v1: one movement of one order line, as a channel reported it."""
+
+    connection_id: uuid.UUID
+    channel_type: ChannelType
+    external_order_id: str
+    line_id: str
+    sku: str = Field(min_length=1)
+    location: str = DEFAULT_LOCATION
+    movement: OrderMovement
+    quantity: int = Field(gt=0)
+    # When order-ingest received the webhook: the start of the sync window.
+    received_at: datetime
+
+
+class StockChanged(Event):
+    """stock.changed.v1: the absolute stock of one SKU at one version."""
+
+    sku: str
+    location: str = DEFAULT_LOCATION
+    version: int = Field(gt=0)
+    on_hand: int
+    reserved: int
+    available: int
+    # Start of the sync window of the movement that produced this version, if any.
+    origin_received_at: datetime | None = None
+
+
+class ChannelQuantityChanged(Event):
+    """channel.quantity.v1: the quantity a channel connection should show for a SKU.
+
+    `version` grows strictly per (connection, sku, location): a rule change can change
+    the quantity without a new stock version, so the stock version alone cannot order
+    these events.
+    """
+
+    connection_id: uuid.UUID
+    sku: str
+    location: str = DEFAULT_LOCATION
+    quantity: int = Field(ge=0)
+    version: int = Field(gt=0)
+    stock_version: int = Field(ge=0)
+    available: int
+    rule_ids: tuple[uuid.UUID, ...] = ()
+    origin_received_at: datetime | None = None
+
+
+class ConnectionChanged(Event):
+    """connections.v1 (compacted): a channel connection's public configuration.
+
+    It carries the inbound webhook secret because order-ingest must verify signatures
+    and does not own connections; the topic must be readable only by Stocksync services.
+    """
+
+    connection_id: uuid.UUID
+    channel_type: ChannelType
+    name: str
+    active: bool
+    webhook_secrets: tuple[str, ...] = ()

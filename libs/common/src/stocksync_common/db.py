@@ -1,0 +1,73 @@
+"""SQLAlchemy 2 async engine and the tables every service has: inbox and outbox.
+
+Each service owns one PostgreSQL schema and declares its tables on a `MetaData` bound
+to that schema; no service reads another's tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def service_metadata(schema: str) -> sa.MetaData:
+    return sa.MetaData(schema=schema)
+
+
+def inbox_table(metadata: sa.MetaData) -> sa.Table:
+    """Ids of events this service has applied, written in the transaction of the effect."""
+    return sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    """Events written in the transaction of the state change they announce."""
+    return sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.LargeBinary, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("causation_id", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+
+
+async def claim_events(
+    conn: AsyncConnection, inbox: sa.Table, topic: str, event_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Record event ids as processed; return those that were new.
+
+    Must run in the transaction that applies the events' effects: if it rolls back,
+    the claims roll back with it and a redelivery is applied again.
+    """
+    ids = list(dict.fromkeys(event_ids))
+    if not ids:
+        return set()
+    stmt = (
+        pg.insert(inbox)
+        .values([{"event_id": event_id, "topic": topic} for event_id in ids])
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(inbox.c.event_id)
+    )
+    return set((await conn.execute(stmt)).scalars().all())
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("SELECT 1"))

@@ -1,0 +1,190 @@
+"""Kafka plumbing on aiokafka: serialisation, a producer, a batch consumer, topics.
+
+The consumer hands a batch of decoded events to a handler that commits its effects to
+the database, and only then commits the offsets. If the handler fails (database down),
+the consumer seeks back to the first offset of the batch and tries again after a
+backoff: nothing is skipped, and the inbox makes the retry a no-op for what was done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
+
+from stocksync_common.contracts import Event
+from stocksync_common.settings import ServiceSettings
+from stocksync_common.topics import ALL_TOPICS, BY_NAME, Topic
+
+log = logging.getLogger(__name__)
+
+CONSUMED = Counter("stocksync_events_consumed_total", "Events consumed", ["topic"])
+REJECTED = Counter(
+    "stocksync_events_rejected_total", "Messages that did not match their topic's contract", ["topic"]
+)
+BATCH_SIZE = Histogram(
+    "stocksync_consumer_batch_size",
+    "Events per consumer batch",
+    ["topic"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+HANDLER_FAILURES = Counter(
+    "stocksync_consumer_handler_failures_total", "Batches whose handler failed and were retried", ["group"]
+)
+CONSUMER_LAG = Gauge(
+    "stocksync_consumer_lag", "Records behind the end of the partition", ["group", "topic", "partition"]
+)
+
+
+def encode_event(event: Event) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def decode_event(topic: Topic, value: bytes) -> Event:
+    return topic.event_type.model_validate_json(value)
+
+
+def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    # acks=all and no idempotence: the embedded broker has no idempotent producer, and
+    # consumers dedupe on event ids anyway.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=0,
+        request_timeout_ms=10_000,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, topics: Sequence[Topic] = ALL_TOPICS) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                t.name,
+                t.partitions,
+                1,
+                topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
+            )
+            for t in topics
+            if t.name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    topic: Topic
+    event: Event
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
+
+
+class BatchConsumer:
+    """Consumes topics in batches; offsets are committed only after the handler returns."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        topics: Sequence[Topic],
+        group_id: str,
+        handler: BatchHandler,
+        *,
+        max_batch: int | None = None,
+        retry_backoff_s: float = 0.5,
+    ) -> None:
+        self.group_id = group_id
+        self.handler = handler
+        self.retry_backoff_s = retry_backoff_s
+        self.max_batch = max_batch or settings.kafka_max_batch
+        self._stopping = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            *[t.name for t in topics],
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            max_poll_interval_ms=300_000,
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    def request_stop(self) -> None:
+        """Stop fetching; the batch in hand is finished and committed first."""
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        # Leaves the group, so partitions move to the other instances at once.
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            records = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            if not records:
+                continue
+            batch = self._decode(records)
+            while True:
+                try:
+                    if batch:
+                        await self.handler(batch)
+                    await self._consumer.commit(
+                        {tp: msgs[-1].offset + 1 for tp, msgs in records.items()}
+                    )
+                    self._record_lag(records)
+                    break
+                except Exception:
+                    HANDLER_FAILURES.labels(self.group_id).inc()
+                    log.exception("batch handler failed; retrying the batch", extra={"group": self.group_id})
+                    if self._stopping.is_set():
+                        # Leave the batch uncommitted: it is redelivered after restart.
+                        return
+                    await asyncio.sleep(self.retry_backoff_s)
+
+    def _decode(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumedEvent]:
+        batch: list[ConsumedEvent] = []
+        for tp, msgs in records.items():
+            topic = BY_NAME[tp.topic]
+            BATCH_SIZE.labels(tp.topic).observe(len(msgs))
+            for msg in msgs:
+                try:
+                    event = decode_event(topic, msg.value)
+                except ValidationError:
+                    # A message that breaks the contract cannot be applied by retrying;
+                    # it is counted and logged with its position, then skipped.
+                    REJECTED.labels(tp.topic).inc()
+                    log.error(
+                        "message does not match its topic contract",
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": msg.offset},
+                    )
+                    continue
+                CONSUMED.labels(tp.topic).inc()
+                batch.append(ConsumedEvent(topic, event, tp.partition, msg.offset))
+        return batch
+
+    def _record_lag(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for tp, msgs in records.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - (msgs[-1].offset + 1))
+                CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)

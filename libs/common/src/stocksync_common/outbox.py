@@ -1,0 +1,162 @@
+"""The transactional outbox and its relay.
+
+A service writes derived events with `add_to_outbox` in the same transaction as the
+state change. The relay publishes rows in id order and deletes them once the broker
+has acknowledged them. Per key, ids follow commit order because writers of one key
+serialise on that key's row lock, so publishing in id order keeps each key in order.
+Only one relay publishes at a time per service (a transaction-scoped advisory lock),
+which keeps that order when several instances run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stocksync_common.contracts import Event
+from stocksync_common.kafka import encode_event
+from stocksync_common.topics import topic_for
+
+log = logging.getLogger(__name__)
+
+RELAYED = Counter("stocksync_outbox_relayed_total", "Outbox events published", ["topic"])
+BACKLOG = Gauge("stocksync_outbox_backlog", "Outbox rows waiting to be published", ["schema"])
+
+
+async def add_to_outbox(conn: AsyncConnection, outbox: sa.Table, events: Iterable[Event]) -> list[int]:
+    rows = [
+        {
+            "topic": topic_for(event).name,
+            "key": topic_for(event).key_of(event),
+            "payload": encode_event(event),
+            "event_type": type(event).__name__,
+            "causation_id": event.causation_id,
+        }
+        for event in events
+    ]
+    if not rows:
+        return []
+    result = await conn.execute(sa.insert(outbox).returning(outbox.c.id), rows)
+    return list(result.scalars().all())
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: sa.Table,
+        producer: AIOKafkaProducer,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self.engine = engine
+        self.outbox = outbox
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self._lock_key = zlib.crc32(f"outbox:{outbox.schema}".encode())
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._published_up_to = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def wait_published(self, ids: list[int], timeout_s: float) -> bool:
+        """Wait until the rows with these ids have been acknowledged by the broker."""
+        if not ids:
+            return True
+        target = max(ids)
+        if target <= self._published_up_to:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.publish_batch() == self.batch_size:
+                    pass
+            except Exception:
+                log.exception("outbox relay failed; retrying", extra={"schema": self.outbox.schema})
+                await asyncio.sleep(self.poll_interval_s)
+            if self._stopping:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; return how many rows it published."""
+        outbox = self.outbox
+        async with self.engine.begin() as conn:
+            locked = (
+                await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
+            ).scalar_one()
+            if not locked:
+                return 0
+            rows = (
+                await conn.execute(
+                    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload,
+                              outbox.c.event_type, outbox.c.causation_id)
+                    .order_by(outbox.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                BACKLOG.labels(outbox.schema).set(0)
+                self._resolve_waiters(None)
+                return 0
+            deliveries = [
+                await self.producer.send(
+                    row.topic,
+                    row.payload,
+                    key=row.key,
+                    headers=[("event_type", row.event_type.encode()),
+                             ("causation_id", row.causation_id.encode())],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await conn.execute(sa.delete(outbox).where(outbox.c.id.in_([row.id for row in rows])))
+        for row in rows:
+            RELAYED.labels(row.topic).inc()
+        self._resolve_waiters(rows[-1].id)
+        return len(rows)
+
+    def _resolve_waiters(self, published_id: int | None) -> None:
+        """Waiters whose rows are no longer in the outbox have been published."""
+        if published_id is not None:
+            self._published_up_to = max(self._published_up_to, published_id)
+        remaining = []
+        for target, future in self._waiters:
+            if future.done():
+                continue
+            if published_id is None or target <= self._published_up_to:
+                # With published_id None the outbox is empty: every earlier row is out.
+                future.set_result(None)
+            else:
+                remaining.append((target, future))
+        self._waiters = remaining
+

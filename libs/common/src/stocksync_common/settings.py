@@ -1,0 +1,58 @@
+"""The settings base every service extends: one place per service for every setting.
+
+Values come from the environment (or a `.env` file, or files mounted under
+`/run/secrets` for secrets). Outside development a default secret is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-change-me"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        # Kubernetes and compose mount secrets as files; a missing folder is fine.
+        secrets_dir="/run/secrets" if os.path.isdir("/run/secrets") else None,
+        env_ignore_empty=True,
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/stocksync"
+    database_pool_size: int = Field(10, ge=1)
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # How long a fetch may wait on the broker for new records. Small values keep the
+    # sync window short at the cost of more idle fetch requests.
+    kafka_fetch_max_wait_ms: int = Field(5, ge=0, le=500)
+    kafka_max_batch: int = Field(500, ge=1)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    # Signs merchant API keys (stateless verification in every service).
+    api_key_secret: SecretStr = SecretStr(DEV_SECRET)
+    # Only for creating merchants.
+    admin_token: SecretStr = SecretStr(DEV_SECRET)
+    outbox_poll_interval_s: float = Field(0.5, gt=0)
+    graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> ServiceSettings:
+        if self.environment == "production":
+            for name in ("api_key_secret", "admin_token"):
+                value: SecretStr = getattr(self, name)
+                if value.get_secret_value() == DEV_SECRET or len(value.get_secret_value()) < 16:
+                    raise ValueError(
+                        f"{name.upper()} must be set to a secret of 16+ characters in production"
+                    )
+        return self
+
+    @property
+    def service_name(self) -> str:
+        return "stocksync"

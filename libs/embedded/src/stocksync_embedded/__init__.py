@@ -1,0 +1,1 @@
+"""The embedded default: everything Stocksync needs, started from Python wheels."""

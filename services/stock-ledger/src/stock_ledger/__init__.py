@@ -1,0 +1,1 @@
+"""stock-ledger: stock items, the append-only ledger, reservations and stock versions."""

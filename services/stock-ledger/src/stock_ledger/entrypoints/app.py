@@ -1,0 +1,37 @@
+"""The stock-ledger process: REST API plus the orders.v1 consumer and the outbox relay."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from stocksync_common.contracts import OrderLineMoved
+from stocksync_common.kafka import ConsumedEvent
+from stocksync_common.logging import causation
+from stocksync_common.runtime import Runtime, create_service_app
+from stocksync_common.topics import ORDERS
+
+from stock_ledger.adapters.tables import outbox
+from stock_ledger.config import LedgerSettings
+from stock_ledger.entrypoints.api import router
+from stock_ledger.service_layer.ledger import apply_order_lines
+
+
+def create_app(settings: LedgerSettings | None = None) -> FastAPI:
+    settings = settings or LedgerSettings()
+    runtime = Runtime("stock-ledger", settings, outbox)
+
+    async def on_order_lines(batch: list[ConsumedEvent]) -> None:
+        events = [item.event for item in batch if isinstance(item.event, OrderLineMoved)]
+        with causation(events[0].causation_id if len(events) == 1 else None):
+            changed = await apply_order_lines(runtime.engine, events)
+        if changed:
+            runtime.wake_relay()
+
+    runtime.add_consumer([ORDERS], "stock-ledger", on_order_lines)
+    app = create_service_app(
+        title="Stocksync stock-ledger",
+        description="Stock per SKU: on_hand, reserved, available, and the append-only ledger.",
+        runtime=runtime,
+    )
+    app.include_router(router)
+    return app
