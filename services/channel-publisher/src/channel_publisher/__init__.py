@@ -1,0 +1,1 @@
+"""channel-publisher: pushes channel quantities to marketplace APIs, never stale."""

@@ -1,0 +1,139 @@
+"""Shopify: the GraphQL Admin mutation `inventorySetQuantities`.
+
+At most 250 quantities per call. Shopify throttles by query cost with a leaky bucket
+(restore 100 points/s on Standard plans); a throttled answer is HTTP 200 with
+`errors: [{message: "Throttled"}]` and the bucket state in `extensions.cost`. The
+mutation is atomic: with any `userErrors` nothing is applied, so the items without an
+error are sent again without the faulty ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from channel_publisher.domain.pushes import (
+    BatchResult,
+    ItemOutcome,
+    PermanentChannelError,
+    PushItem,
+    TransientChannelError,
+)
+
+API_VERSION = "2025-01"
+MAX_ITEMS = 250
+# Cost of one call: an estimate until Shopify reports the real one (unverified).
+ESTIMATED_COST_BASE = 10
+
+MUTATION = """mutation inventorySet($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) {
+    inventoryAdjustmentGroup { createdAt reason changes { name delta quantityAfterChange } }
+    userErrors { field message code }
+  }
+}"""
+
+
+class ShopifyAdapter:
+    channel_type = "shopify"
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any],
+                 settings: dict[str, Any]) -> None:
+        self.http = http
+        self.url = f"{base_url.rstrip('/')}/admin/api/{settings.get('api_version', API_VERSION)}/graphql.json"
+        self.token = str(credentials.get("access_token", ""))
+        self.batch_limit = min(int(settings.get("batch_limit", MAX_ITEMS)), MAX_ITEMS)
+        # The bucket as Shopify last reported it, to wait before a call that would be throttled.
+        self._available: float | None = None
+        self._restore_rate = float(settings.get("restore_rate", 100.0))
+        self._observed_at = time.monotonic()
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        result = BatchResult()
+        remaining = list(enumerate(items))
+        while remaining:
+            await self._wait_for_bucket(ESTIMATED_COST_BASE + len(remaining))
+            errors = await self._call([item for _, item in remaining])
+            if not errors:
+                for index, _ in remaining:
+                    result.outcomes[index] = ItemOutcome("accepted", "applied")
+                return result
+            faulty = {position for position in errors}
+            for position, message in errors.items():
+                index = remaining[position][0]
+                result.outcomes[index] = ItemOutcome("rejected", message)
+            remaining = [pair for position, pair in enumerate(remaining) if position not in faulty]
+        return result
+
+    async def _wait_for_bucket(self, cost: int) -> None:
+        if self._available is None:
+            return
+        elapsed = time.monotonic() - self._observed_at
+        available = self._available + elapsed * self._restore_rate
+        if available < cost:
+            await asyncio.sleep((cost - available) / self._restore_rate)
+
+    async def _call(self, items: list[PushItem]) -> dict[int, str]:
+        """One mutation; returns {position: message} of user errors, or raises."""
+        variables = {
+            "input": {
+                "name": "available",
+                "reason": "correction",
+                "ignoreCompareQuantity": True,
+                "quantities": [
+                    {
+                        "inventoryItemId": item.external["inventory_item_id"],
+                        "locationId": item.external["location_id"],
+                        "quantity": item.quantity,
+                    }
+                    for item in items
+                ],
+            }
+        }
+        try:
+            response = await self.http.post(
+                self.url,
+                json={"query": MUTATION, "variables": variables},
+                headers={"X-Shopify-Access-Token": self.token},
+            )
+        except httpx.TransportError as exc:
+            raise TransientChannelError(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            retry_after = response.headers.get("Retry-After")
+            raise TransientChannelError(
+                f"HTTP {response.status_code}", float(retry_after) if retry_after else None
+            )
+        if response.status_code >= 400:
+            raise PermanentChannelError(f"HTTP {response.status_code}: {response.text[:500]}")
+        body = response.json()
+        self._observe_bucket(body)
+        if body.get("errors"):
+            messages = [str(e.get("message")) for e in body["errors"]]
+            if "Throttled" in messages:
+                raise TransientChannelError("Throttled", self._throttle_wait(body, len(items)))
+            raise PermanentChannelError("; ".join(messages))
+        payload = (body.get("data") or {}).get("inventorySetQuantities") or {}
+        errors: dict[int, str] = {}
+        for error in payload.get("userErrors") or []:
+            field = error.get("field") or []
+            position = next((int(part) for part in field if str(part).isdigit()), None)
+            message = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+            if position is None or position >= len(items):
+                raise PermanentChannelError(message)
+            errors[position] = message
+        return errors
+
+    def _observe_bucket(self, body: dict[str, Any]) -> None:
+        status = ((body.get("extensions") or {}).get("cost") or {}).get("throttleStatus")
+        if status:
+            self._available = float(status.get("currentlyAvailable", 0))
+            self._restore_rate = float(status.get("restoreRate", self._restore_rate)) or self._restore_rate
+            self._observed_at = time.monotonic()
+
+    def _throttle_wait(self, body: dict[str, Any], count: int) -> float:
+        cost = ((body.get("extensions") or {}).get("cost") or {})
+        requested = float(cost.get("requestedQueryCost", ESTIMATED_COST_BASE + count))
+        available = float((cost.get("throttleStatus") or {}).get("currentlyAvailable", 0))
+        return max(0.0, (requested - available) / self._restore_rate)

@@ -1,0 +1,92 @@
+"""channel-publisher's tables, in its own schema `channel_publisher`."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from stocksync_common.db import inbox_table, outbox_table, service_metadata
+
+metadata = service_metadata("channel_publisher")
+inbox = inbox_table(metadata)
+outbox = outbox_table(metadata)
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("channel_type", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("base_url", sa.Text, nullable=False),
+    # Channel API credentials and inbound webhook secrets; never returned by the API.
+    sa.Column("credentials", pg.JSONB, nullable=False),
+    sa.Column("webhook_secrets", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("settings", pg.JSONB, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+)
+
+# The listing mapping: a SKU's ids on the channel (Shopify: inventoryItemId, locationId).
+listings = sa.Table(
+    "listings",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("location", sa.Text, primary_key=True),
+    sa.Column("external", pg.JSONB, nullable=False),
+)
+
+# Coalescing: only the newest quantity per (connection, SKU) waits to be sent.
+pending_pushes = sa.Table(
+    "pending_pushes",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("location", sa.Text, primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("stock_version", sa.BigInteger, nullable=False),
+    sa.Column("rule_ids", pg.ARRAY(pg.UUID(as_uuid=True)), nullable=False),
+    sa.Column("causation_id", sa.Text, nullable=False),
+    sa.Column("origin_received_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+)
+
+# The newest version the channel accepted per SKU: nothing older is ever sent.
+last_sent = sa.Table(
+    "last_sent",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("location", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+pushes = sa.Table(
+    "pushes",
+    metadata,
+    sa.Column("push_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("connection_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("stock_version", sa.BigInteger, nullable=False),
+    sa.Column("rule_ids", pg.ARRAY(pg.UUID(as_uuid=True)), nullable=False),
+    sa.Column("causation_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("channel_response", sa.Text, nullable=True),
+    sa.Column("origin_received_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sync_window_ms", sa.Float, nullable=True),
+    sa.Index("ix_pushes_merchant", "merchant_id", "push_id"),
+    sa.Index("ix_pushes_connection_sku", "connection_id", "sku", "push_id"),
+)

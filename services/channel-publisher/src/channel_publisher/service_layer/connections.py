@@ -1,0 +1,71 @@
+"""Channel connections: created here, announced on connections.v1 through the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stocksync_common.contracts import ConnectionChanged
+from stocksync_common.outbox import add_to_outbox
+
+from channel_publisher.adapters.tables import connections, listings, outbox
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: uuid.UUID
+    merchant_id: uuid.UUID
+    channel_type: str
+    name: str
+    base_url: str
+    credentials: dict[str, Any]
+    settings: dict[str, Any]
+    active: bool
+
+
+def _announcement(row: Any) -> ConnectionChanged:
+    return ConnectionChanged(
+        merchant_id=row.merchant_id, connection_id=row.connection_id, channel_type=row.channel_type,
+        name=row.name, active=row.active, webhook_secrets=tuple(row.webhook_secrets),
+        causation_id=f"connection:{row.connection_id}",
+    )
+
+
+async def create_connection(
+    engine: AsyncEngine, *, merchant_id: uuid.UUID, channel_type: str, name: str, base_url: str,
+    credentials: dict[str, Any], webhook_secrets: list[str], settings: dict[str, Any],
+    listing_rows: list[dict[str, Any]],
+) -> uuid.UUID:
+    connection_id = uuid.uuid4()
+    async with engine.begin() as conn:
+        row = (await conn.execute(
+            sa.insert(connections).values(
+                connection_id=connection_id, merchant_id=merchant_id, channel_type=channel_type, name=name,
+                base_url=base_url, credentials=credentials, webhook_secrets=webhook_secrets,
+                settings=settings, active=True,
+            ).returning(connections)
+        )).one()
+        if listing_rows:
+            await conn.execute(sa.insert(listings), [{"connection_id": connection_id, **r} for r in listing_rows])
+        await add_to_outbox(conn, outbox, [_announcement(row)])
+    return connection_id
+
+
+async def announce_all_connections(engine: AsyncEngine) -> int:
+    """Announce every connection again (at start): a new or emptied broker catches up."""
+    async with engine.begin() as conn:
+        rows = (await conn.execute(sa.select(connections))).all()
+        await add_to_outbox(conn, outbox, [_announcement(row) for row in rows])
+    return len(rows)
+
+
+async def load_connection(conn: AsyncConnection, connection_id: uuid.UUID) -> Connection | None:
+    row = (await conn.execute(sa.select(connections).where(connections.c.connection_id == connection_id))).one_or_none()
+    if row is None:
+        return None
+    return Connection(row.connection_id, row.merchant_id, row.channel_type, row.name, row.base_url,
+                      dict(row.credentials), dict(row.settings), row.active)

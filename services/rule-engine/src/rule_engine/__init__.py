@@ -1,0 +1,1 @@
+"""rule-engine: the merchant's channel rules turn available stock into channel quantities."""
