@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
@@ -41,20 +42,24 @@ class Runtime:
         self.service = service
         self.settings = settings
         self.engine = make_engine(settings.database_url, settings.database_pool_size)
-        self.producer = make_producer(settings)
-        self.relay = (
-            OutboxRelay(self.engine, outbox, self.producer, poll_interval_s=settings.outbox_poll_interval_s)
-            if outbox is not None
-            else None
-        )
+        self.outbox = outbox
+        # aiokafka objects must be created inside the running event loop: see start().
+        self._producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
+        self._consumer_specs: list[tuple[Sequence[Topic], str, BatchHandler]] = []
         self.consumers: list[BatchConsumer] = []
         self.workers: list[BackgroundWorker] = []
         self._consumer_tasks: list[asyncio.Task[None]] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None
 
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "the runtime has not started"
+        return self._producer
+
     def add_consumer(self, topics: Sequence[Topic], group_id: str, handler: BatchHandler) -> None:
-        self.consumers.append(BatchConsumer(self.settings, topics, group_id, handler))
+        self._consumer_specs.append((topics, group_id, handler))
 
     def add_worker(self, worker: BackgroundWorker) -> None:
         self.workers.append(worker)
@@ -64,9 +69,14 @@ class Runtime:
             self.relay.wake()
 
     async def start(self) -> None:
-        await self.producer.start()
-        if self.relay is not None:
+        self._producer = make_producer(self.settings)
+        await self._producer.start()
+        if self.outbox is not None:
+            self.relay = OutboxRelay(
+                self.engine, self.outbox, self._producer, poll_interval_s=self.settings.outbox_poll_interval_s
+            )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        self.consumers = [BatchConsumer(self.settings, *spec) for spec in self._consumer_specs]
         for consumer in self.consumers:
             await consumer.start()
             self._consumer_tasks.append(asyncio.create_task(consumer.run(), name=consumer.group_id))

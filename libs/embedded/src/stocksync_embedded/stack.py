@@ -1,0 +1,186 @@
+"""Start and stop the whole of Stocksync as separate processes: the embedded default.
+
+Used by `make run` (with the demo merchant) and by the end-to-end tests. Every piece
+can be swapped for a real server: `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` point the
+same code at an existing PostgreSQL and Kafka instead of the embedded ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from stocksync_common.kafka import ensure_topics
+from stocksync_embedded.broker import EmbeddedBroker
+from stocksync_embedded.postgres import EmbeddedPostgres
+
+# (service name, python module) in the order they start; they stop in reverse.
+SERVICES: tuple[tuple[str, str], ...] = (
+    ("stock-ledger", "stock_ledger"),
+    ("rule-engine", "rule_engine"),
+    ("channel-publisher", "channel_publisher"),
+    ("order-ingest", "order_ingest"),
+)
+
+
+@dataclass
+class Ports:
+    gateway: int = 8000
+    order_ingest: int = 8001
+    stock_ledger: int = 8002
+    rule_engine: int = 8003
+    channel_publisher: int = 8004
+    postgres: int = 55432
+    broker: int = 59092
+
+    def of(self, service: str) -> int:
+        port: int = getattr(self, service.replace("-", "_"))
+        return port
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        if self.health_url is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.health_url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 25.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.terminate()  # SIGTERM: a graceful shutdown
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Stack:
+    home: Path
+    ports: Ports = field(default_factory=Ports)
+    api_key_secret: str = "dev-only-change-me"
+    admin_token: str = "dev-only-change-me"
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    def service_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports.of(service)}"
+
+    def start_infrastructure(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.database_url = self.database_url or os.environ.get("DATABASE_URL")
+        self.kafka_bootstrap_servers = self.kafka_bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not self.database_url:
+            self.postgres = EmbeddedPostgres(self.home, self.ports.postgres)
+            self.postgres.start()
+            self.database_url = self.postgres.url
+        if not self.kafka_bootstrap_servers:
+            self.broker = EmbeddedBroker(self.ports.broker, self.home / "logs" / "broker.log")
+            (self.home / "logs").mkdir(parents=True, exist_ok=True)
+            self.broker.start()
+            self.kafka_bootstrap_servers = self.broker.bootstrap_servers
+        asyncio.run(ensure_topics(self.kafka_bootstrap_servers))
+
+    def service_env(self, service: str) -> dict[str, str]:
+        assert self.database_url and self.kafka_bootstrap_servers
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": self.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "HTTP_PORT": str(self.ports.of(service)),
+            "API_KEY_SECRET": self.api_key_secret,
+            "ADMIN_TOKEN": self.admin_token,
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def migrate(self) -> None:
+        for service, module in SERVICES:
+            subprocess.run([sys.executable, "-m", module, "migrate"], env=self.service_env(service), check=True,
+                           stdout=subprocess.DEVNULL)
+
+    def start_service(self, service: str) -> ManagedProcess:
+        module = dict(SERVICES)[service]
+        process = ManagedProcess(
+            service, [sys.executable, "-m", module, "serve"], self.service_env(service),
+            self.home / "logs" / f"{service}.log", f"{self.service_url(service)}/readyz",
+        )
+        process.start()
+        self.processes[service] = process
+        return process
+
+    def start_services(self) -> None:
+        started = [self.start_service(service) for service, _ in SERVICES]
+        for process in started:
+            process.wait_ready()
+        gateway = ManagedProcess(
+            "gateway",
+            [sys.executable, "-m", "stocksync_embedded.gateway", "--port", str(self.ports.gateway),
+             *[arg for service, _ in SERVICES for arg in ("--upstream", f"{service}={self.service_url(service)}")]],
+            dict(os.environ), self.home / "logs" / "gateway.log", f"{self.base_url}/healthz",
+        )
+        gateway.start()
+        gateway.wait_ready()
+        self.processes["gateway"] = gateway
+
+    def add_process(self, process: ManagedProcess) -> ManagedProcess:
+        process.start()
+        process.wait_ready()
+        self.processes[process.name] = process
+        return process
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+        self.processes.clear()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
