@@ -1,0 +1,108 @@
+"""`python -m stocksync_embedded run`: Stocksync on its embedded default, with a demo.
+
+Starts (or reuses) an embedded PostgreSQL under the home folder and the embedded broker,
+creates the topics, runs the migrations, starts the four services, the gateway and two
+sandbox Shopify stores, seeds the demo merchant once, prints how to use it, and stops
+everything it started on Ctrl-C. DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS point it at
+real servers instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+
+from stocksync_embedded.demo import load_or_seed, sandbox_process, seed_sandbox_inventory
+from stocksync_embedded.stack import Ports, Stack
+
+
+def _secrets(home: Path) -> dict[str, str]:
+    path = home / "secrets.json"
+    if path.exists():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    values = {"api_key_secret": secrets.token_urlsafe(32), "admin_token": secrets.token_urlsafe(24)}
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
+    values = _secrets(home)
+    stack = Stack(home, ports, api_key_secret=values["api_key_secret"], admin_token=values["admin_token"])
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        print(f"Stocksync: starting in {home} ...", flush=True)
+        stack.start_infrastructure()
+        stack.migrate()
+        stack.start_services()
+        lines = [
+            "",
+            "Stocksync is running.",
+            f"  Base URL:     {stack.base_url}",
+            f"  API docs:     {stack.base_url}/docs",
+            f"  Database:     {stack.database_url}",
+            f"  Broker:       {stack.kafka_bootstrap_servers}",
+            f"  Logs:         {home / 'logs'}",
+            f"  Admin token:  {values['admin_token']}  (POST /v1/merchants)",
+        ]
+        if with_demo:
+            demo = load_or_seed(stack, sandbox_port)
+            for store in demo.stores:
+                stack.add_process(sandbox_process(stack, store, home / "logs"))
+                seed_sandbox_inventory(store)
+            c1, c2 = demo.stores
+            lines += [
+                "",
+                "Demo merchant: SKU-A on_hand 5, two sandbox Shopify stores, rule on C2 '0 when <= 3'.",
+                f"  API key:      {demo.api_key}",
+                f"  Shopify C1:   http://127.0.0.1:{c1.port}  (connection {c1.connection_id})",
+                f"  Shopify C2:   http://127.0.0.1:{c2.port}  (connection {c2.connection_id})",
+                "",
+                "Place a demo order of 1 x SKU-A on C1 (a signed webhook to Stocksync):",
+                f"  curl -s -X POST http://127.0.0.1:{c1.port}/_sandbox/orders -H 'content-type: application/json' "
+                "-d '{\"line_items\": [{\"sku\": \"SKU-A\", \"quantity\": 1}]}'",
+                "Then see the stock, and what C2 received:",
+                f"  curl -s -H 'X-API-Key: {demo.api_key}' {stack.base_url}/v1/stock/SKU-A",
+                f"  curl -s http://127.0.0.1:{c2.port}/_sandbox/changes",
+                f"  curl -s -H 'X-API-Key: {demo.api_key}' '{stack.base_url}/v1/pushes?sku=SKU-A'",
+            ]
+        print("\n".join(lines + ["", "Ctrl-C stops everything."]), flush=True)
+        while not stopping.wait(1):
+            for process in stack.processes.values():
+                if process.process is not None and process.process.poll() is not None:
+                    print(f"{process.name} exited ({process.process.returncode}); see {process.log_path}", flush=True)
+                    stopping.set()
+    finally:
+        print("Stocksync: stopping ...", flush=True)
+        stack.stop()
+        print("Stocksync: stopped.", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stocksync_embedded")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="run Stocksync on the embedded default")
+    run_parser.add_argument("--home", type=Path, default=Path(os.environ.get("STOCKSYNC_HOME", ".stocksync")))
+    run_parser.add_argument("--port", type=int, default=int(os.environ.get("STOCKSYNC_PORT", "8000")),
+                            help="gateway port; the services take the next four")
+    run_parser.add_argument("--sandbox-port", type=int, default=int(os.environ.get("STOCKSYNC_SANDBOX_PORT", "9101")))
+    run_parser.add_argument("--no-demo", action="store_true", help="do not seed or start the demo merchant")
+    args = parser.parse_args()
+    base = args.port
+    ports = Ports(base, base + 1, base + 2, base + 3, base + 4,
+                  int(os.environ.get("STOCKSYNC_POSTGRES_PORT", "55432")),
+                  int(os.environ.get("STOCKSYNC_BROKER_PORT", "59092")))
+    run(args.home.resolve(), ports, args.sandbox_port, not args.no_demo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Fixtures that build real things: an embedded PostgreSQL and broker, the services.
+
+One PostgreSQL and one broker serve the whole session (embedded unless DATABASE_URL
+and KAFKA_BOOTSTRAP_SERVERS name real ones). Tests isolate themselves by creating
+their own merchant, so they never need to clean the database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stocksync_embedded.stack import Ports, Stack
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def free_ports() -> Ports:
+    return Ports(*(free_port() for _ in range(7)))
+
+
+@pytest.fixture(scope="session")
+def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """PostgreSQL and the broker, migrated, with no service running."""
+    home = Path(os.environ.get("STOCKSYNC_TEST_HOME") or tmp_path_factory.mktemp("stocksync"))
+    stack = Stack(home, free_ports())
+    stack.start_infrastructure()
+    stack.migrate()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(infrastructure: Stack) -> str:
+    assert infrastructure.database_url is not None
+    return infrastructure.database_url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_servers(infrastructure: Stack) -> str:
+    assert infrastructure.kafka_bootstrap_servers is not None
+    return infrastructure.kafka_bootstrap_servers
