@@ -33,7 +33,7 @@ def issue_api_key(secret: str, merchant_id: uuid.UUID) -> str:
 
 
 def verify_api_key(secret: str, api_key: str) -> uuid.UUID | None:
-    parts = api_key.split("_")
+    parts = api_key.split("_", 3)  # the mac itself may contain "_"
     if len(parts) != 4 or parts[0] != _PREFIX:
         return None
     try:

@@ -7,6 +7,7 @@ them (the data lives in the embedded PostgreSQL under `<home>/pgdata`).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 from dataclasses import asdict, dataclass
@@ -98,7 +99,7 @@ def sandbox_process(stack: Stack, store: DemoStore, log_dir: Path) -> ManagedPro
          "--shop-domain", store.shop_domain, "--access-token", store.access_token,
          "--webhook-secret", store.webhook_secret,
          "--webhook-url", f"{stack.base_url}/webhooks/shopify/{store.connection_id}"],
-        {},
+        dict(os.environ),
         log_dir / f"sandbox-shopify-{store.name}.log",
         f"http://127.0.0.1:{store.port}/_sandbox/health",
     )

@@ -1,0 +1,116 @@
+"""The services as separate processes over the session's PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from stocksync_embedded.stack import ManagedProcess, Stack
+from tests.conftest import free_port
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure: Stack) -> Iterator[Stack]:
+    infrastructure.start_services()
+    yield infrastructure
+    for name in list(infrastructure.processes):
+        infrastructure.processes.pop(name).stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client
+
+
+@dataclass
+class Merchant:
+    merchant_id: str
+    api_key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+
+@pytest.fixture
+def merchant(api: httpx.Client, stack: Stack) -> Merchant:
+    answer = api.post("/v1/merchants", json={"name": "test merchant"},
+                      headers={"Authorization": f"Bearer {stack.admin_token}"})
+    assert answer.status_code == 201, answer.text
+    return Merchant(answer.json()["merchant_id"], answer.json()["api_key"])
+
+
+@dataclass
+class SandboxShopify:
+    url: str
+    access_token: str
+    webhook_secret: str
+    process: ManagedProcess
+
+    def changes(self) -> list[dict[str, Any]]:
+        answer = httpx.get(f"{self.url}/_sandbox/changes", timeout=10)
+        answer.raise_for_status()
+        changes: list[dict[str, Any]] = answer.json()["changes"]
+        return changes
+
+    def quantities(self, inventory_item_id: str) -> list[int]:
+        return [c["quantity"] for c in self.changes() if c["inventory_item_id"] == inventory_item_id]
+
+    def order(self, webhook_url: str, line_items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        answer = httpx.post(f"{self.url}/_sandbox/orders", json={"line_items": line_items,
+                            "webhook_url": webhook_url, **extra}, timeout=30)
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def redeliver(self, event_id: str, webhook_url: str) -> dict[str, Any]:
+        answer = httpx.post(f"{self.url}/_sandbox/redeliver", json={"event_id": event_id, "webhook_url": webhook_url},
+                            timeout=30)
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+
+@pytest.fixture
+def sandbox_shopify(stack: Stack) -> Iterator[Callable[[], SandboxShopify]]:
+    started: list[SandboxShopify] = []
+
+    def start() -> SandboxShopify:
+        port = free_port()
+        token, secret = secrets.token_hex(12), secrets.token_hex(12)
+        process = ManagedProcess(
+            f"sandbox-shopify-{port}",
+            [sys.executable, "-m", "stocksync_sandboxes", "shopify", "--port", str(port),
+             "--access-token", token, "--webhook-secret", secret],
+            dict(os.environ), stack.home / "logs" / f"sandbox-shopify-{port}.log",
+            f"http://127.0.0.1:{port}/_sandbox/health",
+        )
+        process.start()
+        process.wait_ready()
+        sandbox = SandboxShopify(f"http://127.0.0.1:{port}", token, secret, process)
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.process.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
