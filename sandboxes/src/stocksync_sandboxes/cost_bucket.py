@@ -21,7 +21,8 @@ class ThrottleStatus:
         """The `extensions.cost.throttleStatus` object of a Shopify GraphQL answer."""
         return {
             "maximumAvailable": self.maximum_available,
-            "currentlyAvailable": self.currently_available,
+            # Shopify reports whole points; a few decimals keep sub-second restores visible.
+            "currentlyAvailable": round(self.currently_available, 3),
             "restoreRate": self.restore_rate,
         }
 

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import httpx
 import orjson
@@ -47,6 +47,7 @@ from stocksync_sandboxes.shopify_webhooks import (
     CancelReason,
     Delivery,
     OrderLine,
+    OrderTopic,
     WebhookEvent,
     WebhookSender,
     build_order,
@@ -93,6 +94,14 @@ class ShopifySandboxSettings:
             raise ValueError("the access token and the webhook secret must not be empty")
         if any(delay < 0 for delay in self.webhook_retry_delays):
             raise ValueError("webhook retry delays must not be negative")
+
+
+class OrderEventConflict(Exception):
+    """The order event clashes with the store's state (answered 409)."""
+
+
+class OrderEventInvalid(Exception):
+    """The order event cannot be built from what was given (answered 422)."""
 
 
 class InjectedFailure(StrEnum):
@@ -228,18 +237,18 @@ class ShopifyStore:
         Runs without awaiting, so the order's state and the inventory move together.
         """
         if event_id is not None and event_id in self.events:
-            raise HTTPException(409, f"event {event_id} exists: use /_sandbox/redeliver to resend it")
+            raise OrderEventConflict(f"event {event_id} exists: use /_sandbox/redeliver to resend it")
         order = self.orders.get(order_id) if order_id is not None else None
         if order is not None and topic == "orders/create":
-            raise HTTPException(409, f"order {order_id} exists")
+            raise OrderEventConflict(f"order {order_id} exists")
         if order is not None and lines:
-            raise HTTPException(422, "line_items are only for a new order")
+            raise OrderEventInvalid("line_items are only for a new order")
         now = self.now()
         if order is None:
             if not lines:
-                raise HTTPException(422, "a new order needs line_items")
+                raise OrderEventInvalid("a new order needs line_items")
             order = _StoredOrder(
-                order_id=order_id if order_id is not None else next(self._order_ids),
+                order_id=order_id if order_id is not None else self._next_order_id(),
                 order_number=next(self._order_numbers),
                 lines=tuple(lines),
                 created_at=now,
@@ -271,10 +280,14 @@ class ShopifyStore:
         self.events[event.event_id] = event
         return order, event
 
+    def _next_order_id(self) -> int:
+        # Skip ids a caller chose for earlier orders.
+        return next(order_id for order_id in self._order_ids if order_id not in self.orders)
+
     def webhook_url(self, override: str | None) -> str:
         url = override or self.settings.webhook_url
         if url is None:
-            raise HTTPException(409, "no webhook URL: start with --webhook-url or pass webhook_url")
+            raise OrderEventConflict("no webhook URL: start with --webhook-url or pass webhook_url")
         return url
 
 
@@ -308,7 +321,7 @@ class OrderLineIn(_Body):
 
 class SendOrder(_Body):
     line_items: list[OrderLineIn] = []
-    topic: Literal["orders/create", "orders/cancelled", "orders/fulfilled"] = "orders/create"
+    topic: OrderTopic = "orders/create"
     order_id: int | None = Field(None, gt=0)
     event_id: str | None = Field(None, min_length=1)
     webhook_url: str | None = None
@@ -429,6 +442,14 @@ def create_app(
 
     app = FastAPI(title=f"Shopify sandbox ({settings.shop_domain})", lifespan=lifespan)
     app.state.store = store
+
+    @app.exception_handler(OrderEventConflict)
+    async def order_conflict(request: Request, error: OrderEventConflict) -> Response:
+        return _json(409, {"detail": str(error)})
+
+    @app.exception_handler(OrderEventInvalid)
+    async def order_invalid(request: Request, error: OrderEventInvalid) -> Response:
+        return _json(422, {"detail": str(error)})
 
     @app.post("/admin/api/{api_version}/graphql.json")
     async def admin_graphql(api_version: str, request: Request, store: StoreDep) -> Response:

@@ -24,7 +24,8 @@ from typing import Any, Literal, get_args
 import httpx
 import orjson
 
-ORDER_TOPICS = ("orders/create", "orders/cancelled", "orders/fulfilled")
+OrderTopic = Literal["orders/create", "orders/cancelled", "orders/fulfilled"]
+ORDER_TOPICS: tuple[str, ...] = get_args(OrderTopic)
 CancelReason = Literal["customer", "declined", "fraud", "inventory", "other", "staff"]
 CANCEL_REASONS: tuple[str, ...] = get_args(CancelReason)
 
