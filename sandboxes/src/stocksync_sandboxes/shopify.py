@@ -194,7 +194,9 @@ class ShopifyStore:
 
     def _restart_numbering(self) -> None:
         self._order_numbers = itertools.count(self.settings.first_order_number)
-        self._order_ids = itertools.count(_FIRST_ORDER_ID)
+        # Real order ids never repeat: a restarted sandbox must not reuse them, or the
+        # ledger would rightly take its new orders for replays of old ones.
+        self._order_ids = itertools.count(_FIRST_ORDER_ID + int(time.time() * 1000) % 10**12 * 10)
 
     def http_client(self) -> httpx.AsyncClient:
         """One client for all deliveries, so a load test reuses connections."""

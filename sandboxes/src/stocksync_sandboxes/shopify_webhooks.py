@@ -38,7 +38,6 @@ SANDBOX_RETRY_DELAYS = (0.2, 0.5, 1.0)
 # always carries the same ids, as in a real store.
 _VARIANT_ID_BASE = 40_000_000_000_000
 _PRODUCT_ID_BASE = 8_000_000_000_000
-_LINE_ITEM_ID_BASE = 13_000_000_000_000
 _FULFILLMENT_ID_BASE = 4_000_000_000_000
 _MAX_LINES_PER_ORDER = 999
 
@@ -93,7 +92,7 @@ def build_order(
     updated_at = max(d for d in (created_at, cancelled_at, fulfilled_at) if d is not None)
     line_items = [
         _line_item(
-            order_number,
+            order_id,
             index,
             line,
             cancelled=cancelled_at is not None,
@@ -144,8 +143,9 @@ def build_order(
     }
 
 
-def _line_item(order_number: int, index: int, line: OrderLine, *, cancelled: bool, fulfilled: bool) -> dict[str, Any]:
-    line_item_id = _LINE_ITEM_ID_BASE + order_number * 1000 + index + 1
+def _line_item(order_id: int, index: int, line: OrderLine, *, cancelled: bool, fulfilled: bool) -> dict[str, Any]:
+    # Derived from the order id, which is unique per store across restarts.
+    line_item_id = order_id * 1000 + index + 1
     title = line.title or line.sku
     return {
         "id": line_item_id,
