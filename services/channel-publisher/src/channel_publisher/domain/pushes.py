@@ -12,6 +12,8 @@ class PushItem:
     location: str
     quantity: int
     external: dict[str, Any]
+    # The channel-quantity version: makes a batch's identity unique (idempotency keys).
+    version: int = 0
 
 
 @dataclass(frozen=True)

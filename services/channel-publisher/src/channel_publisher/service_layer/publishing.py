@@ -172,7 +172,7 @@ class Publisher:
                 to_send.append(row)
             outcomes: dict[int, ItemOutcome] = {}
             if to_send:
-                items = [PushItem(r.sku, r.location, r.quantity, mapping[(r.sku, r.location)]) for r in to_send]
+                items = [PushItem(r.sku, r.location, r.quantity, mapping[(r.sku, r.location)], r.version) for r in to_send]
                 with causation(to_send[0].causation_id if len(to_send) == 1 else None):
                     try:
                         outcomes = (await adapter.push(items)).outcomes

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import httpx
+import orjson
 
 from channel_publisher.domain.pushes import (
     BatchResult,
@@ -23,14 +25,20 @@ from channel_publisher.domain.pushes import (
     TransientChannelError,
 )
 
-API_VERSION = "2025-01"
+API_VERSION = "2026-10"
 MAX_ITEMS = 250
 # Cost of one call: an estimate until Shopify reports the real one (unverified).
 ESTIMATED_COST_BASE = 10
 
-MUTATION = """mutation inventorySet($input: InventorySetQuantitiesInput!) {
-  inventorySetQuantities(input: $input) {
-    inventoryAdjustmentGroup { createdAt reason changes { name delta quantityAfterChange } }
+# From API version 2026-04 the compare-and-set field is `changeFromQuantity` (null skips
+# the check: Stocksync sends absolute values) and the `@idempotent` key is required.
+MUTATION = """mutation SetAvailable($input: InventorySetQuantitiesInput!, $idempotencyKey: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $idempotencyKey) {
+    inventoryAdjustmentGroup {
+      createdAt
+      reason
+      changes(quantityNames: ["available"]) { name delta quantityAfterChange item { id } location { id } }
+    }
     userErrors { field message code }
   }
 }"""
@@ -77,20 +85,21 @@ class ShopifyAdapter:
 
     async def _call(self, items: list[PushItem]) -> dict[int, str]:
         """One mutation; returns {position: message} of user errors, or raises."""
-        variables = {
-            "input": {
-                "name": "available",
-                "reason": "correction",
-                "ignoreCompareQuantity": True,
-                "quantities": [
-                    {
-                        "inventoryItemId": item.external["inventory_item_id"],
-                        "locationId": item.external["location_id"],
-                        "quantity": item.quantity,
-                    }
-                    for item in items
-                ],
+        quantities = [
+            {
+                "inventoryItemId": item.external["inventory_item_id"],
+                "locationId": item.external["location_id"],
+                "quantity": item.quantity,
+                "changeFromQuantity": None,
             }
+            for item in items
+        ]
+        variables = {
+            "input": {"name": "available", "reason": "correction", "quantities": quantities},
+            # The same batch retried carries the same key, so Shopify applies it once; the
+            # versions make a later batch with equal quantities a different one.
+            "idempotencyKey": str(uuid.uuid5(uuid.NAMESPACE_URL, self.url + orjson.dumps(
+                [(item.sku, item.location, item.version, item.quantity) for item in items]).decode())),
         }
         try:
             response = await self.http.post(
