@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,6 +83,28 @@ class ChannelQuantityChanged(Event):
     origin_received_at: datetime | None = None
 
 
+class OversellDetected(Event):
+    """stock.oversells.v1: a movement took available below zero; the merchant must act."""
+
+    sku: str
+    location: str = DEFAULT_LOCATION
+    version: int = Field(gt=0)
+    available: int
+    oversold: int = Field(gt=0, description="Units sold beyond what was available")
+
+
+class ProductAttributesChanged(Event):
+    """catalogue.v1 (compacted): a product's catalogue attributes, as rules scope them."""
+
+    sku: str
+    brand: str | None = None
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    attributes: dict[str, str] = Field(default_factory=dict)
+    # Grows per SKU, so a consumer keeps only the newest.
+    version: int = Field(gt=0)
+
+
 class ConnectionChanged(Event):
     """connections.v1 (compacted): a channel connection's public configuration.
 
@@ -95,3 +117,6 @@ class ConnectionChanged(Event):
     name: str
     active: bool
     webhook_secrets: tuple[str, ...] = ()
+    # What order-ingest needs beyond secrets: e.g. an inbound API key header, or a
+    # Mirakl poller's base URL, key and interval.
+    inbound: dict[str, Any] = Field(default_factory=dict)

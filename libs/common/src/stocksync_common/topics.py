@@ -15,6 +15,8 @@ from stocksync_common.contracts import (
     ConnectionChanged,
     Event,
     OrderLineMoved,
+    OversellDetected,
+    ProductAttributesChanged,
     StockChanged,
 )
 
@@ -46,7 +48,10 @@ CONNECTIONS = Topic(
     compacted=True,
 )
 
-ALL_TOPICS: tuple[Topic, ...] = (ORDERS, STOCK_CHANGED, CHANNEL_QUANTITY, CONNECTIONS)
+OVERSELLS = Topic("stock.oversells.v1", OversellDetected, _stock_key)
+CATALOGUE = Topic("catalogue.v1", ProductAttributesChanged, _stock_key, compacted=True)
+
+ALL_TOPICS: tuple[Topic, ...] = (ORDERS, STOCK_CHANGED, CHANNEL_QUANTITY, CONNECTIONS, OVERSELLS, CATALOGUE)
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL_TOPICS}
 BY_EVENT_TYPE: dict[type[Event], Topic] = {topic.event_type: topic for topic in ALL_TOPICS}
 
