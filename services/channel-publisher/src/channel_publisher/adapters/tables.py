@@ -23,6 +23,7 @@ connections = sa.Table(
     sa.Column("credentials", pg.JSONB, nullable=False),
     sa.Column("webhook_secrets", pg.ARRAY(sa.Text), nullable=False),
     sa.Column("settings", pg.JSONB, nullable=False),
+    sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )

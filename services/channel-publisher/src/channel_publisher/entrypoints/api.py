@@ -4,44 +4,77 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
 from stocksync_common.auth import MerchantId
-from stocksync_common.contracts import DEFAULT_LOCATION
+from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
 from stocksync_common.runtime import Runtime
 
 from channel_publisher.adapters.tables import connections, listings, pushes
-from channel_publisher.service_layer.connections import create_connection
+from channel_publisher.domain.channels import CHANNELS
+from channel_publisher.service_layer.connections import (
+    add_webhook_secret,
+    create_connection,
+    retire_previous_webhook_secrets,
+)
 
 router = APIRouter(prefix="/v1")
 
 
-class ShopifyCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    access_token: str = Field(min_length=1)
+class ListingIn(BaseModel):
+    """A SKU and its ids on the channel; which ids depends on the channel type."""
 
-
-class ShopifyListing(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     sku: str = Field(min_length=1, max_length=200)
-    location: str = Field(DEFAULT_LOCATION, min_length=1)
-    inventory_item_id: str = Field(pattern=r"^gid://shopify/InventoryItem/\d+$")
-    location_id: str = Field(pattern=r"^gid://shopify/Location/\d+$")
+    location: str = Field(DEFAULT_LOCATION, min_length=1, max_length=100)
 
 
 class ConnectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["shopify"]
+    type: ChannelType
     name: str = Field(min_length=1, max_length=200)
-    base_url: HttpUrl = Field(description="The shop's base URL, e.g. https://my-shop.myshopify.com")
-    credentials: ShopifyCredentials
-    webhook_secret: str = Field(min_length=8, description="Secret that signs the channel's order webhooks")
-    listings: list[ShopifyListing] = Field(default_factory=list, max_length=100_000)
+    base_url: HttpUrl = Field(description="The channel API's base URL (a sandbox can stand in for the real one)")
+    credentials: dict[str, Any] = Field(description="Channel API credentials; never returned by the API")
+    webhook_secret: str | None = Field(
+        None, min_length=8, description="Secret that signs the channel's order webhooks; never returned"
+    )
+    inbound: dict[str, Any] = Field(default_factory=dict, description="Inbound settings (Amazon api_key, Mirakl poll)")
+    listings: list[ListingIn] = Field(default_factory=list, max_length=100_000)
     settings: dict[str, Any] = Field(default_factory=dict, description="Limits, e.g. batch_limit, api_version")
+
+
+def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Check credentials, inbound settings and listings against the channel type's models."""
+    spec = CHANNELS[body.type]
+    errors: list[dict[str, Any]] = []
+
+    def check(model: type[BaseModel], value: dict[str, Any], loc: list[str | int]) -> dict[str, Any]:
+        try:
+            return model.model_validate(value).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            errors.extend({"loc": ["body", *loc, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                          for e in exc.errors())
+            return {}
+
+    credentials = check(spec.credentials, body.credentials, ["credentials"])
+    inbound = check(spec.inbound, body.inbound, ["inbound"])
+    listing_rows = []
+    for index, listing in enumerate(body.listings):
+        external = check(spec.listing, listing.model_extra or {}, ["listings", index])
+        listing_rows.append({"sku": listing.sku, "location": listing.location, "external": external})
+    if spec.webhook_secret_required and not body.webhook_secret:
+        errors.append({"loc": ["body", "webhook_secret"], "msg": f"required for {body.type} connections",
+                       "type": "missing"})
+    skus = [(item.sku, item.location) for item in body.listings]
+    if len(set(skus)) != len(skus):
+        errors.append({"loc": ["body", "listings"], "msg": "a SKU is mapped twice", "type": "value_error"})
+    if errors:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, errors)
+    return credentials, inbound, listing_rows
 
 
 class ConnectionOut(BaseModel):
@@ -80,20 +113,13 @@ async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_i
 
 @router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut, tags=["connections"])
 async def post_connection(body: ConnectionIn, request: Request, merchant_id: MerchantId) -> ConnectionOut:
-    skus = [(item.sku, item.location) for item in body.listings]
-    if len(set(skus)) != len(skus):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                            [{"loc": ["body", "listings"], "msg": "a SKU is mapped twice", "type": "value_error"}])
+    credentials, inbound, listing_rows = _validated(body)
     runtime = _runtime(request)
     connection_id = await create_connection(
         runtime.engine, merchant_id=merchant_id, channel_type=body.type, name=body.name,
-        base_url=str(body.base_url), credentials=body.credentials.model_dump(),
-        webhook_secrets=[body.webhook_secret], settings=body.settings,
-        listing_rows=[
-            {"sku": item.sku, "location": item.location,
-             "external": {"inventory_item_id": item.inventory_item_id, "location_id": item.location_id}}
-            for item in body.listings
-        ],
+        base_url=str(body.base_url), credentials=credentials,
+        webhook_secrets=[body.webhook_secret] if body.webhook_secret else [], settings=body.settings,
+        inbound=inbound, listing_rows=listing_rows,
     )
     runtime.wake_relay()
     return await _connection_out(runtime, merchant_id, connection_id)
@@ -113,6 +139,41 @@ async def list_connections(request: Request, merchant_id: MerchantId) -> list[Co
 @router.get("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])
 async def get_connection(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ConnectionOut:
     return await _connection_out(_runtime(request), merchant_id, connection_id)
+
+
+class WebhookSecretIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: str = Field(min_length=8, description="The new secret; the current one stays valid until retired")
+
+
+class WebhookSecretsOut(BaseModel):
+    connection_id: uuid.UUID
+    active_secrets: int = Field(description="How many secrets are accepted now (their values are never returned)")
+
+
+@router.post("/connections/{connection_id}/webhook-secrets", response_model=WebhookSecretsOut, tags=["connections"])
+async def rotate_webhook_secret(
+    connection_id: uuid.UUID, body: WebhookSecretIn, request: Request, merchant_id: MerchantId
+) -> WebhookSecretsOut:
+    """Start a rotation: the new secret and the current one are both accepted (overlap)."""
+    runtime = _runtime(request)
+    count = await add_webhook_secret(runtime.engine, merchant_id, connection_id, body.secret)
+    if count is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    runtime.wake_relay()
+    return WebhookSecretsOut(connection_id=connection_id, active_secrets=count)
+
+
+@router.delete("/connections/{connection_id}/webhook-secrets/previous", response_model=WebhookSecretsOut,
+               tags=["connections"])
+async def retire_webhook_secret(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> WebhookSecretsOut:
+    """End a rotation: only the newest secret is accepted from now on."""
+    runtime = _runtime(request)
+    count = await retire_previous_webhook_secrets(runtime.engine, merchant_id, connection_id)
+    if count is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    runtime.wake_relay()
+    return WebhookSecretsOut(connection_id=connection_id, active_secrets=count)
 
 
 class PushOut(BaseModel):

@@ -31,14 +31,14 @@ def _announcement(row: Any) -> ConnectionChanged:
     return ConnectionChanged(
         merchant_id=row.merchant_id, connection_id=row.connection_id, channel_type=row.channel_type,
         name=row.name, active=row.active, webhook_secrets=tuple(row.webhook_secrets),
-        causation_id=f"connection:{row.connection_id}",
+        inbound=dict(row.inbound), causation_id=f"connection:{row.connection_id}",
     )
 
 
 async def create_connection(
     engine: AsyncEngine, *, merchant_id: uuid.UUID, channel_type: str, name: str, base_url: str,
     credentials: dict[str, Any], webhook_secrets: list[str], settings: dict[str, Any],
-    listing_rows: list[dict[str, Any]],
+    inbound: dict[str, Any], listing_rows: list[dict[str, Any]],
 ) -> uuid.UUID:
     connection_id = uuid.uuid4()
     async with engine.begin() as conn:
@@ -46,7 +46,7 @@ async def create_connection(
             sa.insert(connections).values(
                 connection_id=connection_id, merchant_id=merchant_id, channel_type=channel_type, name=name,
                 base_url=base_url, credentials=credentials, webhook_secrets=webhook_secrets,
-                settings=settings, active=True,
+                settings=settings, inbound=inbound, active=True,
             ).returning(connections)
         )).one()
         if listing_rows:
@@ -69,3 +69,37 @@ async def load_connection(conn: AsyncConnection, connection_id: uuid.UUID) -> Co
         return None
     return Connection(row.connection_id, row.merchant_id, row.channel_type, row.name, row.base_url,
                       dict(row.credentials), dict(row.settings), row.active)
+
+
+async def _update_secrets(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, change: Any
+) -> int | None:
+    async with engine.begin() as conn:
+        row = (await conn.execute(
+            sa.select(connections.c.webhook_secrets)
+            .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
+            .with_for_update()
+        )).one_or_none()
+        if row is None:
+            return None
+        secrets: list[str] = change(list(row.webhook_secrets))
+        updated = (await conn.execute(
+            sa.update(connections).where(connections.c.connection_id == connection_id)
+            .values(webhook_secrets=secrets).returning(connections)
+        )).one()
+        await add_to_outbox(conn, outbox, [_announcement(updated)])
+    return len(secrets)
+
+
+async def add_webhook_secret(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, secret: str
+) -> int | None:
+    """The new secret first, the current one kept: both verify during the overlap."""
+    return await _update_secrets(engine, merchant_id, connection_id,
+                                 lambda current: [secret, *[s for s in current[:1] if s != secret]])
+
+
+async def retire_previous_webhook_secrets(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID
+) -> int | None:
+    return await _update_secrets(engine, merchant_id, connection_id, lambda current: current[:1])
