@@ -64,7 +64,9 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Sequence[Topic] = ALL_TOPICS) -> None:
+async def ensure_topics(
+    bootstrap_servers: str, topics: Sequence[Topic] = ALL_TOPICS, replication_factor: int = 1
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -73,7 +75,7 @@ async def ensure_topics(bootstrap_servers: str, topics: Sequence[Topic] = ALL_TO
             NewTopic(
                 t.name,
                 t.partitions,
-                1,
+                replication_factor,
                 topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
             )
             for t in topics

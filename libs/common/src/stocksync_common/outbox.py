@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import Iterable
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 RELAYED = Counter("stocksync_outbox_relayed_total", "Outbox events published", ["topic"])
 BACKLOG = Gauge("stocksync_outbox_backlog", "Outbox rows waiting to be published", ["schema"])
+# The backlog is counted on this period even while publishing fails (broker down),
+# which is when it matters; a count per batch would cost too much under load.
+BACKLOG_SAMPLE_INTERVAL_S = 5.0
 
 
 async def add_to_outbox(conn: AsyncConnection, outbox: sa.Table, events: Iterable[Event]) -> list[int]:
@@ -92,7 +96,14 @@ class OutboxRelay:
             return False
 
     async def run(self) -> None:
+        backlog_sampled_at = float("-inf")
         while True:
+            if time.monotonic() - backlog_sampled_at >= BACKLOG_SAMPLE_INTERVAL_S:
+                backlog_sampled_at = time.monotonic()
+                try:
+                    await self.measure_backlog()
+                except Exception:
+                    log.warning("could not count the outbox backlog", extra={"schema": self.outbox.schema})
             try:
                 while await self.publish_batch() == self.batch_size:
                     pass
@@ -106,6 +117,12 @@ class OutboxRelay:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def measure_backlog(self) -> int:
+        async with self.engine.connect() as conn:
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(self.outbox))).scalar_one()
+        BACKLOG.labels(self.outbox.schema).set(count)
+        return int(count)
 
     async def publish_batch(self) -> int:
         """Publish one batch; return how many rows it published."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-change-me"
@@ -41,6 +41,16 @@ class ServiceSettings(BaseSettings):
     admin_token: SecretStr = SecretStr(DEV_SECRET)
     outbox_poll_interval_s: float = Field(0.5, gt=0)
     graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_the_asyncpg_driver(cls, url: str) -> str:
+        # Operators hand over plain URLs (CloudNativePG's `uri` key, most providers);
+        # the services talk to PostgreSQL through asyncpg.
+        for scheme in ("postgresql://", "postgres://"):
+            if url.startswith(scheme):
+                return "postgresql+asyncpg://" + url.removeprefix(scheme)
+        return url
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> ServiceSettings:
