@@ -49,6 +49,12 @@ class OrderLineMoved(Event):
     quantity: int = Field(gt=0)
     # When order-ingest received the webhook: the start of the sync window.
     received_at: datetime
+    # Which partial movement of the line this is (a fulfillment, refund or cancellation
+    # id) when a line can move more than once per kind; None when it moves once per kind.
+    # Part of the ledger's causation id, so each partial movement applies exactly once.
+    movement_ref: str | None = Field(None, min_length=1, max_length=200)
+    # For "returned": whether the units go back on hand (False: refunded, not restocked).
+    restock: bool = True
 
 
 class StockChanged(Event):
