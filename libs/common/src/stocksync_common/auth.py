@@ -45,6 +45,11 @@ def verify_api_key(secret: str, api_key: str) -> uuid.UUID | None:
     return merchant_id
 
 
+def api_key_id(api_key: str) -> str:
+    """The public id of a verified key: audit trails name the key that acted, never the key."""
+    return api_key.split("_", 3)[2]
+
+
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Merchant API key")
 _bearer = HTTPBearer(auto_error=False, description="Admin token (creating merchants only)")
 

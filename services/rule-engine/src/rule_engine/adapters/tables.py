@@ -23,6 +23,17 @@ rules = sa.Table(
     sa.Column("skus", pg.ARRAY(sa.Text), nullable=False),
     sa.Column("condition", pg.JSONB, nullable=False),
     sa.Column("action", pg.JSONB, nullable=False),
+    # Attribute filter: brands, categories, tags, each with its exclude_ list; {} for all.
+    sa.Column("product_filter", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
+    # [{"days": ["mon", ...], "start": "HH:MM", "end": "HH:MM"}] in `time_zone`.
+    sa.Column("weekly_windows", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("time_zone", sa.Text, nullable=False, server_default="UTC"),
+    # Whether the published quantities reflect the rule as in force: the scheduler
+    # compares it with the clock and re-evaluates when they differ, which also catches
+    # up on a boundary that passed while no rule engine was running.
+    sa.Column("in_force", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
@@ -64,4 +75,32 @@ channel_quantities = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("stock_version", sa.BigInteger, nullable=False),
     sa.Column("rule_ids", pg.ARRAY(pg.UUID(as_uuid=True)), nullable=False),
+)
+
+# Projection of catalogue.v1: the attributes rule scopes filter on.
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("brand", sa.Text, nullable=True),
+    sa.Column("category", sa.Text, nullable=True),
+    sa.Column("tags", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+# Every change of a rule: who made it, when, and the rule before and after (null when
+# created or deleted). Append-only.
+rule_changes = sa.Table(
+    "rule_changes",
+    metadata,
+    sa.Column("change_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("rule_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("changed_by", sa.Text, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    sa.Column("before", pg.JSONB, nullable=True),
+    sa.Column("after", pg.JSONB, nullable=True),
+    sa.Column("channel_quantities_changed", sa.Integer, nullable=False),
 )

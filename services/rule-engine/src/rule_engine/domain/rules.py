@@ -4,18 +4,26 @@ Rules form an ordered funnel: the available quantity enters the first applicable
 (lowest position), each rule whose scope and condition match transforms the quantity,
 and the next rule sees the result. The condition is tested on the quantity as it
 enters the rule. The result is an integer, never below 0.
+
+A rule applies to a channel and a SKU when it is enabled, in force at that moment
+(its period and weekly windows, in its time zone), and its channel and product scopes
+match. Nothing here reads a clock: the moment is always passed in.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 ConditionOp = Literal["<=", "<", ">=", ">", "==", "between", "always"]
 ActionType = Literal["set", "subtract", "cap", "percent", "allocate"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,130 @@ class Action:
 
 
 @dataclass(frozen=True)
+class ProductAttributes:
+    """What the catalogue says about a SKU; compared case-insensitively by filters."""
+
+    brand: str | None = None
+    category: str | None = None
+    tags: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, brand: str | None, category: str | None, tags: Iterable[str]) -> ProductAttributes:
+        return cls(
+            brand.casefold() if brand else None,
+            category.casefold() if category else None,
+            frozenset(t.casefold() for t in tags),
+        )
+
+
+NO_ATTRIBUTES = ProductAttributes()
+
+
+@dataclass(frozen=True)
+class AttributeFilter:
+    """A product filter on catalogue attributes; every non-empty criterion must hold.
+
+    An include list keeps products whose attribute is in it (for tags: that carry at
+    least one of them); an exclude list drops products whose attribute is in it (for
+    tags: that carry any of them). A product the catalogue has not described matches
+    no include list and passes every exclude list. Values are stored casefolded.
+    """
+
+    brands: frozenset[str] = frozenset()
+    exclude_brands: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    exclude_categories: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+    exclude_tags: frozenset[str] = frozenset()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.brands
+            or self.exclude_brands
+            or self.categories
+            or self.exclude_categories
+            or self.tags
+            or self.exclude_tags
+        )
+
+    def matches(self, product: ProductAttributes) -> bool:
+        if self.brands and product.brand not in self.brands:
+            return False
+        if self.exclude_brands and product.brand in self.exclude_brands:
+            return False
+        if self.categories and product.category not in self.categories:
+            return False
+        if self.exclude_categories and product.category in self.exclude_categories:
+            return False
+        if self.tags and not (self.tags & product.tags):
+            return False
+        return not (self.exclude_tags and self.exclude_tags & product.tags)
+
+
+@dataclass(frozen=True)
+class WeeklyWindow:
+    """Local wall-clock hours on some weekdays; an end at or before the start runs past midnight."""
+
+    days: frozenset[Weekday]
+    start: time
+    end: time
+
+    def occurrences(self, first_day: datetime, days: int, zone: ZoneInfo) -> Iterable[tuple[datetime, datetime]]:
+        """(start, end) as aware datetimes for windows starting on `days` local days from `first_day`."""
+        for offset in range(days):
+            day = (first_day + timedelta(days=offset)).date()
+            if WEEKDAYS[day.weekday()] not in self.days:
+                continue
+            start = datetime.combine(day, self.start, zone)
+            end_day = day if self.end > self.start else day + timedelta(days=1)
+            yield start, datetime.combine(end_day, self.end, zone)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a rule is in force: inside [starts_at, ends_at) and, if any, inside a weekly window."""
+
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    weekly_windows: tuple[WeeklyWindow, ...] = ()
+    time_zone: str = "UTC"
+
+    @property
+    def is_always(self) -> bool:
+        return self.starts_at is None and self.ends_at is None and not self.weekly_windows
+
+    def in_force(self, at: datetime) -> bool:
+        if self.starts_at is not None and at < self.starts_at:
+            return False
+        if self.ends_at is not None and at >= self.ends_at:
+            return False
+        if not self.weekly_windows:
+            return True
+        return any(start <= at < end for start, end in self._windows_around(at))
+
+    def next_change(self, after: datetime) -> datetime | None:
+        """The first moment after `after` at which `in_force` may change, if any."""
+        candidates = [b for b in (self.starts_at, self.ends_at) if b is not None and b > after]
+        for start, end in self._windows_around(after):
+            candidates.extend(b for b in (start, end) if b > after and self._within_period(b))
+        return min(candidates, default=None)
+
+    def _within_period(self, at: datetime) -> bool:
+        return (self.starts_at is None or at > self.starts_at) and (self.ends_at is None or at < self.ends_at)
+
+    def _windows_around(self, at: datetime) -> Iterable[tuple[datetime, datetime]]:
+        zone = ZoneInfo(self.time_zone)
+        # From yesterday (a window running past midnight) to a week ahead.
+        first_day = at.astimezone(zone) - timedelta(days=1)
+        for window in self.weekly_windows:
+            yield from window.occurrences(first_day, 9, zone)
+
+
+ALWAYS = Schedule()
+
+
+@dataclass(frozen=True)
 class Rule:
     rule_id: uuid.UUID
     position: int
@@ -75,16 +207,23 @@ class Rule:
     action: Action
     # Empty means every connection of the merchant.
     connection_ids: frozenset[uuid.UUID] = frozenset()
-    # Empty means every product.
+    # Empty means every product (before the attribute filter).
     skus: frozenset[str] = frozenset()
     enabled: bool = True
+    product_filter: AttributeFilter = AttributeFilter()
+    schedule: Schedule = ALWAYS
 
-    def applies_to(self, connection_id: uuid.UUID, sku: str) -> bool:
+    def applies_to(self, connection_id: uuid.UUID, sku: str, product: ProductAttributes = NO_ATTRIBUTES) -> bool:
+        """Scope only: channel and product. Whether the rule is in force is `in_force`."""
         return (
             self.enabled
             and (not self.connection_ids or connection_id in self.connection_ids)
             and (not self.skus or sku in self.skus)
+            and (self.product_filter.is_empty or self.product_filter.matches(product))
         )
+
+    def in_force(self, at: datetime | None) -> bool:
+        return self.enabled and (at is None or self.schedule.in_force(at))
 
 
 @dataclass(frozen=True)
@@ -93,11 +232,35 @@ class Decision:
     rule_ids: tuple[uuid.UUID, ...] = field(default=())
 
 
-def channel_quantity(rules: Sequence[Rule], connection_id: uuid.UUID, sku: str, available: int) -> Decision:
-    quantity = available
-    decided_by: list[uuid.UUID] = []
-    for rule in sorted(rules, key=lambda r: (r.position, str(r.rule_id))):
-        if rule.applies_to(connection_id, sku) and rule.condition.holds(quantity):
-            quantity = rule.action.apply(quantity)
-            decided_by.append(rule.rule_id)
-    return Decision(max(0, int(quantity)), tuple(decided_by))
+class Funnel:
+    """The merchant's rules in force at one moment, ordered once, evaluated for many SKUs.
+
+    Building it filters by schedule and sorts; `decide` then only checks scopes, so a
+    re-evaluation or preview of 100,000 SKUs costs one pass over the SKUs.
+    """
+
+    def __init__(self, rules: Iterable[Rule], at: datetime | None) -> None:
+        self.rules = sorted((r for r in rules if r.in_force(at)), key=lambda r: (r.position, str(r.rule_id)))
+
+    def decide(
+        self, connection_id: uuid.UUID, sku: str, available: int, product: ProductAttributes = NO_ATTRIBUTES
+    ) -> Decision:
+        quantity = available
+        decided_by: list[uuid.UUID] = []
+        for rule in self.rules:
+            if rule.applies_to(connection_id, sku, product) and rule.condition.holds(quantity):
+                quantity = rule.action.apply(quantity)
+                decided_by.append(rule.rule_id)
+        return Decision(max(0, int(quantity)), tuple(decided_by))
+
+
+def channel_quantity(
+    rules: Sequence[Rule],
+    connection_id: uuid.UUID,
+    sku: str,
+    available: int,
+    product: ProductAttributes = NO_ATTRIBUTES,
+    at: datetime | None = None,
+) -> Decision:
+    """One SKU on one channel; `at` None ignores schedules (every enabled rule is in force)."""
+    return Funnel(rules, at).decide(connection_id, sku, available, product)

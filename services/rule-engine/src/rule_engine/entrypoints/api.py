@@ -1,21 +1,26 @@
-"""The rule-engine's REST API: `POST/GET /v1/rules`."""
+"""The rule-engine's REST API: `/v1/rules` (CRUD, history) and `/v1/rules/preview`."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Literal, Self
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, time
+from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stocksync_common.auth import MerchantId
+from stocksync_common.auth import MerchantId, api_key_id
+from stocksync_common.contracts import utcnow
 from stocksync_common.runtime import Runtime
 
-from rule_engine.adapters.tables import connections, rules
-from rule_engine.domain.rules import ActionType, ConditionOp
-from rule_engine.service_layer.evaluation import reevaluate
+from rule_engine.domain.rules import ActionType, ConditionOp, Weekday
+from rule_engine.service_layer import rule_changes
+from rule_engine.service_layer.evaluation import rule_from_row
+from rule_engine.service_layer.rule_changes import RuleNotFound, RuleOfAnotherMerchant, UnknownChannels
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 
@@ -24,7 +29,7 @@ class ConditionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     op: ConditionOp
     value: int | None = Field(None, ge=0)
-    upper: int | None = Field(None, ge=0)
+    upper: int | None = Field(None, ge=0, description='Inclusive upper bound, for "between"')
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -47,6 +52,42 @@ class ActionIn(BaseModel):
         return self
 
 
+class ProductFilterIn(BaseModel):
+    """Catalogue attributes, compared case-insensitively; every non-empty list must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    brands: list[str] = Field(default_factory=list, description="Keep products of these brands")
+    exclude_brands: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list, description="Keep products of these categories")
+    exclude_categories: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, description="Keep products carrying at least one of these tags")
+    exclude_tags: list[str] = Field(default_factory=list, description="Drop products carrying any of these tags")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not any(self.model_dump().values()):
+            raise ValueError("an empty product filter matches everything; omit it for all products")
+        return self
+
+    def stored(self) -> dict[str, list[str]]:
+        return {k: sorted({v.casefold() for v in values}) for k, values in self.model_dump().items() if values}
+
+
+class WeeklyWindowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: list[Weekday] = Field(min_length=1, description="Weekdays the window opens on: mon ... sun")
+    start: time = Field(description="Local time the window opens, HH:MM")
+    end: time = Field(description="Local time it closes, HH:MM; at or before start runs past midnight")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("end: a window must not start and end at the same time")
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("start, end: local times without an offset; the rule's time_zone applies")
+        return self
+
+
 class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
@@ -54,10 +95,26 @@ class RuleIn(BaseModel):
         "all", description='Connection ids the rule applies to, or "all"'
     )
     skus: list[str] | None = Field(None, description="SKUs the rule applies to; omitted for all products")
+    product_filter: ProductFilterIn | None = Field(None, description="Filter on catalogue attributes")
     condition: ConditionIn
     action: ActionIn
+    starts_at: datetime | None = Field(None, description="Start of the period; without an offset, in time_zone")
+    ends_at: datetime | None = Field(None, description="End of the period (excluded)")
+    weekly_windows: list[WeeklyWindowIn] = Field(
+        default_factory=list, description="When set, the rule is in force only inside one of these windows"
+    )
+    time_zone: str = Field("UTC", description="IANA time zone of weekly windows and of dates without an offset")
     position: int = Field(100, ge=0, description="Lower positions are applied first")
     enabled: bool = True
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -65,7 +122,60 @@ class RuleIn(BaseModel):
             raise ValueError('channels: give at least one connection id, or "all"')
         if self.skus is not None and not self.skus:
             raise ValueError("skus: an empty SKU list matches nothing; omit it for all products")
+        zone = ZoneInfo(self.time_zone)
+        if self.starts_at is not None and self.starts_at.tzinfo is None:
+            self.starts_at = self.starts_at.replace(tzinfo=zone)
+        if self.ends_at is not None and self.ends_at.tzinfo is None:
+            self.ends_at = self.ends_at.replace(tzinfo=zone)
+        if self.starts_at is not None and self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
         return self
+
+    def row_values(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "position": self.position,
+            "enabled": self.enabled,
+            "connection_ids": [] if self.channels == "all" else list(dict.fromkeys(self.channels)),
+            "skus": sorted(set(self.skus or [])),
+            "condition": self.condition.model_dump(),
+            "action": self.action.model_dump(),
+            "product_filter": self.product_filter.stored() if self.product_filter is not None else {},
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "weekly_windows": [
+                {"days": w.days, "start": w.start.isoformat("minutes"), "end": w.end.isoformat("minutes")}
+                for w in self.weekly_windows
+            ],
+            "time_zone": self.time_zone,
+        }
+
+
+class RulePatch(BaseModel):
+    """Any subset of a rule's fields; the others keep their value. `{"enabled": false}` disables."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    channels: list[uuid.UUID] | Literal["all"] | None = None
+    skus: list[str] | None = None
+    product_filter: ProductFilterIn | None = None
+    condition: ConditionIn | None = None
+    action: ActionIn | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    weekly_windows: list[WeeklyWindowIn] | None = None
+    time_zone: str | None = None
+    position: int | None = None
+    enabled: bool | None = None
+
+    def applied_to(self, current: dict[str, Any]) -> RuleIn:
+        merged = {**current, **self.model_dump(exclude_unset=True, mode="json")}
+        try:
+            return RuleIn.model_validate(merged)
+        except ValidationError as error:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False, include_context=False)]
+            ) from None
 
 
 class RuleOut(BaseModel):
@@ -73,75 +183,227 @@ class RuleOut(BaseModel):
     name: str
     channels: list[uuid.UUID] | Literal["all"]
     skus: list[str] | None
+    product_filter: dict[str, list[str]] | None
     condition: ConditionIn
     action: ActionIn
+    starts_at: datetime | None
+    ends_at: datetime | None
+    weekly_windows: list[WeeklyWindowIn]
+    time_zone: str
     position: int
     enabled: bool
+    in_force: bool = Field(description="Whether the period and weekly windows put the rule in force now")
+    next_change_at: datetime | None = Field(description="When the period or a window next starts or ends")
     created_at: datetime
     updated_at: datetime
 
 
-class RuleCreated(RuleOut):
+class RuleSaved(RuleOut):
+    channel_quantities_changed: int = Field(description="Channel quantities this change re-published")
+
+
+class RuleDeleted(BaseModel):
+    rule_id: uuid.UUID
     channel_quantities_changed: int
 
 
-def _rule_out(row: sa.Row[tuple[object, ...]]) -> RuleOut:
-    m = row._mapping
-    return RuleOut(
-        rule_id=m["rule_id"], name=m["name"], channels=list(m["connection_ids"]) or "all",
-        skus=list(m["skus"]) or None, condition=ConditionIn(**m["condition"]),
-        action=ActionIn(**m["action"]), position=m["position"], enabled=m["enabled"],
-        created_at=m["created_at"], updated_at=m["updated_at"],
+class RuleChangeOut(BaseModel):
+    change_id: int
+    kind: Literal["created", "updated", "enabled", "disabled", "deleted"]
+    changed_by: str = Field(description='"api_key:<key id>" of the key that made the change')
+    changed_at: datetime
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    channel_quantities_changed: int
+
+
+class PreviewIn(BaseModel):
+    """A rule not yet saved (`rule`), a change to one (`rule_id` with `rule` or `patch`), or its deletion
+    (`rule_id` with `delete`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rule_id: uuid.UUID | None = None
+    rule: RuleIn | None = None
+    patch: RulePatch | None = None
+    delete: bool = False
+    at: datetime | None = Field(None, description="Evaluate schedules at this moment (default: now)")
+    limit: int = Field(1000, ge=0, le=100_000, description="Most changes listed; the totals count them all")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        given = sum((self.rule is not None, self.patch is not None, self.delete))
+        if given != 1:
+            raise ValueError("give exactly one of rule, patch, delete")
+        if (self.patch is not None or self.delete) and self.rule_id is None:
+            raise ValueError("rule_id: required with patch or delete")
+        if self.at is not None and self.at.tzinfo is None:
+            raise ValueError("at: give an offset, e.g. 2026-12-01T09:00:00+01:00")
+        return self
+
+
+class PreviewedChange(BaseModel):
+    connection_id: uuid.UUID
+    sku: str
+    location: str
+    available: int
+    current: int | None = Field(description="The quantity last published; null if never published")
+    proposed: int
+    rule_ids: list[uuid.UUID] = Field(
+        description="Rules that decided the proposed quantity; the nil UUID is the previewed rule when not yet saved"
     )
 
 
-@router.post("/rules", status_code=status.HTTP_201_CREATED, response_model=RuleCreated)
-async def create_rule(body: RuleIn, request: Request, merchant_id: MerchantId) -> RuleCreated:
+class PreviewOut(BaseModel):
+    at: datetime
+    channel_quantities_changed: int
+    skus_changed: int
+    changes: list[PreviewedChange]
+    truncated: bool
+
+
+def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
-    channel_ids = [] if body.channels == "all" else body.channels
-    async with runtime.engine.begin() as conn:
-        if channel_ids:
-            known = set((await conn.execute(
-                sa.select(connections.c.connection_id).where(
-                    connections.c.merchant_id == merchant_id, connections.c.connection_id.in_(channel_ids)
-                )
-            )).scalars())
-            unknown = [str(c) for c in channel_ids if c not in known]
-            if unknown:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_ENTITY,
-                    [{"loc": ["body", "channels"], "msg": f"unknown channel connection(s): {', '.join(unknown)}",
-                      "type": "value_error"}],
-                )
-        row = (await conn.execute(
-            sa.insert(rules).values(
-                rule_id=uuid.uuid4(), merchant_id=merchant_id, name=body.name, position=body.position,
-                enabled=body.enabled, connection_ids=channel_ids, skus=body.skus or [],
-                condition=body.condition.model_dump(), action=body.action.model_dump(),
-            ).returning(rules)
-        )).one()
-        changed = await reevaluate(conn, merchant_id, causation_id=f"rule:{row.rule_id}:created")
-    runtime.wake_relay()
-    return RuleCreated(**_rule_out(row).model_dump(), channel_quantities_changed=len(changed))
+    return runtime
+
+
+def _changed_by(request: Request, merchant_id: MerchantId) -> str:
+    # MerchantId has verified the key; the history names it by its public id.
+    return f"api_key:{api_key_id(request.headers['X-API-Key'])}"
+
+
+Service = Annotated[Runtime, Depends(_runtime)]
+ChangedBy = Annotated[str, Depends(_changed_by)]
+
+
+def _rule_out(row: Any) -> RuleOut:
+    m = row._mapping
+    return RuleOut(
+        **rule_changes.rule_document(row),
+        rule_id=m["rule_id"],
+        in_force=m["in_force"],
+        next_change_at=rule_from_row(row).schedule.next_change(utcnow()),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _saved(row: Any, changed: int) -> RuleSaved:
+    return RuleSaved(**_rule_out(row).model_dump(), channel_quantities_changed=changed)
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """Service-layer errors as HTTP answers naming what is wrong."""
+    try:
+        yield
+    except RuleNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule {error.args[0]}") from None
+    except RuleOfAnotherMerchant as error:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"rule {error.args[0]} belongs to another merchant") from None
+    except UnknownChannels as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            [{"loc": ["body", "channels"], "msg": str(error), "type": "value_error"}],
+        ) from None
+
+
+@router.post("/rules", status_code=status.HTTP_201_CREATED, response_model=RuleSaved)
+async def create_rule(body: RuleIn, service: Service, merchant_id: MerchantId, changed_by: ChangedBy) -> RuleSaved:
+    with service_errors():
+        row, changed = await rule_changes.create_rule(service.engine, merchant_id, body.row_values(), changed_by)
+    _wake_relay(service, changed)
+    return _saved(row, changed)
 
 
 @router.get("/rules", response_model=list[RuleOut])
-async def list_rules(request: Request, merchant_id: MerchantId) -> list[RuleOut]:
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(
-            sa.select(rules).where(rules.c.merchant_id == merchant_id).order_by(rules.c.position, rules.c.created_at)
-        )).all()
-    return [_rule_out(row) for row in rows]
+async def list_rules(service: Service, merchant_id: MerchantId) -> list[RuleOut]:
+    return [_rule_out(row) for row in await rule_changes.list_rules(service.engine, merchant_id)]
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut)
-async def get_rule(rule_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> RuleOut:
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.engine.connect() as conn:
-        row = (await conn.execute(
-            sa.select(rules).where(rules.c.rule_id == rule_id, rules.c.merchant_id == merchant_id)
-        )).one_or_none()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such rule")
-    return _rule_out(row)
+async def get_rule(rule_id: uuid.UUID, service: Service, merchant_id: MerchantId) -> RuleOut:
+    with service_errors():
+        return _rule_out(await rule_changes.get_rule(service.engine, merchant_id, rule_id))
+
+
+@router.put("/rules/{rule_id}", response_model=RuleSaved)
+async def replace_rule(
+    rule_id: uuid.UUID, body: RuleIn, service: Service, merchant_id: MerchantId, changed_by: ChangedBy
+) -> RuleSaved:
+    with service_errors():
+        values = body.row_values()
+        row, changed = await rule_changes.replace_rule(
+            service.engine, merchant_id, rule_id, lambda _: values, changed_by
+        )
+    _wake_relay(service, changed)
+    return _saved(row, changed)
+
+
+@router.patch("/rules/{rule_id}", response_model=RuleSaved)
+async def patch_rule(
+    rule_id: uuid.UUID, body: RulePatch, service: Service, merchant_id: MerchantId, changed_by: ChangedBy
+) -> RuleSaved:
+    with service_errors():
+        # Merged under the rule's lock, so two concurrent patches both apply.
+        row, changed = await rule_changes.replace_rule(
+            service.engine, merchant_id, rule_id, lambda current: body.applied_to(current).row_values(), changed_by
+        )
+    _wake_relay(service, changed)
+    return _saved(row, changed)
+
+
+@router.delete("/rules/{rule_id}", response_model=RuleDeleted)
+async def delete_rule(
+    rule_id: uuid.UUID, service: Service, merchant_id: MerchantId, changed_by: ChangedBy
+) -> RuleDeleted:
+    with service_errors():
+        changed = await rule_changes.delete_rule(service.engine, merchant_id, rule_id, changed_by)
+    _wake_relay(service, changed)
+    return RuleDeleted(rule_id=rule_id, channel_quantities_changed=changed)
+
+
+@router.get("/rules/{rule_id}/history", response_model=list[RuleChangeOut])
+async def rule_history(rule_id: uuid.UUID, service: Service, merchant_id: MerchantId) -> list[RuleChangeOut]:
+    """Every change of the rule, oldest first, including its deletion."""
+    with service_errors():
+        rows = await rule_changes.rule_history(service.engine, merchant_id, rule_id)
+    return [RuleChangeOut.model_validate(row._mapping) for row in rows]
+
+
+@router.post("/rules/preview", response_model=PreviewOut)
+async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantId) -> PreviewOut:
+    """What saving would change, and to what, without saving; evaluated in memory on the projection."""
+    with service_errors():
+        values: dict[str, Any] | None = None
+        if body.rule is not None:
+            values = body.rule.row_values()
+        elif body.patch is not None:
+            assert body.rule_id is not None
+            current = rule_changes.rule_document(await rule_changes.get_rule(service.engine, merchant_id, body.rule_id))
+            values = body.patch.applied_to(current).row_values()
+        preview = await rule_changes.preview_rule_change(
+            service.engine, merchant_id, rule_id=body.rule_id, values=values, at=body.at
+        )
+    return PreviewOut(
+        at=preview.at,
+        channel_quantities_changed=len(preview.changes),
+        skus_changed=preview.skus_changed,
+        changes=[
+            PreviewedChange(
+                connection_id=c.connection_id,
+                sku=c.sku,
+                location=c.location,
+                available=c.available,
+                current=c.current,
+                proposed=c.decision.quantity,
+                rule_ids=list(c.decision.rule_ids),
+            )
+            for c in preview.changes[: body.limit]
+        ],
+        truncated=len(preview.changes) > body.limit,
+    )
+
+
+def _wake_relay(service: Runtime, changed: int) -> None:
+    if changed:
+        service.wake_relay()

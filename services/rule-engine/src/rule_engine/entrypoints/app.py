@@ -1,18 +1,23 @@
-"""The rule-engine process: rules API, stock.changed.v1 and connections.v1 consumers, relay."""
+"""The rule-engine process: rules API; stock, catalogue and connections consumers; scheduler; relay."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from stocksync_common.contracts import ConnectionChanged, StockChanged
+from stocksync_common.contracts import ConnectionChanged, ProductAttributesChanged, StockChanged
 from stocksync_common.kafka import ConsumedEvent
-from stocksync_common.runtime import Runtime, create_service_app
-from stocksync_common.topics import CONNECTIONS, STOCK_CHANGED
+from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
+from stocksync_common.topics import CATALOGUE, CONNECTIONS, STOCK_CHANGED
 
 from rule_engine.adapters.tables import outbox
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.api import router
-from rule_engine.service_layer.evaluation import apply_connection_changes, apply_stock_changes
+from rule_engine.service_layer.evaluation import (
+    apply_connection_changes,
+    apply_product_attributes,
+    apply_stock_changes,
+)
+from rule_engine.service_layer.schedule import RuleScheduler
 
 
 def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
@@ -20,18 +25,23 @@ def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
     runtime = Runtime("rule-engine", settings, outbox)
 
     async def on_events(batch: list[ConsumedEvent]) -> None:
-        # Connections first: a stock change in the same batch then sees the new channel.
+        # Connections and attributes first: a stock change in the same batch then sees them.
         connections = [i.event for i in batch if isinstance(i.event, ConnectionChanged)]
+        attributes = [i.event for i in batch if isinstance(i.event, ProductAttributesChanged)]
         stock_changes = [i.event for i in batch if isinstance(i.event, StockChanged)]
         emitted = 0
         if connections:
             emitted += await apply_connection_changes(runtime.engine, connections)
+        if attributes:
+            emitted += await apply_product_attributes(runtime.engine, attributes)
         if stock_changes:
             emitted += await apply_stock_changes(runtime.engine, stock_changes)
         if emitted:
             runtime.wake_relay()
 
-    runtime.add_consumer([CONNECTIONS, STOCK_CHANGED], "rule-engine", on_events)
+    runtime.add_consumer([CONNECTIONS, CATALOGUE, STOCK_CHANGED], "rule-engine", on_events)
+    scheduler = RuleScheduler(runtime.engine, settings.rule_schedule_interval_s, runtime.wake_relay)
+    runtime.add_worker(BackgroundWorker("rule-scheduler", scheduler.run, scheduler.request_stop))
     app = create_service_app(
         title="Stocksync rule-engine",
         description="Per-channel rules (buffer stock and the rest) that turn available stock into channel quantities.",

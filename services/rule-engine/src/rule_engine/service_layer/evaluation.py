@@ -1,9 +1,13 @@
-"""Use cases of the rule engine: project stock and connections, re-evaluate, emit changes.
+"""Use cases of the rule engine: project stock, products and connections, re-evaluate, emit changes.
 
-Every trigger (a stock change, a rule change, a new connection) ends in `reevaluate`,
-which computes the channel quantities of the SKUs and connections concerned and emits
-`channel.quantity.v1` only where a quantity changed. It runs inside the transaction
-that recorded the trigger, so the emitted events and the state agree.
+Every trigger (a stock change, a product's attributes, a rule change, a schedule
+boundary, a new connection) ends in `reevaluate`, which computes the channel quantities
+of the SKUs and connections concerned and emits `channel.quantity.v1` only where a
+quantity changed. It runs inside the transaction that recorded the trigger, so the
+emitted events and the state agree.
+
+Lock order, everywhere: rule rows (rule changes, the scheduler), then the stock rows of
+the projection in (sku, location) order. A stock change locks only stock rows.
 """
 
 from __future__ import annotations
@@ -11,30 +15,61 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from stocksync_common.contracts import ChannelQuantityChanged, ConnectionChanged, StockChanged
+from stocksync_common.contracts import (
+    ChannelQuantityChanged,
+    ConnectionChanged,
+    ProductAttributesChanged,
+    StockChanged,
+    utcnow,
+)
 from stocksync_common.db import claim_events
 from stocksync_common.outbox import add_to_outbox
-from stocksync_common.topics import CONNECTIONS, STOCK_CHANGED
+from stocksync_common.topics import CATALOGUE, CONNECTIONS, STOCK_CHANGED
 
-from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, rules, stock
-from rule_engine.domain.rules import Action, Condition, Rule, channel_quantity
+from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, products, rules, stock
+from rule_engine.domain.rules import (
+    NO_ATTRIBUTES,
+    Action,
+    AttributeFilter,
+    Condition,
+    Decision,
+    Funnel,
+    ProductAttributes,
+    Rule,
+    Schedule,
+    WeeklyWindow,
+)
 
 
 def rule_from_row(row: Any) -> Rule:
+    m = row._mapping
+    product_filter = m["product_filter"] or {}
     return Rule(
-        rule_id=row.rule_id,
-        position=row.position,
-        condition=Condition(**row.condition),
-        action=Action(**row.action),
-        connection_ids=frozenset(row.connection_ids),
-        skus=frozenset(row.skus),
-        enabled=row.enabled,
+        rule_id=m["rule_id"],
+        position=m["position"],
+        condition=Condition(**m["condition"]),
+        action=Action(**m["action"]),
+        connection_ids=frozenset(m["connection_ids"]),
+        skus=frozenset(m["skus"]),
+        enabled=m["enabled"],
+        product_filter=AttributeFilter(**{k: frozenset(v) for k, v in product_filter.items()}),
+        schedule=Schedule(
+            starts_at=m["starts_at"],
+            ends_at=m["ends_at"],
+            weekly_windows=tuple(
+                WeeklyWindow(frozenset(w["days"]), time.fromisoformat(w["start"]), time.fromisoformat(w["end"]))
+                for w in m["weekly_windows"]
+            ),
+            time_zone=m["time_zone"],
+        ),
     )
 
 
@@ -52,76 +87,178 @@ async def active_connections(conn: AsyncConnection, merchant_id: uuid.UUID) -> l
     return list(rows.scalars().all())
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The SKUs and connections a re-evaluation covers; None means all of the merchant's."""
+
+    skus: frozenset[str] | None = None
+    connection_ids: frozenset[uuid.UUID] | None = None
+
+
+EVERYTHING = Scope()
+
+
+def scope_of_rule_change(before: Rule | None, after: Rule | None) -> Scope:
+    """What a rule change can touch: the union of both versions' SKU lists and channels.
+
+    An attribute filter is not narrowed here: a product matching it can be anywhere in
+    the catalogue, and evaluating in memory is cheaper than a query per attribute.
+    """
+    versions = [r for r in (before, after) if r is not None]
+    skus = None if any(not r.skus for r in versions) else frozenset().union(*(r.skus for r in versions))
+    channels = (
+        None
+        if any(not r.connection_ids for r in versions)
+        else frozenset().union(*(r.connection_ids for r in versions))
+    )
+    return Scope(skus, channels)
+
+
+@dataclass(frozen=True)
+class QuantityChange:
+    """One channel quantity that differs from what was last published (None: never published)."""
+
+    connection_id: uuid.UUID
+    sku: str
+    location: str
+    available: int
+    current: int | None
+    current_version: int
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What the rule engine knows of a merchant's SKUs, loaded in three queries."""
+
+    stock_rows: list[Any]
+    products: dict[str, ProductAttributes]
+    published: dict[tuple[uuid.UUID, str, str], tuple[int, int]]  # -> (quantity, version)
+    targets: list[uuid.UUID]
+
+
+async def load_projection(
+    conn: AsyncConnection, merchant_id: uuid.UUID, scope: Scope, *, lock_stock: bool
+) -> Projection:
+    targets = await active_connections(conn, merchant_id)
+    if scope.connection_ids is not None:
+        targets = [c for c in targets if c in scope.connection_ids]
+    query = sa.select(stock).where(stock.c.merchant_id == merchant_id)
+    product_query = sa.select(products.c.sku, products.c.brand, products.c.category, products.c.tags).where(
+        products.c.merchant_id == merchant_id
+    )
+    published_query = sa.select(
+        channel_quantities.c.connection_id,
+        channel_quantities.c.sku,
+        channel_quantities.c.location,
+        channel_quantities.c.quantity,
+        channel_quantities.c.version,
+    ).where(channel_quantities.c.connection_id.in_(targets))
+    if scope.skus is not None:
+        names = sorted(scope.skus)
+        query = query.where(stock.c.sku.in_(names))
+        product_query = product_query.where(products.c.sku.in_(names))
+        published_query = published_query.where(channel_quantities.c.sku.in_(names))
+    if not targets:
+        return Projection([], {}, {}, [])
+    query = query.order_by(stock.c.sku, stock.c.location)
+    if lock_stock:
+        # A concurrent stock change of the same SKU waits for this re-evaluation.
+        query = query.with_for_update()
+    stock_rows = list((await conn.execute(query)).all())
+    product_rows = (await conn.execute(product_query)).all()
+    published_rows = (await conn.execute(published_query)).all()
+    return Projection(
+        stock_rows,
+        {row.sku: ProductAttributes.of(row.brand, row.category, row.tags) for row in product_rows},
+        {(row.connection_id, row.sku, row.location): (row.quantity, row.version) for row in published_rows},
+        targets,
+    )
+
+
+def changed_quantities(funnel: Funnel, projection: Projection) -> list[QuantityChange]:
+    """Channel quantities whose decision differs from the last published one. Pure."""
+    changes: list[QuantityChange] = []
+    for row in projection.stock_rows:
+        product = projection.products.get(row.sku, NO_ATTRIBUTES)
+        for connection_id in projection.targets:
+            decision = funnel.decide(connection_id, row.sku, row.available, product)
+            previous = projection.published.get((connection_id, row.sku, row.location))
+            if previous is not None and previous[0] == decision.quantity:
+                continue
+            changes.append(
+                QuantityChange(
+                    connection_id,
+                    row.sku,
+                    row.location,
+                    row.available,
+                    previous[0] if previous is not None else None,
+                    previous[1] if previous is not None else 0,
+                    decision,
+                )
+            )
+    return changes
+
+
 async def reevaluate(
     conn: AsyncConnection,
     merchant_id: uuid.UUID,
+    scope: Scope = EVERYTHING,
     *,
-    skus: Sequence[tuple[str, str]] | None = None,
-    connection_ids: Sequence[uuid.UUID] | None = None,
     causation_id: str | None = None,
+    at: datetime | None = None,
 ) -> list[ChannelQuantityChanged]:
-    """Recompute channel quantities of these SKUs (all if None) on these connections."""
-    rule_list = await load_rules(conn, merchant_id)
-    targets = list(connection_ids) if connection_ids is not None else await active_connections(conn, merchant_id)
-    if not targets:
+    """Recompute the channel quantities in `scope` as of `at` (now); emit those that changed."""
+    at = at or utcnow()
+    projection = await load_projection(conn, merchant_id, scope, lock_stock=True)
+    if not projection.stock_rows:
         return []
-    query = sa.select(stock).where(stock.c.merchant_id == merchant_id)
-    if skus is not None:
-        if not skus:
-            return []
-        query = query.where(sa.tuple_(stock.c.sku, stock.c.location).in_(list(skus)))
-    # Lock the projection rows so that a concurrent stock change of the same SKU waits.
-    stock_rows = (await conn.execute(query.order_by(stock.c.sku, stock.c.location).with_for_update())).all()
-    if not stock_rows:
-        return []
-    sku_keys = [(row.sku, row.location) for row in stock_rows]
-    current: dict[tuple[uuid.UUID, str, str], Any] = {
-        (row.connection_id, row.sku, row.location): row
-        for row in (
-            await conn.execute(
-                sa.select(channel_quantities).where(
-                    channel_quantities.c.connection_id.in_(targets),
-                    sa.tuple_(channel_quantities.c.sku, channel_quantities.c.location).in_(sku_keys),
-                )
-            )
-        ).all()
-    }
+    funnel = Funnel(await load_rules(conn, merchant_id), at)
+    rows_by_key = {(row.sku, row.location): row for row in projection.stock_rows}
     emitted: list[ChannelQuantityChanged] = []
     upserts: list[dict[str, Any]] = []
-    for row in stock_rows:
-        for connection_id in targets:
-            decision = channel_quantity(rule_list, connection_id, row.sku, row.available)
-            previous = current.get((connection_id, row.sku, row.location))
-            if previous is not None and previous.quantity == decision.quantity:
-                continue
-            version = (previous.version if previous is not None else 0) + 1
-            event = ChannelQuantityChanged(
+    for change in changed_quantities(funnel, projection):
+        row = rows_by_key[(change.sku, change.location)]
+        version = change.current_version + 1
+        emitted.append(
+            ChannelQuantityChanged(
                 merchant_id=merchant_id,
-                connection_id=connection_id,
-                sku=row.sku,
-                location=row.location,
-                quantity=decision.quantity,
+                connection_id=change.connection_id,
+                sku=change.sku,
+                location=change.location,
+                quantity=change.decision.quantity,
                 version=version,
                 stock_version=row.version,
                 available=row.available,
-                rule_ids=decision.rule_ids,
+                rule_ids=change.decision.rule_ids,
                 causation_id=causation_id or row.causation_id,
                 origin_received_at=row.origin_received_at if causation_id is None else None,
             )
-            emitted.append(event)
-            upserts.append({
-                "connection_id": connection_id, "sku": row.sku, "location": row.location,
-                "merchant_id": merchant_id, "quantity": decision.quantity, "version": version,
-                "stock_version": row.version, "rule_ids": list(decision.rule_ids),
-            })
+        )
+        upserts.append(
+            {
+                "connection_id": change.connection_id,
+                "sku": change.sku,
+                "location": change.location,
+                "merchant_id": merchant_id,
+                "quantity": change.decision.quantity,
+                "version": version,
+                "stock_version": row.version,
+                "rule_ids": list(change.decision.rule_ids),
+            }
+        )
     if upserts:
-        stmt = pg.insert(channel_quantities).values(upserts)
+        stmt = pg.insert(channel_quantities)
         await conn.execute(
             stmt.on_conflict_do_update(
-                index_elements=[channel_quantities.c.connection_id, channel_quantities.c.sku,
-                                channel_quantities.c.location],
+                index_elements=[
+                    channel_quantities.c.connection_id,
+                    channel_quantities.c.sku,
+                    channel_quantities.c.location,
+                ],
                 set_={c: stmt.excluded[c] for c in ("quantity", "version", "stock_version", "rule_ids")},
-            )
+            ),
+            upserts,
         )
         await add_to_outbox(conn, outbox, emitted)
     return emitted
@@ -138,29 +275,72 @@ async def apply_stock_changes(engine: AsyncEngine, changes: Iterable[StockChange
     emitted = 0
     async with engine.begin() as conn:
         new_ids = await claim_events(conn, inbox, STOCK_CHANGED.name, (c.event_id for c in changes))
-        moved: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
+        moved: dict[uuid.UUID, set[str]] = defaultdict(set)
         for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2])):
             change = newest[key]
             if change.event_id not in new_ids:
                 continue
             stmt = pg.insert(stock).values(
-                merchant_id=change.merchant_id, sku=change.sku, location=change.location,
-                available=change.available, version=change.version, causation_id=change.causation_id,
+                merchant_id=change.merchant_id,
+                sku=change.sku,
+                location=change.location,
+                available=change.available,
+                version=change.version,
+                causation_id=change.causation_id,
                 origin_received_at=change.origin_received_at,
             )
             updated = await conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[stock.c.merchant_id, stock.c.sku, stock.c.location],
-                    set_={c: stmt.excluded[c] for c in ("available", "version", "causation_id",
-                                                         "origin_received_at")},
+                    set_={c: stmt.excluded[c] for c in ("available", "version", "causation_id", "origin_received_at")},
                     # A version not newer than the one applied is dropped.
                     where=stock.c.version < stmt.excluded.version,
                 ).returning(stock.c.sku)
             )
             if updated.first() is not None:
-                moved[change.merchant_id].append((change.sku, change.location))
+                moved[change.merchant_id].add(change.sku)
         for merchant_id, skus in moved.items():
-            emitted += len(await reevaluate(conn, merchant_id, skus=skus))
+            emitted += len(await reevaluate(conn, merchant_id, Scope(skus=frozenset(skus))))
+    return emitted
+
+
+async def apply_product_attributes(engine: AsyncEngine, changes: Sequence[ProductAttributesChanged]) -> int:
+    """Project catalogue attributes; a SKU whose attributes changed is re-evaluated at once."""
+    newest: dict[tuple[uuid.UUID, str], ProductAttributesChanged] = {}
+    for change in changes:
+        key = (change.merchant_id, change.sku)
+        if key not in newest or change.version > newest[key].version:
+            newest[key] = change
+    emitted = 0
+    async with engine.begin() as conn:
+        new_ids = await claim_events(conn, inbox, CATALOGUE.name, (c.event_id for c in changes))
+        described: dict[uuid.UUID, set[str]] = defaultdict(set)
+        for key in sorted(newest, key=lambda k: (str(k[0]), k[1])):
+            change = newest[key]
+            if change.event_id not in new_ids:
+                continue
+            values = {
+                "brand": change.brand,
+                "category": change.category,
+                "tags": list(change.tags),
+                "version": change.version,
+            }
+            stmt = pg.insert(products).values(merchant_id=change.merchant_id, sku=change.sku, **values)
+            updated = await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[products.c.merchant_id, products.c.sku],
+                    set_=values,
+                    where=products.c.version < stmt.excluded.version,
+                ).returning(products.c.sku)
+            )
+            if updated.first() is not None:
+                described[change.merchant_id].add(change.sku)
+        for merchant_id, skus in described.items():
+            emitted += len(
+                await reevaluate(
+                    conn, merchant_id, Scope(skus=frozenset(skus)), causation_id=f"catalogue:{sorted(skus)[0]}"
+                )
+            )
     return emitted
 
 
@@ -172,20 +352,28 @@ async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[Connec
             if change.event_id not in new_ids:
                 continue
             values = {
-                "merchant_id": change.merchant_id, "channel_type": change.channel_type,
-                "name": change.name, "active": change.active, "updated_at": change.occurred_at,
+                "merchant_id": change.merchant_id,
+                "channel_type": change.channel_type,
+                "name": change.name,
+                "active": change.active,
+                "updated_at": change.occurred_at,
             }
             stmt = pg.insert(connections).values(connection_id=change.connection_id, **values)
             await conn.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=[connections.c.connection_id], set_=values,
+                    index_elements=[connections.c.connection_id],
+                    set_=values,
                     where=connections.c.updated_at <= stmt.excluded.updated_at,
                 )
             )
             if change.active:
                 # A new channel gets the current quantity of every SKU at once.
-                emitted += len(await reevaluate(
-                    conn, change.merchant_id, connection_ids=[change.connection_id],
-                    causation_id=f"connection:{change.connection_id}",
-                ))
+                emitted += len(
+                    await reevaluate(
+                        conn,
+                        change.merchant_id,
+                        Scope(connection_ids=frozenset({change.connection_id})),
+                        causation_id=f"connection:{change.connection_id}",
+                    )
+                )
     return emitted

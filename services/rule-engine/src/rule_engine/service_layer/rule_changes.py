@@ -1,0 +1,321 @@
+"""Rule changes: create, replace, delete, preview; each saved change re-evaluates and is recorded.
+
+A saved change runs in one transaction: lock the rule row, write it, re-evaluate every
+SKU and channel the old or the new version can touch (as of now), write the emitted
+quantities to the outbox, and append the change (who, when, before, after) to the
+history. A preview runs the same evaluation in memory on the same projection without
+writing anything, so it lists exactly what saving would emit at that moment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stocksync_common.contracts import utcnow
+
+from rule_engine.adapters.tables import connections, rule_changes, rules
+from rule_engine.domain.rules import Funnel, Rule
+from rule_engine.service_layer.evaluation import (
+    QuantityChange,
+    changed_quantities,
+    load_projection,
+    load_rules,
+    reevaluate,
+    rule_from_row,
+    scope_of_rule_change,
+)
+
+# The columns a merchant sets; the rest (ids, timestamps, in_force) the engine keeps.
+RULE_FIELDS = (
+    "name",
+    "position",
+    "enabled",
+    "connection_ids",
+    "skus",
+    "condition",
+    "action",
+    "product_filter",
+    "starts_at",
+    "ends_at",
+    "weekly_windows",
+    "time_zone",
+)
+
+
+class RuleNotFound(LookupError):
+    pass
+
+
+class RuleOfAnotherMerchant(PermissionError):
+    pass
+
+
+class UnknownChannels(ValueError):
+    def __init__(self, connection_ids: Sequence[uuid.UUID]) -> None:
+        super().__init__(f"unknown channel connection(s): {', '.join(str(c) for c in connection_ids)}")
+        self.connection_ids = connection_ids
+
+
+def rule_document(row: Any) -> dict[str, Any]:
+    """A rule as the API shows it and the history records it (JSON-ready)."""
+    m = row._mapping
+    return {
+        "name": m["name"],
+        "channels": [str(c) for c in m["connection_ids"]] or "all",
+        "skus": list(m["skus"]) or None,
+        "product_filter": m["product_filter"] or None,
+        "condition": m["condition"],
+        "action": m["action"],
+        "starts_at": m["starts_at"].isoformat() if m["starts_at"] else None,
+        "ends_at": m["ends_at"].isoformat() if m["ends_at"] else None,
+        "weekly_windows": m["weekly_windows"],
+        "time_zone": m["time_zone"],
+        "position": m["position"],
+        "enabled": m["enabled"],
+    }
+
+
+async def _check_channels(conn: AsyncConnection, merchant_id: uuid.UUID, connection_ids: Sequence[uuid.UUID]) -> None:
+    if not connection_ids:
+        return
+    known = set(
+        (
+            await conn.execute(
+                sa.select(connections.c.connection_id).where(
+                    connections.c.merchant_id == merchant_id, connections.c.connection_id.in_(connection_ids)
+                )
+            )
+        ).scalars()
+    )
+    unknown = [c for c in connection_ids if c not in known]
+    if unknown:
+        raise UnknownChannels(unknown)
+
+
+async def _lock_rule(conn: AsyncConnection, merchant_id: uuid.UUID, rule_id: uuid.UUID) -> Any:
+    row = (await conn.execute(sa.select(rules).where(rules.c.rule_id == rule_id).with_for_update())).one_or_none()
+    if row is None:
+        raise RuleNotFound(rule_id)
+    if row.merchant_id != merchant_id:
+        raise RuleOfAnotherMerchant(rule_id)
+    return row
+
+
+def _change_kind(before: Any, values: dict[str, Any]) -> str:
+    differs = {f for f in RULE_FIELDS if before._mapping[f] != values[f]}
+    if differs == {"enabled"}:
+        return "enabled" if values["enabled"] else "disabled"
+    return "updated"
+
+
+async def _record(
+    conn: AsyncConnection,
+    merchant_id: uuid.UUID,
+    rule_id: uuid.UUID,
+    kind: str,
+    changed_by: str,
+    before: Any | None,
+    after: Any | None,
+    changed: int,
+) -> None:
+    await conn.execute(
+        sa.insert(rule_changes).values(
+            rule_id=rule_id,
+            merchant_id=merchant_id,
+            kind=kind,
+            changed_by=changed_by,
+            before=rule_document(before) if before is not None else None,
+            after=rule_document(after) if after is not None else None,
+            channel_quantities_changed=changed,
+        )
+    )
+
+
+async def create_rule(
+    engine: AsyncEngine, merchant_id: uuid.UUID, values: dict[str, Any], changed_by: str
+) -> tuple[Any, int]:
+    at = utcnow()
+    async with engine.begin() as conn:
+        await _check_channels(conn, merchant_id, values["connection_ids"])
+        rule_id = uuid.uuid4()
+        row = (
+            await conn.execute(
+                sa.insert(rules).values(rule_id=rule_id, merchant_id=merchant_id, **values).returning(rules)
+            )
+        ).one()
+        rule = rule_from_row(row)
+        row = await _mark_in_force(conn, rule, at)
+        changed = await reevaluate(
+            conn, merchant_id, scope_of_rule_change(None, rule), causation_id=f"rule:{rule_id}:created", at=at
+        )
+        await _record(conn, merchant_id, rule_id, "created", changed_by, None, row, len(changed))
+    return row, len(changed)
+
+
+async def replace_rule(
+    engine: AsyncEngine,
+    merchant_id: uuid.UUID,
+    rule_id: uuid.UUID,
+    new_values: Callable[[dict[str, Any]], dict[str, Any]],
+    changed_by: str,
+) -> tuple[Any, int]:
+    """PUT and PATCH: `new_values` turns the current rule document into the whole new rule's columns.
+
+    It runs under the rule's row lock, so a PATCH merges onto the latest version.
+    """
+    at = utcnow()
+    async with engine.begin() as conn:
+        before = await _lock_rule(conn, merchant_id, rule_id)
+        values = new_values(rule_document(before))
+        await _check_channels(conn, merchant_id, values["connection_ids"])
+        kind = _change_kind(before, values)
+        row = (
+            await conn.execute(
+                sa.update(rules)
+                .where(rules.c.rule_id == rule_id)
+                .values(**values, updated_at=sa.func.now())
+                .returning(rules)
+            )
+        ).one()
+        rule = rule_from_row(row)
+        row = await _mark_in_force(conn, rule, at)
+        changed = await reevaluate(
+            conn,
+            merchant_id,
+            scope_of_rule_change(rule_from_row(before), rule),
+            causation_id=f"rule:{rule_id}:{kind}",
+            at=at,
+        )
+        await _record(conn, merchant_id, rule_id, kind, changed_by, before, row, len(changed))
+    return row, len(changed)
+
+
+async def delete_rule(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uuid.UUID, changed_by: str) -> int:
+    at = utcnow()
+    async with engine.begin() as conn:
+        before = await _lock_rule(conn, merchant_id, rule_id)
+        await conn.execute(sa.delete(rules).where(rules.c.rule_id == rule_id))
+        changed = await reevaluate(
+            conn,
+            merchant_id,
+            scope_of_rule_change(rule_from_row(before), None),
+            causation_id=f"rule:{rule_id}:deleted",
+            at=at,
+        )
+        await _record(conn, merchant_id, rule_id, "deleted", changed_by, before, None, len(changed))
+    return len(changed)
+
+
+async def _mark_in_force(conn: AsyncConnection, rule: Rule, at: datetime) -> Any:
+    """Record what the quantities about to be published reflect, for the scheduler."""
+    return (
+        await conn.execute(
+            sa.update(rules)
+            .where(rules.c.rule_id == rule.rule_id)
+            .values(in_force=rule.schedule.in_force(at))
+            .returning(rules)
+        )
+    ).one()
+
+
+async def get_rule(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uuid.UUID) -> Any:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(rules).where(rules.c.rule_id == rule_id))).one_or_none()
+    if row is None:
+        raise RuleNotFound(rule_id)
+    if row.merchant_id != merchant_id:
+        raise RuleOfAnotherMerchant(rule_id)
+    return row
+
+
+async def list_rules(engine: AsyncEngine, merchant_id: uuid.UUID) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(
+            (
+                await conn.execute(
+                    sa.select(rules)
+                    .where(rules.c.merchant_id == merchant_id)
+                    .order_by(rules.c.position, rules.c.created_at)
+                )
+            ).all()
+        )
+
+
+async def rule_history(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uuid.UUID) -> list[Any]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(rule_changes).where(rule_changes.c.rule_id == rule_id).order_by(rule_changes.c.change_id)
+            )
+        ).all()
+    if not rows:
+        await get_rule(engine, merchant_id, rule_id)  # 404 or 403 as appropriate
+        return []
+    if rows[0].merchant_id != merchant_id:
+        raise RuleOfAnotherMerchant(rule_id)
+    return list(rows)
+
+
+@dataclass(frozen=True)
+class Preview:
+    at: datetime
+    changes: list[QuantityChange]
+
+    @property
+    def skus_changed(self) -> int:
+        return len({(c.sku, c.location) for c in self.changes})
+
+
+async def preview_rule_change(
+    engine: AsyncEngine,
+    merchant_id: uuid.UUID,
+    *,
+    rule_id: uuid.UUID | None,
+    values: dict[str, Any] | None,
+    at: datetime | None = None,
+) -> Preview:
+    """What saving `values` as rule `rule_id` (new if None; deleting if `values` is None) would emit.
+
+    Reads the projection in three queries and evaluates in memory; writes nothing.
+    """
+    at = at or utcnow()
+    async with engine.connect() as conn:
+        if values is not None:
+            await _check_channels(conn, merchant_id, values["connection_ids"])
+        before = None
+        if rule_id is not None:
+            row = (await conn.execute(sa.select(rules).where(rules.c.rule_id == rule_id))).one_or_none()
+            if row is None:
+                raise RuleNotFound(rule_id)
+            if row.merchant_id != merchant_id:
+                raise RuleOfAnotherMerchant(rule_id)
+            before = rule_from_row(row)
+        after = None
+        if values is not None:
+            after = rule_from_row(
+                _Row(
+                    {
+                        "rule_id": rule_id or uuid.UUID(int=0),
+                        "merchant_id": merchant_id,
+                        **values,
+                    }
+                )
+            )
+        current_rules = [r for r in await load_rules(conn, merchant_id) if r.rule_id != rule_id]
+        projection = await load_projection(conn, merchant_id, scope_of_rule_change(before, after), lock_stock=False)
+    proposed = Funnel([*current_rules, *([after] if after is not None else [])], at)
+    return Preview(at, changed_quantities(proposed, projection))
+
+
+class _Row:
+    """A rule not yet saved, shaped like a row so that `rule_from_row` reads it."""
+
+    def __init__(self, mapping: dict[str, Any]) -> None:
+        self._mapping = mapping
