@@ -126,3 +126,6 @@ class ConnectionChanged(Event):
     # What order-ingest needs beyond secrets: e.g. an inbound API key header, or a
     # Mirakl poller's base URL, key and interval.
     inbound: dict[str, Any] = Field(default_factory=dict)
+    # For channels order-ingest calls itself (Mirakl's OR11 polling, eBay's public
+    # keys): `base_url` and the credential that call needs; empty for the others.
+    channel_api: dict[str, Any] = Field(default_factory=dict)
