@@ -21,8 +21,10 @@ from fastapi.responses import HTMLResponse, ORJSONResponse, StreamingResponse
 # Path prefix -> service. The Kubernetes Ingress (deploy/k8s) routes the same way.
 ROUTES: tuple[tuple[str, str], ...] = (
     ("/webhooks/", "order-ingest"),
+    ("/v1/deliveries", "order-ingest"),
     ("/v1/merchants", "stock-ledger"),
     ("/v1/stock", "stock-ledger"),
+    ("/v1/oversells", "stock-ledger"),
     ("/v1/rules", "rule-engine"),
     ("/v1/connections", "channel-publisher"),
     ("/v1/pushes", "channel-publisher"),

@@ -1,15 +1,50 @@
+"""stock-ledger command line: `serve`, `migrate` (shared) and `reconcile`."""
+
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
+import uuid
 from pathlib import Path
-
-from stocksync_common.cli import main as run_cli
 
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints.app import create_app
+from stock_ledger.service_layer.reconciliation import emitted_versions, ledger_discrepancies, version_discrepancies
+from stocksync_common.cli import main as run_cli
+from stocksync_common.db import make_engine
 
 
-def main() -> None:
-    run_cli("stock-ledger", LedgerSettings, create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
+async def reconcile(settings: LedgerSettings, merchant_id: uuid.UUID | None, check_events: bool) -> int:
+    """Print every discrepancy; return how many there are."""
+    engine = make_engine(settings.database_url, pool_size=2)
+    try:
+        found = await ledger_discrepancies(engine, merchant_id)
+        if check_events:
+            emitted = await emitted_versions(settings.kafka_bootstrap_servers, merchant_id)
+            found += await version_discrepancies(engine, emitted, merchant_id)
+    finally:
+        await engine.dispose()
+    for discrepancy in found:
+        print(discrepancy.describe())
+    print(f"reconciliation: {len(found)} discrepancies", file=sys.stderr)
+    return len(found)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] != ["reconcile"]:
+        run_cli("stock-ledger", LedgerSettings, create_app, Path(__file__).parent / "migrations", argv)  # type: ignore[arg-type]
+        return
+    parser = argparse.ArgumentParser(
+        prog="stock-ledger reconcile",
+        description="Compare ledger sums with stock rows and versions with emitted events; exit 1 on any difference.",
+    )
+    parser.add_argument("--merchant", type=uuid.UUID, help="only this merchant")
+    parser.add_argument("--skip-events", action="store_true", help="do not read stock.changed.v1 from the broker")
+    args = parser.parse_args(argv[1:])
+    found = asyncio.run(reconcile(LedgerSettings(), args.merchant, not args.skip_events))
+    sys.exit(1 if found else 0)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ stock_items = sa.Table(
     sa.Column("reserved", sa.BigInteger, nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # as_of of the last applied snapshot (the watermark): see domain/stock.py.
+    sa.Column("snapshot_as_of", sa.DateTime(timezone=True), nullable=True),
 )
 
 order_lines = sa.Table(
@@ -41,9 +43,15 @@ order_lines = sa.Table(
     sa.Column("line_id", sa.Text, primary_key=True),
     sa.Column("sku", sa.Text, nullable=False),
     sa.Column("location", sa.Text, nullable=False),
+    # Totals the channel reported per movement kind; `reserved` is derived from them
+    # (domain.stock.LineState) and kept so that reconciliation can sum it per SKU.
+    sa.Column("placed", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("reserved", sa.BigInteger, nullable=False),
     sa.Column("shipped", sa.BigInteger, nullable=False),
     sa.Column("cancelled", sa.BigInteger, nullable=False),
+    sa.Column("returned", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("restocked", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_order_lines_sku", "merchant_id", "sku", "location"),
 )
 
 ledger_entries = sa.Table(
@@ -61,7 +69,47 @@ ledger_entries = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("event_id", pg.UUID(as_uuid=True), nullable=True),
     sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    # When the movement happened in the world (an order's receipt, a snapshot's as_of):
+    # what watermark reconciliation compares with a snapshot's as_of.
+    sa.Column("occurred_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    # Manual adjustments say why and who.
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("actor", sa.Text, nullable=True),
     # Replays of one movement are no-ops: its causation id is unique per merchant.
     sa.UniqueConstraint("merchant_id", "causation_id", name="uq_ledger_causation"),
     sa.Index("ix_ledger_sku", "merchant_id", "sku", "location", "id"),
+    sa.Index("ix_ledger_sku_occurred", "merchant_id", "sku", "location", "occurred_at"),
+)
+
+# Movements that took available below zero; open until available is back at zero or more.
+oversells = sa.Table(
+    "oversells",
+    metadata,
+    sa.Column("oversell_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("available", sa.BigInteger, nullable=False),
+    sa.Column("oversold", sa.BigInteger, nullable=False),
+    sa.Column("causation_id", sa.Text, nullable=False),
+    sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_oversells_open", "merchant_id", "sku", "location", postgresql_where=sa.text("resolved_at IS NULL")),
+    sa.Index("ix_oversells_detected", "merchant_id", "detected_at"),
+)
+
+# Catalogue attributes from stock imports, which rule scopes filter on. `version` grows
+# per SKU with every change and orders the ProductAttributesChanged events.
+product_attributes = sa.Table(
+    "product_attributes",
+    metadata,
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("brand", sa.Text, nullable=True),
+    sa.Column("category", sa.Text, nullable=True),
+    sa.Column("tags", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("attributes", pg.JSONB, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

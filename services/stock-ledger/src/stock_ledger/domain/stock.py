@@ -1,14 +1,27 @@
-"""The stock model, pure: what a movement does to a SKU's stock and to its order line.
+"""The stock model of DESIGN.md section 3, pure: what each movement does to a SKU.
 
-available = on_hand - reserved. A cancellation releases only what its line still
-holds; a shipment releases what the line holds (up to its quantity) and takes the
-quantity from on_hand. A marketplace order is a fact and is never refused: available
-may go below zero, which is an oversell the merchant must see.
+available = on_hand - reserved.
+
+Order lines converge whatever the order of their movements. A line keeps the totals
+the channel reported per kind (placed, cancelled, shipped, returned); what it reserves
+is derived from those totals, `max(0, placed - cancelled - shipped)`, never kept as a
+running counter. Sums commute, so a cancellation or a shipment that arrives before its
+order ends at the same numbers as one that arrives after it.
+
+on_hand follows a watermark: it is the last applied snapshot (an absolute count that
+the merchant's ERP took at `as_of`) plus every on_hand movement that happened after
+`as_of`. A movement that happened at or before the watermark is already counted by the
+snapshot, so it changes only what is reserved; a snapshot older than the watermark is
+stale and changes nothing.
+
+A marketplace order is a fact and is never refused: available may go below zero,
+which is an oversell the merchant must see.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from stocksync_common.contracts import OrderMovement
 
@@ -18,22 +31,35 @@ class StockLevel:
     on_hand: int = 0
     reserved: int = 0
     version: int = 0
+    # as_of of the last applied snapshot: movements up to it are in on_hand already.
+    watermark: datetime | None = None
 
     @property
     def available(self) -> int:
         return self.on_hand - self.reserved
 
     def moved(self, delta_on_hand: int, delta_reserved: int) -> StockLevel:
-        return StockLevel(self.on_hand + delta_on_hand, self.reserved + delta_reserved, self.version)
+        return replace(self, on_hand=self.on_hand + delta_on_hand, reserved=self.reserved + delta_reserved)
+
+    def counts_on_hand_of(self, occurred_at: datetime) -> bool:
+        """Whether a movement at `occurred_at` is missing from the last snapshot."""
+        return self.watermark is None or occurred_at > self.watermark
 
 
 @dataclass(frozen=True)
 class LineState:
-    """What one order line holds: reserved units not yet shipped or cancelled."""
+    """Totals one order line has reported, per movement kind."""
 
-    reserved: int = 0
-    shipped: int = 0
+    placed: int = 0
     cancelled: int = 0
+    shipped: int = 0
+    returned: int = 0
+    restocked: int = 0
+
+    @property
+    def reserved(self) -> int:
+        """Units held for this line: placed and neither shipped nor cancelled yet."""
+        return max(0, self.placed - self.cancelled - self.shipped)
 
 
 @dataclass(frozen=True)
@@ -43,27 +69,46 @@ class MovementEffect:
     line: LineState
 
 
-def order_line_effect(line: LineState, movement: OrderMovement, quantity: int) -> MovementEffect:
+def order_line_effect(
+    line: LineState, movement: OrderMovement, quantity: int, *, restock: bool = True, counts_on_hand: bool = True
+) -> MovementEffect:
+    """What one movement of an order line does to the line and to its SKU.
+
+    `counts_on_hand` is False when the movement happened before the last snapshot's
+    as_of: that snapshot already counted its effect on on_hand.
+    """
     if quantity <= 0:
         raise ValueError("a movement quantity is positive")
+    on_hand = 0
     if movement == "placed":
-        return MovementEffect(0, quantity, LineState(line.reserved + quantity, line.shipped, line.cancelled))
-    if movement == "cancelled":
-        released = min(quantity, line.reserved)
-        return MovementEffect(
-            0, -released, LineState(line.reserved - released, line.shipped, line.cancelled + released)
+        after = replace(line, placed=line.placed + quantity)
+    elif movement == "cancelled":
+        after = replace(line, cancelled=line.cancelled + quantity)
+    elif movement == "shipped":
+        after = replace(line, shipped=line.shipped + quantity)
+        on_hand = -quantity
+    elif movement == "returned":
+        after = replace(
+            line, returned=line.returned + quantity, restocked=line.restocked + (quantity if restock else 0)
         )
-    if movement == "shipped":
-        released = min(quantity, line.reserved)
-        return MovementEffect(
-            -quantity, -released, LineState(line.reserved - released, line.shipped + quantity, line.cancelled)
-        )
-    if movement == "returned":
-        # A return with restock puts the units back on hand.
-        return MovementEffect(quantity, 0, line)
-    raise ValueError(f"unknown movement {movement!r}")
+        on_hand = quantity if restock else 0
+    else:
+        raise ValueError(f"unknown movement {movement!r}")
+    return MovementEffect(on_hand if counts_on_hand else 0, after.reserved - line.reserved, after)
 
 
-def snapshot_effect(level: StockLevel, on_hand: int) -> MovementEffect:
-    """An absolute on_hand from the merchant's ERP, as a signed delta on the ledger."""
-    return MovementEffect(on_hand - level.on_hand, 0, LineState())
+def is_stale_snapshot(level: StockLevel, as_of: datetime) -> bool:
+    """A snapshot older than the one applied last is recorded and ignored."""
+    return level.watermark is not None and as_of < level.watermark
+
+
+def snapshot_on_hand(counted: int, on_hand_moved_since: int) -> int:
+    """on_hand after a snapshot: the ERP's count plus the movements it cannot have seen."""
+    return counted + on_hand_moved_since
+
+
+def oversold_units(before: StockLevel, after: StockLevel) -> int:
+    """Units sold beyond what was available, counted once: only the new shortfall."""
+    if after.available >= 0 or after.available >= before.available:
+        return 0
+    return min(-after.available, before.available - after.available)

@@ -1,28 +1,42 @@
-"""The stock-ledger's REST API: merchants, stock snapshots, current stock."""
+"""The stock-ledger's REST API: merchants, stock imports, adjustments, stock, ledger, oversells."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
+import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stock_ledger.adapters.snapshot_formats import SnapshotRecord, read_csv, read_json_lines
+from stock_ledger.adapters.tables import merchants
+from stock_ledger.config import LedgerSettings
+from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
+from stock_ledger.service_layer.reading import ledger_page, list_oversells, list_stock, read_stock
+from stock_ledger.service_layer.snapshots import ImportReport, RejectedRow, SnapshotRow, import_snapshot
 from stocksync_common.auth import AdminOnly, MerchantId, issue_api_key
-from stocksync_common.contracts import DEFAULT_LOCATION
+from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 from stocksync_common.runtime import Runtime
 
-from stock_ledger.adapters.tables import merchants
-from stock_ledger.service_layer.ledger import SnapshotLine, apply_snapshot, read_stock
-
 router = APIRouter(prefix="/v1")
+
+Location = Annotated[str, Query(min_length=1, max_length=100, description="Stock location")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+def _settings(request: Request) -> LedgerSettings:
+    settings: LedgerSettings = request.app.state.settings
+    return settings
 
 
 class MerchantIn(BaseModel):
@@ -46,18 +60,6 @@ async def create_merchant(body: MerchantIn, request: Request, _: AdminOnly) -> M
     return MerchantOut(merchant_id=merchant_id, name=body.name, api_key=key)
 
 
-class SnapshotItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sku: str = Field(min_length=1, max_length=200)
-    on_hand: int = Field(ge=0)
-    location: str = Field(DEFAULT_LOCATION, min_length=1, max_length=100)
-
-
-class SnapshotIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[SnapshotItem] = Field(min_length=1, max_length=10_000)
-
-
 class StockOut(BaseModel):
     sku: str
     location: str
@@ -66,47 +68,333 @@ class StockOut(BaseModel):
     available: int
     version: int
     updated_at: datetime
+    snapshot_as_of: datetime | None = Field(None, description="as_of of the last snapshot applied (the watermark)")
+
+    @classmethod
+    def of(cls, row: Any) -> StockOut:
+        return cls(
+            sku=row.sku,
+            location=row.location,
+            on_hand=row.on_hand,
+            reserved=row.reserved,
+            available=row.on_hand - row.reserved,
+            version=row.version,
+            updated_at=row.updated_at,
+            snapshot_as_of=row.snapshot_as_of,
+        )
+
+
+# ---- stock imports -------------------------------------------------------------------
+
+
+class SnapshotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[SnapshotRecord] = Field(min_length=1, max_length=10_000)
+
+
+class RowErrorOut(BaseModel):
+    line: int = Field(description="Line of the upload (CSV: the header is line 1; JSON body: item index + 1)")
+    field: str | None
+    message: str
 
 
 class SnapshotResult(BaseModel):
     snapshot_id: uuid.UUID
-    applied: int
-    items: list[StockOut]
+    applied: int = Field(description="Rows applied (on_hand set, watermark moved)")
+    ignored_stale: int = Field(description="Rows older than the SKU's last snapshot: recorded, not applied")
+    rejected: int = Field(description="Rows that could not be read or validated")
+    errors: list[RowErrorOut] = Field(description="The first 1,000 rejected rows")
+    items: list[StockOut] = Field(description="Stock that changed (JSON body only; empty for streamed uploads)")
 
 
-@router.post("/stock/snapshots", response_model=SnapshotResult, tags=["stock"])
-async def post_snapshot(body: SnapshotIn, request: Request, merchant_id: MerchantId) -> SnapshotResult:
-    runtime = _runtime(request)
-    skus = [(item.sku, item.location) for item in body.items]
-    if len(set(skus)) != len(skus):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "items: a SKU appears twice in one snapshot")
-    snapshot_id = uuid.uuid4()
-    changed = await apply_snapshot(
-        runtime.engine, merchant_id, snapshot_id,
-        [SnapshotLine(item.sku, item.on_hand, item.location) for item in body.items],
+JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonlines")
+_SNAPSHOT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SnapshotIn"}},
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": "One SnapshotRecord JSON object per line"}
+            },
+            "text/csv": {
+                "schema": {
+                    "type": "string",
+                    "description": (
+                        "Header line, then one row per SKU: sku,on_hand[,location][,as_of][,brand][,category]"
+                        "[,tags (separated by |)][,any other column = an attribute]"
+                    ),
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/stock/snapshots",
+    response_model=SnapshotResult,
+    tags=["stock"],
+    openapi_extra=_SNAPSHOT_BODY,
+    responses={413: {"description": "Body too large"}, 415: {"description": "Unsupported Content-Type"}},
+)
+async def post_snapshot(
+    request: Request,
+    merchant_id: MerchantId,
+    as_of: Annotated[AwareDatetime | None, Query(description="as_of of rows that carry none; default: now")] = None,
+) -> SnapshotResult:
+    """Absolute on_hand per SKU from the ERP or catalogue, as JSON, JSON lines or CSV (by Content-Type).
+
+    Rows newer than the SKU's last snapshot set on_hand to their count plus the
+    movements the ledger applied after their `as_of`; older rows are recorded and
+    ignored. Streamed uploads apply good rows and report bad ones by line number.
+    """
+    runtime, settings = _runtime(request), _settings(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    default_as_of = as_of or utcnow()
+    declared = request.headers.get("content-length")
+    limit = settings.snapshot_json_max_bytes if content_type == "application/json" else settings.snapshot_max_bytes
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes")
+    rows: AsyncIterator[SnapshotRow | RejectedRow]
+    if content_type == "application/json":
+        rows = _json_body_rows(await _read_json_body(request, limit), default_as_of)
+    elif content_type in JSON_LINES_TYPES:
+        rows = read_json_lines(_bounded(request.stream(), limit), default_as_of)
+    elif content_type == "text/csv":
+        rows = read_csv(_bounded(request.stream(), limit), default_as_of)
+    else:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json, application/x-ndjson or text/csv",
+        )
+    report = await import_snapshot(
+        runtime.engine,
+        merchant_id,
+        rows,
+        chunk_size=settings.snapshot_chunk_rows,
+        keep_changed=content_type == "application/json",
+        after_chunk=runtime.wake_relay,
     )
-    runtime.wake_relay()
+    return _snapshot_result(report)
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            f"body larger than {limit} bytes; rows read before the limit were applied",
+        )
+
+
+async def _bounded(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise BodyTooLarge(limit)
+        yield chunk
+
+
+async def _read_json_body(request: Request, limit: int) -> SnapshotIn:
+    body = bytearray()
+    async for chunk in _bounded(request.stream(), limit):
+        body += chunk
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"not JSON: {exc}", "input": None}]
+        ) from exc
+    try:
+        return SnapshotIn.model_validate(document)
+    except ValidationError as exc:
+        # Same shape as FastAPI's own 422: the location starts with "body".
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from exc
+
+
+async def _json_body_rows(body: SnapshotIn, default_as_of: datetime) -> AsyncIterator[SnapshotRow | RejectedRow]:
+    for index, record in enumerate(body.items):
+        yield record.to_row(index + 1, default_as_of)
+
+
+def _snapshot_result(report: ImportReport) -> SnapshotResult:
     return SnapshotResult(
-        snapshot_id=snapshot_id,
-        applied=len(changed),
+        snapshot_id=report.snapshot_id,
+        applied=report.applied,
+        ignored_stale=report.ignored_stale,
+        rejected=report.rejected,
+        errors=[RowErrorOut(line=e.line, field=e.field, message=e.message) for e in report.errors],
         items=[
-            StockOut(sku=e.sku, location=e.location, on_hand=e.on_hand, reserved=e.reserved,
-                     available=e.available, version=e.version, updated_at=e.occurred_at)
-            for e in changed
+            StockOut(
+                sku=e.sku,
+                location=e.location,
+                on_hand=e.on_hand,
+                reserved=e.reserved,
+                available=e.available,
+                version=e.version,
+                updated_at=e.occurred_at,
+            )
+            for e in report.changed
         ],
     )
 
 
+# ---- adjustments ---------------------------------------------------------------------
+
+
+class AdjustmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=200)
+    location: str = Field(DEFAULT_LOCATION, min_length=1, max_length=100)
+    delta: int = Field(ge=-1_000_000_000, le=1_000_000_000, description="Signed change of on_hand, not 0")
+    reason: str = Field(min_length=1, max_length=500, description="Why, e.g. 'damaged in warehouse'")
+    actor: str = Field(min_length=1, max_length=200, description="Who made the adjustment")
+    adjustment_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4, description="Idempotency key: sending it again changes nothing"
+    )
+
+    @field_validator("delta")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("delta must not be 0")
+        return value
+
+
+class AdjustmentOut(BaseModel):
+    adjustment_id: uuid.UUID
+    duplicate: bool = Field(description="True when this adjustment_id was applied before; nothing changed")
+    stock: StockOut
+
+
+@router.post(
+    "/stock/adjustments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AdjustmentOut,
+    tags=["stock"],
+    responses={200: {"model": AdjustmentOut, "description": "Replay of an adjustment"}},
+)
+async def post_adjustment(
+    body: AdjustmentIn, request: Request, response: Response, merchant_id: MerchantId
+) -> AdjustmentOut:
+    """Change on_hand by a signed delta, with a reason and who; refused if on_hand would go below zero."""
+    runtime = _runtime(request)
+    try:
+        outcome = await adjust_stock(
+            runtime.engine,
+            Adjustment(merchant_id, body.sku, body.location, body.delta, body.reason, body.actor, body.adjustment_id),
+        )
+    except AdjustmentRefused as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body", "delta"), "msg": str(exc), "input": body.delta}]
+        ) from exc
+    runtime.wake_relay()
+    if outcome.duplicate:
+        response.status_code = status.HTTP_200_OK
+    async with runtime.engine.connect() as conn:
+        row = await read_stock(conn, (merchant_id, body.sku, body.location))
+    return AdjustmentOut(adjustment_id=body.adjustment_id, duplicate=outcome.duplicate, stock=StockOut.of(row))
+
+
+# ---- reading -------------------------------------------------------------------------
+
+
+class StockPage(BaseModel):
+    items: list[StockOut]
+    next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page")
+
+
+@router.get("/stock", response_model=StockPage, tags=["stock"])
+async def get_stock_list(
+    request: Request,
+    merchant_id: MerchantId,
+    location: Location = DEFAULT_LOCATION,
+    after: Annotated[str | None, Query(max_length=200, description="Last SKU of the previous page")] = None,
+    limit: Limit = 100,
+    available_at_most: Annotated[int | None, Query(description="Only SKUs with available <= this (low stock)")] = None,
+) -> StockPage:
+    """Current stock of every SKU, by SKU, paged."""
+    async with _runtime(request).engine.connect() as conn:
+        rows = await list_stock(
+            conn, merchant_id, location=location, after_sku=after, limit=limit, available_at_most=available_at_most
+        )
+    items = [StockOut.of(row) for row in rows]
+    return StockPage(items=items, next_after=items[-1].sku if len(items) == limit else None)
+
+
 @router.get("/stock/{sku}", response_model=StockOut, tags=["stock"])
 async def get_stock(
-    sku: str, request: Request, merchant_id: MerchantId,
-    location: Annotated[str, Query(max_length=100)] = DEFAULT_LOCATION,
+    sku: str, request: Request, merchant_id: MerchantId, location: Location = DEFAULT_LOCATION
 ) -> StockOut:
     async with _runtime(request).engine.connect() as conn:
         row = await read_stock(conn, (merchant_id, sku, location))
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stock for SKU {sku!r}")
-    return StockOut(
-        sku=row.sku, location=row.location, on_hand=row.on_hand, reserved=row.reserved,
-        available=row.on_hand - row.reserved, version=row.version, updated_at=row.updated_at,
+    return StockOut.of(row)
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    kind: str = Field(
+        description="order_placed, order_cancelled, order_shipped, order_returned, snapshot, snapshot_stale, adjustment"
     )
+    causation_id: str = Field(description="What caused the entry; unique per merchant")
+    quantity: int
+    delta_on_hand: int
+    delta_reserved: int
+    version: int = Field(description="The SKU's version after the entry")
+    occurred_at: datetime
+    recorded_at: datetime
+    event_id: uuid.UUID | None
+    reason: str | None
+    actor: str | None
+
+
+class LedgerPage(BaseModel):
+    entries: list[LedgerEntryOut]
+    next_after: int | None
+
+
+@router.get("/stock/{sku}/ledger", response_model=LedgerPage, tags=["stock"])
+async def get_ledger(
+    sku: str,
+    request: Request,
+    merchant_id: MerchantId,
+    location: Location = DEFAULT_LOCATION,
+    after: Annotated[int | None, Query(ge=0, description="Last entry id of the previous page")] = None,
+    limit: Limit = 100,
+    order: Literal["asc", "desc"] = "asc",
+) -> LedgerPage:
+    """The SKU's ledger entries, oldest first (or newest first with order=desc), paged."""
+    async with _runtime(request).engine.connect() as conn:
+        rows = await ledger_page(conn, (merchant_id, sku, location), after_id=after, limit=limit, order=order)
+    entries = [LedgerEntryOut.model_validate(row, from_attributes=True) for row in rows]
+    return LedgerPage(entries=entries, next_after=entries[-1].id if len(entries) == limit else None)
+
+
+class OversellOut(BaseModel):
+    oversell_id: uuid.UUID
+    sku: str
+    location: str
+    version: int
+    available: int = Field(description="Available right after the oversell (negative)")
+    oversold: int = Field(description="Units sold beyond what was available")
+    causation_id: str
+    detected_at: datetime
+    resolved_at: datetime | None = Field(description="When available was back at 0 or more")
+
+
+@router.get("/oversells", response_model=list[OversellOut], tags=["stock"])
+async def get_oversells(
+    request: Request,
+    merchant_id: MerchantId,
+    status_: Annotated[Literal["open", "resolved", "all"], Query(alias="status")] = "open",
+    sku: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 100,
+) -> list[OversellOut]:
+    """Oversells, newest first: open ones until available is back at zero or more."""
+    async with _runtime(request).engine.connect() as conn:
+        rows = await list_oversells(conn, merchant_id, status=status_, sku=sku, limit=limit)
+    return [OversellOut.model_validate(row, from_attributes=True) for row in rows]

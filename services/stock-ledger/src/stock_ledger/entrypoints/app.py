@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
+from stock_ledger.adapters.tables import outbox
+from stock_ledger.config import LedgerSettings
+from stock_ledger.entrypoints.api import router
+from stock_ledger.service_layer.order_lines import apply_order_lines
 from stocksync_common.contracts import OrderLineMoved
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.logging import causation
 from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import ORDERS
 
-from stock_ledger.adapters.tables import outbox
-from stock_ledger.config import LedgerSettings
-from stock_ledger.entrypoints.api import router
-from stock_ledger.service_layer.ledger import apply_order_lines
+# The consumer group every instance joins: partitions of orders.v1 are shared among them.
+CONSUMER_GROUP = "stock-ledger"
 
 
 def create_app(settings: LedgerSettings | None = None) -> FastAPI:
@@ -24,13 +28,15 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         events = [item.event for item in batch if isinstance(item.event, OrderLineMoved)]
         with causation(events[0].causation_id if len(events) == 1 else None):
             changed = await apply_order_lines(runtime.engine, events)
+        if settings.fault_exit_after_db_commit and events:
+            os._exit(70)  # the database has committed; the offsets have not
         if changed:
             runtime.wake_relay()
 
-    runtime.add_consumer([ORDERS], "stock-ledger", on_order_lines)
+    runtime.add_consumer([ORDERS], CONSUMER_GROUP, on_order_lines)
     app = create_service_app(
         title="Stocksync stock-ledger",
-        description="Stock per SKU: on_hand, reserved, available, and the append-only ledger.",
+        description="Stock per SKU: on_hand, reserved, available, the append-only ledger, imports, oversells.",
         runtime=runtime,
     )
     app.include_router(router)

@@ -1,0 +1,295 @@
+"""Absolute stock from the merchant's ERP or catalogue, with watermark reconciliation.
+
+A snapshot row says "SKU X had N units on hand at `as_of`". The ledger sets on_hand to
+N plus every on_hand movement it applied that happened after `as_of` (the ERP cannot
+have seen those), and `as_of` becomes the SKU's watermark. A row older than the
+watermark is recorded in the ledger as `snapshot_stale` and changes nothing.
+
+Rows are applied in chunks, one transaction per chunk (see `stock_rows` for the lock
+order), so an import of 100,000 SKUs never holds 100,000 row locks at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stock_ledger.adapters.tables import ledger_entries, outbox, product_attributes
+from stock_ledger.domain.stock import is_stale_snapshot, snapshot_on_hand
+from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, SkuKey, lock_stock_rows, save_stock_changes
+from stocksync_common.contracts import Event, ProductAttributesChanged, StockChanged, utcnow
+from stocksync_common.outbox import add_to_outbox
+
+
+@dataclass(frozen=True)
+class AttributeUpdate:
+    """Catalogue attributes a row names; what a row does not name keeps its value.
+
+    In `attributes`, an empty string removes that attribute.
+    """
+
+    brand: str | None = None
+    category: str | None = None
+    tags: tuple[str, ...] | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    names_brand: bool = False
+    names_category: bool = False
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    line: int
+    sku: str
+    location: str
+    on_hand: int
+    as_of: datetime
+    attributes: AttributeUpdate | None = None
+
+
+@dataclass
+class SnapshotOutcome:
+    applied: int = 0
+    ignored_stale: int = 0
+    changed: list[StockChanged] = field(default_factory=list)
+
+
+async def apply_snapshot_rows(
+    conn: AsyncConnection, merchant_id: uuid.UUID, snapshot_id: uuid.UUID, rows: Sequence[SnapshotRow]
+) -> SnapshotOutcome:
+    """Apply one chunk of a snapshot; rows name distinct (sku, location)."""
+    outcome = SnapshotOutcome()
+    if not rows:
+        return outcome
+    levels = await lock_stock_rows(conn, ((merchant_id, r.sku, r.location) for r in rows))
+    current = [r for r in rows if not is_stale_snapshot(levels[(merchant_id, r.sku, r.location)], r.as_of)]
+    moved_since = await _on_hand_moved_since(conn, merchant_id, current)
+
+    entries: list[dict[str, Any]] = []
+    changes: list[SkuChange] = []
+    current_keys = {(r.sku, r.location) for r in current}
+    for row in rows:
+        key: SkuKey = (merchant_id, row.sku, row.location)
+        before = levels[key]
+        causation_id = f"snapshot:{snapshot_id}:{row.sku}:{row.location}"
+        entry = {
+            "merchant_id": merchant_id,
+            "sku": row.sku,
+            "location": row.location,
+            "causation_id": causation_id,
+            "quantity": row.on_hand,
+            "delta_reserved": 0,
+            "occurred_at": row.as_of,
+        }
+        if (row.sku, row.location) not in current_keys:
+            entries.append({**entry, "kind": "snapshot_stale", "delta_on_hand": 0, "version": before.version})
+            outcome.ignored_stale += 1
+            MOVEMENTS.labels("snapshot_stale").inc()
+            continue
+        on_hand = snapshot_on_hand(row.on_hand, moved_since.get((row.sku, row.location), 0))
+        after = replace(before, on_hand=on_hand, watermark=row.as_of)
+        # A SKU seen for the first time gets a version even at 0 units: channels must hear of it.
+        if on_hand != before.on_hand or before.version == 0:
+            after = replace(after, version=before.version + 1)
+        changes.append(SkuChange(key, before, after, causation_id))
+        entries.append(
+            {**entry, "kind": "snapshot", "delta_on_hand": on_hand - before.on_hand, "version": after.version}
+        )
+        outcome.applied += 1
+        MOVEMENTS.labels("snapshot").inc()
+    await conn.execute(sa.insert(ledger_entries), entries)
+    outcome.changed = await save_stock_changes(conn, changes)
+    await _apply_attributes(conn, merchant_id, snapshot_id, [r for r in rows if r.attributes is not None])
+    return outcome
+
+
+async def _on_hand_moved_since(
+    conn: AsyncConnection, merchant_id: uuid.UUID, rows: Sequence[SnapshotRow]
+) -> dict[tuple[str, str], int]:
+    """Per row, the on_hand the ledger moved after the row's as_of (not by snapshots)."""
+    if not rows:
+        return {}
+    e = ledger_entries.c
+    wanted = sa.select(
+        sa.func.unnest(sa.cast([r.sku for r in rows], pg.ARRAY(sa.Text))).label("sku"),
+        sa.func.unnest(sa.cast([r.location for r in rows], pg.ARRAY(sa.Text))).label("location"),
+        sa.func.unnest(sa.cast([r.as_of for r in rows], pg.ARRAY(sa.DateTime(timezone=True)))).label("as_of"),
+    ).subquery("wanted")
+    result = await conn.execute(
+        sa.select(wanted.c.sku, wanted.c.location, sa.func.sum(e.delta_on_hand).label("moved"))
+        .join_from(
+            wanted,
+            ledger_entries,
+            sa.and_(
+                e.merchant_id == merchant_id,
+                e.sku == wanted.c.sku,
+                e.location == wanted.c.location,
+                e.occurred_at > wanted.c.as_of,
+                e.kind.not_in(["snapshot", "snapshot_stale"]),
+            ),
+        )
+        .group_by(wanted.c.sku, wanted.c.location)
+    )
+    return {(row.sku, row.location): int(row.moved) for row in result}
+
+
+async def _apply_attributes(
+    conn: AsyncConnection, merchant_id: uuid.UUID, snapshot_id: uuid.UUID, rows: Sequence[SnapshotRow]
+) -> None:
+    """Merge the rows' attributes; one ProductAttributesChanged per SKU that changed."""
+    updates: dict[str, AttributeUpdate] = {}
+    for row in rows:
+        assert row.attributes is not None
+        updates[row.sku] = row.attributes  # attributes are per SKU, whatever the location
+    if not updates:
+        return
+    p = product_attributes.c
+    existing = {
+        row.sku: row
+        for row in await conn.execute(
+            sa.select(p.sku, p.brand, p.category, p.tags, p.attributes, p.version)
+            .where(p.merchant_id == merchant_id, p.sku.in_(sorted(updates)))
+            .order_by(p.sku.collate("C"))
+            .with_for_update()
+        )
+    }
+    now = utcnow()
+    saved: list[dict[str, Any]] = []
+    events: list[Event] = []
+    for sku in sorted(updates):
+        update, old = updates[sku], existing.get(sku)
+        brand = update.brand if update.names_brand else (old.brand if old else None)
+        category = update.category if update.names_category else (old.category if old else None)
+        tags = list(update.tags) if update.tags is not None else (list(old.tags) if old else [])
+        attributes = dict(old.attributes) if old else {}
+        for name, value in update.attributes.items():
+            if value == "":
+                attributes.pop(name, None)
+            else:
+                attributes[name] = value
+        if old is not None and (old.brand, old.category, list(old.tags), old.attributes) == (
+            brand,
+            category,
+            tags,
+            attributes,
+        ):
+            continue
+        version = (old.version if old else 0) + 1
+        saved.append(
+            {
+                "merchant_id": merchant_id,
+                "sku": sku,
+                "brand": brand,
+                "category": category,
+                "tags": tags,
+                "attributes": attributes,
+                "version": version,
+                "updated_at": now,
+            }
+        )
+        events.append(
+            ProductAttributesChanged(
+                merchant_id=merchant_id,
+                sku=sku,
+                brand=brand,
+                category=category,
+                tags=tuple(tags),
+                attributes=attributes,
+                version=version,
+                causation_id=f"snapshot:{snapshot_id}:{sku}",
+                occurred_at=now,
+            )
+        )
+    if not saved:
+        return
+    stmt = pg.insert(product_attributes)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[p.merchant_id, p.sku],
+            set_={
+                name: stmt.excluded[name]
+                for name in ("brand", "category", "tags", "attributes", "version", "updated_at")
+            },
+        ),
+        saved,
+    )
+    await add_to_outbox(conn, outbox, events)
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    field: str | None
+    message: str
+
+
+@dataclass
+class ImportReport:
+    snapshot_id: uuid.UUID
+    applied: int = 0
+    ignored_stale: int = 0
+    rejected: int = 0
+    # The first `MAX_LISTED_ERRORS` rejected rows; `rejected` counts them all.
+    errors: list[RejectedRow] = field(default_factory=list)
+    changed: list[StockChanged] = field(default_factory=list)
+
+    MAX_LISTED_ERRORS = 1000
+
+    def reject(self, row: RejectedRow) -> None:
+        self.rejected += 1
+        if len(self.errors) < self.MAX_LISTED_ERRORS:
+            self.errors.append(row)
+
+
+async def import_snapshot(
+    engine: AsyncEngine,
+    merchant_id: uuid.UUID,
+    rows: AsyncIterable[SnapshotRow | RejectedRow],
+    *,
+    chunk_size: int = 1000,
+    keep_changed: bool = False,
+    after_chunk: Callable[[], None] | None = None,
+) -> ImportReport:
+    """Apply good rows chunk by chunk as they stream in; count and list the bad ones.
+
+    A SKU (and location) named twice in one upload is rejected the second time, so a
+    file means the same thing whatever its chunking. Only the (sku, location) pairs seen
+    so far are kept in memory, never the rows.
+    """
+    report = ImportReport(uuid.uuid4())
+    first_line: dict[tuple[str, str], int] = {}
+    chunk: list[SnapshotRow] = []
+
+    async def flush() -> None:
+        if not chunk:
+            return
+        async with engine.begin() as conn:
+            outcome = await apply_snapshot_rows(conn, merchant_id, report.snapshot_id, chunk)
+        report.applied += outcome.applied
+        report.ignored_stale += outcome.ignored_stale
+        if keep_changed:
+            report.changed.extend(outcome.changed)
+        chunk.clear()
+        if after_chunk is not None:
+            after_chunk()
+
+    async for row in rows:
+        if isinstance(row, RejectedRow):
+            report.reject(row)
+            continue
+        seen_on = first_line.setdefault((row.sku, row.location), row.line)
+        if seen_on != row.line:
+            message = f"SKU {row.sku!r} at {row.location!r} is already on line {seen_on}"
+            report.reject(RejectedRow(row.line, "sku", message))
+            continue
+        chunk.append(row)
+        if len(chunk) >= chunk_size:
+            await flush()
+    await flush()
+    return report

@@ -1,0 +1,209 @@
+"""Locking and saving stock rows: the single-writer protocol every use case follows.
+
+Locking protocol: a transaction that changes stock first locks every stock row it will
+touch, in one `SELECT ... FOR UPDATE` ordered by (merchant_id, sku, location) in the
+"C" collation (the order Python sorts strings in), after inserting the missing rows.
+Only then does it read or write order lines, ledger entries, oversells and the outbox.
+Two writers therefore never wait on each other in a cycle, whatever SKUs they share.
+
+Holding the row locks until commit is what makes versions strictly increase per SKU,
+and what makes outbox ids follow commit order per key: a second writer of a SKU cannot
+insert its outbox row before the first has committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stock_ledger.adapters.tables import outbox, oversells, stock_items
+from stock_ledger.domain.stock import StockLevel, oversold_units
+from stocksync_common.contracts import Event, OversellDetected, StockChanged, utcnow
+from stocksync_common.outbox import add_to_outbox
+
+OVERSELLS = Counter("stocksync_oversells_total", "Stock changes that took available below zero")
+OVERSOLD_UNITS = Counter("stocksync_oversold_units_total", "Units sold beyond what was available")
+MOVEMENTS = Counter("stocksync_ledger_movements_total", "Ledger entries appended", ["kind"])
+
+SkuKey = tuple[uuid.UUID, str, str]
+"""(merchant_id, sku, location): the key of one stock row."""
+
+
+def lock_order(key: SkuKey) -> tuple[str, str, str]:
+    # str(uuid) sorts like PostgreSQL's uuid, and Python compares str by code point,
+    # which is the "C" collation of UTF-8 text.
+    return (str(key[0]), key[1], key[2])
+
+
+def key_filter(keys: Sequence[SkuKey]) -> sa.ColumnElement[bool]:
+    return sa.tuple_(stock_items.c.merchant_id, stock_items.c.sku, stock_items.c.location).in_(keys)
+
+
+async def lock_stock_rows(conn: AsyncConnection, keys: Iterable[SkuKey]) -> dict[SkuKey, StockLevel]:
+    """Insert the missing rows, then lock every row in lock order; return their levels."""
+    ordered = sorted(set(keys), key=lock_order)
+    if not ordered:
+        return {}
+    now = utcnow()
+    await conn.execute(
+        pg.insert(stock_items)
+        .values(
+            [
+                {
+                    "merchant_id": m,
+                    "sku": s,
+                    "location": loc,
+                    "on_hand": 0,
+                    "reserved": 0,
+                    "version": 0,
+                    "updated_at": now,
+                }
+                for m, s, loc in ordered
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+    rows = await conn.execute(
+        sa.select(
+            stock_items.c.merchant_id,
+            stock_items.c.sku,
+            stock_items.c.location,
+            stock_items.c.on_hand,
+            stock_items.c.reserved,
+            stock_items.c.version,
+            stock_items.c.snapshot_as_of,
+        )
+        .where(key_filter(ordered))
+        .order_by(stock_items.c.merchant_id, stock_items.c.sku.collate("C"), stock_items.c.location.collate("C"))
+        .with_for_update()
+    )
+    return {
+        (row.merchant_id, row.sku, row.location): StockLevel(row.on_hand, row.reserved, row.version, row.snapshot_as_of)
+        for row in rows
+    }
+
+
+@dataclass(frozen=True)
+class SkuChange:
+    """One SKU's levels before and after a transaction's movements."""
+
+    key: SkuKey
+    before: StockLevel
+    after: StockLevel
+    causation_id: str
+    origin_received_at: datetime | None = None
+
+    @property
+    def new_version(self) -> bool:
+        return self.after.version > self.before.version
+
+
+async def save_stock_changes(conn: AsyncConnection, changes: Sequence[SkuChange]) -> list[StockChanged]:
+    """Write the rows, the StockChanged and OversellDetected events, and open or close oversells.
+
+    The caller holds the rows' locks and has given a new version to every change of
+    on_hand or reserved.
+    """
+    changes = [c for c in changes if c.after != c.before]
+    if not changes:
+        return []
+    now = utcnow()
+    await conn.execute(
+        sa.update(stock_items)
+        .where(
+            stock_items.c.merchant_id == sa.bindparam("k_merchant"),
+            stock_items.c.sku == sa.bindparam("k_sku"),
+            stock_items.c.location == sa.bindparam("k_location"),
+        )
+        .values(
+            on_hand=sa.bindparam("on_hand"),
+            reserved=sa.bindparam("reserved"),
+            version=sa.bindparam("version"),
+            snapshot_as_of=sa.bindparam("snapshot_as_of"),
+            updated_at=sa.bindparam("updated_at"),
+        ),
+        [
+            {
+                "k_merchant": c.key[0],
+                "k_sku": c.key[1],
+                "k_location": c.key[2],
+                "on_hand": c.after.on_hand,
+                "reserved": c.after.reserved,
+                "version": c.after.version,
+                "snapshot_as_of": c.after.watermark,
+                "updated_at": now,
+            }
+            for c in changes
+        ],
+    )
+    stock_events: list[StockChanged] = []
+    events: list[Event] = []
+    opened: list[dict[str, Any]] = []
+    for c in changes:
+        if not c.new_version:
+            continue  # only the watermark moved: nothing a consumer needs to know
+        merchant_id, sku, location = c.key
+        event = StockChanged(
+            merchant_id=merchant_id,
+            sku=sku,
+            location=location,
+            version=c.after.version,
+            on_hand=c.after.on_hand,
+            reserved=c.after.reserved,
+            available=c.after.available,
+            causation_id=c.causation_id,
+            occurred_at=now,
+            origin_received_at=c.origin_received_at,
+        )
+        stock_events.append(event)
+        events.append(event)
+        oversold = oversold_units(c.before, c.after)
+        if oversold:
+            oversell = OversellDetected(
+                merchant_id=merchant_id,
+                sku=sku,
+                location=location,
+                version=c.after.version,
+                available=c.after.available,
+                oversold=oversold,
+                causation_id=c.causation_id,
+                occurred_at=now,
+            )
+            events.append(oversell)
+            opened.append(
+                {
+                    "oversell_id": oversell.event_id,
+                    "merchant_id": merchant_id,
+                    "sku": sku,
+                    "location": location,
+                    "version": c.after.version,
+                    "available": c.after.available,
+                    "oversold": oversold,
+                    "causation_id": c.causation_id,
+                    "detected_at": now,
+                }
+            )
+            OVERSELLS.inc()
+            OVERSOLD_UNITS.inc(oversold)
+    recovered = [c.key for c in changes if c.before.available < 0 <= c.after.available]
+    if recovered:
+        await conn.execute(
+            sa.update(oversells)
+            .where(
+                oversells.c.resolved_at.is_(None),
+                sa.tuple_(oversells.c.merchant_id, oversells.c.sku, oversells.c.location).in_(recovered),
+            )
+            .values(resolved_at=now)
+        )
+    if opened:
+        await conn.execute(sa.insert(oversells), opened)
+    await add_to_outbox(conn, outbox, events)
+    return stock_events
