@@ -21,6 +21,8 @@ connections = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("webhook_secrets", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("channel_api", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -37,5 +39,40 @@ deliveries = sa.Table(
     sa.Column("raw_body", sa.LargeBinary, nullable=False),
     sa.Column("headers", pg.JSONB, nullable=False),
     sa.Column("events_produced", sa.Integer, nullable=False),
+    # The movements it produced: [{external_order_id, line_id, sku, movement, quantity}].
+    sa.Column("produced", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("connection_id", "channel_event_id", name="uq_delivery_event"),
+    # The merchant's audit listing (newest first) and the retention sweep.
+    sa.Index("ix_deliveries_merchant_received", "merchant_id", "received_at"),
+    sa.Index("ix_deliveries_received", "received_at"),
+)
+
+# Per order line, the cumulative quantities already emitted to orders.v1 (see
+# domain/movements.py): what makes each movement exactly once whatever the channel resends.
+order_lines = sa.Table(
+    "order_lines",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("external_order_id", sa.Text, primary_key=True),
+    sa.Column("line_id", sa.Text, primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("placed", sa.Integer, nullable=False),
+    sa.Column("shipped", sa.Integer, nullable=False),
+    sa.Column("cancelled", sa.Integer, nullable=False),
+    sa.Column("returned", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One row per polled connection (Mirakl): where the next OR11 call starts and when.
+order_polls = sa.Table(
+    "order_polls",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    # Greatest `last_updated_date` seen; the next call starts a little before it.
+    sa.Column("updated_since", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("next_poll_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_polled_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
 )

@@ -1,23 +1,29 @@
-"""The order-ingest process: webhooks, the connections.v1 consumer, the outbox relay."""
+"""The order-ingest process: webhooks, the delivery audit, the Mirakl poller, the
+connections.v1 consumer, the outbox relay and the retention sweep."""
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 
+from order_ingest.adapters.channels.ebay import EbayPublicKeys
+from order_ingest.adapters.channels.registry import webhook_channels
+from order_ingest.adapters.tables import outbox
+from order_ingest.config import IngestSettings
+from order_ingest.entrypoints import deliveries, webhooks
+from order_ingest.entrypoints.workers import mirakl_poller, retention_sweep
+from order_ingest.service_layer.ingest import apply_connection_changes
 from stocksync_common.contracts import ConnectionChanged
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import CONNECTIONS
 
-from order_ingest.adapters.tables import outbox
-from order_ingest.config import IngestSettings
-from order_ingest.entrypoints.webhooks import router
-from order_ingest.service_layer.ingest import apply_connection_changes
-
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
     runtime = Runtime("order-ingest", settings, outbox)
+    # One client for the calls order-ingest makes to channels (OR11, eBay public keys).
+    http = httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0))
 
     async def on_connections(batch: list[ConsumedEvent]) -> None:
         await apply_connection_changes(
@@ -25,10 +31,17 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         )
 
     runtime.add_consumer([CONNECTIONS], "order-ingest", on_connections)
+    runtime.add_worker(mirakl_poller(runtime.engine, settings, http, runtime.wake_relay))
+    runtime.add_worker(retention_sweep(runtime.engine, settings))
     app = create_service_app(
         title="Stocksync order-ingest",
-        description="Order webhooks from every channel, verified and normalised to orders.v1 events.",
+        description="Order webhooks from every channel (and Mirakl polling), verified, deduplicated and "
+        "normalised to orders.v1 events; the merchant's audit of every delivery.",
         runtime=runtime,
     )
-    app.include_router(router)
+    app.state.webhook_channels = webhook_channels(EbayPublicKeys(http))
+    app.state.rate_limits = webhooks.ConnectionRateLimits(settings.webhook_rate_limit, settings.webhook_rate_period_s)
+    app.include_router(webhooks.router)
+    app.include_router(deliveries.router)
+    app.router.on_shutdown.append(http.aclose)
     return app

@@ -1,28 +1,32 @@
 """`POST /webhooks/{channel_type}/{connection_id}`: verify, dedupe, record, publish.
 
 Answers, in this order: 404 unknown channel type or connection (or a connection of
-another type), 413 oversized body, 401 bad signature, 422 malformed payload naming the
-field, 200 for a duplicate (nothing produced) or once the events are durable.
+another type), 429 over the connection's rate limit (with Retry-After), 413 oversized
+body, 401 bad signature, 422 malformed payload naming the field; then 200, either for a
+duplicate (nothing produced) or once the delivery and its events are committed to
+PostgreSQL: `accepted` when the broker has acknowledged them too, `stored` when it did
+not in time (the outbox relay publishes them when the broker is back). Nothing is
+acknowledged before it is durable, and none of the refusals produce anything.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 
+from aiolimiter import AsyncLimiter
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
-from pydantic import ValidationError
 
-from stocksync_common.logging import causation
-from stocksync_common.runtime import Runtime
-
-from order_ingest.adapters.channels import shopify
-from order_ingest.adapters.signatures import verify_hmac_sha256_base64
+from order_ingest.adapters.channels import MalformedDelivery
+from order_ingest.adapters.channels.registry import WebhookChannel
 from order_ingest.config import IngestSettings
 from order_ingest.service_layer.ingest import accept_delivery, find_connection, now
+from stocksync_common.logging import causation
+from stocksync_common.runtime import Runtime
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -32,26 +36,49 @@ WEBHOOK_ACK = Histogram(
     "stocksync_webhook_ack_seconds", "Time from receipt to answer for accepted webhooks", ["channel_type"]
 )
 
-SUPPORTED_CHANNELS = {"shopify"}
+
+class ConnectionRateLimits:
+    """One token bucket per connection, in this process (each instance limits its share)."""
+
+    def __init__(self, rate: int, period_s: float) -> None:
+        self.rate = rate
+        self.period_s = period_s
+        self._limiters: dict[uuid.UUID, AsyncLimiter] = {}
+
+    @property
+    def retry_after_s(self) -> int:
+        # Time for one token to come back: the earliest a retry can pass.
+        return max(1, math.ceil(self.period_s / self.rate))
+
+    async def try_acquire(self, connection_id: uuid.UUID) -> bool:
+        limiter = self._limiters.setdefault(connection_id, AsyncLimiter(self.rate, self.period_s))
+        if not limiter.has_capacity():
+            return False
+        await limiter.acquire()
+        return True
 
 
-def _refuse(channel_type: str, outcome: str, code: int, detail: object) -> HTTPException:
+def _refuse(
+    channel_type: str, outcome: str, code: int, detail: object, headers: dict[str, str] | None = None
+) -> HTTPException:
     WEBHOOKS.labels(channel_type, outcome).inc()
-    return HTTPException(code, detail)
+    return HTTPException(code, detail, headers=headers)
 
 
 async def _read_body(request: Request, limit: int, channel_type: str) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _refuse(channel_type, "too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                      f"body larger than {limit} bytes")
+        raise _refuse(
+            channel_type, "too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _refuse(channel_type, "too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                          f"body larger than {limit} bytes")
+            raise _refuse(
+                channel_type, "too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -62,8 +89,11 @@ async def receive_webhook(channel_type: str, connection_id: str, request: Reques
     received_at = now()
     runtime: Runtime = request.app.state.runtime
     settings: IngestSettings = request.app.state.settings
-    if channel_type not in SUPPORTED_CHANNELS:
-        raise _refuse(channel_type, "unknown_channel", status.HTTP_404_NOT_FOUND, "unknown channel type")
+    channels: dict[str, WebhookChannel] = request.app.state.webhook_channels
+    limits: ConnectionRateLimits = request.app.state.rate_limits
+    channel = channels.get(channel_type)
+    if channel is None:
+        raise _refuse("unknown", "unknown_channel", status.HTTP_404_NOT_FOUND, "unknown channel type")
     try:
         connection_uuid = uuid.UUID(connection_id)
     except ValueError:
@@ -71,37 +101,57 @@ async def receive_webhook(channel_type: str, connection_id: str, request: Reques
     connection = await find_connection(runtime.engine, connection_uuid)
     if connection is None or connection.channel_type != channel_type:
         raise _refuse(channel_type, "unknown_connection", status.HTTP_404_NOT_FOUND, "unknown connection")
+    if not await limits.try_acquire(connection.connection_id):
+        raise _refuse(
+            channel_type,
+            "rate_limited",
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many webhooks for this connection",
+            {"Retry-After": str(limits.retry_after_s)},
+        )
     body = await _read_body(request, settings.webhook_max_body_bytes, channel_type)
+    if channel.is_ping(body):
+        WEBHOOKS.labels(channel_type, "ping").inc()
+        return ORJSONResponse({"status": "ping", "events": 0})
     headers = {k.lower(): v for k, v in request.headers.items()}
-
-    if not verify_hmac_sha256_base64(connection.webhook_secrets, body, headers.get(shopify.SIGNATURE_HEADER)):
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if not await channel.verify(connection, headers, body, path):
         raise _refuse(channel_type, "bad_signature", status.HTTP_401_UNAUTHORIZED, "invalid webhook signature")
     try:
-        notification = shopify.parse_notification(headers, body)
-    except shopify.MissingHeader as exc:
-        raise _refuse(channel_type, "malformed", status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
-    except ValidationError as exc:
-        raise _refuse(
-            channel_type, "malformed", status.HTTP_422_UNPROCESSABLE_ENTITY,
-            [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()],
-        ) from None
+        notification = channel.parse(headers, body)
+    except MalformedDelivery as exc:
+        raise _refuse(channel_type, "malformed", status.HTTP_422_UNPROCESSABLE_ENTITY, exc.detail) from None
 
     accepted = await accept_delivery(runtime.engine, connection, notification, body, headers, received_at)
     if accepted.duplicate:
         WEBHOOKS.labels(channel_type, "duplicate").inc()
         return ORJSONResponse({"status": "duplicate", "events": 0})
-    runtime.wake_relay()
-    assert runtime.relay is not None
-    published = await runtime.relay.wait_published(accepted.outbox_ids, settings.webhook_broker_ack_timeout_s)
+    published = True
+    if accepted.outbox_ids:
+        runtime.wake_relay()
+        assert runtime.relay is not None
+        published = await runtime.relay.wait_published(accepted.outbox_ids, settings.webhook_broker_ack_timeout_s)
     with causation(notification.channel_event_id):
         if not published:
             # Durable in PostgreSQL; the relay publishes when the broker is back.
             log.warning("broker did not acknowledge in time; events kept in the outbox")
-    WEBHOOKS.labels(channel_type, "accepted").inc()
+    WEBHOOKS.labels(channel_type, "accepted" if published else "stored").inc()
     WEBHOOK_ACK.labels(channel_type).observe(time.perf_counter() - started)
-    return ORJSONResponse({
-        "status": "accepted" if published else "stored",
-        "delivery_id": str(accepted.delivery_id),
-        "events": accepted.events,
-        "skipped_lines": list(notification.skipped_lines),
-    })
+    return ORJSONResponse(
+        {
+            "status": "accepted" if published else "stored",
+            "delivery_id": str(accepted.delivery_id),
+            "events": len(accepted.movements),
+            "movements": [
+                {
+                    "external_order_id": m.external_order_id,
+                    "line_id": m.line_id,
+                    "sku": m.sku,
+                    "movement": m.movement,
+                    "quantity": m.quantity,
+                }
+                for m in accepted.movements
+            ],
+            "skipped_lines": list(notification.skipped_lines),
+        }
+    )

@@ -1,5 +1,4 @@
-from stocksync_common.migrations import run_env
-
 from order_ingest.adapters.tables import metadata
+from stocksync_common.migrations import run_env
 
 run_env(metadata)

@@ -1,22 +1,26 @@
-"""Shopify order webhooks (orders/create, orders/cancelled, orders/fulfilled).
+"""Shopify order webhooks (orders/create, orders/cancelled, orders/fulfilled, any orders/*).
 
-The body is the REST Order resource. `X-Shopify-Event-Id` is the same on every retry
-of one event, so it is the dedupe key; `X-Shopify-Webhook-Id` is not used for that.
+The body is the REST Order resource, whatever the topic, so every topic is read as the
+order's current state: `current_quantity` (what is left after removals and
+cancellations) and `fulfillable_quantity` (what is left to ship) give the cancelled and
+shipped quantities of each line. `X-Shopify-Event-Id` is the same on every retry of one
+event, so it is the dedupe key; `X-Shopify-Webhook-Id` is not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from order_ingest.domain.movements import LineMovement, Notification
+from order_ingest.adapters.channels import MalformedDelivery
+from order_ingest.adapters.signatures import verify_hmac_sha256_base64
+from order_ingest.domain.connections import InboundConnection
+from order_ingest.domain.movements import LineReport, Notification
 
 SIGNATURE_HEADER = "x-shopify-hmac-sha256"
 EVENT_ID_HEADER = "x-shopify-event-id"
 TOPIC_HEADER = "x-shopify-topic"
-
-_MOVEMENT_BY_TOPIC = {"orders/create": "placed", "orders/cancelled": "cancelled", "orders/fulfilled": "shipped"}
 
 
 class ShopifyLineItem(BaseModel):
@@ -24,6 +28,7 @@ class ShopifyLineItem(BaseModel):
     id: int
     sku: str | None = None
     quantity: int = Field(ge=0)
+    current_quantity: int | None = Field(None, ge=0)
     fulfillable_quantity: int | None = Field(None, ge=0)
 
 
@@ -35,23 +40,24 @@ class ShopifyOrder(BaseModel):
     line_items: list[ShopifyLineItem]
 
 
-class MissingHeader(ValueError):
-    pass
+def verify(connection: InboundConnection, headers: Mapping[str, str], body: bytes) -> bool:
+    return verify_hmac_sha256_base64(connection.webhook_secrets, body, headers.get(SIGNATURE_HEADER))
 
 
-def parse_notification(headers: Mapping[str, str], body: bytes) -> Notification:
-    """Raises MissingHeader or pydantic.ValidationError; the caller answers 422."""
+def parse(headers: Mapping[str, str], body: bytes) -> Notification:
     event_id = headers.get(EVENT_ID_HEADER)
     topic = headers.get(TOPIC_HEADER)
     if not event_id:
-        raise MissingHeader("header X-Shopify-Event-Id is required")
+        raise MalformedDelivery.missing_header("X-Shopify-Event-Id")
     if not topic:
-        raise MissingHeader("header X-Shopify-Topic is required")
-    order = ShopifyOrder.model_validate_json(body)
-    movement = _MOVEMENT_BY_TOPIC.get(topic)
-    if movement is None:
+        raise MalformedDelivery.missing_header("X-Shopify-Topic")
+    try:
+        order = ShopifyOrder.model_validate_json(body)
+    except ValidationError as exc:
+        raise MalformedDelivery.from_validation(exc) from None
+    if not topic.startswith("orders/"):
         return Notification(event_id, topic, ())
-    movements: list[LineMovement] = []
+    reports: list[LineReport] = []
     skipped: list[str] = []
     for line in order.line_items:
         if not line.sku or line.quantity == 0:
@@ -59,5 +65,16 @@ def parse_notification(headers: Mapping[str, str], body: bytes) -> Notification:
             # because refusing would make Shopify retry a delivery that can never pass.
             skipped.append(str(line.id))
             continue
-        movements.append(LineMovement(str(order.id), str(line.id), line.sku, movement, line.quantity))  # type: ignore[arg-type]
-    return Notification(event_id, topic, tuple(movements), tuple(skipped))
+        current = line.current_quantity
+        if current is None:
+            current = 0 if order.cancelled_at else line.quantity
+        if line.fulfillable_quantity is not None:
+            shipped = max(0, current - line.fulfillable_quantity)
+        else:
+            shipped = current if topic == "orders/fulfilled" else 0
+        reports.append(
+            LineReport(
+                str(order.id), str(line.id), line.sku, line.quantity, shipped=shipped, cancelled=line.quantity - current
+            )
+        )
+    return Notification(event_id, topic, tuple(reports), tuple(skipped))

@@ -1,0 +1,59 @@
+"""Channel types that deliver orders by webhook, and how each is verified and read."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from order_ingest.adapters.channels import amazon, ebay, generic, mirakl, shopify, walmart, woocommerce
+from order_ingest.domain.connections import InboundConnection
+from order_ingest.domain.movements import Notification
+
+Headers = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class WebhookChannel:
+    # (connection, lower-case headers, raw body, path and query) -> signature valid
+    verify: Callable[[InboundConnection, Headers, bytes, str], Awaitable[bool]]
+    parse: Callable[[Headers, bytes], Notification]
+    # A delivery answered 200 with nothing done and nothing verified (WooCommerce's ping).
+    is_ping: Callable[[bytes], bool] = lambda body: False
+
+
+def _sync(
+    check: Callable[[InboundConnection, Headers, bytes], bool],
+) -> Callable[[InboundConnection, Headers, bytes, str], Awaitable[bool]]:
+    async def verify(connection: InboundConnection, headers: Headers, body: bytes, path: str) -> bool:
+        return check(connection, headers, body)
+
+    return verify
+
+
+def webhook_channels(ebay_keys: ebay.EbayPublicKeys) -> dict[str, WebhookChannel]:
+    async def verify_walmart(connection: InboundConnection, headers: Headers, body: bytes, path: str) -> bool:
+        return walmart.verify(connection, headers, body, path)
+
+    async def verify_ebay(connection: InboundConnection, headers: Headers, body: bytes, path: str) -> bool:
+        return await ebay_keys.verify(connection, headers, body)
+
+    return {
+        "shopify": WebhookChannel(_sync(shopify.verify), shopify.parse),
+        "woocommerce": WebhookChannel(_sync(woocommerce.verify), woocommerce.parse, woocommerce.is_ping),
+        "amazon": WebhookChannel(_sync(amazon.verify), amazon.parse),
+        "ebay": WebhookChannel(verify_ebay, ebay.parse),
+        "walmart": WebhookChannel(verify_walmart, walmart.parse),
+        "generic": WebhookChannel(_sync(generic.verify), generic.parse),
+    }
+
+
+# How a stored delivery of each channel type is read again (replay), polled ones too.
+PARSERS: dict[str, Callable[[Headers, bytes], Notification]] = {
+    "shopify": shopify.parse,
+    "woocommerce": woocommerce.parse,
+    "amazon": amazon.parse,
+    "ebay": ebay.parse,
+    "walmart": walmart.parse,
+    "generic": generic.parse,
+    "mirakl": mirakl.parse,
+}
