@@ -9,6 +9,12 @@ from collections.abc import Sequence
 
 SANDBOXES = {
     "shopify": "stocksync_sandboxes.shopify",
+    "woocommerce": "stocksync_sandboxes.woocommerce",
+    "amazon": "stocksync_sandboxes.amazon",
+    "ebay": "stocksync_sandboxes.ebay",
+    "mirakl": "stocksync_sandboxes.mirakl",
+    "walmart": "stocksync_sandboxes.walmart",
+    "generic": "stocksync_sandboxes.generic",
 }
 
 

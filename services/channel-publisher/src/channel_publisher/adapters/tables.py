@@ -26,6 +26,14 @@ connections = sa.Table(
     sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    # A paused connection sends nothing; its quantities keep coalescing until it resumes.
+    # `resume_at` is when it tries again by itself (None: only the merchant resumes it).
+    sa.Column("paused_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("pause_reason", sa.Text, nullable=True),
+    sa.Column("resume_at", sa.DateTime(timezone=True), nullable=True),
+    # Channel calls in a row that failed as a whole (nothing accepted); reset by any success.
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_drift_check_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 # The listing mapping: a SKU's ids on the channel (Shopify: inventoryItemId, locationId).
@@ -90,4 +98,23 @@ pushes = sa.Table(
     sa.Column("sync_window_ms", sa.Float, nullable=True),
     sa.Index("ix_pushes_merchant", "merchant_id", "push_id"),
     sa.Index("ix_pushes_connection_sku", "connection_id", "sku", "push_id"),
+    sa.Index("ix_pushes_connection_finished", "connection_id", "finished_at"),
+)
+
+# What a read-back found on the channel that differs from what Stocksync last sent
+# (someone changed the stock on the marketplace by hand).
+drift_findings = sa.Table(
+    "drift_findings",
+    metadata,
+    sa.Column("finding_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("connection_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("sent_quantity", sa.BigInteger, nullable=False),
+    sa.Column("sent_version", sa.BigInteger, nullable=False),
+    # None: the channel no longer shows the listing at all.
+    sa.Column("channel_quantity", sa.BigInteger, nullable=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_drift_findings_connection", "connection_id", "finding_id"),
 )

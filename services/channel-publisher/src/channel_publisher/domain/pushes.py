@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,15 @@ class PushItem:
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    status: Literal["accepted", "rejected"]
+    """One SKU's fate in a call: accepted, rejected for good, or worth retrying alone.
+
+    "retry" is a transient failure of this item only (a per-SKU 5xx, one of several
+    single-SKU calls throttled): the other items of the batch are settled normally.
+    """
+
+    status: Literal["accepted", "rejected", "retry"]
     channel_response: str = ""
+    retry_after: float | None = None
 
 
 class TransientChannelError(Exception):
@@ -37,3 +44,25 @@ class PermanentChannelError(Exception):
 @dataclass
 class BatchResult:
     outcomes: dict[int, ItemOutcome] = field(default_factory=dict)
+
+
+class ChannelAdapter(Protocol):
+    """One connection's client of its channel's API, with that channel's limits."""
+
+    channel_type: str
+    batch_limit: int
+
+    def ready_in(self) -> float:
+        """Seconds before the channel may be called again (rate limit, Retry-After)."""
+        ...
+
+    async def push(self, items: list[PushItem]) -> BatchResult: ...
+
+
+@runtime_checkable
+class ReadsQuantities(Protocol):
+    """Channels whose API can show the quantity a listing has now (the drift check)."""
+
+    batch_limit: int
+
+    async def read_quantities(self, items: list[PushItem]) -> dict[int, int | None]: ...

@@ -1,4 +1,4 @@
-"""The channel-publisher's REST API: connections and the push history."""
+"""The channel-publisher's REST API: connections, their health, pause and drift, and the push history."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
-from stocksync_common.auth import MerchantId
-from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
-from stocksync_common.runtime import Runtime
-
-from channel_publisher.adapters.tables import connections, listings, pushes
+from channel_publisher.adapters.tables import connections, drift_findings, listings, pending_pushes, pushes
 from channel_publisher.domain.channels import CHANNELS
 from channel_publisher.service_layer.connections import (
     add_webhook_secret,
     create_connection,
+    pause_connection,
+    resume_connection,
     retire_previous_webhook_secrets,
 )
+from channel_publisher.service_layer.drift import DriftCheckUnsupported, check_drift
+from channel_publisher.service_layer.health_report import connection_health
+from channel_publisher.service_layer.publishing import Publisher
+from stocksync_common.auth import MerchantId
+from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
+from stocksync_common.runtime import Runtime
 
 router = APIRouter(prefix="/v1")
 
@@ -56,8 +60,7 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
         try:
             return model.model_validate(value).model_dump(exclude_none=True)
         except ValidationError as exc:
-            errors.extend({"loc": ["body", *loc, *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                          for e in exc.errors())
+            errors.extend({"loc": ["body", *loc, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors())
             return {}
 
     credentials = check(spec.credentials, body.credentials, ["credentials"])
@@ -67,8 +70,9 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
         external = check(spec.listing, listing.model_extra or {}, ["listings", index])
         listing_rows.append({"sku": listing.sku, "location": listing.location, "external": external})
     if spec.webhook_secret_required and not body.webhook_secret:
-        errors.append({"loc": ["body", "webhook_secret"], "msg": f"required for {body.type} connections",
-                       "type": "missing"})
+        errors.append(
+            {"loc": ["body", "webhook_secret"], "msg": f"required for {body.type} connections", "type": "missing"}
+        )
     skus = [(item.sku, item.location) for item in body.listings]
     if len(set(skus)) != len(skus):
         errors.append({"loc": ["body", "listings"], "msg": "a SKU is mapped twice", "type": "value_error"})
@@ -83,6 +87,9 @@ class ConnectionOut(BaseModel):
     name: str
     base_url: str
     active: bool
+    paused: bool
+    pause_reason: str | None
+    resume_at: datetime | None = Field(description="When a paused connection tries again by itself")
     listings: int
     webhook_path: str
     created_at: datetime
@@ -95,18 +102,31 @@ def _runtime(request: Request) -> Runtime:
 
 async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> ConnectionOut:
     async with runtime.engine.connect() as conn:
-        row = (await conn.execute(
-            sa.select(connections).where(connections.c.connection_id == connection_id,
-                                         connections.c.merchant_id == merchant_id)
-        )).one_or_none()
+        row = (
+            await conn.execute(
+                sa.select(connections).where(
+                    connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id
+                )
+            )
+        ).one_or_none()
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-        count = (await conn.execute(
-            sa.select(sa.func.count()).select_from(listings).where(listings.c.connection_id == connection_id)
-        )).scalar_one()
+        count = (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(listings).where(listings.c.connection_id == connection_id)
+            )
+        ).scalar_one()
     return ConnectionOut(
-        connection_id=row.connection_id, type=row.channel_type, name=row.name, base_url=row.base_url,
-        active=row.active, listings=count, webhook_path=f"/webhooks/{row.channel_type}/{row.connection_id}",
+        connection_id=row.connection_id,
+        type=row.channel_type,
+        name=row.name,
+        base_url=row.base_url,
+        active=row.active,
+        paused=row.paused_at is not None,
+        pause_reason=row.pause_reason,
+        resume_at=row.resume_at,
+        listings=count,
+        webhook_path=f"/webhooks/{row.channel_type}/{row.connection_id}",
         created_at=row.created_at,
     )
 
@@ -116,10 +136,16 @@ async def post_connection(body: ConnectionIn, request: Request, merchant_id: Mer
     credentials, inbound, listing_rows = _validated(body)
     runtime = _runtime(request)
     connection_id = await create_connection(
-        runtime.engine, merchant_id=merchant_id, channel_type=body.type, name=body.name,
-        base_url=str(body.base_url), credentials=credentials,
-        webhook_secrets=[body.webhook_secret] if body.webhook_secret else [], settings=body.settings,
-        inbound=inbound, listing_rows=listing_rows,
+        runtime.engine,
+        merchant_id=merchant_id,
+        channel_type=body.type,
+        name=body.name,
+        base_url=str(body.base_url),
+        credentials=credentials,
+        webhook_secrets=[body.webhook_secret] if body.webhook_secret else [],
+        settings=body.settings,
+        inbound=inbound,
+        listing_rows=listing_rows,
     )
     runtime.wake_relay()
     return await _connection_out(runtime, merchant_id, connection_id)
@@ -129,10 +155,17 @@ async def post_connection(body: ConnectionIn, request: Request, merchant_id: Mer
 async def list_connections(request: Request, merchant_id: MerchantId) -> list[ConnectionOut]:
     runtime = _runtime(request)
     async with runtime.engine.connect() as conn:
-        ids = (await conn.execute(
-            sa.select(connections.c.connection_id).where(connections.c.merchant_id == merchant_id)
-            .order_by(connections.c.created_at)
-        )).scalars().all()
+        ids = (
+            (
+                await conn.execute(
+                    sa.select(connections.c.connection_id)
+                    .where(connections.c.merchant_id == merchant_id)
+                    .order_by(connections.c.created_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
     return [await _connection_out(runtime, merchant_id, cid) for cid in ids]
 
 
@@ -164,9 +197,12 @@ async def rotate_webhook_secret(
     return WebhookSecretsOut(connection_id=connection_id, active_secrets=count)
 
 
-@router.delete("/connections/{connection_id}/webhook-secrets/previous", response_model=WebhookSecretsOut,
-               tags=["connections"])
-async def retire_webhook_secret(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> WebhookSecretsOut:
+@router.delete(
+    "/connections/{connection_id}/webhook-secrets/previous", response_model=WebhookSecretsOut, tags=["connections"]
+)
+async def retire_webhook_secret(
+    connection_id: uuid.UUID, request: Request, merchant_id: MerchantId
+) -> WebhookSecretsOut:
     """End a rotation: only the newest secret is accepted from now on."""
     runtime = _runtime(request)
     count = await retire_previous_webhook_secrets(runtime.engine, merchant_id, connection_id)
@@ -201,6 +237,8 @@ async def list_pushes(
     connection_id: uuid.UUID | None = None,
     sku: str | None = None,
     push_status: Annotated[str | None, Query(alias="status")] = None,
+    since: Annotated[datetime | None, Query(description="Pushes finished at or after this time")] = None,
+    until: Annotated[datetime | None, Query(description="Pushes finished before this time")] = None,
     after: Annotated[int, Query(ge=0, description="Return pushes with a larger push_id")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PushOut]:
@@ -211,6 +249,171 @@ async def list_pushes(
         query = query.where(pushes.c.sku == sku)
     if push_status is not None:
         query = query.where(pushes.c.status == push_status)
+    if since is not None:
+        query = query.where(pushes.c.finished_at >= since)
+    if until is not None:
+        query = query.where(pushes.c.finished_at < until)
     async with _runtime(request).engine.connect() as conn:
         rows = (await conn.execute(query.order_by(pushes.c.push_id).limit(limit))).all()
     return [PushOut.model_validate(dict(row._mapping)) for row in rows]
+
+
+def _publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+class PauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("paused by the merchant", max_length=500)
+
+
+@router.post("/connections/{connection_id}/pause", response_model=ConnectionOut, tags=["connections"])
+async def post_pause(
+    connection_id: uuid.UUID, request: Request, merchant_id: MerchantId, body: PauseIn | None = None
+) -> ConnectionOut:
+    """Stop sending to this channel; quantities keep coalescing until it is resumed."""
+    runtime = _runtime(request)
+    if not await pause_connection(runtime.engine, merchant_id, connection_id, (body or PauseIn()).reason):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    return await _connection_out(runtime, merchant_id, connection_id)
+
+
+@router.post("/connections/{connection_id}/resume", response_model=ConnectionOut, tags=["connections"])
+async def post_resume(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ConnectionOut:
+    """End a pause (the merchant's or an automatic one): the newest quantities are sent now."""
+    runtime = _runtime(request)
+    if not await resume_connection(runtime.engine, merchant_id, connection_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    _publisher(request).wake()
+    return await _connection_out(runtime, merchant_id, connection_id)
+
+
+class SyncWindowOut(BaseModel):
+    p50: float | None
+    p95: float | None
+    max: float | None
+
+
+class LastErrorOut(BaseModel):
+    sku: str
+    status: str
+    channel_response: str | None
+    finished_at: datetime
+
+
+class HealthOut(BaseModel):
+    connection_id: uuid.UUID
+    status: str = Field(description="ok, failing (calls failing, not paused yet) or paused")
+    since: datetime
+    pushes: dict[str, int] = Field(description="Pushes of the last hour by status")
+    sync_window_ms: SyncWindowOut
+    last_error: LastErrorOut | None
+    pending: int
+    oldest_pending_since: datetime | None
+    consecutive_failures: int
+    paused_at: datetime | None
+    pause_reason: str | None
+    resume_at: datetime | None
+    last_drift_check_at: datetime | None
+    drift_findings: int = Field(description="SKUs found drifted in the last hour")
+
+
+@router.get("/connections/{connection_id}/health", response_model=HealthOut, tags=["connections"])
+async def get_health(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> HealthOut:
+    """The last hour of one connection."""
+    health = await connection_health(_runtime(request).engine, merchant_id, connection_id)
+    if health is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    return HealthOut.model_validate(health)
+
+
+class PendingOut(BaseModel):
+    sku: str
+    location: str
+    quantity: int
+    version: int
+    attempts: int
+    enqueued_at: datetime
+    not_before: datetime | None
+
+
+async def _owned(runtime: Runtime, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> None:
+    async with runtime.engine.connect() as conn:
+        found = (
+            await conn.execute(
+                sa.select(connections.c.connection_id).where(
+                    connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id
+                )
+            )
+        ).one_or_none()
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+
+
+@router.get("/connections/{connection_id}/pending", response_model=list[PendingOut], tags=["pushes"])
+async def list_pending(
+    connection_id: uuid.UUID,
+    request: Request,
+    merchant_id: MerchantId,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[PendingOut]:
+    """Quantities waiting to be sent (only the newest per SKU), oldest first."""
+    runtime = _runtime(request)
+    await _owned(runtime, merchant_id, connection_id)
+    async with runtime.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(pending_pushes)
+                .where(pending_pushes.c.connection_id == connection_id)
+                .order_by(pending_pushes.c.enqueued_at, pending_pushes.c.sku)
+                .limit(limit)
+            )
+        ).all()
+    return [PendingOut.model_validate(dict(row._mapping)) for row in rows]
+
+
+class DriftFindingOut(BaseModel):
+    finding_id: int | None = None
+    sku: str
+    location: str
+    sent_quantity: int
+    sent_version: int
+    channel_quantity: int | None
+    checked_at: datetime
+
+
+@router.get("/connections/{connection_id}/drift", response_model=list[DriftFindingOut], tags=["connections"])
+async def list_drift(
+    connection_id: uuid.UUID,
+    request: Request,
+    merchant_id: MerchantId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DriftFindingOut]:
+    """SKUs whose quantity on the channel differed from what Stocksync last sent, newest first."""
+    runtime = _runtime(request)
+    await _owned(runtime, merchant_id, connection_id)
+    async with runtime.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(drift_findings)
+                .where(drift_findings.c.connection_id == connection_id)
+                .order_by(drift_findings.c.finding_id.desc())
+                .limit(limit)
+            )
+        ).all()
+    return [DriftFindingOut.model_validate(dict(row._mapping)) for row in rows]
+
+
+@router.post("/connections/{connection_id}/drift-checks", response_model=list[DriftFindingOut], tags=["connections"])
+async def post_drift_check(
+    connection_id: uuid.UUID, request: Request, merchant_id: MerchantId
+) -> list[DriftFindingOut]:
+    """Read the channel's quantities back now (Shopify, WooCommerce, eBay); return what drifted."""
+    runtime = _runtime(request)
+    await _owned(runtime, merchant_id, connection_id)
+    try:
+        findings = await check_drift(_publisher(request), connection_id)
+    except DriftCheckUnsupported as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{exc} cannot read quantities back") from exc
+    return [DriftFindingOut.model_validate(f) for f in findings]

@@ -1,5 +1,4 @@
-from stocksync_common.migrations import run_env
-
 from channel_publisher.adapters.tables import metadata
+from stocksync_common.migrations import run_env
 
 run_env(metadata)

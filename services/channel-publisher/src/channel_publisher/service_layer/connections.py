@@ -9,10 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from channel_publisher.adapters.tables import connections, listings, outbox, pending_pushes
 from stocksync_common.contracts import ConnectionChanged
 from stocksync_common.outbox import add_to_outbox
-
-from channel_publisher.adapters.tables import connections, listings, outbox
 
 
 @dataclass(frozen=True)
@@ -29,26 +28,52 @@ class Connection:
 
 def _announcement(row: Any) -> ConnectionChanged:
     return ConnectionChanged(
-        merchant_id=row.merchant_id, connection_id=row.connection_id, channel_type=row.channel_type,
-        name=row.name, active=row.active, webhook_secrets=tuple(row.webhook_secrets),
-        inbound=dict(row.inbound), causation_id=f"connection:{row.connection_id}",
+        merchant_id=row.merchant_id,
+        connection_id=row.connection_id,
+        channel_type=row.channel_type,
+        name=row.name,
+        active=row.active,
+        webhook_secrets=tuple(row.webhook_secrets),
+        inbound=dict(row.inbound),
+        # order-ingest polls Mirakl's OR11 and fetches eBay's public keys itself.
+        channel_api={"base_url": row.base_url, **row.credentials} if row.channel_type in ("mirakl", "ebay") else {},
+        causation_id=f"connection:{row.connection_id}",
     )
 
 
 async def create_connection(
-    engine: AsyncEngine, *, merchant_id: uuid.UUID, channel_type: str, name: str, base_url: str,
-    credentials: dict[str, Any], webhook_secrets: list[str], settings: dict[str, Any],
-    inbound: dict[str, Any], listing_rows: list[dict[str, Any]],
+    engine: AsyncEngine,
+    *,
+    merchant_id: uuid.UUID,
+    channel_type: str,
+    name: str,
+    base_url: str,
+    credentials: dict[str, Any],
+    webhook_secrets: list[str],
+    settings: dict[str, Any],
+    inbound: dict[str, Any],
+    listing_rows: list[dict[str, Any]],
 ) -> uuid.UUID:
     connection_id = uuid.uuid4()
     async with engine.begin() as conn:
-        row = (await conn.execute(
-            sa.insert(connections).values(
-                connection_id=connection_id, merchant_id=merchant_id, channel_type=channel_type, name=name,
-                base_url=base_url, credentials=credentials, webhook_secrets=webhook_secrets,
-                settings=settings, inbound=inbound, active=True,
-            ).returning(connections)
-        )).one()
+        row = (
+            await conn.execute(
+                sa.insert(connections)
+                .values(
+                    connection_id=connection_id,
+                    merchant_id=merchant_id,
+                    channel_type=channel_type,
+                    name=name,
+                    base_url=base_url,
+                    credentials=credentials,
+                    webhook_secrets=webhook_secrets,
+                    settings=settings,
+                    inbound=inbound,
+                    active=True,
+                )
+                .returning(connections)
+            )
+        ).one()
         if listing_rows:
             await conn.execute(sa.insert(listings), [{"connection_id": connection_id, **r} for r in listing_rows])
         await add_to_outbox(conn, outbox, [_announcement(row)])
@@ -67,26 +92,40 @@ async def load_connection(conn: AsyncConnection, connection_id: uuid.UUID) -> Co
     row = (await conn.execute(sa.select(connections).where(connections.c.connection_id == connection_id))).one_or_none()
     if row is None:
         return None
-    return Connection(row.connection_id, row.merchant_id, row.channel_type, row.name, row.base_url,
-                      dict(row.credentials), dict(row.settings), row.active)
+    return Connection(
+        row.connection_id,
+        row.merchant_id,
+        row.channel_type,
+        row.name,
+        row.base_url,
+        dict(row.credentials),
+        dict(row.settings),
+        row.active,
+    )
 
 
 async def _update_secrets(
     engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, change: Any
 ) -> int | None:
     async with engine.begin() as conn:
-        row = (await conn.execute(
-            sa.select(connections.c.webhook_secrets)
-            .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
-            .with_for_update()
-        )).one_or_none()
+        row = (
+            await conn.execute(
+                sa.select(connections.c.webhook_secrets)
+                .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
+                .with_for_update()
+            )
+        ).one_or_none()
         if row is None:
             return None
         secrets: list[str] = change(list(row.webhook_secrets))
-        updated = (await conn.execute(
-            sa.update(connections).where(connections.c.connection_id == connection_id)
-            .values(webhook_secrets=secrets).returning(connections)
-        )).one()
+        updated = (
+            await conn.execute(
+                sa.update(connections)
+                .where(connections.c.connection_id == connection_id)
+                .values(webhook_secrets=secrets)
+                .returning(connections)
+            )
+        ).one()
         await add_to_outbox(conn, outbox, [_announcement(updated)])
     return len(secrets)
 
@@ -95,11 +134,41 @@ async def add_webhook_secret(
     engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, secret: str
 ) -> int | None:
     """The new secret first, the current one kept: both verify during the overlap."""
-    return await _update_secrets(engine, merchant_id, connection_id,
-                                 lambda current: [secret, *[s for s in current[:1] if s != secret]])
+    return await _update_secrets(
+        engine, merchant_id, connection_id, lambda current: [secret, *[s for s in current[:1] if s != secret]]
+    )
 
 
 async def retire_previous_webhook_secrets(
     engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID
 ) -> int | None:
     return await _update_secrets(engine, merchant_id, connection_id, lambda current: current[:1])
+
+
+async def pause_connection(engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, reason: str) -> bool:
+    """The merchant pauses: nothing is sent until the merchant resumes (no automatic retry)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(connections)
+            .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
+            .values(
+                paused_at=sa.func.coalesce(connections.c.paused_at, sa.func.now()), pause_reason=reason, resume_at=None
+            )
+        )
+    return result.rowcount > 0
+
+
+async def resume_connection(engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> bool:
+    """Send again now: the pause ends and waiting quantities are due at once."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(connections)
+            .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
+            .values(paused_at=None, pause_reason=None, resume_at=None, consecutive_failures=0)
+        )
+        if result.rowcount == 0:
+            return False
+        await conn.execute(
+            sa.update(pending_pushes).where(pending_pushes.c.connection_id == connection_id).values(not_before=None)
+        )
+    return True

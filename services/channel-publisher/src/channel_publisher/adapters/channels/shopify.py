@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from channel_publisher.adapters.channels.http_answers import raise_for_channel_status
 from channel_publisher.domain.pushes import (
     BatchResult,
     ItemOutcome,
@@ -47,8 +48,9 @@ MUTATION = """mutation SetAvailable($input: InventorySetQuantitiesInput!, $idemp
 class ShopifyAdapter:
     channel_type = "shopify"
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any],
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
         self.http = http
         self.url = f"{base_url.rstrip('/')}/admin/api/{settings.get('api_version', API_VERSION)}/graphql.json"
         self.token = str(credentials.get("access_token", ""))
@@ -57,6 +59,43 @@ class ShopifyAdapter:
         self._available: float | None = None
         self._restore_rate = float(settings.get("restore_rate", 100.0))
         self._observed_at = time.monotonic()
+
+    def ready_in(self) -> float:
+        # The cost bucket is waited for inside a call: its waits are short (a few seconds).
+        return 0.0
+
+    async def read_quantities(self, items: list[PushItem]) -> dict[int, int | None]:
+        """The `available` quantity of each item at its location, in one aliased query."""
+        declarations: list[str] = []
+        fields: list[str] = []
+        variables: dict[str, str] = {}
+        for index, item in enumerate(items):
+            declarations.append(f"$i{index}: ID!, $l{index}: ID!")
+            fields.append(
+                f"q{index}: inventoryItem(id: $i{index}) {{ inventoryLevel(locationId: $l{index}) "
+                '{ quantities(names: ["available"]) { name quantity } } }'
+            )
+            variables |= {f"i{index}": item.external["inventory_item_id"], f"l{index}": item.external["location_id"]}
+        query = f"query ReadAvailable({', '.join(declarations)}) {{ {' '.join(fields)} }}"
+        await self._wait_for_bucket(1 + len(items))
+        try:
+            response = await self.http.post(
+                self.url, json={"query": query, "variables": variables}, headers={"X-Shopify-Access-Token": self.token}
+            )
+        except httpx.TransportError as exc:
+            raise TransientChannelError(f"{type(exc).__name__}: {exc}") from exc
+        raise_for_channel_status(response)
+        body = response.json()
+        self._observe_bucket(body)
+        if body.get("errors"):
+            raise TransientChannelError("; ".join(str(e.get("message")) for e in body["errors"]))
+        data = body.get("data") or {}
+        shown: dict[int, int | None] = {}
+        for index in range(len(items)):
+            level = (data.get(f"q{index}") or {}).get("inventoryLevel") or {}
+            quantities = {q["name"]: q["quantity"] for q in level.get("quantities") or []}
+            shown[index] = quantities.get("available")
+        return shown
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         result = BatchResult()
@@ -98,8 +137,13 @@ class ShopifyAdapter:
             "input": {"name": "available", "reason": "correction", "quantities": quantities},
             # The same batch retried carries the same key, so Shopify applies it once; the
             # versions make a later batch with equal quantities a different one.
-            "idempotencyKey": str(uuid.uuid5(uuid.NAMESPACE_URL, self.url + orjson.dumps(
-                [(item.sku, item.location, item.version, item.quantity) for item in items]).decode())),
+            "idempotencyKey": str(
+                uuid.uuid5(
+                    uuid.NAMESPACE_URL,
+                    self.url
+                    + orjson.dumps([(item.sku, item.location, item.version, item.quantity) for item in items]).decode(),
+                )
+            ),
         }
         try:
             response = await self.http.post(
@@ -111,9 +155,7 @@ class ShopifyAdapter:
             raise TransientChannelError(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:
             retry_after = response.headers.get("Retry-After")
-            raise TransientChannelError(
-                f"HTTP {response.status_code}", float(retry_after) if retry_after else None
-            )
+            raise TransientChannelError(f"HTTP {response.status_code}", float(retry_after) if retry_after else None)
         if response.status_code >= 400:
             raise PermanentChannelError(f"HTTP {response.status_code}: {response.text[:500]}")
         body = response.json()
@@ -142,7 +184,7 @@ class ShopifyAdapter:
             self._observed_at = time.monotonic()
 
     def _throttle_wait(self, body: dict[str, Any], count: int) -> float:
-        cost = ((body.get("extensions") or {}).get("cost") or {})
+        cost = (body.get("extensions") or {}).get("cost") or {}
         requested = float(cost.get("requestedQueryCost", ESTIMATED_COST_BASE + count))
         available = float((cost.get("throttleStatus") or {}).get("currentlyAvailable", 0))
         return max(0.0, (requested - available) / self._restore_rate)

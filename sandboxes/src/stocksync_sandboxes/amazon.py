@@ -1,0 +1,155 @@
+"""A sandbox Amazon seller account: Selling Partner API `patchListingsItem`, checked as
+Amazon checks it.
+
+- `x-amz-access-token` must be the account's token (403 `Unauthorized` else); the seller
+  id in the path must be the account's; `marketplaceIds` is required.
+- `PATCH /listings/2021-08-01/items/{sellerId}/{sku}`: one SKU per call; the body needs a
+  `productType` and `patches` of `{op, path, value}`; a fulfillment_availability patch
+  needs `fulfillment_channel_code` and an integer `quantity` >= 0 (400 `InvalidInput`).
+  A SKU the account does not list answers status INVALID with an issue (unverified: the
+  exact code Amazon gives).
+- Rate limit 5 requests/s, burst 10 (Amazon documents a burst of 5 to 10): 429
+  `QuotaExceeded`. Amazon's own 429 carries no Retry-After; an injected one can.
+
+Run it: python -m stocksync_sandboxes amazon --port 9301 --seller-id S --access-token T
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from stocksync_sandboxes.marketplace_sandbox import Marketplace
+
+REQUESTS_PER_SECOND = 5.0
+BURST = 10
+AVAILABILITY_PATH = "/attributes/fulfillment_availability"
+PATCH_OPS = frozenset({"add", "replace", "merge", "delete"})
+# (unverified) the issue code of a SKU with no listing in the account.
+UNKNOWN_SKU_ISSUE = "4000001"
+
+
+@dataclass(frozen=True)
+class AmazonSandboxSettings:
+    seller_id: str
+    access_token: str
+    marketplace_ids: tuple[str, ...] = ("A1PA6795UKMFR9",)
+    requests_per_second: float = REQUESTS_PER_SECOND
+    burst: int = BURST
+
+
+def _errors(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"errors": [{"code": code, "message": message, "details": ""}]}, status)
+
+
+def _quantity(body: Any) -> tuple[int | None, str | None]:
+    """The quantity a valid body sets, or the message of what is wrong with it."""
+    if not isinstance(body, dict) or not isinstance(body.get("productType"), str) or not body["productType"]:
+        return None, "productType is required"
+    patches = body.get("patches")
+    if not isinstance(patches, list) or not patches:
+        return None, "patches must be a non-empty array"
+    quantity = None
+    for patch in patches:
+        if not isinstance(patch, dict) or patch.get("op") not in PATCH_OPS or not isinstance(patch.get("path"), str):
+            return None, "each patch needs op (add, replace, merge, delete) and path"
+        if patch["path"] != AVAILABILITY_PATH:
+            continue
+        values = patch.get("value")
+        if not isinstance(values, list) or not values:
+            return None, f"{AVAILABILITY_PATH} needs a value array"
+        for value in values:
+            amount = value.get("quantity") if isinstance(value, dict) else None
+            if not isinstance(value, dict) or not value.get("fulfillment_channel_code"):
+                return None, "fulfillment_channel_code is required"
+            if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+                return None, "quantity must be an integer >= 0"
+            quantity = amount
+    return quantity, None
+
+
+def create_app(settings: AmazonSandboxSettings) -> FastAPI:
+    market = Marketplace("amazon", requests_per_second=settings.requests_per_second, burst=settings.burst)
+    app = FastAPI(title="Amazon SP-API sandbox")
+    app.state.market = market
+    app.include_router(market.control_router())
+
+    @app.patch("/listings/2021-08-01/items/{seller_id}/{sku}")
+    async def patch_listings_item(seller_id: str, sku: str, request: Request) -> Response:
+        token = request.headers.get("x-amz-access-token", "")
+        if not hmac.compare_digest(token.encode(), settings.access_token.encode()) or seller_id != settings.seller_id:
+            market.stats["unauthorized"] += 1
+            return _errors(403, "Unauthorized", "Access to requested resource is denied.")
+        marketplaces = [m for m in request.query_params.get("marketplaceIds", "").split(",") if m]
+        if not marketplaces or any(m not in settings.marketplace_ids for m in marketplaces):
+            market.stats["invalid"] += 1
+            return _errors(400, "InvalidInput", "marketplaceIds must name the seller's marketplaces")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _errors(400, "InvalidInput", "The request body is not valid JSON")
+        quantity, problem = _quantity(body)
+        refused = market.admit([sku], "patchListingsItem", [(sku, quantity)])
+        if refused is not None:
+            return refused
+        if problem is not None:
+            market.stats["invalid"] += 1
+            market.record("patchListingsItem", 400, [(sku, quantity)], [])
+            return _errors(400, "InvalidInput", problem)
+        if market.transient_failure(sku):
+            market.record("patchListingsItem", 503, [(sku, quantity)], [])
+            return _errors(503, "ServiceUnavailable", "Temporary failure, please retry.")
+        listing = market.listings.get(sku)
+        submission = uuid.uuid4().hex
+        if listing is None:
+            market.record("patchListingsItem", 200, [(sku, quantity)], [])
+            return JSONResponse(
+                {
+                    "sku": sku,
+                    "status": "INVALID",
+                    "submissionId": submission,
+                    "issues": [
+                        {
+                            "code": UNKNOWN_SKU_ISSUE,
+                            "message": f"SKU {sku} does not match any listing of this seller",
+                            "severity": "ERROR",
+                            "attributeNames": [],
+                        }
+                    ],
+                }
+            )
+        if quantity is not None:
+            market.apply(listing, quantity)
+        market.record("patchListingsItem", 200, [(sku, quantity)], [sku])
+        return JSONResponse({"sku": sku, "status": "ACCEPTED", "submissionId": submission, "issues": []})
+
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stocksync_sandboxes amazon")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9301)
+    parser.add_argument("--seller-id", required=True)
+    parser.add_argument("--access-token", required=True)
+    parser.add_argument("--marketplace-ids", default="A1PA6795UKMFR9")
+    parser.add_argument("--requests-per-second", type=float, default=REQUESTS_PER_SECOND)
+    parser.add_argument("--burst", type=int, default=BURST)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    settings = AmazonSandboxSettings(
+        args.seller_id, args.access_token, tuple(args.marketplace_ids.split(",")), args.requests_per_second, args.burst
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""A sandbox eBay seller: the Inventory API calls the publisher makes, checked as eBay
+checks them.
+
+- `Authorization: Bearer <user token>` (401 errorId 1001 else).
+- `POST /sell/inventory/v1/bulk_update_price_quantity {requests: [{sku,
+  shipToLocationAvailability: {quantity}}]}`: 1 to 25 requests (400 else); a status per
+  SKU: 200, 404 for a SKU the seller does not have, 500 for a per-SKU system error. The
+  HTTP answer is 200 when every SKU passed, 207 otherwise.
+- A listing can be revised at most 250 times a day (per SKU here): beyond, that SKU is
+  refused with its own error (unverified: eBay's exact errorId).
+- `POST /sell/inventory/v1/bulk_get_inventory_item {requests: [{sku}]}` (25 at most):
+  the read-back of the drift check.
+- (unverified) eBay meters calls per day; a per-second limit of 20, burst 20, stands in.
+
+Run it: python -m stocksync_sandboxes ebay --port 9401 --access-token T
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from stocksync_sandboxes.marketplace_sandbox import Marketplace
+
+MAX_REQUESTS = 25
+DAILY_REVISIONS = 250
+REQUESTS_PER_SECOND = 20.0
+BURST = 20
+# (unverified) errorIds, kept here so they are easy to change.
+SKU_NOT_FOUND_ERROR = 25702
+SYSTEM_ERROR = 25001
+REVISION_LIMIT_ERROR = 25015
+INVALID_REQUEST_ERROR = 25709
+
+
+@dataclass(frozen=True)
+class EbaySandboxSettings:
+    access_token: str
+    requests_per_second: float = REQUESTS_PER_SECOND
+    burst: int = BURST
+    daily_revisions: int = DAILY_REVISIONS
+
+
+def _error(error_id: int, message: str, category: str = "REQUEST") -> dict[str, Any]:
+    return {"errorId": error_id, "domain": "API_INVENTORY", "category": category, "message": message}
+
+
+def create_app(settings: EbaySandboxSettings) -> FastAPI:
+    market = Marketplace("ebay", requests_per_second=settings.requests_per_second, burst=settings.burst)
+    revisions: Counter[str] = Counter()
+    app = FastAPI(title="eBay Inventory API sandbox")
+    app.state.market = market
+    app.include_router(market.control_router())
+
+    def authorised(request: Request) -> bool:
+        expected = f"Bearer {settings.access_token}"
+        if hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+            return True
+        market.stats["unauthorized"] += 1
+        return False
+
+    def unauthorised() -> JSONResponse:
+        return JSONResponse({"errors": [_error(1001, "Invalid access token")]}, 401)
+
+    async def requests_of(request: Request) -> list[Any] | JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        entries = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_REQUESTS:
+            market.stats["invalid"] += 1
+            return JSONResponse(
+                {
+                    "errors": [
+                        _error(INVALID_REQUEST_ERROR, f"The number of requests must be between 1 and {MAX_REQUESTS}")
+                    ]
+                },
+                400,
+            )
+        return entries
+
+    @app.post("/sell/inventory/v1/bulk_update_price_quantity")
+    async def bulk_update(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        entries = await requests_of(request)
+        if isinstance(entries, JSONResponse):
+            market.record("bulk_update_price_quantity", 400, [], [])
+            return entries
+        items = [
+            (str(e.get("sku")), (e.get("shipToLocationAvailability") or {}).get("quantity"))
+            for e in entries
+            if isinstance(e, dict)
+        ]
+        refused = market.admit([sku for sku, _ in items], "bulk_update_price_quantity", items)
+        if refused is not None:
+            return refused
+        responses, applied = [], []
+        for sku, quantity in items:
+            listing = market.listings.get(sku)
+            if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 0:
+                responses.append(
+                    {
+                        "statusCode": 400,
+                        "sku": sku,
+                        "errors": [
+                            _error(INVALID_REQUEST_ERROR, "shipToLocationAvailability.quantity must be an integer >= 0")
+                        ],
+                    }
+                )
+            elif market.transient_failure(sku):
+                responses.append(
+                    {
+                        "statusCode": 500,
+                        "sku": sku,
+                        "errors": [_error(SYSTEM_ERROR, "A system error has occurred.", "APPLICATION")],
+                    }
+                )
+            elif listing is None:
+                responses.append(
+                    {
+                        "statusCode": 404,
+                        "sku": sku,
+                        "errors": [_error(SKU_NOT_FOUND_ERROR, f"SKU {sku} is not available in the system")],
+                    }
+                )
+            elif revisions[sku] >= settings.daily_revisions:
+                responses.append(
+                    {
+                        "statusCode": 400,
+                        "sku": sku,
+                        "errors": [
+                            _error(
+                                REVISION_LIMIT_ERROR,
+                                f"The listing has been revised {settings.daily_revisions} times today",
+                            )
+                        ],
+                    }
+                )
+            else:
+                revisions[sku] += 1
+                market.apply(listing, quantity)
+                applied.append(sku)
+                responses.append({"statusCode": 200, "sku": sku, "offerId": f"offer-{sku}", "warnings": []})
+        status = 200 if len(applied) == len(items) else 207
+        market.record("bulk_update_price_quantity", status, items, applied)
+        return JSONResponse({"responses": responses}, status)
+
+    @app.post("/sell/inventory/v1/bulk_get_inventory_item")
+    async def bulk_get(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        entries = await requests_of(request)
+        if isinstance(entries, JSONResponse):
+            return entries
+        responses = []
+        for entry in entries:
+            sku = str(entry.get("sku")) if isinstance(entry, dict) else ""
+            listing = market.listings.get(sku)
+            if listing is None:
+                responses.append(
+                    {
+                        "statusCode": 404,
+                        "sku": sku,
+                        "errors": [_error(SKU_NOT_FOUND_ERROR, f"SKU {sku} is not available in the system")],
+                    }
+                )
+            else:
+                responses.append(
+                    {
+                        "statusCode": 200,
+                        "sku": sku,
+                        "inventoryItem": {
+                            "sku": sku,
+                            "availability": {"shipToLocationAvailability": {"quantity": listing.quantity}},
+                        },
+                    }
+                )
+        return JSONResponse({"responses": responses})
+
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stocksync_sandboxes ebay")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9401)
+    parser.add_argument("--access-token", required=True)
+    parser.add_argument("--requests-per-second", type=float, default=REQUESTS_PER_SECOND)
+    parser.add_argument("--burst", type=int, default=BURST)
+    parser.add_argument("--daily-revisions", type=int, default=DAILY_REVISIONS)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    settings = EbaySandboxSettings(args.access_token, args.requests_per_second, args.burst, args.daily_revisions)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""A sandbox Walmart Marketplace seller: `PUT /v3/inventory?sku=...`, checked as Walmart
+checks it.
+
+- Headers `WM_SEC.ACCESS_TOKEN` (401 else), `WM_QOS.CORRELATION_ID` and `WM_SVC.NAME`
+  (400 else).
+- Body `{sku, quantity: {unit: "EACH", amount}}`; the body's SKU must be the query's.
+  An unknown SKU is 404 `CONTENT_NOT_FOUND` (unverified: Walmart's exact code).
+- Rate limit (unverified: Walmart publishes per-endpoint limits in its portal): 5/s, burst
+  10 here; 429 with Retry-After.
+
+Run it: python -m stocksync_sandboxes walmart --port 9601 --access-token T
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from stocksync_sandboxes.marketplace_sandbox import Marketplace
+
+REQUESTS_PER_SECOND = 5.0
+BURST = 10
+
+
+@dataclass(frozen=True)
+class WalmartSandboxSettings:
+    access_token: str
+    requests_per_second: float = REQUESTS_PER_SECOND
+    burst: int = BURST
+
+
+def _errors(status: int, code: str, description: str, field: str = "") -> JSONResponse:
+    return JSONResponse(
+        {
+            "errors": [
+                {
+                    "code": code,
+                    "field": field,
+                    "description": description,
+                    "severity": "ERROR",
+                    "category": "APPLICATION",
+                }
+            ]
+        },
+        status,
+    )
+
+
+def create_app(settings: WalmartSandboxSettings) -> FastAPI:
+    market = Marketplace("walmart", requests_per_second=settings.requests_per_second, burst=settings.burst)
+    app = FastAPI(title="Walmart Marketplace sandbox")
+    app.state.market = market
+    app.include_router(market.control_router())
+
+    @app.put("/v3/inventory")
+    async def update_inventory(request: Request, sku: str = "") -> Response:
+        token = request.headers.get("WM_SEC.ACCESS_TOKEN", "")
+        if not hmac.compare_digest(token.encode(), settings.access_token.encode()):
+            market.stats["unauthorized"] += 1
+            return _errors(401, "UNAUTHORIZED.GMP_GATEWAY_API", "Unauthorized")
+        if not request.headers.get("WM_QOS.CORRELATION_ID") or not request.headers.get("WM_SVC.NAME"):
+            market.stats["invalid"] += 1
+            return _errors(
+                400, "INVALID_REQUEST_HEADER.GMP_INVENTORY_API", "WM_QOS.CORRELATION_ID and WM_SVC.NAME are required"
+            )
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        quantity = (body.get("quantity") or {}) if isinstance(body, dict) else {}
+        amount = quantity.get("amount") if isinstance(quantity, dict) else None
+        refused = market.admit([sku], "inventory", [(sku, amount if isinstance(amount, int) else None)])
+        if refused is not None:
+            return refused
+        if (
+            not sku
+            or not isinstance(body, dict)
+            or body.get("sku") != sku
+            or quantity.get("unit") != "EACH"
+            or not isinstance(amount, int)
+            or isinstance(amount, bool)
+            or amount < 0
+        ):
+            market.stats["invalid"] += 1
+            market.record("inventory", 400, [(sku, None)], [])
+            return _errors(
+                400,
+                "INVALID_REQUEST_CONTENT.GMP_INVENTORY_API",
+                "Body must be {sku (same as the query), quantity: {unit: EACH, amount >= 0}}",
+                "quantity",
+            )
+        if market.transient_failure(sku):
+            market.record("inventory", 503, [(sku, amount)], [])
+            return _errors(503, "SERVICE_UNAVAILABLE.GMP_INVENTORY_API", "Service unavailable, retry later")
+        listing = market.listings.get(sku)
+        if listing is None:
+            market.record("inventory", 404, [(sku, amount)], [])
+            return _errors(
+                404, "CONTENT_NOT_FOUND.GMP_INVENTORY_API", f"Requested content could not be found. sku: {sku}", "sku"
+            )
+        market.apply(listing, amount)
+        market.record("inventory", 200, [(sku, amount)], [sku])
+        return JSONResponse({"sku": sku, "quantity": {"unit": "EACH", "amount": amount}})
+
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stocksync_sandboxes walmart")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9601)
+    parser.add_argument("--access-token", required=True)
+    parser.add_argument("--requests-per-second", type=float, default=REQUESTS_PER_SECOND)
+    parser.add_argument("--burst", type=int, default=BURST)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    settings = WalmartSandboxSettings(args.access_token, args.requests_per_second, args.burst)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Generic channel: the merchant's own endpoint receives quantities as Standard Webhooks.
+
+`POST <base_url>` with `{"type": "inventory.quantities.updated", "timestamp", "data":
+{"quantities": [{sku, location, quantity, version}]}}`, signed with the connection's
+`whsec_` secret: `webhook-signature: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`.
+The `webhook-id` is derived from the batch, so a retried batch keeps its id (the
+receiver's dedupe key). A 2xx accepts the batch except the items listed in an optional
+`{"rejected": [{sku, location, message}]}` answer; 429/5xx are retried; other 4xx are
+permanent. Stocksync defines this contract: 100 quantities per call.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+
+from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
+from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
+
+MAX_BATCH = 100
+EVENT_TYPE = "inventory.quantities.updated"
+
+
+def standard_webhook_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+class GenericWebhookAdapter:
+    channel_type = "generic"
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
+        self.http = http
+        self.url = base_url
+        self.secret = str(credentials["signing_secret"])
+        self.batch_limit = min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
+        self.pacer = CallPacer(settings.get("requests_per_second"), int(settings.get("burst", 1)))
+
+    def ready_in(self) -> float:
+        return self.pacer.ready_in()
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        quantities = [
+            {"sku": i.sku, "location": i.location, "quantity": i.quantity, "version": i.version} for i in items
+        ]
+        message_id = "msg_" + uuid.uuid5(uuid.NAMESPACE_URL, self.url + orjson.dumps(quantities).decode()).hex
+        timestamp = int(time.time())
+        body = orjson.dumps({"type": EVENT_TYPE, "timestamp": timestamp, "data": {"quantities": quantities}})
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_webhook_signature(self.secret, message_id, timestamp, body),
+        }
+        response = await send(self.http, self.pacer, "POST", self.url, content=body, headers=headers)
+        raise_for_channel_status(response)
+        rejected: dict[tuple[str, str], str] = {}
+        if response.content and response.headers.get("content-type", "").startswith("application/json"):
+            for entry in response.json().get("rejected") or []:
+                rejected[(entry.get("sku"), entry.get("location", items[0].location))] = str(entry.get("message"))
+        result = BatchResult()
+        for index, item in enumerate(items):
+            message = rejected.get((item.sku, item.location))
+            result.outcomes[index] = (
+                ItemOutcome("rejected", message)
+                if message is not None
+                else ItemOutcome("accepted", str(response.status_code))
+            )
+        return result

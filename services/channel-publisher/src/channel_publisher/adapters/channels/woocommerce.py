@@ -1,0 +1,71 @@
+"""WooCommerce: `POST /wp-json/wc/v3/products/batch {"update": [{id, stock_quantity}]}`.
+
+At most 100 objects per call (more is refused whole). Auth: consumer key and secret as
+HTTP basic (over HTTPS). WooCommerce documents no rate limit, but hosts often put one in
+front of it: the connection may set `requests_per_second`, and a 429 with Retry-After is
+honoured. Each object of the answer is either the updated product or `{id, error: {code,
+message, data: {status}}}`: an error with a 5xx status is retried alone, any other is
+permanent. Read-back for the drift check: `GET /products?include=...`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
+from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
+
+MAX_BATCH = 100
+API_PREFIX = "/wp-json/wc/v3"
+
+
+class WooCommerceAdapter:
+    channel_type = "woocommerce"
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
+        self.http = http
+        self.base = base_url.rstrip("/") + API_PREFIX
+        self.auth = httpx.BasicAuth(str(credentials["consumer_key"]), str(credentials["consumer_secret"]))
+        self.batch_limit = min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
+        self.pacer = CallPacer(settings.get("requests_per_second"), int(settings.get("burst", 1)))
+
+    def ready_in(self) -> float:
+        return self.pacer.ready_in()
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        body = {"update": [{"id": int(item.external["product_id"]), "stock_quantity": item.quantity} for item in items]}
+        response = await send(self.http, self.pacer, "POST", f"{self.base}/products/batch", json=body, auth=self.auth)
+        raise_for_channel_status(response)
+        answers = {int(entry["id"]): entry for entry in response.json().get("update", []) if "id" in entry}
+        result = BatchResult()
+        for index, item in enumerate(items):
+            entry = answers.get(int(item.external["product_id"]))
+            if entry is None:
+                result.outcomes[index] = ItemOutcome("retry", "no answer for this product in the batch")
+            elif "error" in entry:
+                error = entry["error"]
+                message = f"{error.get('code', '')}: {error.get('message', '')}"
+                transient = int((error.get("data") or {}).get("status", 400)) >= 500
+                result.outcomes[index] = ItemOutcome("retry" if transient else "rejected", message)
+            else:
+                result.outcomes[index] = ItemOutcome("accepted", f"stock_quantity={entry.get('stock_quantity')}")
+        return result
+
+    async def read_quantities(self, items: list[PushItem]) -> dict[int, int | None]:
+        ids = [int(item.external["product_id"]) for item in items]
+        response = await send(
+            self.http,
+            self.pacer,
+            "GET",
+            f"{self.base}/products",
+            auth=self.auth,
+            params={"include": ",".join(map(str, ids)), "per_page": MAX_BATCH},
+        )
+        raise_for_channel_status(response)
+        shown = {int(p["id"]): p.get("stock_quantity") for p in response.json()}
+        return {index: shown.get(pid) for index, pid in enumerate(ids)}

@@ -1,0 +1,150 @@
+"""Drift check: read back what the channel shows and compare it with what was last sent.
+
+Only channels whose API can read quantities (Shopify, WooCommerce, eBay). A SKU with a
+push waiting is skipped (it is about to change), and a difference is recorded only if
+nothing was sent for that SKU while the channel was being read, so a push racing the
+read-back is not reported as drift. Drift is reported, not corrected: someone changed
+the stock on the marketplace by hand, and the merchant decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+
+from channel_publisher.adapters.tables import connections, drift_findings, last_sent, listings, pending_pushes
+from channel_publisher.domain.pushes import PushItem, ReadsQuantities
+from stocksync_common.contracts import utcnow
+
+if TYPE_CHECKING:
+    from channel_publisher.service_layer.publishing import Publisher
+
+log = logging.getLogger(__name__)
+
+DRIFT = Counter(
+    "stocksync_drift_detected_total", "SKUs whose channel quantity differs from the last sent", ["channel_type"]
+)
+READABLE_CHANNELS = ("shopify", "woocommerce", "ebay")
+# How often the scheduler looks for connections whose check is due.
+SCAN_PERIOD_S = 15.0
+
+
+class DriftCheckUnsupported(Exception):
+    """The channel's API cannot read quantities back."""
+
+
+async def run_drift_checks(publisher: Publisher) -> None:
+    while not publisher.stopping:
+        try:
+            for connection_id in await _due_connections(publisher):
+                await check_drift(publisher, connection_id)
+        except Exception:
+            log.exception("drift check failed")
+        await asyncio.sleep(SCAN_PERIOD_S)
+
+
+async def _due_connections(publisher: Publisher) -> list[uuid.UUID]:
+    now = utcnow()
+    async with publisher.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(connections.c.connection_id, connections.c.settings, connections.c.last_drift_check_at).where(
+                    connections.c.active,
+                    connections.c.paused_at.is_(None),
+                    connections.c.channel_type.in_(READABLE_CHANNELS),
+                )
+            )
+        ).all()
+    due = []
+    for row in rows:
+        interval = float(row.settings.get("drift_check_interval_s", publisher.settings.drift_check_interval_s))
+        if row.last_drift_check_at is None or row.last_drift_check_at + timedelta(seconds=interval) <= now:
+            due.append(row.connection_id)
+    return due
+
+
+async def check_drift(publisher: Publisher, connection_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Read the channel's quantities of every sent SKU; record and return the differences."""
+    async with publisher.engine.connect() as conn:
+        found = await publisher.adapter_for(conn, connection_id)
+        if found is None:
+            return []
+        connection, adapter = found
+        if not isinstance(adapter, ReadsQuantities):
+            raise DriftCheckUnsupported(connection.channel_type)
+        sent = (
+            await conn.execute(
+                sa.select(last_sent, listings.c.external)
+                .join(
+                    listings,
+                    sa.and_(
+                        listings.c.connection_id == last_sent.c.connection_id,
+                        listings.c.sku == last_sent.c.sku,
+                        listings.c.location == last_sent.c.location,
+                    ),
+                )
+                .where(
+                    last_sent.c.connection_id == connection_id,
+                    ~sa.exists().where(
+                        pending_pushes.c.connection_id == last_sent.c.connection_id,
+                        pending_pushes.c.sku == last_sent.c.sku,
+                        pending_pushes.c.location == last_sent.c.location,
+                    ),
+                )
+                .order_by(last_sent.c.sku)
+            )
+        ).all()
+    checked_at = utcnow()
+    differences = []
+    for start in range(0, len(sent), adapter.batch_limit):
+        chunk = sent[start : start + adapter.batch_limit]
+        items = [PushItem(r.sku, r.location, r.quantity, dict(r.external), r.version) for r in chunk]
+        shown = await adapter.read_quantities(items)
+        differences += [(row, shown.get(i)) for i, row in enumerate(chunk) if shown.get(i) != row.quantity]
+    findings = []
+    async with publisher.engine.begin() as conn:
+        for row, channel_quantity in differences:
+            unchanged = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(last_sent)
+                    .where(
+                        last_sent.c.connection_id == connection_id,
+                        last_sent.c.sku == row.sku,
+                        last_sent.c.location == row.location,
+                        last_sent.c.version == row.version,
+                    )
+                )
+            ).scalar_one()
+            if unchanged:
+                findings.append(
+                    {
+                        "merchant_id": connection.merchant_id,
+                        "connection_id": connection_id,
+                        "sku": row.sku,
+                        "location": row.location,
+                        "sent_quantity": row.quantity,
+                        "sent_version": row.version,
+                        "channel_quantity": channel_quantity,
+                        "checked_at": checked_at,
+                    }
+                )
+        if findings:
+            await conn.execute(sa.insert(drift_findings), findings)
+            DRIFT.labels(connection.channel_type).inc(len(findings))
+            log.warning(
+                "drift: the channel shows other quantities than the last sent",
+                extra={"connection_id": str(connection_id), "skus": [f["sku"] for f in findings[:20]]},
+            )
+        await conn.execute(
+            sa.update(connections)
+            .where(connections.c.connection_id == connection_id)
+            .values(last_drift_check_at=checked_at)
+        )
+    return findings

@@ -1,0 +1,86 @@
+"""What a merchant sees of one connection's last hour: outcomes, sync window, errors,
+backlog, pause and drift."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from channel_publisher.adapters.tables import connections, drift_findings, pending_pushes, pushes
+from stocksync_common.contracts import utcnow
+
+WINDOW = timedelta(hours=1)
+
+
+async def connection_health(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID
+) -> dict[str, Any] | None:
+    since = utcnow() - WINDOW
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(connections).where(
+                    connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        recent = sa.and_(pushes.c.connection_id == connection_id, pushes.c.finished_at >= since)
+        counts: dict[str, int] = dict(
+            (
+                await conn.execute(sa.select(pushes.c.status, sa.func.count()).where(recent).group_by(pushes.c.status))
+            ).all()
+        )
+        window = (
+            await conn.execute(
+                sa.select(
+                    sa.func.percentile_cont(0.5).within_group(pushes.c.sync_window_ms),
+                    sa.func.percentile_cont(0.95).within_group(pushes.c.sync_window_ms),
+                    sa.func.max(pushes.c.sync_window_ms),
+                ).where(recent, pushes.c.status == "accepted", pushes.c.sync_window_ms.is_not(None))
+            )
+        ).one()
+        last_error = (
+            await conn.execute(
+                sa.select(pushes.c.sku, pushes.c.status, pushes.c.channel_response, pushes.c.finished_at)
+                .where(pushes.c.connection_id == connection_id, pushes.c.status.in_(("rejected", "retrying")))
+                .order_by(pushes.c.push_id.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+        pending = (
+            await conn.execute(
+                sa.select(sa.func.count(), sa.func.min(pending_pushes.c.enqueued_at)).where(
+                    pending_pushes.c.connection_id == connection_id
+                )
+            )
+        ).one()
+        drifted = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(drift_findings)
+                .where(drift_findings.c.connection_id == connection_id, drift_findings.c.checked_at >= since)
+            )
+        ).scalar_one()
+    state = "paused" if row.paused_at is not None else "failing" if row.consecutive_failures else "ok"
+    return {
+        "connection_id": connection_id,
+        "status": state,
+        "since": since,
+        "pushes": {status: counts.get(status, 0) for status in ("accepted", "rejected", "retrying", "unmapped")},
+        "sync_window_ms": {"p50": window[0], "p95": window[1], "max": window[2]},
+        "last_error": dict(last_error._mapping) if last_error is not None else None,
+        "pending": pending[0],
+        "oldest_pending_since": pending[1],
+        "consecutive_failures": row.consecutive_failures,
+        "paused_at": row.paused_at,
+        "pause_reason": row.pause_reason,
+        "resume_at": row.resume_at,
+        "last_drift_check_at": row.last_drift_check_at,
+        "drift_findings": drifted,
+    }
