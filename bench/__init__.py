@@ -1,0 +1,1 @@
+"""The benchmark (`make bench`) and the oversell simulator (`make simulate`)."""

@@ -1,0 +1,1 @@
+"""The bare pipeline the benchmark compares Stocksync against (see pipeline.py)."""

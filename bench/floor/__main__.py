@@ -1,0 +1,3 @@
+from bench.floor.pipeline import main
+
+main()

