@@ -1,0 +1,475 @@
+"""Every channel's orders, signed by its sandbox, through order-ingest and the real broker.
+
+Each test drives the channel's sandbox (`POST /_sandbox/orders` of the channel's order
+router, which builds, signs and delivers the payload exactly as the channel does) and
+reads the resulting `orders.v1` events from the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+
+from stocksync_common.contracts import OrderLineMoved
+from stocksync_common.topics import ORDERS
+from stocksync_embedded.stack import Stack
+from stocksync_sandboxes import (
+    amazon_orders,
+    ebay_orders,
+    generic_orders,
+    mirakl_orders,
+    walmart_orders,
+    woocommerce_orders,
+)
+from stocksync_sandboxes.order_delivery import SandboxOrderLine
+from tests.e2e.conftest import Merchant, wait_for
+
+Movement = tuple[str, str, int]
+"""(line id, movement, quantity)"""
+
+
+class OrderEvents:
+    """Every orders.v1 event of a broker, read from the start by a consumer in a thread."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.events: list[OrderLineMoved] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._consume()), daemon=True)
+
+    def start(self) -> OrderEvents:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            ORDERS.name,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=1000,
+        )
+        await consumer.start()
+        try:
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    self.events.extend(OrderLineMoved.model_validate_json(r.value) for r in records)
+        finally:
+            await consumer.stop()
+
+    def of(self, connection_id: str) -> list[OrderLineMoved]:
+        return [e for e in list(self.events) if str(e.connection_id) == connection_id]
+
+    def movements(self, connection_id: str, order_id: str | None = None) -> list[Movement]:
+        return [
+            (e.line_id, e.movement, e.quantity)
+            for e in self.of(connection_id)
+            if order_id is None or e.external_order_id == order_id
+        ]
+
+    def wait_for(
+        self, connection_id: str, count: int, order_id: str | None = None, settle_s: float = 1.0
+    ) -> list[Movement]:
+        """Wait for `count` movements, then a moment more so that an extra one would show."""
+        wait_for(lambda: len(self.movements(connection_id, order_id)) >= count, timeout=30)
+        time.sleep(settle_s)
+        return self.movements(connection_id, order_id)
+
+
+@dataclass
+class ServedApp:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve(app: FastAPI) -> ServedApp:
+    """Run an ASGI app on a free port in a thread: a real HTTP server for the services to call."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the sandbox app did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return ServedApp(f"http://127.0.0.1:{port}", server, thread)
+
+
+@dataclass
+class Sandboxes:
+    """The order side of every sandbox channel in one app, each under its own prefix."""
+
+    url: str
+    woocommerce_secret: str
+    amazon_api_key: str
+    walmart_secret: str
+    generic_secret: str
+    ebay_key: ebay_orders.SigningKey
+    ebay_token: str
+    mirakl_shop: mirakl_orders.MiraklShop
+
+    def send(self, channel: str, **body: Any) -> dict[str, Any]:
+        answer = httpx.post(f"{self.url}/{channel}/_sandbox/orders", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+
+def sandbox_app(sandboxes: Sandboxes) -> FastAPI:
+    app = FastAPI()
+    app.include_router(woocommerce_orders.orders_router(sandboxes.woocommerce_secret), prefix="/woocommerce")
+    app.include_router(amazon_orders.orders_router("A2SANDBOXSELLER", sandboxes.amazon_api_key), prefix="/amazon")
+    app.include_router(walmart_orders.orders_router(sandboxes.walmart_secret), prefix="/walmart")
+    app.include_router(generic_orders.orders_router([sandboxes.generic_secret]), prefix="/generic")
+    app.include_router(ebay_orders.orders_router(sandboxes.ebay_key, sandboxes.ebay_token), prefix="/ebay")
+    app.include_router(mirakl_orders.orders_router(sandboxes.mirakl_shop), prefix="/mirakl")
+    return app
+
+
+def make_sandboxes(mirakl_min_call_interval_s: float = 60.0) -> tuple[Sandboxes, ServedApp]:
+    sandboxes = Sandboxes(
+        url="",
+        woocommerce_secret=secrets.token_hex(16),
+        amazon_api_key=secrets.token_hex(16),
+        walmart_secret=secrets.token_hex(16),
+        generic_secret=generic_orders.new_secret(),
+        ebay_key=ebay_orders.SigningKey(),
+        ebay_token=secrets.token_hex(12),
+        mirakl_shop=mirakl_orders.MiraklShop(secrets.token_hex(12), min_call_interval_s=mirakl_min_call_interval_s),
+    )
+    served = serve(sandbox_app(sandboxes))
+    sandboxes.url = served.url
+    return sandboxes, served
+
+
+def connection_body(channel: str, sandboxes: Sandboxes) -> dict[str, Any]:
+    """`POST /v1/connections` for a channel type, pointing at its sandbox."""
+    base = {"type": channel, "name": f"{channel} orders", "base_url": f"{sandboxes.url}/{channel}"}
+    per_type: dict[str, dict[str, Any]] = {
+        "woocommerce": {
+            "credentials": {"consumer_key": "ck_x", "consumer_secret": "cs_x"},
+            "webhook_secret": sandboxes.woocommerce_secret,
+        },
+        "amazon": {
+            "credentials": {
+                "seller_id": "A2SANDBOXSELLER",
+                "marketplace_ids": ["A1PA6795UKMFR9"],
+                "access_token": "Atza|x",
+            },
+            "inbound": {"api_key": sandboxes.amazon_api_key},
+        },
+        "walmart": {"credentials": {"access_token": "x"}, "webhook_secret": sandboxes.walmart_secret},
+        "generic": {
+            "credentials": {"signing_secret": generic_orders.new_secret()},
+            "webhook_secret": sandboxes.generic_secret,
+        },
+        "ebay": {"credentials": {"access_token": sandboxes.ebay_token}},
+        "mirakl": {"credentials": {"api_key": sandboxes.mirakl_shop.api_key}, "inbound": {"poll_interval_s": 60}},
+    }
+    return {**base, **per_type[channel]}
+
+
+def create_connection(
+    api: httpx.Client, auth: dict[str, str], channel: str, sandboxes: Sandboxes, ingest_url: str | None = None
+) -> str:
+    answer = api.post("/v1/connections", headers=auth, json=connection_body(channel, sandboxes))
+    assert answer.status_code == 201, answer.text
+    connection_id: str = answer.json()["connection_id"]
+    if channel != "mirakl":
+        # order-ingest learns of the connection through connections.v1: 404 until then,
+        # then an unsigned delivery is refused with 401.
+        url = f"{ingest_url or str(api.base_url).rstrip('/')}/webhooks/{channel}/{connection_id}"
+        wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+    return connection_id
+
+
+@pytest.fixture(scope="session")
+def order_events(stack: Stack) -> Iterator[OrderEvents]:
+    assert stack.kafka_bootstrap_servers is not None
+    events = OrderEvents(stack.kafka_bootstrap_servers).start()
+    yield events
+    events.stop()
+
+
+@pytest.fixture(scope="session")
+def sandboxes() -> Iterator[Sandboxes]:
+    made, served = make_sandboxes()
+    yield made
+    served.stop()
+
+
+@pytest.fixture
+def connect(api: httpx.Client, merchant: Merchant, sandboxes: Sandboxes) -> Callable[[str], str]:
+    def make(channel: str) -> str:
+        return create_connection(api, merchant.auth, channel, sandboxes)
+
+    return make
+
+
+def webhook(api: httpx.Client, channel: str, connection_id: str) -> str:
+    return f"{str(api.base_url).rstrip('/')}/webhooks/{channel}/{connection_id}"
+
+
+def line(sku: str, quantity: int, line_id: str, shipped: int = 0, cancelled: int = 0) -> dict[str, Any]:
+    return {"sku": sku, "quantity": quantity, "line_id": line_id, "shipped": shipped, "cancelled": cancelled}
+
+
+def test_woocommerce_created_completed_and_cancelled_orders_become_movements(
+    api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    connection_id = connect("woocommerce")
+    url = webhook(api, "woocommerce", connection_id)
+    ping = asyncio.run(woocommerce_orders.ping(url, webhook_id=7))
+    assert (ping.status_code, ping.body) == (200, '{"status":"ping","events":0}')
+
+    shipped = [line("W-1", 2, "101")]
+    first = sandboxes.send("woocommerce", webhook_url=url, order_id=501, status="processing", lines=shipped)
+    assert first["status_code"] == 200, first
+    sandboxes.send(
+        "woocommerce", webhook_url=url, topic="order.updated", order_id=501, status="completed", lines=shipped
+    )
+    cancelled = [line("W-2", 3, "201")]
+    sandboxes.send("woocommerce", webhook_url=url, order_id=502, status="processing", lines=cancelled)
+    last = sandboxes.send(
+        "woocommerce", webhook_url=url, topic="order.updated", order_id=502, status="cancelled", lines=cancelled
+    )
+    assert last["status_code"] == 200, last
+
+    assert order_events.wait_for(connection_id, 4) == [
+        ("101", "placed", 2),
+        ("101", "shipped", 2),
+        ("201", "placed", 3),
+        ("201", "cancelled", 3),
+    ]
+    event = order_events.of(connection_id)[0]
+    assert (event.channel_type, event.external_order_id, event.sku) == ("woocommerce", "501", "W-1")
+
+
+def test_amazon_partial_shipments_emit_the_delta_and_a_cancellation_releases_the_rest(
+    api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    connection_id = connect("amazon")
+    url = webhook(api, "amazon", connection_id)
+    order_id = amazon_orders.amazon_order_id()
+    for status, shipped in (("Unshipped", 0), ("PartiallyShipped", 1), ("PartiallyShipped", 2)):
+        sent = sandboxes.send(
+            "amazon",
+            webhook_url=url,
+            order_id=order_id,
+            status=status,
+            lines=[line("AMZ-1", 4, "11111111111111", shipped=shipped)],
+        )
+        assert sent["status_code"] == 200, sent
+    sandboxes.send(
+        "amazon",
+        webhook_url=url,
+        order_id=order_id,
+        status="Canceled",
+        lines=[line("AMZ-1", 4, "11111111111111", shipped=2)],
+    )
+
+    assert order_events.wait_for(connection_id, 4) == [
+        ("11111111111111", "placed", 4),
+        ("11111111111111", "shipped", 1),
+        ("11111111111111", "shipped", 1),
+        ("11111111111111", "cancelled", 2),
+    ]
+    refs = [e.movement_ref for e in order_events.of(connection_id)]
+    assert refs == [None, None, "upto:2", None]
+
+
+def test_walmart_purchase_order_and_line_updates_become_movements(
+    api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    connection_id = connect("walmart")
+    url = webhook(api, "walmart", connection_id)
+    lines = [line("WM-1", 2, "1"), line("WM-2", 1, "2")]
+    created = sandboxes.send("walmart", webhook_url=url, purchase_order_id="1800001", lines=lines)
+    assert created["status_code"] == 200, created
+    sandboxes.send(
+        "walmart",
+        webhook_url=url,
+        event_type="PO_LINE_UPDATED",
+        purchase_order_id="1800001",
+        lines=[line("WM-1", 2, "1", shipped=1, cancelled=1), line("WM-2", 1, "2", shipped=1)],
+    )
+
+    assert sorted(order_events.wait_for(connection_id, 5)) == sorted(
+        [
+            ("1", "placed", 2),
+            ("2", "placed", 1),
+            ("1", "shipped", 1),
+            ("1", "cancelled", 1),
+            ("2", "shipped", 1),
+        ]
+    )
+
+
+def test_ebay_notifications_are_verified_with_ebays_public_key_and_deduplicated_on_notification_id(
+    api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    connection_id = connect("ebay")
+    url = webhook(api, "ebay", connection_id)
+    notification_id = str(uuid.uuid4())
+    for _ in range(2):
+        sent = sandboxes.send(
+            "ebay",
+            webhook_url=url,
+            order_id="12-34567",
+            notification_id=notification_id,
+            lines=[line("EB-1", 1, "900001")],
+        )
+        assert sent["status_code"] == 200, sent
+    sandboxes.send("ebay", webhook_url=url, order_id="12-34568", lines=[line("EB-2", 2, "900002")], cancelled=True)
+    sandboxes.send("ebay", webhook_url=url, order_id="12-34567", lines=[line("EB-1", 1, "900001", shipped=1)])
+
+    assert order_events.wait_for(connection_id, 4) == [
+        ("900001", "placed", 1),
+        ("900002", "placed", 2),
+        ("900002", "cancelled", 2),
+        ("900001", "shipped", 1),
+    ]
+    # Signed by another key (one eBay never published): refused.
+    impostor = ebay_orders.SigningKey()
+    impostor.kid = sandboxes.ebay_key.kid
+    forged = asyncio.run(
+        ebay_orders.deliver(
+            url, ebay_orders.build_notification("12-99999", [SandboxOrderLine(sku="EB-1", quantity=1)]), impostor
+        )
+    )
+    assert forged.status_code == 401
+
+
+def test_generic_standard_webhooks_orders_become_movements_including_returns(
+    api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    connection_id = connect("generic")
+    url = webhook(api, "generic", connection_id)
+    sandboxes.send("generic", webhook_url=url, type="order.created", order_id="G-1", lines=[line("GEN-1", 3, "a")])
+    sandboxes.send(
+        "generic", webhook_url=url, type="order.shipped", order_id="G-1", lines=[line("GEN-1", 3, "a", shipped=2)]
+    )
+    sandboxes.send(
+        "generic",
+        webhook_url=url,
+        type="order.cancelled",
+        order_id="G-1",
+        lines=[line("GEN-1", 3, "a", shipped=2, cancelled=1)],
+    )
+    event = generic_orders.build_event("order.updated", "G-1", [], returned={"a": 1})
+    event["data"]["lines"] = [
+        {
+            "line_id": "a",
+            "sku": "GEN-1",
+            "quantity": 3,
+            "shipped_quantity": 2,
+            "cancelled_quantity": 1,
+            "returned_quantity": 1,
+        }
+    ]
+    _, returned = asyncio.run(generic_orders.deliver(url, event, [sandboxes.generic_secret]))
+    assert returned.status_code == 200, returned
+
+    assert order_events.wait_for(connection_id, 4) == [
+        ("a", "placed", 3),
+        ("a", "shipped", 2),
+        ("a", "cancelled", 1),
+        ("a", "returned", 1),
+    ]
+
+
+def test_the_same_delivery_sent_five_times_produces_its_movement_once(
+    api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    connection_id = connect("generic")
+    url = webhook(api, "generic", connection_id)
+    answers = [
+        sandboxes.send("generic", webhook_url=url, webhook_id="msg_same", order_id="G-5", lines=[line("GEN-5", 2, "1")])
+        for _ in range(5)
+    ]
+    statuses = [httpx.Response(200, content=a["body"]).json()["status"] for a in answers]
+    assert statuses[0] == "accepted" and statuses[1:] == ["duplicate"] * 4
+    # The same order under new webhook ids (the shop resent it as new events): still once.
+    for _ in range(2):
+        sandboxes.send("generic", webhook_url=url, order_id="G-5", lines=[line("GEN-5", 2, "1")])
+    assert order_events.wait_for(connection_id, 1, settle_s=2.0) == [("1", "placed", 2)]
+
+
+def test_a_cancellation_before_its_order_gives_placed_and_cancelled_once(
+    api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    connection_id = connect("woocommerce")
+    url = webhook(api, "woocommerce", connection_id)
+    lines = [line("W-9", 2, "901")]
+    sandboxes.send("woocommerce", webhook_url=url, topic="order.updated", order_id=909, status="cancelled", lines=lines)
+    late = sandboxes.send("woocommerce", webhook_url=url, order_id=909, status="processing", lines=lines)
+    assert httpx.Response(200, content=late["body"]).json()["events"] == 0
+    assert order_events.wait_for(connection_id, 2, settle_s=2.0) == [("901", "placed", 2), ("901", "cancelled", 2)]
+
+
+def test_deliveries_are_audited_without_secrets_and_a_replay_emits_nothing_twice(
+    api: httpx.Client,
+    merchant: Merchant,
+    connect: Callable[[str], str],
+    sandboxes: Sandboxes,
+    order_events: OrderEvents,
+    stack: Stack,
+) -> None:
+    connection_id = connect("amazon")
+    url = webhook(api, "amazon", connection_id)
+    sent = sandboxes.send("amazon", webhook_url=url, status="Unshipped", lines=[line("AMZ-7", 1, "70000000000001")])
+    delivery_id = httpx.Response(200, content=sent["body"]).json()["delivery_id"]
+
+    listed = api.get("/v1/deliveries", headers=merchant.auth, params={"connection_id": connection_id})
+    assert listed.status_code == 200, listed.text
+    [delivery] = listed.json()
+    assert delivery["delivery_id"] == delivery_id
+    assert delivery["channel_type"] == "amazon"
+    assert delivery["channel_event_id"] == sent["event_id"]
+    assert delivery["produced"] == [
+        {
+            "external_order_id": sent["order_id"],
+            "line_id": "70000000000001",
+            "sku": "AMZ-7",
+            "movement": "placed",
+            "quantity": 1,
+        }
+    ]
+    assert "x-api-key" not in delivery["headers"] and sandboxes.amazon_api_key not in str(delivery)
+    assert orjson.loads(delivery["body"]) == sent["payload"]
+
+    replay = api.post(f"/v1/deliveries/{delivery_id}/replay", headers=merchant.auth)
+    assert replay.status_code == 200, replay.text
+    assert replay.json() == {"delivery_id": delivery_id, "events": 0, "produced": []}
+    assert order_events.wait_for(connection_id, 1, settle_s=1.5) == [("70000000000001", "placed", 1)]
+
+    other = api.post(
+        "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
+    ).json()
+    assert api.get("/v1/deliveries", headers={"X-API-Key": other["api_key"]}).json() == []
+    assert api.post(f"/v1/deliveries/{delivery_id}/replay", headers={"X-API-Key": other["api_key"]}).status_code == 404
+    assert api.get("/v1/deliveries").status_code == 401
