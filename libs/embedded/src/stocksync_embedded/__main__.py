@@ -17,7 +17,13 @@ import signal
 import threading
 from pathlib import Path
 
-from stocksync_embedded.demo import load_or_seed, sandbox_process, seed_sandbox_inventory
+from stocksync_embedded.demo import (
+    channel_sandbox_process,
+    load_or_seed,
+    sandbox_process,
+    seed_channel_sandbox,
+    seed_sandbox_inventory,
+)
 from stocksync_embedded.stack import Ports, Stack
 
 
@@ -59,6 +65,9 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
             for store in demo.stores:
                 stack.add_process(sandbox_process(stack, store, home / "logs"))
                 seed_sandbox_inventory(store)
+            for channel in demo.channels:
+                stack.add_process(channel_sandbox_process(channel, home / "logs"))
+                seed_channel_sandbox(channel)
             c1, c2 = demo.stores
             lines += [
                 "",
@@ -74,6 +83,9 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
                 f"  curl -s -H 'X-API-Key: {demo.api_key}' {stack.base_url}/v1/stock/SKU-A",
                 f"  curl -s http://127.0.0.1:{c2.port}/_sandbox/changes",
                 f"  curl -s -H 'X-API-Key: {demo.api_key}' '{stack.base_url}/v1/pushes?sku=SKU-A'",
+                "",
+                "The other channels, each a sandbox (what it received: <url>/_sandbox/listings):",
+                *[f"  {c.type:<12}  {c.url}  (connection {c.connection_id})" for c in demo.channels],
             ]
         print("\n".join(lines + ["", "Ctrl-C stops everything."]), flush=True)
         while not stopping.wait(1):

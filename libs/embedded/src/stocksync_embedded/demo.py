@@ -1,4 +1,6 @@
-"""The demo merchant of the embedded default: two Shopify stores, three SKUs, the seed's rule.
+"""The demo merchant of the embedded default: two Shopify stores, one connection of every
+other channel type (WooCommerce, Amazon, eBay, Mirakl, Walmart, generic webhook), each
+against its sandbox, three SKUs, the seed's rule.
 
 Seeded once; its ids and keys are kept in `<home>/demo.json`, so a second start reuses
 them (the data lives in the embedded PostgreSQL under `<home>/pgdata`).
@@ -6,12 +8,14 @@ them (the data lives in the embedded PostgreSQL under `<home>/pgdata`).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,11 +37,79 @@ class DemoStore:
 
 
 @dataclass
+class DemoChannel:
+    """A sandbox marketplace of a non-Shopify channel type and the demo's connection to it."""
+
+    type: str
+    port: int
+    secret: str
+    connection_id: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def sandbox_args(self) -> list[str]:
+        return {
+            "woocommerce": ["--consumer-key", "ck_demo", "--consumer-secret", self.secret],
+            "amazon": ["--seller-id", AMAZON_SELLER_ID, "--access-token", self.secret],
+            "ebay": ["--access-token", self.secret],
+            # The demo imports every 10 s so changes show quickly; Mirakl allows once a minute.
+            "mirakl": ["--api-key", self.secret, "--min-interval", str(DEMO_MIRAKL_INTERVAL_S)],
+            "walmart": ["--access-token", self.secret],
+            "generic": ["--signing-secret", self.secret],
+        }[self.type]
+
+    def connection(self) -> dict[str, Any]:
+        by_type: dict[str, dict[str, Any]] = {
+            "woocommerce": {"consumer_key": "ck_demo", "consumer_secret": self.secret},
+            "amazon": {"seller_id": AMAZON_SELLER_ID, "marketplace_ids": ["A1PA6795UKMFR9"],
+                       "access_token": self.secret},
+            "ebay": {"access_token": self.secret},
+            "mirakl": {"api_key": self.secret},
+            "walmart": {"access_token": self.secret},
+            "generic": {"signing_secret": self.secret},
+        }
+        credentials = by_type[self.type]
+        listings = [{"sku": sku, "product_id": 500 + i} if self.type == "woocommerce" else {"sku": sku}
+                    for i, sku in enumerate(DEMO_SKUS)]
+        body: dict[str, Any] = {
+            "type": self.type, "name": f"{self.type} sandbox",
+            "base_url": f"{self.url}/stocksync/quantities" if self.type == "generic" else self.url,
+            "credentials": credentials, "listings": listings,
+            "webhook_secret": secrets.token_hex(16),
+            "settings": {"min_interval_s": DEMO_MIRAKL_INTERVAL_S} if self.type == "mirakl" else {},
+        }
+        if self.type == "amazon":
+            body["inbound"] = {"api_key": secrets.token_hex(16)}
+        return body
+
+    def sandbox_listings(self) -> list[dict[str, Any]]:
+        return [{"sku": sku, "quantity": 0, "listing_id": str(500 + i) if self.type == "woocommerce" else sku}
+                for i, sku in enumerate(DEMO_SKUS)]
+
+
+AMAZON_SELLER_ID = "A2DEMOSELLER"
+DEMO_MIRAKL_INTERVAL_S = 10
+OTHER_CHANNEL_TYPES = ("woocommerce", "amazon", "ebay", "mirakl", "walmart", "generic")
+
+
+def _new_channels(first_port: int) -> list[DemoChannel]:
+    channels = []
+    for offset, channel_type in enumerate(OTHER_CHANNEL_TYPES):
+        secret = ("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()) if channel_type == "generic" \
+            else secrets.token_hex(16)
+        channels.append(DemoChannel(channel_type, first_port + offset, secret))
+    return channels
+
+
+@dataclass
 class Demo:
     merchant_id: str
     api_key: str
     stores: list[DemoStore]
     rule_id: str
+    channels: list[DemoChannel] = field(default_factory=list)
 
 
 def _new_stores(first_port: int) -> list[DemoStore]:
@@ -68,6 +140,11 @@ def seed(stack: Stack, first_sandbox_port: int) -> Demo:
         })
         answer.raise_for_status()
         store.connection_id = answer.json()["connection_id"]
+    channels = _new_channels(first_sandbox_port + len(stores))
+    for channel in channels:
+        answer = client.post("/v1/connections", headers=auth, json=channel.connection())
+        answer.raise_for_status()
+        channel.connection_id = answer.json()["connection_id"]
     client.post("/v1/stock/snapshots", headers=auth, json={
         "items": [{"sku": sku, "on_hand": on_hand} for sku, on_hand in DEMO_SKUS.items()]
     }).raise_for_status()
@@ -78,14 +155,15 @@ def seed(stack: Stack, first_sandbox_port: int) -> Demo:
         "action": {"type": "set", "value": 0},
     })
     rule.raise_for_status()
-    return Demo(merchant.json()["merchant_id"], api_key, stores, rule.json()["rule_id"])
+    return Demo(merchant.json()["merchant_id"], api_key, stores, rule.json()["rule_id"], channels)
 
 
 def load_or_seed(stack: Stack, first_sandbox_port: int) -> Demo:
     path = stack.home / "demo.json"
     if path.exists():
         raw = json.loads(path.read_text())
-        return Demo(raw["merchant_id"], raw["api_key"], [DemoStore(**s) for s in raw["stores"]], raw["rule_id"])
+        return Demo(raw["merchant_id"], raw["api_key"], [DemoStore(**s) for s in raw["stores"]], raw["rule_id"],
+                    [DemoChannel(**c) for c in raw.get("channels", [])])
     demo = seed(stack, first_sandbox_port)
     path.write_text(json.dumps(asdict(demo), indent=2))
     path.chmod(0o600)
@@ -110,3 +188,19 @@ def seed_sandbox_inventory(store: DemoStore) -> None:
         {"inventory_item_id": store.item_base + i, "location_id": store.location_id, "sku": sku, "available": qty}
         for i, (sku, qty) in enumerate(DEMO_SKUS.items())
     ]}, timeout=10).raise_for_status()
+
+
+def channel_sandbox_process(channel: DemoChannel, log_dir: Path) -> ManagedProcess:
+    return ManagedProcess(
+        f"sandbox-{channel.type}",
+        [sys.executable, "-m", "stocksync_sandboxes", channel.type, "--port", str(channel.port),
+         *channel.sandbox_args()],
+        dict(os.environ),
+        log_dir / f"sandbox-{channel.type}.log",
+        f"{channel.url}/_sandbox/health",
+    )
+
+
+def seed_channel_sandbox(channel: DemoChannel) -> None:
+    httpx.post(f"{channel.url}/_sandbox/listings", json={"listings": channel.sandbox_listings()},
+               timeout=10).raise_for_status()

@@ -42,11 +42,28 @@ class DriftCheckUnsupported(Exception):
 async def run_drift_checks(publisher: Publisher) -> None:
     while not publisher.stopping:
         try:
-            for connection_id in await _due_connections(publisher):
-                await check_drift(publisher, connection_id)
+            due = await _due_connections(publisher)
         except Exception:
-            log.exception("drift check failed")
+            log.exception("could not look for drift checks to run")
+            due = []
+        for connection_id in due:
+            try:
+                await check_drift(publisher, connection_id)
+            except Exception as exc:
+                # One unreachable channel must not hold the others' checks back; it is
+                # tried again at its next period.
+                log.warning("drift check failed", extra={"connection_id": str(connection_id), "error": str(exc)})
+                await _mark_checked(publisher, connection_id)
         await asyncio.sleep(SCAN_PERIOD_S)
+
+
+async def _mark_checked(publisher: Publisher, connection_id: uuid.UUID) -> None:
+    async with publisher.engine.begin() as conn:
+        await conn.execute(
+            sa.update(connections)
+            .where(connections.c.connection_id == connection_id)
+            .values(last_drift_check_at=utcnow())
+        )
 
 
 async def _due_connections(publisher: Publisher) -> list[uuid.UUID]:

@@ -361,12 +361,14 @@ class Publisher:
             return
         failures = state.consecutive_failures + 1
         values: dict[str, Any] = {"consecutive_failures": failures}
-        if failures >= self.settings.pause_after_failures:
+        limits = connection.settings
+        if failures >= int(limits.get("pause_after_failures", self.settings.pause_after_failures)):
             reason = next(iter(outcomes.values())).channel_response if outcomes else "channel calls failing"
             values |= {
                 "paused_at": state.paused_at or now,
                 "pause_reason": f"{failures} failed calls in a row; last: {reason}"[:2000],
-                "resume_at": now + timedelta(seconds=self.settings.pause_duration_s),
+                "resume_at": now
+                + timedelta(seconds=float(limits.get("pause_duration_s", self.settings.pause_duration_s))),
             }
             PAUSED.labels(str(connection.connection_id), connection.channel_type).set(1)
             log.error(
