@@ -235,23 +235,36 @@ class Decision:
 class Funnel:
     """The merchant's rules in force at one moment, ordered once, evaluated for many SKUs.
 
-    Building it filters by schedule and sorts; `decide` then only checks scopes, so a
-    re-evaluation or preview of 100,000 SKUs costs one pass over the SKUs.
+    Building it filters by schedule and sorts; evaluating a SKU first keeps the rules
+    whose product scope matches (once per SKU), then runs them per channel. A
+    re-evaluation or preview of 100,000 SKUs is one pass over the SKUs.
     """
 
     def __init__(self, rules: Iterable[Rule], at: datetime | None) -> None:
         self.rules = sorted((r for r in rules if r.in_force(at)), key=lambda r: (r.position, str(r.rule_id)))
+        self.needs_attributes = any(not r.product_filter.is_empty for r in self.rules)
+
+    def for_product(self, sku: str, product: ProductAttributes = NO_ATTRIBUTES) -> list[Rule]:
+        return [
+            r
+            for r in self.rules
+            if (not r.skus or sku in r.skus) and (r.product_filter.is_empty or r.product_filter.matches(product))
+        ]
+
+    @staticmethod
+    def decide_with(product_rules: Sequence[Rule], connection_id: uuid.UUID, available: int) -> Decision:
+        quantity = available
+        decided_by: tuple[uuid.UUID, ...] = ()
+        for rule in product_rules:
+            if (not rule.connection_ids or connection_id in rule.connection_ids) and rule.condition.holds(quantity):
+                quantity = rule.action.apply(quantity)
+                decided_by = (*decided_by, rule.rule_id)
+        return Decision(max(0, int(quantity)), decided_by)
 
     def decide(
         self, connection_id: uuid.UUID, sku: str, available: int, product: ProductAttributes = NO_ATTRIBUTES
     ) -> Decision:
-        quantity = available
-        decided_by: list[uuid.UUID] = []
-        for rule in self.rules:
-            if rule.applies_to(connection_id, sku, product) and rule.condition.holds(quantity):
-                quantity = rule.action.apply(quantity)
-                decided_by.append(rule.rule_id)
-        return Decision(max(0, int(quantity)), tuple(decided_by))
+        return self.decide_with(self.for_product(sku, product), connection_id, available)
 
 
 def channel_quantity(

@@ -138,8 +138,9 @@ class Projection:
 
 
 async def load_projection(
-    conn: AsyncConnection, merchant_id: uuid.UUID, scope: Scope, *, lock_stock: bool
+    conn: AsyncConnection, merchant_id: uuid.UUID, scope: Scope, *, lock_stock: bool, with_attributes: bool = True
 ) -> Projection:
+    """The stock, attributes (when a rule filters on them) and published quantities in `scope`."""
     targets = await active_connections(conn, merchant_id)
     if scope.connection_ids is not None:
         targets = [c for c in targets if c in scope.connection_ids]
@@ -166,7 +167,7 @@ async def load_projection(
         # A concurrent stock change of the same SKU waits for this re-evaluation.
         query = query.with_for_update()
     stock_rows = list((await conn.execute(query)).all())
-    product_rows = (await conn.execute(product_query)).all()
+    product_rows = (await conn.execute(product_query)).all() if with_attributes else []
     published_rows = (await conn.execute(published_query)).all()
     return Projection(
         stock_rows,
@@ -179,11 +180,12 @@ async def load_projection(
 def changed_quantities(funnel: Funnel, projection: Projection) -> list[QuantityChange]:
     """Channel quantities whose decision differs from the last published one. Pure."""
     changes: list[QuantityChange] = []
+    published = projection.published
     for row in projection.stock_rows:
-        product = projection.products.get(row.sku, NO_ATTRIBUTES)
+        product_rules = funnel.for_product(row.sku, projection.products.get(row.sku, NO_ATTRIBUTES))
         for connection_id in projection.targets:
-            decision = funnel.decide(connection_id, row.sku, row.available, product)
-            previous = projection.published.get((connection_id, row.sku, row.location))
+            decision = funnel.decide_with(product_rules, connection_id, row.available)
+            previous = published.get((connection_id, row.sku, row.location))
             if previous is not None and previous[0] == decision.quantity:
                 continue
             changes.append(
@@ -210,10 +212,12 @@ async def reevaluate(
 ) -> list[ChannelQuantityChanged]:
     """Recompute the channel quantities in `scope` as of `at` (now); emit those that changed."""
     at = at or utcnow()
-    projection = await load_projection(conn, merchant_id, scope, lock_stock=True)
+    funnel = Funnel(await load_rules(conn, merchant_id), at)
+    projection = await load_projection(
+        conn, merchant_id, scope, lock_stock=True, with_attributes=funnel.needs_attributes
+    )
     if not projection.stock_rows:
         return []
-    funnel = Funnel(await load_rules(conn, merchant_id), at)
     rows_by_key = {(row.sku, row.location): row for row in projection.stock_rows}
     emitted: list[ChannelQuantityChanged] = []
     upserts: list[dict[str, Any]] = []

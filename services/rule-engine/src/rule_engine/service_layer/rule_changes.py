@@ -309,8 +309,14 @@ async def preview_rule_change(
                 )
             )
         current_rules = [r for r in await load_rules(conn, merchant_id) if r.rule_id != rule_id]
-        projection = await load_projection(conn, merchant_id, scope_of_rule_change(before, after), lock_stock=False)
-    proposed = Funnel([*current_rules, *([after] if after is not None else [])], at)
+        proposed = Funnel([*current_rules, *([after] if after is not None else [])], at)
+        projection = await load_projection(
+            conn,
+            merchant_id,
+            scope_of_rule_change(before, after),
+            lock_stock=False,
+            with_attributes=proposed.needs_attributes,
+        )
     return Preview(at, changed_quantities(proposed, projection))
 
 
