@@ -36,7 +36,11 @@ def test_a_connection_that_keeps_failing_is_paused_until_the_merchant_resumes_it
     assert connection["pause_reason"].startswith("3 failed calls in a row")
     health = api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json()
     assert (health["status"], health["consecutive_failures"], health["pending"]) == ("paused", 3, 2)
-    assert health["pushes"]["retrying"] == 6 and health["pushes"]["accepted"] == 0
+    failed_calls = [call for call in sandbox.pushes(case.push_operation) if call["status_code"] == 503]
+    assert len(failed_calls) == 3
+    # Each item of each failed call is one "retrying" row of the history.
+    assert health["pushes"]["retrying"] == sum(len(call["items"]) for call in failed_calls)
+    assert health["pushes"]["accepted"] == 0
     assert "HTTP 503" in health["last_error"]["channel_response"]
     assert sandbox.quantities() == {"F-1": 0, "F-2": 0}
 
