@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint format clean
+.PHONY: install run test test-unit lint format clean bench simulate
 
 install: $(STAMP)
 
@@ -36,6 +36,22 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+BENCH_ARGS ?=
+SIM_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+## The benchmark: Stocksync and the bare floor under open-loop webhook load; rewrites docs/BENCHMARKS.md.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## The oversell simulator: batch sync against Stocksync's event path; rewrites docs/simulator.md.
+simulate: $(BENCH_STAMP)
+	$(BIN)/python -m bench.simulator $(SIM_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,8 @@
 
 A group is a root process and its children (PostgreSQL forks a backend per
 connection). CPU is user + system seconds spent during the window, over every process
-seen in the group; memory is the peak of the group's summed resident set size.
+seen in the group; memory is the peak of the group's resident memory, with pages shared
+between its processes counted once (private RSS summed, plus the largest shared part).
 """
 
 from __future__ import annotations
@@ -34,19 +35,23 @@ class ResourceSampler:
 
     def _sample(self) -> None:
         for name, pid in self.groups.items():
-            rss = 0
+            private, shared = 0, 0
             for process in self._processes(pid):
                 try:
                     with process.oneshot():
                         times = process.cpu_times()
-                        rss += process.memory_info().rss
+                        memory = process.memory_info()
                 except psutil.Error:
                     continue
+                # PostgreSQL backends map the same shared buffers: count shared pages once.
+                mapped = getattr(memory, "shared", 0)
+                private += memory.rss - mapped
+                shared = max(shared, mapped)
                 spent = times.user + times.system
                 # A process born during the window counts from zero.
                 self._first[name].setdefault(process.pid, spent if not self.started_at else 0.0)
                 self._last[name][process.pid] = spent
-            self._peak_rss[name] = max(self._peak_rss[name], rss)
+            self._peak_rss[name] = max(self._peak_rss[name], private + shared)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -30,10 +30,10 @@ from typing import Any
 import psutil
 from tqdm import tqdm
 
-from stocksync_embedded.stack import Ports, Stack
-
 from bench.loadgen import LoadProcess, LoadSpec, OrderResult
 from bench.measures import order_windows, percentile, summarise, throughput
+from bench.profiling import finish as finish_profiles
+from bench.profiling import start as start_profiles
 from bench.resources import ResourceSampler, postgres_pid
 from bench.targets import (
     REPO,
@@ -44,6 +44,7 @@ from bench.targets import (
     accepted,
     free_port,
 )
+from stocksync_embedded.stack import Ports, Stack
 
 RESULTS = REPO / "bench" / "results"
 QUANTILE_GRID = [q / 2 for q in range(0, 199)] + [99.5, 99.9, 100.0]
@@ -77,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--home", type=Path, default=None, help="stack data (default: a temporary directory)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--profile", choices=("cpu", "idle"), default=None,
+                        help="py-spy every Stocksync service during each Stocksync run (idle: include waiting)")
     return parser.parse_args(argv)
 
 
@@ -121,13 +124,17 @@ def _quantiles_ms(values: list[float]) -> list[float]:
 
 
 def drive(target: Any, spec: LoadSpec, label: str, quiet: bool, extra_groups: dict[str, int],
-          out_dir: Path) -> tuple[list[OrderResult], dict[str, Any]]:
+          out_dir: Path, profile: str | None = None) -> tuple[list[OrderResult], dict[str, Any]]:
     orders_path = out_dir / f".orders-{label.replace('/', '').replace(' ', '-')}.json"
     load = LoadProcess(spec, orders_path)
     groups = {**target.process_groups(), **extra_groups}
     load.start()
     sampler = ResourceSampler({**groups, "load generator": load.pid or 0})
     sampler.start()
+    services = {n: p for n, p in groups.items() if n in ("order-ingest", "stock-ledger", "rule-engine",
+                                                          "channel-publisher")}
+    profiling = (start_profiles(services, spec.duration, out_dir, label.replace("/", "").replace(" ", "-"),
+                                profile == "idle") if profile else [])
     with tqdm(total=load.total, desc=label, unit="order", disable=quiet, leave=False) as bar:
         while load.is_alive():
             bar.update(load.progress.value - bar.n)
@@ -135,6 +142,8 @@ def drive(target: Any, spec: LoadSpec, label: str, quiet: bool, extra_groups: di
         bar.update(load.progress.value - bar.n)
     orders = load.join()
     resources = sampler.stop()
+    if profiling:
+        resources["profile"] = finish_profiles(profiling)
     orders_path.unlink(missing_ok=True)
     return orders, resources
 
@@ -180,13 +189,17 @@ def run_stocksync(target: StocksyncTarget, args: argparse.Namespace, rate: float
                     hot_sku=skus[0] if hot else None, hot_fraction=args.hot_fraction,
                     order_id_base=5_000_000_000_000 + index * 10_000_000)
     label = f"stocksync {rate:g}/s" + (" hot" if hot else "")
-    orders, resources = drive(target, spec, label, args.quiet, infra, args.out)
+    orders, resources = drive(target, spec, label, args.quiet, infra, args.out, args.profile)
+    profile = resources.pop("profile", None)
     collected = target.collect(orders, args.drain_timeout)
     ok = sorted(accepted(orders), key=lambda o: o.sent_at or 0.0)
     windows = order_windows([(o.sent_at or 0.0, [tuple(x) for x in o.lines]) for o in ok],  # type: ignore[misc]
                             collected["start_available"], collected["series"], scenario.expected_on)
     target.finish()
-    return summarise_run("stocksync", spec, hot, orders, windows, collected, resources)
+    run = summarise_run("stocksync", spec, hot, orders, windows, collected, resources)
+    if profile:
+        run["profile"] = profile
+    return run
 
 
 def run_floor(target: FloorTarget, args: argparse.Namespace, rate: float, index: int,

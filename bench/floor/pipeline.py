@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import signal
@@ -48,10 +49,8 @@ async def ensure_floor_topics(bootstrap: str) -> None:
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, PARTITIONS, 1) for t in (TOPIC_IN, TOPIC_OUT) if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 

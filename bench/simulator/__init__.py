@@ -1,0 +1,1 @@
+"""The oversell simulator (`make simulate`): batch sync against Stocksync's event path."""

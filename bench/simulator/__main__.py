@@ -1,0 +1,3 @@
+from bench.simulator.cli import main
+
+main()

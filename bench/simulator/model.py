@@ -1,0 +1,265 @@
+"""The oversell simulator: the same buyers, batch sync against Stocksync's event path.
+
+A discrete-event simulation, seeded. A merchant sells a catalogue with low stock on
+several channels. Buyers arrive on each channel (Poisson, their own rate) and want one
+SKU (Zipf-like popularity), one unit mostly. A buyer buys only if the channel shows at
+least the quantity wanted; a channel lowers its own listing when it sells (as
+marketplaces do), and learns of every other change only through the sync:
+
+- batch sync every T minutes (Channable, Sellbrite, Lengow): at each cycle the tool
+  reads the merchant's stock and each channel shows the published quantity after the
+  channel's own update latency;
+- Stocksync: after every order, each channel shows the new quantity after the event
+  path's latency (sampled from `make bench`'s measured distribution) plus the channel's
+  own update latency.
+
+Either can run with a buffer rule ("0 when quantity <= 3" by default), evaluated by the
+rule engine's own pure code (`rule_engine.domain.rules`). An order that the stock cannot
+cover is an oversell: the merchant cancels it (one cancelled order, its missing units
+counted as oversold) and the stock stays as it was. Units left unsold because of the
+buffer: at the end of the day, per SKU, the units still in stock that buyers asked for
+while the buffer rule hid them (the smaller of the two).
+
+Every strategy sees exactly the same demand (the same buyers at the same moments), so
+the differences come from the sync alone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rule_engine.domain.rules import Action, Condition, Rule, channel_quantity
+
+NAMESPACE = uuid.UUID("6f1d9f0e-5b7a-4c1e-9d8e-2a7e1c3b5d40")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    name: str
+    share: float  # share of the buyers
+    update_latency_s: float  # the channel's own time to show a quantity it accepted
+
+    @property
+    def connection_id(self) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, self.name)
+
+
+# The channels' own update latencies are assumptions (unverified), the same for every
+# strategy: Shopify and eBay apply a quantity call at once; Amazon processes listing
+# updates asynchronously, typically within minutes; a Mirakl stock import is
+# asynchronous and a publisher may call at most once a minute (CHANNELS.md).
+DEFAULT_CHANNELS: tuple[ChannelSpec, ...] = (
+    ChannelSpec("shopify", 0.25, 1.0),
+    ChannelSpec("amazon", 0.40, 120.0),
+    ChannelSpec("ebay", 0.20, 5.0),
+    ChannelSpec("mirakl", 0.15, 90.0),
+)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    skus: int = 2000
+    min_stock: int = 1
+    max_stock: int = 12
+    zipf_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Demand:
+    at: float  # seconds from the start
+    channel: int
+    sku: int
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int = 42
+    hours: float = 24.0
+    buyers_per_hour: float = 600.0
+    catalogue: Catalogue = Catalogue()
+    channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS
+
+    def stock(self) -> list[int]:
+        rng = random.Random(self.seed * 7919 + 1)
+        return [rng.randint(self.catalogue.min_stock, self.catalogue.max_stock) for _ in range(self.catalogue.skus)]
+
+    def demand(self) -> list[Demand]:
+        """Buyers on every channel, merged in time order; seeded."""
+        rng = random.Random(self.seed)
+        weights = [1.0 / (k ** self.catalogue.zipf_s) for k in range(1, self.catalogue.skus + 1)]
+        cumulative: list[float] = []
+        total = 0.0
+        for w in weights:
+            total += w
+            cumulative.append(total)
+        horizon = self.hours * 3600
+        out = []
+        for index, channel in enumerate(self.channels):
+            rate = self.buyers_per_hour * channel.share / 3600
+            at = rng.expovariate(rate)
+            while at < horizon:
+                sku = min(bisect.bisect_left(cumulative, rng.random() * total), len(weights) - 1)
+                out.append(Demand(at, index, sku, 1 if rng.random() < 0.9 else 2))
+                at += rng.expovariate(rate)
+        out.sort(key=lambda d: (d.at, d.channel))
+        return out
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    batch_interval_s: float | None  # None: the event path
+    buffer: int | None  # "0 when quantity <= buffer" on every channel; None: no rule
+
+    def rules(self, channels: Sequence[ChannelSpec]) -> list[Rule]:
+        if self.buffer is None:
+            return []
+        return [Rule(uuid.uuid5(NAMESPACE, f"buffer-{self.buffer}"), 0, Condition("<=", self.buffer),
+                     Action("set", 0), frozenset(c.connection_id for c in channels))]
+
+
+@dataclass
+class Outcome:
+    strategy: str
+    buyers: int = 0
+    orders: int = 0
+    units_sold: int = 0
+    oversold_units: int = 0
+    cancelled_orders: int = 0
+    unsold_because_of_buffer: int = 0  # units left at the end that buyers wanted but the rule hid
+    turned_away: int = 0  # every buyer who found too little shown
+    start_units: int = 0
+    end_units: int = 0
+    oversells_per_sku: dict[int, int] = field(default_factory=dict)
+
+    def as_row(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "oversells_per_sku"}
+
+
+class LatencySampler:
+    """The event path's latency, drawn from an empirical quantile table (ms)."""
+
+    def __init__(self, quantiles_ms: Sequence[float], grid: Sequence[float], rng: random.Random) -> None:
+        self.values = [v / 1000 for v in quantiles_ms]
+        self.grid = list(grid)
+        self.rng = rng
+
+    def __call__(self) -> float:
+        u = self.rng.random() * self.grid[-1]
+        i = bisect.bisect_left(self.grid, u)
+        if i <= 0:
+            return self.values[0]
+        lo, hi = self.grid[i - 1], self.grid[i]
+        share = (u - lo) / (hi - lo) if hi > lo else 0.0
+        return self.values[i - 1] + share * (self.values[i] - self.values[i - 1])
+
+
+_ORDER, _SHOW, _CYCLE = 0, 1, 2
+
+
+def simulate(scenario: Scenario, strategy: Strategy, latency: LatencySampler | None = None) -> Outcome:
+    """Run the scenario's demand through one strategy."""
+    if strategy.batch_interval_s is None and latency is None:
+        raise ValueError("the event path needs a latency sampler")
+    channels = scenario.channels
+    rules = strategy.rules(channels)
+    stock = scenario.stock()
+    version = [0] * len(stock)
+
+    def publish(channel: int, sku: int) -> int:
+        return channel_quantity(rules, channels[channel].connection_id, str(sku), stock[sku]).quantity
+
+    shown = [[publish(c, s) for s in range(len(stock))] for c in range(len(channels))]
+    shown_version = [[0] * len(stock) for _ in channels]
+    outcome = Outcome(strategy.name, start_units=sum(stock))
+    events: list[tuple[float, int, int, tuple[int, ...]]] = []
+    seq = 0
+
+    def push(at: float, kind: int, data: tuple[int, ...]) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (at, seq, kind, data))
+
+    for demand in scenario.demand():
+        push(demand.at, _ORDER, (demand.channel, demand.sku, demand.quantity))
+    dirty: set[int] = set()
+    hidden_wanted: dict[int, int] = {}  # units buyers wanted while the rule hid units in stock
+    if strategy.batch_interval_s is not None:
+        tick = strategy.batch_interval_s
+        while tick < scenario.hours * 3600:
+            push(tick, _CYCLE, ())
+            tick += strategy.batch_interval_s
+
+    def changed(at: float, sku: int) -> None:
+        """The ledger moved (an order, or an oversold order and its cancellation)."""
+        version[sku] += 1
+        if strategy.batch_interval_s is not None:
+            dirty.add(sku)
+            return
+        assert latency is not None
+        delay = latency()
+        for c in range(len(channels)):
+            push(at + delay + channels[c].update_latency_s, _SHOW, (c, sku, publish(c, sku), version[sku]))
+
+    while events:
+        at, _, kind, data = heapq.heappop(events)
+        if kind == _ORDER:
+            channel, sku, quantity = data
+            outcome.buyers += 1
+            if shown[channel][sku] < quantity:
+                outcome.turned_away += 1
+                if rules and stock[sku] >= quantity and publish(channel, sku) < quantity:
+                    hidden_wanted[sku] = hidden_wanted.get(sku, 0) + quantity
+                continue
+            shown[channel][sku] -= quantity  # a channel lowers its own listing when it sells
+            outcome.orders += 1
+            if stock[sku] >= quantity:
+                stock[sku] -= quantity
+                outcome.units_sold += quantity
+            else:
+                outcome.cancelled_orders += 1
+                missing = quantity - max(stock[sku], 0)
+                outcome.oversold_units += missing
+                outcome.oversells_per_sku[sku] = outcome.oversells_per_sku.get(sku, 0) + missing
+            changed(at, sku)
+        elif kind == _SHOW:
+            channel, sku, quantity, ver = data
+            if ver >= shown_version[channel][sku]:
+                shown[channel][sku] = quantity
+                shown_version[channel][sku] = ver
+        else:  # a batch cycle reads the stock now; each channel shows it after its own latency
+            for sku in sorted(dirty):
+                for c in range(len(channels)):
+                    push(at + channels[c].update_latency_s, _SHOW, (c, sku, publish(c, sku), version[sku]))
+            dirty.clear()
+    outcome.end_units = sum(stock)
+    # Units still in stock at the end that buyers wanted but the buffer hid from them.
+    outcome.unsold_because_of_buffer = sum(min(stock[sku], wanted) for sku, wanted in hidden_wanted.items())
+    return outcome
+
+
+def strategies(intervals_min: Sequence[float] = (5, 15, 60), buffer: int = 3) -> list[Strategy]:
+    out = []
+    for minutes in intervals_min:
+        out.append(Strategy(f"batch every {minutes:g} min", minutes * 60, None))
+        out.append(Strategy(f"batch every {minutes:g} min + buffer {buffer}", minutes * 60, buffer))
+    out.append(Strategy("Stocksync events", None, None))
+    out.append(Strategy(f"Stocksync events + buffer {buffer}", None, buffer))
+    return out
+
+
+def default_latency_table() -> tuple[list[float], list[float]]:
+    """A log-normal event path with median 100 ms and p99 about 400 ms (when no bench result exists)."""
+    grid = [q / 2 for q in range(1, 199)] + [99.5, 99.9]
+    median, sigma = 100.0, 0.6
+    from statistics import NormalDist
+
+    normal = NormalDist()
+    return [median * math.exp(sigma * normal.inv_cdf(q / 100)) for q in grid], grid
