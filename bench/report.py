@@ -208,6 +208,10 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_run_row(r, floor) for r in runs],
         "",
+        *([f"Stocksync was not run at {', '.join(f'{x:g}' for x in result['stocksync_rates_skipped'])} orders/s: "
+           "a lower rate was not sustained, and its backlog would have disturbed every higher rate (the floor "
+           "ran at those rates). `--no-stop-early` runs them anyway.", ""]
+          if result.get("stocksync_rates_skipped") else []),
         *[f"![{name}](img/{name})" for name in images],
         "",
         "## CPU and peak memory per process",

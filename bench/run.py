@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hot-fraction", type=float, default=0.8, help="share of orders on the hot SKU")
     parser.add_argument("--find-max", action=argparse.BooleanOptionalAction, default=True,
                         help="after the rates, step up by --max-step until a rate is not sustained")
+    parser.add_argument("--stop-early", action=argparse.BooleanOptionalAction, default=True,
+                        help="after a Stocksync rate is not sustained, run higher rates on the floor only")
     parser.add_argument("--max-step", type=float, default=1.5)
     parser.add_argument("--max-tries", type=int, default=3)
     parser.add_argument("--skus", type=int, default=200)
@@ -237,6 +239,7 @@ def main(argv: list[str] | None = None) -> Path:
     started = datetime.now(UTC)
     t0 = time.monotonic()
     runs: list[dict[str, Any]] = []
+    skipped: list[float] = []
     floor: FloorTarget | None = None
     stocksync: StocksyncTarget | None = None
     try:
@@ -255,29 +258,41 @@ def main(argv: list[str] | None = None) -> Path:
             warm_up_floor(floor, args)
         index = 0
 
-        def one(rate: float, hot: bool = False, with_floor: bool = True) -> dict[str, Any]:
+        def one(rate: float, hot: bool = False, with_floor: bool = True, with_stocksync: bool = True) -> bool:
             nonlocal index
             index += 1
             assert stocksync is not None
-            result = run_stocksync(stocksync, args, rate, hot, index, infra)
-            runs.append(result)
-            _print_run(result)
+            sustained = False
+            if with_stocksync:
+                result = run_stocksync(stocksync, args, rate, hot, index, infra)
+                runs.append(result)
+                _print_run(result)
+                sustained = bool(result["sustained"])
             if with_floor and floor is not None and not hot:
                 floor_result = run_floor(floor, args, rate, index, infra)
                 runs.append(floor_result)
                 _print_run(floor_result)
-            return result
+            return sustained
 
+        # A rate that is not sustained leaves a backlog that would disturb every higher
+        # rate: with --stop-early the higher rates run on the floor only.
+        given_up_at: float | None = None
         for rate in rates:
-            one(rate)
+            if given_up_at is not None and args.stop_early:
+                skipped.append(rate)
+                one(rate, with_stocksync=False)
+                continue
+            if not one(rate):
+                given_up_at = rate
+        sustained_rates = [r["rate"] for r in runs if r["kind"] == "stocksync" and r["sustained"]]
         if args.hot_rate > 0:
-            one(args.hot_rate, hot=True)
-        if args.find_max:
-            sustained = [r["rate"] for r in runs if r["kind"] == "stocksync" and not r["hot_sku"] and r["sustained"]]
-            rate = max(sustained) if sustained else min(rates)
-            for _ in range(args.max_tries if sustained and max(sustained) == max(rates) else 0):
+            # The hot SKU at a rate the stack sustains, so that what it measures is the hot SKU.
+            one(min(args.hot_rate, max(sustained_rates, default=min(rates))), hot=True)
+        if args.find_max and sustained_rates and max(sustained_rates) == max(rates):
+            rate = max(sustained_rates)
+            for _ in range(args.max_tries):
                 rate = round(rate * args.max_step)
-                if not one(rate, with_floor=False)["sustained"]:
+                if not one(rate, with_floor=False):
                     break
     finally:
         if stocksync is not None:
@@ -291,6 +306,7 @@ def main(argv: list[str] | None = None) -> Path:
         "machine": {**info, "load_average_at_end": list(os.getloadavg())},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("home",)},
         "runs": runs,
+        "stocksync_rates_skipped": skipped,
     }
     path = args.out / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     text = json.dumps(result, indent=1)

@@ -1,0 +1,34 @@
+"""A tiny run of the benchmark harness: a few orders through Stocksync and the floor.
+
+It checks the harness, not the speed (speed is what `make bench` reports): every order
+is accepted, every unit is where the ledger says, every order gets a sync window.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
+    from bench.run import main
+
+    path = main(["--rates", "5", "--duration", "2", "--hot-rate", "0", "--no-find-max", "--no-report",
+                 "--skus", "5", "--quiet", "--drain-timeout", "120", "--out", str(tmp_path),
+                 "--home", str(tmp_path / "home")])
+    result = json.loads(path.read_text())
+    stocksync = next(r for r in result["runs"] if r["kind"] == "stocksync")
+    floor = next(r for r in result["runs"] if r["kind"] == "floor")
+    assert stocksync["accepted"] == stocksync["orders"] == 10
+    assert stocksync["drained"]
+    assert (stocksync["lost_or_extra_units"], stocksync["channel_mismatch_count"]) == (0, 0)
+    assert stocksync["windows_missing"] == 0 and stocksync["window_ms"]["count"] == 10
+    assert stocksync["window_ms"]["p50"] > 0
+    assert {"order-ingest", "stock-ledger", "rule-engine", "channel-publisher"} <= set(stocksync["resources"])
+    assert floor["accepted"] == floor["orders"] == 10
+    assert floor["drained"] and floor["windows_missing"] == 0
+    assert (tmp_path / "latest.json").exists()
