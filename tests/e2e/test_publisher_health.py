@@ -47,7 +47,9 @@ def test_a_connection_that_keeps_failing_is_paused_until_the_merchant_resumes_it
     resumed = api.post(f"/v1/connections/{connection_id}/resume", headers=merchant.auth).json()
     assert resumed["paused"] is False
     wait_for(lambda: sandbox.quantities() == {"F-1": 9, "F-2": 9}, timeout=60)
-    health = api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json()
+    # The channel applies the batch just before the publisher commits its history.
+    health = wait_for(lambda: (h := api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth)
+                               .json())["pending"] == 0 and h)
     assert (health["status"], health["consecutive_failures"], health["pending"]) == ("ok", 0, 0)
     assert health["pushes"]["accepted"] == 2
 
