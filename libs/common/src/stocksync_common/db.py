@@ -59,9 +59,16 @@ async def claim_events(
     ids = list(dict.fromkeys(event_ids))
     if not ids:
         return set()
+    # The ids travel as one array parameter: the statement is compiled once whatever the
+    # batch size (a multi-row VALUES is compiled anew for every batch, which dominated
+    # the cost of large batches).
+    claimed = sa.select(
+        sa.func.unnest(sa.bindparam("event_ids", ids, pg.ARRAY(pg.UUID(as_uuid=True)))).label("event_id"),
+        sa.literal(topic, sa.Text).label("topic"),
+    )
     stmt = (
         pg.insert(inbox)
-        .values([{"event_id": event_id, "topic": topic} for event_id in ids])
+        .from_select(["event_id", "topic"], claimed)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(inbox.c.event_id)
     )

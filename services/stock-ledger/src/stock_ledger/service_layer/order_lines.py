@@ -24,7 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stock_ledger.adapters.tables import inbox, ledger_entries, order_lines
 from stock_ledger.domain.stock import LineState, order_line_effect
-from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, SkuKey, lock_stock_rows, save_stock_changes
+from stock_ledger.service_layer.stock_rows import (
+    MOVEMENTS,
+    SkuChange,
+    SkuKey,
+    insert_rows,
+    lock_stock_rows,
+    save_stock_changes,
+    unnest_rows,
+)
 from stocksync_common.contracts import OrderLineMoved, StockChanged
 from stocksync_common.db import claim_events
 from stocksync_common.topics import ORDERS
@@ -64,9 +72,17 @@ async def apply_order_lines_in(conn: AsyncConnection, events: Sequence[OrderLine
             claimed.discard(event.event_id)  # the same event twice in one batch applies once
             fresh.setdefault((event.merchant_id, movement_causation_id(event)), event)
     if fresh:
+        e = ledger_entries.c
+        candidates = unnest_rows(
+            "candidates",
+            merchant_id=([m for m, _ in fresh], pg.UUID(as_uuid=True)),
+            causation_id=([c for _, c in fresh], sa.Text()),
+        )
         recorded = await conn.execute(
-            sa.select(ledger_entries.c.merchant_id, ledger_entries.c.causation_id).where(
-                sa.tuple_(ledger_entries.c.merchant_id, ledger_entries.c.causation_id).in_(list(fresh))
+            sa.select(e.merchant_id, e.causation_id).join_from(
+                ledger_entries,
+                candidates,
+                sa.and_(e.merchant_id == candidates.c.merchant_id, e.causation_id == candidates.c.causation_id),
             )
         )
         for row in recorded:
@@ -121,13 +137,20 @@ async def apply_order_lines_in(conn: AsyncConnection, events: Sequence[OrderLine
     for entry in entries:
         entry["version"] = levels[(entry["merchant_id"], entry["sku"], entry["location"])].version
 
-    await conn.execute(sa.insert(ledger_entries), entries)
+    await insert_rows(conn, ledger_entries, entries)
     await _save_line_states(conn, list(moved_lines.values()))
     return await save_stock_changes(conn, changes)
 
 
 async def _line_states(conn: AsyncConnection, keys: list[LineKey]) -> dict[LineKey, LineState]:
     c = order_lines.c
+    wanted = unnest_rows(
+        "wanted",
+        merchant_id=([k[0] for k in keys], pg.UUID(as_uuid=True)),
+        connection_id=([k[1] for k in keys], pg.UUID(as_uuid=True)),
+        external_order_id=([k[2] for k in keys], sa.Text()),
+        line_id=([k[3] for k in keys], sa.Text()),
+    )
     rows = await conn.execute(
         sa.select(
             c.merchant_id,
@@ -139,7 +162,16 @@ async def _line_states(conn: AsyncConnection, keys: list[LineKey]) -> dict[LineK
             c.shipped,
             c.returned,
             c.restocked,
-        ).where(sa.tuple_(c.merchant_id, c.connection_id, c.external_order_id, c.line_id).in_(keys))
+        ).join_from(
+            order_lines,
+            wanted,
+            sa.and_(
+                c.merchant_id == wanted.c.merchant_id,
+                c.connection_id == wanted.c.connection_id,
+                c.external_order_id == wanted.c.external_order_id,
+                c.line_id == wanted.c.line_id,
+            ),
+        )
     )
     return {
         (r.merchant_id, r.connection_id, r.external_order_id, r.line_id): LineState(
@@ -150,35 +182,27 @@ async def _line_states(conn: AsyncConnection, keys: list[LineKey]) -> dict[LineK
 
 
 async def _save_line_states(conn: AsyncConnection, lines: list[tuple[OrderLineMoved, LineState]]) -> None:
-    stmt = pg.insert(order_lines)
+    c = order_lines.c
+    saved = unnest_rows(
+        "saved",
+        merchant_id=([e.merchant_id for e, _ in lines], c.merchant_id.type),
+        connection_id=([e.connection_id for e, _ in lines], c.connection_id.type),
+        external_order_id=([e.external_order_id for e, _ in lines], c.external_order_id.type),
+        line_id=([e.line_id for e, _ in lines], c.line_id.type),
+        sku=([e.sku for e, _ in lines], c.sku.type),
+        location=([e.location for e, _ in lines], c.location.type),
+        **{
+            total: ([getattr(line, total) for _, line in lines], c[total].type)
+            for total in ("placed", "reserved", "shipped", "cancelled", "returned", "restocked")
+        },
+    )
+    stmt = pg.insert(order_lines).from_select(list(saved.c.keys()), sa.select(*saved.c))
     await conn.execute(
         stmt.on_conflict_do_update(
-            index_elements=[
-                order_lines.c.merchant_id,
-                order_lines.c.connection_id,
-                order_lines.c.external_order_id,
-                order_lines.c.line_id,
-            ],
+            index_elements=[c.merchant_id, c.connection_id, c.external_order_id, c.line_id],
             set_={
                 name: stmt.excluded[name]
                 for name in ("placed", "reserved", "shipped", "cancelled", "returned", "restocked")
             },
-        ),
-        [
-            {
-                "merchant_id": event.merchant_id,
-                "connection_id": event.connection_id,
-                "external_order_id": event.external_order_id,
-                "line_id": event.line_id,
-                "sku": event.sku,
-                "location": event.location,
-                "placed": line.placed,
-                "reserved": line.reserved,
-                "shipped": line.shipped,
-                "cancelled": line.cancelled,
-                "returned": line.returned,
-                "restocked": line.restocked,
-            }
-            for event, line in lines
-        ],
+        )
     )

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stock_ledger.adapters.tables import ledger_entries, outbox, product_attributes
 from stock_ledger.domain.stock import is_stale_snapshot, snapshot_on_hand
-from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, SkuKey, lock_stock_rows, save_stock_changes
+from stock_ledger.service_layer.stock_rows import (
+    MOVEMENTS,
+    SkuChange,
+    SkuKey,
+    insert_rows,
+    lock_stock_rows,
+    save_stock_changes,
+)
 from stocksync_common.contracts import Event, ProductAttributesChanged, StockChanged, utcnow
 from stocksync_common.outbox import add_to_outbox
 
@@ -103,7 +110,7 @@ async def apply_snapshot_rows(
         )
         outcome.applied += 1
         MOVEMENTS.labels("snapshot").inc()
-    await conn.execute(sa.insert(ledger_entries), entries)
+    await insert_rows(conn, ledger_entries, entries)
     outcome.changed = await save_stock_changes(conn, changes)
     await _apply_attributes(conn, merchant_id, snapshot_id, [r for r in rows if r.attributes is not None])
     return outcome

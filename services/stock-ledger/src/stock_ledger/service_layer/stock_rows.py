@@ -43,8 +43,43 @@ def lock_order(key: SkuKey) -> tuple[str, str, str]:
     return (str(key[0]), key[1], key[2])
 
 
-def key_filter(keys: Sequence[SkuKey]) -> sa.ColumnElement[bool]:
-    return sa.tuple_(stock_items.c.merchant_id, stock_items.c.sku, stock_items.c.location).in_(keys)
+def unnest_rows(name: str, **columns: tuple[Sequence[Any], sa.types.TypeEngine[Any]]) -> sa.Subquery:
+    """Rows sent as one array parameter per column, zipped by `unnest` in PostgreSQL.
+
+    One parameter per column instead of one per value keeps the statement the same for
+    any number of rows: SQLAlchemy compiles it once and caches it, whereas a multi-row
+    VALUES or a tuple IN is compiled anew for every batch (that dominated large batches).
+    """
+    return sa.select(
+        *(
+            sa.func.unnest(sa.bindparam(f"{name}_{column}", list(values), pg.ARRAY(type_))).label(column)
+            for column, (values, type_) in columns.items()
+        )
+    ).subquery(name)
+
+
+async def insert_rows(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows in one statement (see `unnest_rows`); every row names the same columns."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    source = unnest_rows("new_rows", **{c: ([row[c] for row in rows], table.c[c].type) for c in columns})
+    await conn.execute(sa.insert(table).from_select(columns, sa.select(*source.c)))
+
+
+def key_rows(keys: Sequence[SkuKey]) -> sa.Subquery:
+    return unnest_rows(
+        "keys",
+        merchant_id=([k[0] for k in keys], pg.UUID(as_uuid=True)),
+        sku=([k[1] for k in keys], sa.Text()),
+        location=([k[2] for k in keys], sa.Text()),
+    )
+
+
+def matches_key(table: sa.Table, keys: sa.Subquery) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        table.c.merchant_id == keys.c.merchant_id, table.c.sku == keys.c.sku, table.c.location == keys.c.location
+    )
 
 
 async def lock_stock_rows(conn: AsyncConnection, keys: Iterable[SkuKey]) -> dict[SkuKey, StockLevel]:
@@ -52,38 +87,29 @@ async def lock_stock_rows(conn: AsyncConnection, keys: Iterable[SkuKey]) -> dict
     ordered = sorted(set(keys), key=lock_order)
     if not ordered:
         return {}
-    now = utcnow()
+    s = stock_items.c
+    wanted = key_rows(ordered)
     await conn.execute(
         pg.insert(stock_items)
-        .values(
-            [
-                {
-                    "merchant_id": m,
-                    "sku": s,
-                    "location": loc,
-                    "on_hand": 0,
-                    "reserved": 0,
-                    "version": 0,
-                    "updated_at": now,
-                }
-                for m, s, loc in ordered
-            ]
+        .from_select(
+            ["merchant_id", "sku", "location", "on_hand", "reserved", "version", "updated_at"],
+            sa.select(
+                wanted.c.merchant_id,
+                wanted.c.sku,
+                wanted.c.location,
+                sa.literal(0),
+                sa.literal(0),
+                sa.literal(0),
+                sa.func.now(),
+            ),
         )
         .on_conflict_do_nothing()
     )
     rows = await conn.execute(
-        sa.select(
-            stock_items.c.merchant_id,
-            stock_items.c.sku,
-            stock_items.c.location,
-            stock_items.c.on_hand,
-            stock_items.c.reserved,
-            stock_items.c.version,
-            stock_items.c.snapshot_as_of,
-        )
-        .where(key_filter(ordered))
-        .order_by(stock_items.c.merchant_id, stock_items.c.sku.collate("C"), stock_items.c.location.collate("C"))
-        .with_for_update()
+        sa.select(s.merchant_id, s.sku, s.location, s.on_hand, s.reserved, s.version, s.snapshot_as_of)
+        .join_from(stock_items, wanted, matches_key(stock_items, wanted))
+        .order_by(s.merchant_id, s.sku.collate("C"), s.location.collate("C"))
+        .with_for_update(of=stock_items)
     )
     return {
         (row.merchant_id, row.sku, row.location): StockLevel(row.on_hand, row.reserved, row.version, row.snapshot_as_of)
@@ -116,33 +142,27 @@ async def save_stock_changes(conn: AsyncConnection, changes: Sequence[SkuChange]
     if not changes:
         return []
     now = utcnow()
+    s = stock_items.c
+    saved = unnest_rows(
+        "saved",
+        merchant_id=([c.key[0] for c in changes], s.merchant_id.type),
+        sku=([c.key[1] for c in changes], s.sku.type),
+        location=([c.key[2] for c in changes], s.location.type),
+        on_hand=([c.after.on_hand for c in changes], s.on_hand.type),
+        reserved=([c.after.reserved for c in changes], s.reserved.type),
+        version=([c.after.version for c in changes], s.version.type),
+        snapshot_as_of=([c.after.watermark for c in changes], s.snapshot_as_of.type),
+    )
     await conn.execute(
         sa.update(stock_items)
-        .where(
-            stock_items.c.merchant_id == sa.bindparam("k_merchant"),
-            stock_items.c.sku == sa.bindparam("k_sku"),
-            stock_items.c.location == sa.bindparam("k_location"),
-        )
+        .where(matches_key(stock_items, saved))
         .values(
-            on_hand=sa.bindparam("on_hand"),
-            reserved=sa.bindparam("reserved"),
-            version=sa.bindparam("version"),
-            snapshot_as_of=sa.bindparam("snapshot_as_of"),
-            updated_at=sa.bindparam("updated_at"),
-        ),
-        [
-            {
-                "k_merchant": c.key[0],
-                "k_sku": c.key[1],
-                "k_location": c.key[2],
-                "on_hand": c.after.on_hand,
-                "reserved": c.after.reserved,
-                "version": c.after.version,
-                "snapshot_as_of": c.after.watermark,
-                "updated_at": now,
-            }
-            for c in changes
-        ],
+            on_hand=saved.c.on_hand,
+            reserved=saved.c.reserved,
+            version=saved.c.version,
+            snapshot_as_of=saved.c.snapshot_as_of,
+            updated_at=now,
+        )
     )
     stock_events: list[StockChanged] = []
     events: list[Event] = []
