@@ -76,7 +76,10 @@ class OrderEvents:
             await consumer.stop()
 
     def of(self, connection_id: str) -> list[OrderLineMoved]:
-        return [e for e in list(self.events) if str(e.connection_id) == connection_id]
+        """The connection's events, each once: the topic is at-least-once (a produce retried
+        after a timeout can land twice, with the same event id) and consumers dedupe on it."""
+        distinct = {e.event_id: e for e in list(self.events) if str(e.connection_id) == connection_id}
+        return list(distinct.values())
 
     def movements(self, connection_id: str, order_id: str | None = None) -> list[Movement]:
         return [
@@ -87,11 +90,16 @@ class OrderEvents:
 
     def wait_for(
         self, connection_id: str, count: int, order_id: str | None = None, settle_s: float = 1.0
-    ) -> list[Movement]:
-        """Wait for `count` movements, then a moment more so that an extra one would show."""
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Wait for `count` movements, then a moment more so that an extra one would show;
+        return them per line id, in order. (Lines of different SKUs are in different
+        partitions, so only the order within a line is defined.)"""
         wait_for(lambda: len(self.movements(connection_id, order_id)) >= count, timeout=30)
         time.sleep(settle_s)
-        return self.movements(connection_id, order_id)
+        per_line: dict[str, list[tuple[str, int]]] = {}
+        for line_id, movement, quantity in self.movements(connection_id, order_id):
+            per_line.setdefault(line_id, []).append((movement, quantity))
+        return per_line
 
 
 @dataclass
@@ -259,13 +267,11 @@ def test_woocommerce_created_completed_and_cancelled_orders_become_movements(
     )
     assert last["status_code"] == 200, last
 
-    assert order_events.wait_for(connection_id, 4) == [
-        ("101", "placed", 2),
-        ("101", "shipped", 2),
-        ("201", "placed", 3),
-        ("201", "cancelled", 3),
-    ]
-    event = order_events.of(connection_id)[0]
+    assert order_events.wait_for(connection_id, 4) == {
+        "101": [("placed", 2), ("shipped", 2)],
+        "201": [("placed", 3), ("cancelled", 3)],
+    }
+    event = next(e for e in order_events.of(connection_id) if e.line_id == "101")
     assert (event.channel_type, event.external_order_id, event.sku) == ("woocommerce", "501", "W-1")
 
 
@@ -292,12 +298,9 @@ def test_amazon_partial_shipments_emit_the_delta_and_a_cancellation_releases_the
         lines=[line("AMZ-1", 4, "11111111111111", shipped=2)],
     )
 
-    assert order_events.wait_for(connection_id, 4) == [
-        ("11111111111111", "placed", 4),
-        ("11111111111111", "shipped", 1),
-        ("11111111111111", "shipped", 1),
-        ("11111111111111", "cancelled", 2),
-    ]
+    assert order_events.wait_for(connection_id, 4) == {
+        "11111111111111": [("placed", 4), ("shipped", 1), ("shipped", 1), ("cancelled", 2)]
+    }
     refs = [e.movement_ref for e in order_events.of(connection_id)]
     assert refs == [None, None, "upto:2", None]
 
@@ -318,15 +321,10 @@ def test_walmart_purchase_order_and_line_updates_become_movements(
         lines=[line("WM-1", 2, "1", shipped=1, cancelled=1), line("WM-2", 1, "2", shipped=1)],
     )
 
-    assert sorted(order_events.wait_for(connection_id, 5)) == sorted(
-        [
-            ("1", "placed", 2),
-            ("2", "placed", 1),
-            ("1", "shipped", 1),
-            ("1", "cancelled", 1),
-            ("2", "shipped", 1),
-        ]
-    )
+    assert order_events.wait_for(connection_id, 5) == {
+        "1": [("placed", 2), ("shipped", 1), ("cancelled", 1)],
+        "2": [("placed", 1), ("shipped", 1)],
+    }
 
 
 def test_ebay_notifications_are_verified_with_ebays_public_key_and_deduplicated_on_notification_id(
@@ -347,12 +345,10 @@ def test_ebay_notifications_are_verified_with_ebays_public_key_and_deduplicated_
     sandboxes.send("ebay", webhook_url=url, order_id="12-34568", lines=[line("EB-2", 2, "900002")], cancelled=True)
     sandboxes.send("ebay", webhook_url=url, order_id="12-34567", lines=[line("EB-1", 1, "900001", shipped=1)])
 
-    assert order_events.wait_for(connection_id, 4) == [
-        ("900001", "placed", 1),
-        ("900002", "placed", 2),
-        ("900002", "cancelled", 2),
-        ("900001", "shipped", 1),
-    ]
+    assert order_events.wait_for(connection_id, 4) == {
+        "900001": [("placed", 1), ("shipped", 1)],
+        "900002": [("placed", 2), ("cancelled", 2)],
+    }
     # Signed by another key (one eBay never published): refused.
     impostor = ebay_orders.SigningKey()
     impostor.kid = sandboxes.ebay_key.kid
@@ -394,12 +390,9 @@ def test_generic_standard_webhooks_orders_become_movements_including_returns(
     _, returned = asyncio.run(generic_orders.deliver(url, event, [sandboxes.generic_secret]))
     assert returned.status_code == 200, returned
 
-    assert order_events.wait_for(connection_id, 4) == [
-        ("a", "placed", 3),
-        ("a", "shipped", 2),
-        ("a", "cancelled", 1),
-        ("a", "returned", 1),
-    ]
+    assert order_events.wait_for(connection_id, 4) == {
+        "a": [("placed", 3), ("shipped", 2), ("cancelled", 1), ("returned", 1)]
+    }
 
 
 def test_the_same_delivery_sent_five_times_produces_its_movement_once(
@@ -416,7 +409,7 @@ def test_the_same_delivery_sent_five_times_produces_its_movement_once(
     # The same order under new webhook ids (the shop resent it as new events): still once.
     for _ in range(2):
         sandboxes.send("generic", webhook_url=url, order_id="G-5", lines=[line("GEN-5", 2, "1")])
-    assert order_events.wait_for(connection_id, 1, settle_s=2.0) == [("1", "placed", 2)]
+    assert order_events.wait_for(connection_id, 1, settle_s=2.0) == {"1": [("placed", 2)]}
 
 
 def test_a_cancellation_before_its_order_gives_placed_and_cancelled_once(
@@ -428,7 +421,7 @@ def test_a_cancellation_before_its_order_gives_placed_and_cancelled_once(
     sandboxes.send("woocommerce", webhook_url=url, topic="order.updated", order_id=909, status="cancelled", lines=lines)
     late = sandboxes.send("woocommerce", webhook_url=url, order_id=909, status="processing", lines=lines)
     assert httpx.Response(200, content=late["body"]).json()["events"] == 0
-    assert order_events.wait_for(connection_id, 2, settle_s=2.0) == [("901", "placed", 2), ("901", "cancelled", 2)]
+    assert order_events.wait_for(connection_id, 2, settle_s=2.0) == {"901": [("placed", 2), ("cancelled", 2)]}
 
 
 def test_deliveries_are_audited_without_secrets_and_a_replay_emits_nothing_twice(
@@ -465,7 +458,7 @@ def test_deliveries_are_audited_without_secrets_and_a_replay_emits_nothing_twice
     replay = api.post(f"/v1/deliveries/{delivery_id}/replay", headers=merchant.auth)
     assert replay.status_code == 200, replay.text
     assert replay.json() == {"delivery_id": delivery_id, "events": 0, "produced": []}
-    assert order_events.wait_for(connection_id, 1, settle_s=1.5) == [("70000000000001", "placed", 1)]
+    assert order_events.wait_for(connection_id, 1, settle_s=1.5) == {"70000000000001": [("placed", 1)]}
 
     other = api.post(
         "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
