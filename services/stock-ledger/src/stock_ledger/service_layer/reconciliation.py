@@ -147,9 +147,10 @@ async def emitted_versions(bootstrap_servers: str, merchant_id: uuid.UUID | None
     await consumer.start()
     emitted: dict[SkuKey, int] = {}
     try:
+        await consumer.topics()  # loads the cluster metadata, partitions included
         partitions = [
             TopicPartition(STOCK_CHANGED.name, p)
-            for p in sorted(await consumer.partitions_for_topic(STOCK_CHANGED.name) or [])
+            for p in sorted(consumer.partitions_for_topic(STOCK_CHANGED.name) or [])
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
