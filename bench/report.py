@@ -223,10 +223,21 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
     for r in runs:
         lines.append(f"- {r['kind']} {r['rate']:g}/s{' hot SKU' if r['hot_sku'] else ''}: " + "; ".join(
             f"{name} {v['cpu_cores']:.2f} cores, {v['peak_rss_mb']:.0f} MB" for name, v in r["resources"].items()))
-    profiled = [r for r in result["runs"] if r.get("profile")]
+    profile_path = REPO / "bench" / "results" / "latest-profile.json"
+    profile_result = json.loads(profile_path.read_text()) if profile_path.exists() else result
+    profiled = [r for r in profile_result["runs"] if r.get("profile")]
     if profiled:
-        lines += ["", "## Profile (py-spy)", "",
-                  "Share of samples per innermost project function, during the load window.", ""]
+        lines += ["", "## Where the time goes (py-spy)", "",
+                  f"From `{profile_result['command']}` ({profile_result['started_at'][:19]} UTC, load average "
+                  f"{profile_result['machine']['load_average_at_start'][0]:.1f} at start; the profiler itself "
+                  "costs CPU, so its run is kept apart from the numbers above). CPU per order is each "
+                  "service's CPU seconds over the orders of the run. Then the share of py-spy samples per "
+                  "innermost project function (file:line) during the load window.", ""]
+        for r in profiled:
+            per_order = ", ".join(f"{name} {1000 * v['cpu_seconds'] / max(r['orders'], 1):.1f} ms"
+                                  for name, v in r["resources"].items())
+            lines.append(f"- {r['rate']:g}/s, CPU per order: {per_order}")
+        lines.append("")
         for r in profiled:
             for service, p in r["profile"].items():
                 top = ", ".join(f"{frame} {pct}%" for frame, pct in p["project_frames_pct"][:5])

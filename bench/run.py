@@ -75,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restore-rate", type=float, default=SHOPIFY_PLUS_RESTORE_RATE)
     parser.add_argument("--bucket-size", type=float, default=SHOPIFY_PLUS_BUCKET_SIZE)
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--stocksync", action=argparse.BooleanOptionalAction, default=True,
+                        help="--no-stocksync measures the floor (and the load generator) alone")
     parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                         help="rewrite docs/BENCHMARKS.md and docs/img/ from the results")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -263,7 +265,7 @@ def main(argv: list[str] | None = None) -> Path:
             index += 1
             assert stocksync is not None
             sustained = False
-            if with_stocksync:
+            if with_stocksync and args.stocksync:
                 result = run_stocksync(stocksync, args, rate, hot, index, infra)
                 runs.append(result)
                 _print_run(result)
@@ -285,10 +287,10 @@ def main(argv: list[str] | None = None) -> Path:
             if not one(rate):
                 given_up_at = rate
         sustained_rates = [r["rate"] for r in runs if r["kind"] == "stocksync" and r["sustained"]]
-        if args.hot_rate > 0:
+        if args.hot_rate > 0 and args.stocksync:
             # The hot SKU at a rate the stack sustains, so that what it measures is the hot SKU.
             one(min(args.hot_rate, max(sustained_rates, default=min(rates))), hot=True)
-        if args.find_max and sustained_rates and max(sustained_rates) == max(rates):
+        if args.find_max and args.stocksync and sustained_rates and max(sustained_rates) == max(rates):
             rate = max(sustained_rates)
             for _ in range(args.max_tries):
                 rate = round(rate * args.max_step)
@@ -311,9 +313,10 @@ def main(argv: list[str] | None = None) -> Path:
     path = args.out / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     text = json.dumps(result, indent=1)
     path.write_text(text)
-    (args.out / "latest.json").write_text(text)
+    # A profiled run is disturbed by the profiler: it does not replace the latest numbers.
+    (args.out / ("latest-profile.json" if args.profile else "latest.json")).write_text(text)
     print(f"results: {path} ({result['elapsed_seconds']} s)", file=sys.stderr)
-    if args.report:
+    if args.report and not args.profile:
         from bench.report import write_report
 
         write_report(result)
