@@ -32,6 +32,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from stocksync_sandboxes import mirakl_orders
 from stocksync_sandboxes.marketplace_sandbox import Marketplace
 
 REQUIRED_COLUMNS = ("offer-sku", "quantity", "warehouse-code", "update-delete")
@@ -77,6 +78,9 @@ def create_app(settings: MiraklSandboxSettings) -> FastAPI:
     app.state.market = market
     app.state.imports = imports
     app.include_router(market.control_router())
+    # The order side (OR11 and its control endpoint): stocksync_sandboxes.mirakl_orders.
+    order_book = mirakl_orders.MiraklShop(settings.api_key, min_call_interval_s=settings.min_interval_s)
+    app.include_router(mirakl_orders.orders_router(order_book))
 
     def authorised(request: Request) -> bool:
         if hmac.compare_digest(request.headers.get("Authorization", "").encode(), settings.api_key.encode()):
