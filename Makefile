@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint format clean bench simulate
+.PHONY: install run test test-unit lint format clean bench simulate bench-ledger
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 ## The benchmark: Stocksync and the bare floor under open-loop webhook load; rewrites docs/BENCHMARKS.md.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Stock-ledger throughput (order lines/s, one hot SKU and 10,000 SKUs; CSV import); writes bench/results/ledger.json.
+bench-ledger: $(STAMP)
+	$(BIN)/python bench/ledger_bench.py --json bench/results/ledger.json $(LEDGER_BENCH_ARGS)
 
 ## The oversell simulator: batch sync against Stocksync's event path; rewrites docs/simulator.md.
 simulate: $(BENCH_STAMP)

@@ -59,9 +59,16 @@ def order_lines(merchant_id: uuid.UUID, skus: list[str], count: int, seed: int) 
     now = datetime.now(UTC)
     return [
         OrderLineMoved(
-            merchant_id=merchant_id, connection_id=connection_id, channel_type="shopify",
-            external_order_id=f"bench-{n}", line_id="1", sku=rng.choice(skus), movement="placed", quantity=1,
-            received_at=now, causation_id=f"bench:{n}:1:placed",
+            merchant_id=merchant_id,
+            connection_id=connection_id,
+            channel_type="shopify",
+            external_order_id=f"bench-{n}",
+            line_id="1",
+            sku=rng.choice(skus),
+            movement="placed",
+            quantity=1,
+            received_at=now,
+            causation_id=f"bench:{n}:1:placed",
         )
         for n in range(count)
     ]
@@ -69,27 +76,31 @@ def order_lines(merchant_id: uuid.UUID, skus: list[str], count: int, seed: int) 
 
 async def reserved_total(engine: Any, merchant_id: uuid.UUID) -> int:
     async with engine.connect() as conn:
-        total = (await conn.execute(
-            sa.text("SELECT coalesce(sum(reserved), 0) FROM stock_ledger.stock_items WHERE merchant_id = :m"),
-            {"m": merchant_id},
-        )).scalar_one()
+        total = (
+            await conn.execute(
+                sa.text("SELECT coalesce(sum(reserved), 0) FROM stock_ledger.stock_items WHERE merchant_id = :m"),
+                {"m": merchant_id},
+            )
+        ).scalar_one()
     return int(total)
 
 
-async def time_order_lines(stack: Stack, engine: Any, skus: list[str], count: int, seed: int,
-                           merchant_id: uuid.UUID | None = None) -> float:
+async def time_order_lines(
+    stack: Stack, engine: Any, skus: list[str], count: int, seed: int, merchant_id: uuid.UUID | None = None
+) -> float:
     """Seconds from the first send until the ledger has reserved every line."""
     merchant_id = merchant_id or uuid.uuid4()
     events = order_lines(merchant_id, skus, count, seed)
     payloads = [(encode_event(e), ORDERS.key_of(e)) for e in events]
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap_servers, acks="all", linger_ms=5,
-                                max_batch_size=262144)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.kafka_bootstrap_servers, acks="all", linger_ms=5, max_batch_size=262144
+    )
     await producer.start()
     try:
         start = time.perf_counter()
         sends = [await producer.send(ORDERS.name, value, key=key) for value, key in payloads]
         await asyncio.gather(*sends)
-        while await reserved_total(engine, merchant_id) < count:
+        while await reserved_total(engine, merchant_id) < count:  # noqa: ASYNC110 - polls PostgreSQL
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - start
     finally:
@@ -107,8 +118,12 @@ def csv_rows(skus: list[str]) -> Iterator[bytes]:
 
 def import_csv(client: httpx.Client, api_key: str, skus: list[str]) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
-    answer = client.post("/v1/stock/snapshots", content=csv_rows(skus),
-                         headers={"X-API-Key": api_key, "Content-Type": "text/csv"}, timeout=600)
+    answer = client.post(
+        "/v1/stock/snapshots",
+        content=csv_rows(skus),
+        headers={"X-API-Key": api_key, "Content-Type": "text/csv"},
+        timeout=600,
+    )
     elapsed = time.perf_counter() - start
     answer.raise_for_status()
     report: dict[str, Any] = answer.json()
@@ -129,7 +144,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     ledger = stack.processes["stock-ledger"]
     assert ledger.process is not None
     results: dict[str, Any] = {"lines_per_run": args.lines, "runs": args.runs}
-    client = httpx.Client(base_url=stack.service_url("stock-ledger"))
+    client = httpx.Client(base_url=stack.service_url("stock-ledger"))  # used from worker threads only
     try:
         hot: list[float] = []
         for run_number in range(args.runs):
@@ -154,14 +169,19 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             api_key = issue_api_key(stack.api_key_secret, uuid.uuid4())
             big = [f"BIG-{n:06d}" for n in range(args.import_rows)]
             seconds, _ = await asyncio.to_thread(import_csv, client, api_key, big)
-            results["csv_import_big"] = {"rows": args.import_rows, "seconds": seconds,
-                                         "rows_per_s": args.import_rows / seconds,
-                                         "ledger_peak_rss_mb": peak_rss_mb(ledger.process.pid)}
+            results["csv_import_big"] = {
+                "rows": args.import_rows,
+                "seconds": seconds,
+                "rows_per_s": args.import_rows / seconds,
+                "ledger_peak_rss_mb": peak_rss_mb(ledger.process.pid),
+            }
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
         await engine.dispose()
-    results["targets"] = {name: {"target": target, "median": results[name]["median"],
-                                 "met": results[name]["median"] >= target} for name, target in TARGETS.items()}
+    results["targets"] = {
+        name: {"target": target, "median": results[name]["median"], "met": results[name]["median"] >= target}
+        for name, target in TARGETS.items()
+    }
     return results
 
 
@@ -185,13 +205,17 @@ def main() -> None:
     print(f"ledger throughput, {args.lines} order lines per run, median of {args.runs} runs:")
     for name, target in results["targets"].items():
         runs = ", ".join(f"{rate:,.0f}" for rate in results[name]["lines_per_s"])
-        print(f"  {name:12s} {target['median']:8,.0f} lines/s  (runs: {runs}; target {target['target']:,.0f}: "
-              f"{'met' if target['met'] else 'missed'})")
+        print(
+            f"  {name:12s} {target['median']:8,.0f} lines/s  (runs: {runs}; target {target['target']:,.0f}: "
+            f"{'met' if target['met'] else 'missed'})"
+        )
     print(f"  CSV import of 10,000 rows: {results['csv_import_10k_rows_per_s']:,.0f} rows/s")
     if "csv_import_big" in results:
         big = results["csv_import_big"]
-        print(f"  CSV import of {big['rows']:,} rows: {big['seconds']:.1f} s ({big['rows_per_s']:,.0f} rows/s), "
-              f"ledger peak RSS {big['ledger_peak_rss_mb']:.0f} MB")
+        print(
+            f"  CSV import of {big['rows']:,} rows: {big['seconds']:.1f} s ({big['rows_per_s']:,.0f} rows/s), "
+            f"ledger peak RSS {big['ledger_peak_rss_mb']:.0f} MB"
+        )
     print(f"  load average at end: {results['load_average_at_end']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
