@@ -35,7 +35,9 @@ from stocksync_sandboxes import (
     woocommerce_orders,
 )
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
-from tests.e2e.conftest import Merchant, wait_for
+from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+from tests.e2e.test_order_flow import ITEM_C1
+from tests.e2e.test_order_flow import connect as connect_shopify
 
 Movement = tuple[str, str, int]
 """(line id, movement, quantity)"""
@@ -466,3 +468,38 @@ def test_deliveries_are_audited_without_secrets_and_a_replay_emits_nothing_twice
     assert api.get("/v1/deliveries", headers={"X-API-Key": other["api_key"]}).json() == []
     assert api.post(f"/v1/deliveries/{delivery_id}/replay", headers={"X-API-Key": other["api_key"]}).status_code == 404
     assert api.get("/v1/deliveries").status_code == 401
+
+
+def test_shopify_created_fulfilled_and_cancelled_orders_become_movements(
+    api: httpx.Client, merchant: Merchant, sandbox_shopify: Callable[[], SandboxShopify], order_events: OrderEvents
+) -> None:
+    sandbox = sandbox_shopify()
+    connection_id = connect_shopify(api, merchant, sandbox, "C1", ITEM_C1, "gid://shopify/Location/1")
+    url = webhook(api, "shopify", connection_id)
+    wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+
+    shipped = sandbox.order(url, [{"sku": "SH-1", "quantity": 2}], adjust_inventory=False)
+    sandbox.order(
+        url,
+        [],
+        topic="orders/fulfilled",
+        order_id=shipped["order_id"],
+        adjust_inventory=False,
+    )
+    cancelled = sandbox.order(url, [{"sku": "SH-2", "quantity": 1}], adjust_inventory=False)
+    sandbox.order(
+        url,
+        [],
+        topic="orders/cancelled",
+        order_id=cancelled["order_id"],
+        adjust_inventory=False,
+    )
+    # Shopify's retry of the cancellation (same event id, new webhook id) changes nothing.
+    again = sandbox.redeliver(cancelled["event_id"], url)
+    assert again["status_code"] == 200
+
+    shipped_line, cancelled_line = str(shipped["order_id"] * 1000 + 1), str(cancelled["order_id"] * 1000 + 1)
+    assert order_events.wait_for(connection_id, 4, settle_s=1.5) == {
+        shipped_line: [("placed", 2), ("shipped", 2)],
+        cancelled_line: [("placed", 1), ("cancelled", 1)],
+    }
