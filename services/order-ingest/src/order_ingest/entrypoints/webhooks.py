@@ -2,9 +2,9 @@
 
 Answers, in this order: 404 unknown channel type or connection (or a connection of
 another type), 429 over the connection's rate limit (with Retry-After), 413 oversized
-body, 401 bad signature, 422 malformed payload naming the field; then 200, either for a
-duplicate (nothing produced) or once the delivery and its events are committed to
-PostgreSQL: `accepted` when the broker has acknowledged them too, `stored` when it did
+body, 401 bad signature (503 when the channel's key service is down, so that it
+retries), 422 malformed payload naming the field; then 200, either for a duplicate
+(nothing produced) or once the delivery and its events are committed to PostgreSQL: `accepted` when the broker has acknowledged them too, `stored` when it did
 not in time (the outbox relay publishes them when the broker is back). Nothing is
 acknowledged before it is durable, and none of the refusals produce anything.
 """
@@ -21,7 +21,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 
-from order_ingest.adapters.channels import MalformedDelivery
+from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
 from order_ingest.adapters.channels.registry import WebhookChannel
 from order_ingest.config import IngestSettings
 from order_ingest.service_layer.ingest import accept_delivery, find_connection, now
@@ -115,7 +115,13 @@ async def receive_webhook(channel_type: str, connection_id: str, request: Reques
         return ORJSONResponse({"status": "ping", "events": 0})
     headers = {k.lower(): v for k, v in request.headers.items()}
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if not await channel.verify(connection, headers, body, path):
+    try:
+        verified = await channel.verify(connection, headers, body, path)
+    except VerificationUnavailable as exc:
+        raise _refuse(
+            channel_type, "unverifiable", status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), {"Retry-After": "30"}
+        ) from None
+    if not verified:
         raise _refuse(channel_type, "bad_signature", status.HTTP_401_UNAUTHORIZED, "invalid webhook signature")
     try:
         notification = channel.parse(headers, body)

@@ -26,3 +26,8 @@ class MalformedDelivery(ValueError):
     @classmethod
     def from_validation(cls, error: ValidationError) -> MalformedDelivery:
         return cls([{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors()])
+
+
+class VerificationUnavailable(Exception):
+    """The signature cannot be checked right now (the channel's key service is down):
+    answered 503 so that the channel retries, never 401 (which would drop the order)."""

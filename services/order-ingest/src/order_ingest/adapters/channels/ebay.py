@@ -21,7 +21,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from order_ingest.adapters.channels import MalformedDelivery
+from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
 from order_ingest.adapters.signatures import verify_ecdsa_sha1
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import LineReport, Notification
@@ -79,10 +79,15 @@ class EbayPublicKeys:
         cached = self._keys.get((base_url, kid))
         if cached is not None:
             return cached
-        answer = await self._http.get(
-            base_url + PUBLIC_KEY_PATH.format(kid=kid),
-            headers={"Authorization": f"Bearer {connection.channel_api.get('access_token', '')}"},
-        )
+        try:
+            answer = await self._http.get(
+                base_url + PUBLIC_KEY_PATH.format(kid=kid),
+                headers={"Authorization": f"Bearer {connection.channel_api.get('access_token', '')}"},
+            )
+        except httpx.HTTPError as exc:
+            raise VerificationUnavailable(f"eBay public key service unreachable: {type(exc).__name__}") from exc
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise VerificationUnavailable(f"eBay public key service answered {answer.status_code}")
         if answer.status_code != 200:
             return None
         key = answer.json().get("key")
