@@ -152,9 +152,18 @@ class KeepAlivePool:
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
         if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await self._send_on(*self._idle.pop(), raw)
+            except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as error:
+                # The server closed an idle keep-alive connection as the request left (uvicorn
+                # closes them after 5 s): nothing was read, so send it once more on a new
+                # connection. Were it read after all, the event id makes it a duplicate.
+                if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+                    raise
+        return await self._send_on(*await asyncio.open_connection(self.host, self.port), raw)
+
+    async def _send_on(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       raw: bytes) -> tuple[int, bytes]:
         try:
             writer.write(raw)
             head = await reader.readuntil(b"\r\n\r\n")

@@ -60,7 +60,13 @@ def summarise(collapsed: str, top: int = 8) -> dict[str, Any]:
         total += count
         frames = stack.split(";")
         by_leaf[frames[-1]] = by_leaf.get(frames[-1], 0) + count
-        project = next((f for f in reversed(frames) if any(m in f for m in PROJECT_MARKERS)), "(outside project code)")
+        # A stack with no project frame at all is a greenlet's: SQLAlchemy's async layer runs
+        # statement compilation, execution and result processing on greenlets.
+        project = next((f for f in reversed(frames) if any(m in f for m in PROJECT_MARKERS)),
+                       "(greenlet stacks: SQLAlchemy executing statements)")
+        if project.startswith("main (stocksync_common/cli.py"):
+            # Only the entry point on the stack: uvicorn, starlette, aiokafka, the event loop.
+            project = "(frameworks and event loop: uvicorn, starlette, aiokafka, asyncio)"
         by_project[project] = by_project.get(project, 0) + count
 
     def ranked(counts: dict[str, int]) -> list[list[Any]]:

@@ -42,7 +42,7 @@ def plot(result: dict[str, Any]) -> list[str]:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     cmap = plt.get_cmap("viridis")
     stock = [r for r in result["runs"] if r["kind"] == "stocksync"]
-    rates = sorted({r["rate"] for r in stock})
+    rates = sorted({r["rate"] for r in result["runs"]})
     for run in stock + _runs(result, "floor"):
         values = run["window_quantiles_ms"]
         if not values:
@@ -221,8 +221,11 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "",
     ]
     for r in runs:
+        total = sum(v["cpu_seconds"] for name, v in r["resources"].items() if name != "load generator")
         lines.append(f"- {r['kind']} {r['rate']:g}/s{' hot SKU' if r['hot_sku'] else ''}: " + "; ".join(
-            f"{name} {v['cpu_cores']:.2f} cores, {v['peak_rss_mb']:.0f} MB" for name, v in r["resources"].items()))
+            f"{name} {v['cpu_cores']:.2f} cores ({1000 * v['cpu_seconds'] / max(r['orders'], 1):.1f} ms/order), "
+            f"{v['peak_rss_mb']:.0f} MB" for name, v in r["resources"].items())
+            + f". **All but the generator: {1000 * total / max(r['orders'], 1):.1f} ms of CPU per order.**")
     profile_path = REPO / "bench" / "results" / "latest-profile.json"
     profile_result = json.loads(profile_path.read_text()) if profile_path.exists() else result
     profiled = [r for r in profile_result["runs"] if r.get("profile")]
@@ -242,6 +245,9 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
             for service, p in r["profile"].items():
                 top = ", ".join(f"{frame} {pct}%" for frame, pct in p["project_frames_pct"][:5])
                 lines.append(f"- {r['rate']:g}/s {service} ({p['samples']} samples): {top}")
+    findings = REPO / "bench" / "findings.md"
+    if findings.exists():
+        lines += ["", findings.read_text().strip()]
     lines += [
         "",
         "## Reproduce",

@@ -48,8 +48,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 
 def accepted(orders: list[OrderResult]) -> list[OrderResult]:
+    """Orders the receiver holds. Every order has its own event id, so "duplicate" can only
+    answer a resend whose first attempt was applied (see KeepAlivePool.send)."""
     return [o for o in orders if o.status_code is not None and 200 <= o.status_code < 300
-            and o.outcome in ("accepted", "stored")]
+            and o.outcome in ("accepted", "stored", "duplicate")]
 
 
 def item_number(gid: str | int) -> int:
