@@ -143,6 +143,23 @@ def _run_row(r: dict[str, Any], floor: dict[float, dict[str, Any]]) -> str:
             f"{ratio} | {r['drain_seconds']} | {units} | {'yes' if r['sustained'] else 'no'} |")
 
 
+def _stage_lines(result: dict[str, Any]) -> list[str]:
+    runs = [r for r in result["runs"] if r["kind"] == "stocksync" and isinstance(r.get("stages_ms"), dict)
+            and "error" not in r["stages_ms"]]
+    if not runs:
+        return []
+    labels = list(runs[0]["stages_ms"])
+    out = ["### Where the latency goes", "",
+           "Time from order-ingest's receipt of the webhook until each hop sent its event (broker record time; "
+           "`bench/stages.py`), per event, p50 / p99 in ms. Each hop includes the ones before it.", "",
+           "| run | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for r in runs:
+        cells = [f"{_fmt(r['stages_ms'][k].get('p50'))} / {_fmt(r['stages_ms'][k].get('p99'))}"
+                 if r["stages_ms"].get(k) else "-" for k in labels]
+        out.append(f"| {r['rate']:g}/s{' hot SKU' if r['hot_sku'] else ''} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
 def markdown(result: dict[str, Any], images: list[str]) -> str:
     m = result["machine"]
     s = result["settings"]
@@ -212,6 +229,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
            "a lower rate was not sustained, and its backlog would have disturbed every higher rate (the floor "
            "ran at those rates). `--no-stop-early` runs them anyway.", ""]
           if result.get("stocksync_rates_skipped") else []),
+        *_stage_lines(result),
         *[f"![{name}](img/{name})" for name in images],
         "",
         "## CPU and peak memory per process",

@@ -35,6 +35,7 @@ from bench.measures import order_windows, percentile, summarise, throughput
 from bench.profiling import finish as finish_profiles
 from bench.profiling import start as start_profiles
 from bench.resources import ResourceSampler, postgres_pid
+from bench.stages import stage_delays
 from bench.targets import (
     REPO,
     SHOPIFY_PLUS_BUCKET_SIZE,
@@ -184,6 +185,20 @@ def summarise_run(kind: str, spec: LoadSpec, hot: bool, orders: list[OrderResult
     return run
 
 
+def sync_window_metric(target: StocksyncTarget) -> tuple[float, float]:
+    """(sum, count) of `stocksync_sync_window_seconds` on channel-publisher's /metrics."""
+    import httpx
+
+    text = httpx.get(f"{target.stack.service_url('channel-publisher')}/metrics", timeout=30).text
+    total, count = 0.0, 0.0
+    for line in text.splitlines():
+        if line.startswith("stocksync_sync_window_seconds_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("stocksync_sync_window_seconds_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
 def run_stocksync(target: StocksyncTarget, args: argparse.Namespace, rate: float, hot: bool, index: int,
                   infra: dict[str, int]) -> dict[str, Any]:
     skus = [f"SKU-{i:04d}" for i in range(args.skus)]
@@ -193,14 +208,28 @@ def run_stocksync(target: StocksyncTarget, args: argparse.Namespace, rate: float
                     hot_sku=skus[0] if hot else None, hot_fraction=args.hot_fraction,
                     order_id_base=5_000_000_000_000 + index * 10_000_000)
     label = f"stocksync {rate:g}/s" + (" hot" if hot else "")
+    metrics_before = sync_window_metric(target)
     orders, resources = drive(target, spec, label, args.quiet, infra, args.out, args.profile)
     profile = resources.pop("profile", None)
     collected = target.collect(orders, args.drain_timeout)
     ok = sorted(accepted(orders), key=lambda o: o.sent_at or 0.0)
     windows = order_windows([(o.sent_at or 0.0, [tuple(x) for x in o.lines]) for o in ok],  # type: ignore[misc]
                             collected["start_available"], collected["series"], scenario.expected_on)
+    metrics_after = sync_window_metric(target)
     target.finish()
     run = summarise_run("stocksync", spec, hot, orders, windows, collected, resources)
+    run["publisher_histogram"] = {
+        "pushes": metrics_after[1] - metrics_before[1],
+        "mean_ms": round(1000 * (metrics_after[0] - metrics_before[0]) / max(metrics_after[1] - metrics_before[1], 1),
+                         2),
+    }
+    first_sent = min((o.sent_at for o in orders if o.sent_at), default=time.time())
+    assert target.stack.kafka_bootstrap_servers is not None
+    try:
+        run["stages_ms"] = stage_delays(target.stack.kafka_bootstrap_servers, scenario.merchant_id, first_sent - 1)
+    except Exception as error:  # a diagnosis, not a result: never lose the run for it
+        run["stages_ms"] = {"error": repr(error)}
+    run["stages_ms"]["publisher: receipt to channel accepted"] = run.get("publisher_window_ms", {})
     if profile:
         run["profile"] = profile
     return run
