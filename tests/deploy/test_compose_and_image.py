@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from stocksync_common.topics import ALL_TOPICS
 from stocksync_embedded.stack import SERVICES, ManagedProcess, Stack
+
 from tests.conftest import free_port
 from tests.deploy.conftest import REPO, render
 

@@ -6,11 +6,12 @@ import re
 
 import pytest
 
+from stocksync_common.settings import ServiceSettings
+
 from channel_publisher.config import PublisherSettings
 from order_ingest.config import IngestSettings
 from rule_engine.config import RuleEngineSettings
 from stock_ledger.config import LedgerSettings
-from stocksync_common.settings import ServiceSettings
 from tests.deploy.conftest import REPO
 from tests.deploy.test_kubernetes import registered_metric_names
 

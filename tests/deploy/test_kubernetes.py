@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from stocksync_common.topics import ALL_TOPICS
 from stocksync_embedded.gateway import ROUTES
 from stocksync_embedded.stack import SERVICES
+
 from tests.deploy.conftest import Resource, named, of_kind
 
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
@@ -174,12 +175,13 @@ def test_the_services_listen_on_every_interface_in_the_cluster(overlay: tuple[st
 
 def registered_metric_names() -> set[str]:
     # Importing the apps registers every service's metrics in the default registry.
+    import stocksync_common.outbox
+    import stocksync_common.runtime  # noqa: F401
+
     import channel_publisher.entrypoints.app  # noqa: F401
     import order_ingest.entrypoints.app  # noqa: F401
     import rule_engine.entrypoints.app  # noqa: F401
     import stock_ledger.entrypoints.app  # noqa: F401
-    import stocksync_common.outbox
-    import stocksync_common.runtime  # noqa: F401
 
     return {name for name in REGISTRY._names_to_collectors if name.startswith("stocksync_")}
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from stocksync_embedded.stack import ManagedProcess, Stack
+
 from tests.conftest import free_port
 
 
@@ -43,8 +44,9 @@ class Merchant:
 
 @pytest.fixture
 def merchant(api: httpx.Client, stack: Stack) -> Merchant:
-    answer = api.post("/v1/merchants", json={"name": "test merchant"},
-                      headers={"Authorization": f"Bearer {stack.admin_token}"})
+    answer = api.post(
+        "/v1/merchants", json={"name": "test merchant"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
+    )
     assert answer.status_code == 201, answer.text
     return Merchant(answer.json()["merchant_id"], answer.json()["api_key"])
 
@@ -66,15 +68,19 @@ class SandboxShopify:
         return [c["quantity"] for c in self.changes() if c["inventory_item_id"] == inventory_item_id]
 
     def order(self, webhook_url: str, line_items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        answer = httpx.post(f"{self.url}/_sandbox/orders", json={"line_items": line_items,
-                            "webhook_url": webhook_url, **extra}, timeout=30)
+        answer = httpx.post(
+            f"{self.url}/_sandbox/orders",
+            json={"line_items": line_items, "webhook_url": webhook_url, **extra},
+            timeout=30,
+        )
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result
 
     def redeliver(self, event_id: str, webhook_url: str) -> dict[str, Any]:
-        answer = httpx.post(f"{self.url}/_sandbox/redeliver", json={"event_id": event_id, "webhook_url": webhook_url},
-                            timeout=30)
+        answer = httpx.post(
+            f"{self.url}/_sandbox/redeliver", json={"event_id": event_id, "webhook_url": webhook_url}, timeout=30
+        )
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result
@@ -89,9 +95,20 @@ def sandbox_shopify(stack: Stack) -> Iterator[Callable[[], SandboxShopify]]:
         token, secret = secrets.token_hex(12), secrets.token_hex(12)
         process = ManagedProcess(
             f"sandbox-shopify-{port}",
-            [sys.executable, "-m", "stocksync_sandboxes", "shopify", "--port", str(port),
-             "--access-token", token, "--webhook-secret", secret],
-            dict(os.environ), stack.home / "logs" / f"sandbox-shopify-{port}.log",
+            [
+                sys.executable,
+                "-m",
+                "stocksync_sandboxes",
+                "shopify",
+                "--port",
+                str(port),
+                "--access-token",
+                token,
+                "--webhook-secret",
+                secret,
+            ],
+            dict(os.environ),
+            stack.home / "logs" / f"sandbox-shopify-{port}.log",
             f"http://127.0.0.1:{port}/_sandbox/health",
         )
         process.start()

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from stocksync_embedded.stack import Stack
+
 from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
 from tests.e2e.test_order_flow import ITEM_C1, connect
 
@@ -42,8 +43,14 @@ def channel(api: httpx.Client, merchant: Merchant, sandbox_shopify: Callable[[],
     api.post("/v1/stock/snapshots", headers=merchant.auth, json={"items": [{"sku": "A", "on_hand": 5}]})
     # order-ingest learns of the connection through connections.v1.
     probe = orjson.dumps(ORDER)
-    wait_for(lambda: api.post(f"/webhooks/shopify/{connection_id}", content=probe,
-                              headers={**shopify_headers("wrong", probe)}).status_code == 401)
+    wait_for(
+        lambda: (
+            api.post(
+                f"/webhooks/shopify/{connection_id}", content=probe, headers={**shopify_headers("wrong", probe)}
+            ).status_code
+            == 401
+        )
+    )
     return connection_id, sandbox.webhook_secret
 
 
@@ -58,13 +65,11 @@ def test_wrong_signature_gets_401_and_produces_nothing(
     connection_id, secret = channel
     before = stock_of_a(api, merchant)
     body = orjson.dumps(ORDER)
-    answer = api.post(f"/webhooks/shopify/{connection_id}", content=body,
-                      headers=shopify_headers(secret + "x", body))
+    answer = api.post(f"/webhooks/shopify/{connection_id}", content=body, headers=shopify_headers(secret + "x", body))
     assert answer.status_code == 401
     # The body signed correctly but altered by one byte is refused too.
     tampered = body.replace(b'"quantity":1', b'"quantity":2')
-    answer = api.post(f"/webhooks/shopify/{connection_id}", content=tampered,
-                      headers={**shopify_headers(secret, body)})
+    answer = api.post(f"/webhooks/shopify/{connection_id}", content=tampered, headers={**shopify_headers(secret, body)})
     assert answer.status_code == 401
     time.sleep(0.5)
     assert stock_of_a(api, merchant) == before
@@ -92,8 +97,12 @@ def test_signed_webhook_is_accepted_once_and_reserves(
 def test_unknown_connection_or_channel_type_gets_404(api: httpx.Client, channel: tuple[str, str]) -> None:
     connection_id, secret = channel
     body = orjson.dumps(ORDER)
-    for path in (f"/webhooks/shopify/{uuid.uuid4()}", "/webhooks/shopify/not-a-uuid",
-                 f"/webhooks/woocommerce/{connection_id}", f"/webhooks/nosuchchannel/{connection_id}"):
+    for path in (
+        f"/webhooks/shopify/{uuid.uuid4()}",
+        "/webhooks/shopify/not-a-uuid",
+        f"/webhooks/woocommerce/{connection_id}",
+        f"/webhooks/nosuchchannel/{connection_id}",
+    ):
         answer = api.post(path, content=body, headers=shopify_headers(secret, body))
         assert answer.status_code == 404, path
 
@@ -109,8 +118,11 @@ def test_malformed_payload_gets_422_naming_the_field(
     assert answer.json()["detail"][0]["loc"] == ["body", "line_items", 0, "quantity"]
     headers = shopify_headers(secret, body)
     del headers["X-Shopify-Event-Id"]
-    answer = api.post(f"/webhooks/shopify/{connection_id}", content=orjson.dumps(ORDER),
-                      headers={**headers, "X-Shopify-Hmac-Sha256": sign(secret, orjson.dumps(ORDER))})
+    answer = api.post(
+        f"/webhooks/shopify/{connection_id}",
+        content=orjson.dumps(ORDER),
+        headers={**headers, "X-Shopify-Hmac-Sha256": sign(secret, orjson.dumps(ORDER))},
+    )
     assert answer.status_code == 422
     assert "X-Shopify-Event-Id" in answer.json()["detail"]
     time.sleep(0.3)
@@ -137,8 +149,9 @@ def test_a_merchant_sees_nothing_of_another(
     api: httpx.Client, stack: Stack, merchant: Merchant, channel: tuple[str, str]
 ) -> None:
     connection_id, _ = channel
-    other = api.post("/v1/merchants", json={"name": "other"},
-                     headers={"Authorization": f"Bearer {stack.admin_token}"}).json()
+    other = api.post(
+        "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
+    ).json()
     auth = {"X-API-Key": other["api_key"]}
     assert api.get(f"/v1/connections/{connection_id}", headers=auth).status_code == 404
     assert api.get("/v1/connections", headers=auth).json() == []
@@ -146,15 +159,26 @@ def test_a_merchant_sees_nothing_of_another(
     assert api.get("/v1/pushes", headers=auth).json() == []
     assert api.get("/v1/rules", headers=auth).json() == []
     # A rule naming another merchant's channel is refused, naming the field.
-    answer = api.post("/v1/rules", headers=auth, json={
-        "name": "x", "channels": [connection_id], "condition": {"op": "always"}, "action": {"type": "set", "value": 0}})
+    answer = api.post(
+        "/v1/rules",
+        headers=auth,
+        json={
+            "name": "x",
+            "channels": [connection_id],
+            "condition": {"op": "always"},
+            "action": {"type": "set", "value": 0},
+        },
+    )
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "channels"]
 
 
 def test_invalid_rule_and_snapshot_get_422_naming_the_field(api: httpx.Client, merchant: Merchant) -> None:
-    bad_percent = api.post("/v1/rules", headers=merchant.auth, json={
-        "name": "x", "condition": {"op": "always"}, "action": {"type": "percent", "value": 150}})
+    bad_percent = api.post(
+        "/v1/rules",
+        headers=merchant.auth,
+        json={"name": "x", "condition": {"op": "always"}, "action": {"type": "percent", "value": 150}},
+    )
     assert bad_percent.status_code == 422
     assert bad_percent.json()["detail"][0]["loc"][:2] == ["body", "action"]
     negative = api.post("/v1/stock/snapshots", headers=merchant.auth, json={"items": [{"sku": "A", "on_hand": -1}]})

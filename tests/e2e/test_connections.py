@@ -14,11 +14,18 @@ from tests.e2e.test_order_flow import ITEM_C1, connect
 
 
 def test_connection_fields_are_checked_against_the_channel_type(api: httpx.Client, merchant: Merchant) -> None:
-    answer = api.post("/v1/connections", headers=merchant.auth, json={
-        "type": "woocommerce", "name": "shop", "base_url": "https://shop.example", "webhook_secret": "s3cr3t-value",
-        "credentials": {"consumer_key": "ck"},
-        "listings": [{"sku": "A", "product_id": "not-a-number"}],
-    })
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={
+            "type": "woocommerce",
+            "name": "shop",
+            "base_url": "https://shop.example",
+            "webhook_secret": "s3cr3t-value",
+            "credentials": {"consumer_key": "ck"},
+            "listings": [{"sku": "A", "product_id": "not-a-number"}],
+        },
+    )
     assert answer.status_code == 422
     locs = [e["loc"] for e in answer.json()["detail"]]
     assert ["body", "credentials", "consumer_secret"] in locs
@@ -27,8 +34,11 @@ def test_connection_fields_are_checked_against_the_channel_type(api: httpx.Clien
 
 
 def test_a_signing_channel_needs_a_webhook_secret(api: httpx.Client, merchant: Merchant) -> None:
-    answer = api.post("/v1/connections", headers=merchant.auth, json={
-        "type": "shopify", "name": "s", "base_url": "https://s.example", "credentials": {"access_token": "t"}})
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={"type": "shopify", "name": "s", "base_url": "https://s.example", "credentials": {"access_token": "t"}},
+    )
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "webhook_secret"]
 
@@ -38,8 +48,10 @@ def test_secrets_are_never_returned(
 ) -> None:
     sandbox = sandbox_shopify()
     connection_id = connect(api, merchant, sandbox, "C1", ITEM_C1, "gid://shopify/Location/1")
-    for text in (api.get("/v1/connections", headers=merchant.auth).text,
-                 api.get(f"/v1/connections/{connection_id}", headers=merchant.auth).text):
+    for text in (
+        api.get("/v1/connections", headers=merchant.auth).text,
+        api.get(f"/v1/connections/{connection_id}", headers=merchant.auth).text,
+    ):
         assert sandbox.access_token not in text and sandbox.webhook_secret not in text
 
 
@@ -52,13 +64,13 @@ def test_webhook_secret_rotation_accepts_both_during_the_overlap_then_only_the_n
 
     def status_with(secret: str) -> int:
         body = orjson.dumps({**ORDER, "id": uuid.uuid4().int % 10**12})
-        return api.post(f"/webhooks/shopify/{connection_id}", content=body,
-                        headers=shopify_headers(secret, body)).status_code
+        return api.post(
+            f"/webhooks/shopify/{connection_id}", content=body, headers=shopify_headers(secret, body)
+        ).status_code
 
     wait_for(lambda: status_with(old) == 200)
     assert status_with(new) == 401
-    rotated = api.post(f"/v1/connections/{connection_id}/webhook-secrets", headers=merchant.auth,
-                       json={"secret": new})
+    rotated = api.post(f"/v1/connections/{connection_id}/webhook-secrets", headers=merchant.auth, json={"secret": new})
     assert rotated.json()["active_secrets"] == 2
     wait_for(lambda: status_with(new) == 200)
     assert status_with(old) == 200

@@ -14,6 +14,7 @@ import orjson
 
 from stocksync_sandboxes import amazon_orders, generic_orders, walmart_orders, woocommerce_orders
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
+
 from tests.e2e.conftest import Merchant, wait_for
 
 # Fixtures shared with the channel tests (pytest finds them in this module's namespace).

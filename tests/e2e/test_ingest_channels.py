@@ -35,6 +35,7 @@ from stocksync_sandboxes import (
     woocommerce_orders,
 )
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
+
 from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
 from tests.e2e.test_order_flow import ITEM_C1
 from tests.e2e.test_order_flow import connect as connect_shopify

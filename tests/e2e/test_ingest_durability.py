@@ -20,6 +20,7 @@ import pytest
 
 from stocksync_common.auth import issue_api_key
 from stocksync_embedded.stack import Stack
+
 from tests.conftest import free_ports
 from tests.e2e.test_ingest_channels import OrderEvents, Sandboxes, create_connection, line, make_sandboxes
 

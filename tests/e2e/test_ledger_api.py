@@ -17,6 +17,7 @@ from stocksync_common.db import make_engine
 from stocksync_common.kafka import encode_event
 from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
+
 from tests.e2e.conftest import Merchant, wait_for
 
 

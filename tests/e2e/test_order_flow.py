@@ -19,26 +19,37 @@ ITEM_C1 = "gid://shopify/InventoryItem/101"
 ITEM_C2 = "gid://shopify/InventoryItem/201"
 
 
-def connect(api: httpx.Client, merchant: Merchant, sandbox: SandboxShopify, name: str, item: str,
-            location: str) -> str:
-    answer = api.post("/v1/connections", headers=merchant.auth, json={
-        "type": "shopify", "name": name, "base_url": sandbox.url,
-        "credentials": {"access_token": sandbox.access_token}, "webhook_secret": sandbox.webhook_secret,
-        "listings": [{"sku": "A", "inventory_item_id": item, "location_id": location}],
-    })
+def connect(api: httpx.Client, merchant: Merchant, sandbox: SandboxShopify, name: str, item: str, location: str) -> str:
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={
+            "type": "shopify",
+            "name": name,
+            "base_url": sandbox.url,
+            "credentials": {"access_token": sandbox.access_token},
+            "webhook_secret": sandbox.webhook_secret,
+            "listings": [{"sku": "A", "inventory_item_id": item, "location_id": location}],
+        },
+    )
     assert answer.status_code == 201, answer.text
     connection_id: str = answer.json()["connection_id"]
     return connection_id
 
 
-def set_up_two_channels(api: httpx.Client, merchant: Merchant,
-                        sandbox_shopify: Callable[[], SandboxShopify]) -> tuple[SandboxShopify, str, SandboxShopify, str]:
+def set_up_two_channels(
+    api: httpx.Client, merchant: Merchant, sandbox_shopify: Callable[[], SandboxShopify]
+) -> tuple[SandboxShopify, str, SandboxShopify, str]:
     c1, c2 = sandbox_shopify(), sandbox_shopify()
     c1_id = connect(api, merchant, c1, "C1", ITEM_C1, "gid://shopify/Location/1")
     c2_id = connect(api, merchant, c2, "C2", ITEM_C2, "gid://shopify/Location/2")
     # The rule engine learns of connections through connections.v1: wait until it knows C2.
-    rule: dict[str, Any] = {"name": "buffer on C2", "channels": [c2_id], "condition": {"op": "<=", "value": 3},
-                            "action": {"type": "set", "value": 0}}
+    rule: dict[str, Any] = {
+        "name": "buffer on C2",
+        "channels": [c2_id],
+        "condition": {"op": "<=", "value": 3},
+        "action": {"type": "set", "value": 0},
+    }
     created = wait_for(lambda: (r := api.post("/v1/rules", headers=merchant.auth, json=rule)).status_code == 201 and r)
     assert created.json()["channels"] == [c2_id]
     snapshot = api.post("/v1/stock/snapshots", headers=merchant.auth, json={"items": [{"sku": "A", "on_hand": 5}]})
@@ -72,8 +83,10 @@ def test_two_orders_on_c1_lower_c2_to_5_then_4_then_0(
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (5, 2, 3)
     # C1 has no rule: it shows the plain available quantity.
     wait_for(lambda: c1.quantities(ITEM_C1)[-1:] == [3])
-    print(f"\nsync window webhook -> C2 sandbox: {[round(w * 1000, 1) for w in windows]} ms, "
-          f"median {statistics.median(windows) * 1000:.1f} ms")
+    print(
+        f"\nsync window webhook -> C2 sandbox: {[round(w * 1000, 1) for w in windows]} ms, "
+        f"median {statistics.median(windows) * 1000:.1f} ms"
+    )
 
     # A second delivery of the first webhook changes nothing.
     replay = c1.redeliver(first["event_id"], webhook_url(api, c1_id))
@@ -94,8 +107,9 @@ def test_push_history_says_which_rule_decided_zero(
     wait_for(lambda: c2.quantities(ITEM_C2)[-1:] == [0])
 
     def last_accepted() -> dict[str, Any] | None:
-        pushes = api.get("/v1/pushes", headers=merchant.auth,
-                         params={"connection_id": c2_id, "sku": "A", "status": "accepted"}).json()
+        pushes = api.get(
+            "/v1/pushes", headers=merchant.auth, params={"connection_id": c2_id, "sku": "A", "status": "accepted"}
+        ).json()
         # The sandbox records the call before the publisher commits its history row.
         return pushes[-1] if pushes and pushes[-1]["quantity"] == 0 else None
 

@@ -27,6 +27,7 @@ from stocksync_common.contracts import ChannelQuantityChanged
 from stocksync_common.kafka import encode_event
 from stocksync_common.topics import CHANNEL_QUANTITY
 from stocksync_embedded.stack import ManagedProcess, Stack
+
 from tests.conftest import free_port
 from tests.e2e.conftest import Merchant, wait_for
 
@@ -64,25 +65,63 @@ class ChannelCase:
 # Test limits are higher than the channels' own so that a 300-SKU burst stays short;
 # the adapters' defaults follow the channels (docs/channels.md).
 CASES = [
-    ChannelCase("woocommerce", ["--consumer-key", "ck_test", "--consumer-secret", SECRET],
-                {"consumer_key": "ck_test", "consumer_secret": SECRET}, {}, 100, "Invalid ID.",
-                push_operation="products/batch"),
-    ChannelCase("amazon", ["--seller-id", "A2SELLER", "--access-token", SECRET, "--requests-per-second", "60",
-                           "--burst", "20"],
-                {"seller_id": "A2SELLER", "marketplace_ids": ["A1PA6795UKMFR9"], "access_token": SECRET},
-                {"requests_per_second": 50, "burst": 10, "batch_limit": 50}, 1, "does not match any listing",
-                push_operation="patchListingsItem", inbound={"api_key": "inbound-key-" + SECRET}),
-    ChannelCase("ebay", ["--access-token", SECRET, "--requests-per-second", "50", "--burst", "20"],
-                {"access_token": SECRET}, {}, 25, "is not available in the system",
-                push_operation="bulk_update_price_quantity"),
-    ChannelCase("mirakl", ["--api-key", SECRET, "--min-interval", "2", "--processing-delay", "0.2"],
-                {"api_key": SECRET}, {"min_interval_s": 2}, 10_000, "The offer does not exist",
-                per_sku_failures=False, push_operation="STO01"),
-    ChannelCase("walmart", ["--access-token", SECRET, "--requests-per-second", "60", "--burst", "20"],
-                {"access_token": SECRET}, {"requests_per_second": 50, "burst": 10, "batch_limit": 50}, 1,
-                "could not be found", push_operation="inventory"),
-    ChannelCase("generic", ["--signing-secret", SIGNING_SECRET], {"signing_secret": SIGNING_SECRET}, {}, 100,
-                "unknown SKU", per_sku_failures=False, push_operation="webhook"),
+    ChannelCase(
+        "woocommerce",
+        ["--consumer-key", "ck_test", "--consumer-secret", SECRET],
+        {"consumer_key": "ck_test", "consumer_secret": SECRET},
+        {},
+        100,
+        "Invalid ID.",
+        push_operation="products/batch",
+    ),
+    ChannelCase(
+        "amazon",
+        ["--seller-id", "A2SELLER", "--access-token", SECRET, "--requests-per-second", "60", "--burst", "20"],
+        {"seller_id": "A2SELLER", "marketplace_ids": ["A1PA6795UKMFR9"], "access_token": SECRET},
+        {"requests_per_second": 50, "burst": 10, "batch_limit": 50},
+        1,
+        "does not match any listing",
+        push_operation="patchListingsItem",
+        inbound={"api_key": "inbound-key-" + SECRET},
+    ),
+    ChannelCase(
+        "ebay",
+        ["--access-token", SECRET, "--requests-per-second", "50", "--burst", "20"],
+        {"access_token": SECRET},
+        {},
+        25,
+        "is not available in the system",
+        push_operation="bulk_update_price_quantity",
+    ),
+    ChannelCase(
+        "mirakl",
+        ["--api-key", SECRET, "--min-interval", "2", "--processing-delay", "0.2"],
+        {"api_key": SECRET},
+        {"min_interval_s": 2},
+        10_000,
+        "The offer does not exist",
+        per_sku_failures=False,
+        push_operation="STO01",
+    ),
+    ChannelCase(
+        "walmart",
+        ["--access-token", SECRET, "--requests-per-second", "60", "--burst", "20"],
+        {"access_token": SECRET},
+        {"requests_per_second": 50, "burst": 10, "batch_limit": 50},
+        1,
+        "could not be found",
+        push_operation="inventory",
+    ),
+    ChannelCase(
+        "generic",
+        ["--signing-secret", SIGNING_SECRET],
+        {"signing_secret": SIGNING_SECRET},
+        {},
+        100,
+        "unknown SKU",
+        per_sku_failures=False,
+        push_operation="webhook",
+    ),
 ]
 
 
@@ -120,7 +159,8 @@ def start_sandbox(stack: Stack) -> Iterator[Callable[[ChannelCase], Sandbox]]:
         process = ManagedProcess(
             f"sandbox-{case.type}-{port}",
             [sys.executable, "-m", "stocksync_sandboxes", case.type, "--port", str(port), *case.sandbox_args],
-            dict(os.environ), stack.home / "logs" / f"sandbox-{case.type}-{port}.log",
+            dict(os.environ),
+            stack.home / "logs" / f"sandbox-{case.type}-{port}.log",
             f"http://127.0.0.1:{port}/_sandbox/health",
         )
         process.start()
@@ -136,22 +176,36 @@ def start_sandbox(stack: Stack) -> Iterator[Callable[[ChannelCase], Sandbox]]:
 
 def connect(api: httpx.Client, merchant: Merchant, case: ChannelCase, sandbox: Sandbox, skus: list[str]) -> str:
     base_url = f"{sandbox.url}/stocksync/quantities" if case.type == "generic" else sandbox.url
-    answer = api.post("/v1/connections", headers=merchant.auth, json={
-        "type": case.type, "name": f"{case.type} under test", "base_url": base_url,
-        "credentials": case.credentials, "webhook_secret": "inbound-" + SECRET, "settings": case.settings,
-        "inbound": case.inbound,
-        "listings": [case.listing(i, sku) for i, sku in enumerate(skus)],
-    })
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={
+            "type": case.type,
+            "name": f"{case.type} under test",
+            "base_url": base_url,
+            "credentials": case.credentials,
+            "webhook_secret": "inbound-" + SECRET,
+            "settings": case.settings,
+            "inbound": case.inbound,
+            "listings": [case.listing(i, sku) for i, sku in enumerate(skus)],
+        },
+    )
     assert answer.status_code == 201, answer.text
     connection_id: str = answer.json()["connection_id"]
     return connection_id
 
 
 def seed(sandbox: Sandbox, case: ChannelCase, skus: list[str], leave_out: frozenset[str] = frozenset()) -> None:
-    sandbox.post("listings", {"listings": [
-        {"sku": sku, "listing_id": case.sandbox_listing_id(i, sku), "quantity": 0}
-        for i, sku in enumerate(skus) if sku not in leave_out
-    ]})
+    sandbox.post(
+        "listings",
+        {
+            "listings": [
+                {"sku": sku, "listing_id": case.sandbox_listing_id(i, sku), "quantity": 0}
+                for i, sku in enumerate(skus)
+                if sku not in leave_out
+            ]
+        },
+    )
 
 
 def produce(stack: Stack, merchant: Merchant, connection_id: str, changes: list[tuple[str, int, int]]) -> None:
@@ -163,8 +217,13 @@ def produce(stack: Stack, merchant: Merchant, connection_id: str, changes: list[
         try:
             for sku, version, quantity in changes:
                 event = ChannelQuantityChanged(
-                    merchant_id=uuid.UUID(merchant.merchant_id), connection_id=uuid.UUID(connection_id), sku=sku,
-                    quantity=quantity, version=version, stock_version=version, available=quantity,
+                    merchant_id=uuid.UUID(merchant.merchant_id),
+                    connection_id=uuid.UUID(connection_id),
+                    sku=sku,
+                    quantity=quantity,
+                    version=version,
+                    stock_version=version,
+                    available=quantity,
                     causation_id=f"test:{sku}:{version}",
                 )
                 await producer.send(CHANNEL_QUANTITY.name, encode_event(event), key=CHANNEL_QUANTITY.key_of(event))
@@ -179,8 +238,11 @@ def pushes(api: httpx.Client, merchant: Merchant, connection_id: str, **filters:
     found: list[dict[str, Any]] = []
     after = 0
     while True:
-        page = api.get("/v1/pushes", headers=merchant.auth,
-                       params={"connection_id": connection_id, "after": after, "limit": 1000, **filters}).json()
+        page = api.get(
+            "/v1/pushes",
+            headers=merchant.auth,
+            params={"connection_id": connection_id, "after": after, "limit": 1000, **filters},
+        ).json()
         found += page
         if len(page) < 1000:
             return found
@@ -189,7 +251,10 @@ def pushes(api: httpx.Client, merchant: Merchant, connection_id: str, **filters:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.type for c in CASES])
 def test_a_burst_of_1000_changes_on_300_skus_arrives_in_the_fewest_calls_with_only_final_quantities(
-    api: httpx.Client, merchant: Merchant, stack: Stack, start_sandbox: Callable[[ChannelCase], Sandbox],
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
     case: ChannelCase,
 ) -> None:
     skus = [f"SKU-{i:03d}" for i in range(300)]
@@ -206,8 +271,9 @@ def test_a_burst_of_1000_changes_on_300_skus_arrives_in_the_fewest_calls_with_on
     final = {sku: 96 if i < 100 else 97 for i, sku in enumerate(skus)}
 
     def coalesced() -> bool:
-        pending = api.get(f"/v1/connections/{connection_id}/pending", headers=merchant.auth,
-                          params={"limit": 10_000}).json()
+        pending = api.get(
+            f"/v1/connections/{connection_id}/pending", headers=merchant.auth, params={"limit": 10_000}
+        ).json()
         return {p["sku"]: p["quantity"] for p in pending} == final
 
     wait_for(coalesced, timeout=60)
@@ -228,7 +294,10 @@ def test_a_burst_of_1000_changes_on_300_skus_arrives_in_the_fewest_calls_with_on
 
 @pytest.mark.parametrize("case", CASES, ids=[c.type for c in CASES])
 def test_a_429_with_retry_after_is_honoured(
-    api: httpx.Client, merchant: Merchant, stack: Stack, start_sandbox: Callable[[ChannelCase], Sandbox],
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
     case: ChannelCase,
 ) -> None:
     skus = [f"R-{i}" for i in range(5)]
@@ -241,14 +310,18 @@ def test_a_429_with_retry_after_is_honoured(
     stats = sandbox.get("stats")
     assert (stats["injected_failures"], stats["early_retries"]) == (1, 0)
     retried = pushes(api, merchant, connection_id, status="retrying")
-    assert retried and all(p["channel_response"].startswith("HTTP 429") or "Retry-After" in p["channel_response"]
-                           for p in retried)
+    assert retried and all(
+        p["channel_response"].startswith("HTTP 429") or "Retry-After" in p["channel_response"] for p in retried
+    )
     wait_for(lambda: {p["sku"] for p in pushes(api, merchant, connection_id, status="accepted")} == set(skus))
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.per_sku_failures], ids=lambda c: c.type)
 def test_a_partial_failure_retries_only_the_failed_skus(
-    api: httpx.Client, merchant: Merchant, stack: Stack, start_sandbox: Callable[[ChannelCase], Sandbox],
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
     case: ChannelCase,
 ) -> None:
     skus = [f"P-{i}" for i in range(10)]
@@ -267,7 +340,10 @@ def test_a_partial_failure_retries_only_the_failed_skus(
 
 @pytest.mark.parametrize("case", CASES, ids=[c.type for c in CASES])
 def test_a_permanent_error_is_recorded_with_the_channels_message_and_not_retried(
-    api: httpx.Client, merchant: Merchant, stack: Stack, start_sandbox: Callable[[ChannelCase], Sandbox],
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
     case: ChannelCase,
 ) -> None:
     skus = [f"X-{i}" for i in range(6)]

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from stocksync_embedded.stack import Stack
+
 from tests.e2e.conftest import Merchant, wait_for
 from tests.e2e.test_publisher_channels import CASES, ChannelCase, Sandbox, connect, produce, pushes, seed, start_sandbox
 
@@ -31,8 +32,10 @@ def test_a_connection_that_keeps_failing_is_paused_until_the_merchant_resumes_it
     connection_id = connect(api, merchant, case, sandbox, skus)
     produce(stack, merchant, connection_id, [(sku, 1, 9) for sku in skus])
 
-    connection = wait_for(lambda: (c := api.get(f"/v1/connections/{connection_id}", headers=merchant.auth).json())
-                          ["paused"] and c, timeout=60)
+    connection = wait_for(
+        lambda: (c := api.get(f"/v1/connections/{connection_id}", headers=merchant.auth).json())["paused"] and c,
+        timeout=60,
+    )
     assert connection["pause_reason"].startswith("3 failed calls in a row")
     health = api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json()
     assert (health["status"], health["consecutive_failures"], health["pending"]) == ("paused", 3, 2)
@@ -48,8 +51,12 @@ def test_a_connection_that_keeps_failing_is_paused_until_the_merchant_resumes_it
     assert resumed["paused"] is False
     wait_for(lambda: sandbox.quantities() == {"F-1": 9, "F-2": 9}, timeout=60)
     # The channel applies the batch just before the publisher commits its history.
-    health = wait_for(lambda: (h := api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth)
-                               .json())["pending"] == 0 and h)
+    health = wait_for(
+        lambda: (
+            (h := api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json())["pending"] == 0
+            and h
+        )
+    )
     assert (health["status"], health["consecutive_failures"], health["pending"]) == ("ok", 0, 0)
     assert health["pushes"]["accepted"] == 2
 
@@ -86,7 +93,10 @@ def test_push_history_filters_by_time(
 
 @pytest.mark.parametrize("case", READABLE, ids=[c.type for c in READABLE])
 def test_drift_check_reports_a_quantity_changed_by_hand_on_the_channel(
-    api: httpx.Client, merchant: Merchant, stack: Stack, start_sandbox: Callable[[ChannelCase], Sandbox],
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
     case: ChannelCase,
 ) -> None:
     skus = ["D-0", "D-1", "D-2"]

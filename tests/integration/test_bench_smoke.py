@@ -17,9 +17,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
     from bench.run import main
 
-    path = main(["--rates", "5", "--duration", "2", "--hot-rate", "0", "--no-find-max", "--no-report",
-                 "--skus", "5", "--quiet", "--drain-timeout", "120", "--out", str(tmp_path),
-                 "--home", str(tmp_path / "home")])
+    path = main(
+        [
+            "--rates",
+            "5",
+            "--duration",
+            "2",
+            "--hot-rate",
+            "0",
+            "--no-find-max",
+            "--no-report",
+            "--skus",
+            "5",
+            "--quiet",
+            "--drain-timeout",
+            "120",
+            "--out",
+            str(tmp_path),
+            "--home",
+            str(tmp_path / "home"),
+        ]
+    )
     result = json.loads(path.read_text())
     stocksync = next(r for r in result["runs"] if r["kind"] == "stocksync")
     floor = next(r for r in result["runs"] if r["kind"] == "floor")

@@ -14,16 +14,17 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stocksync_common.contracts import ConnectionChanged
+from stocksync_common.db import make_engine
+from stocksync_sandboxes import mirakl_orders
+from stocksync_sandboxes.order_delivery import SandboxOrderLine
+
 from order_ingest.adapters.tables import deliveries, order_polls
 from order_ingest.config import IngestSettings
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import LineReport, Notification
 from order_ingest.service_layer.ingest import accept_delivery, apply_connection_changes, delete_expired_deliveries
 from order_ingest.service_layer.polling import due_connections, poll_connection
-from stocksync_common.contracts import ConnectionChanged
-from stocksync_common.db import make_engine
-from stocksync_sandboxes import mirakl_orders
-from stocksync_sandboxes.order_delivery import SandboxOrderLine
 from tests.e2e.test_ingest_channels import serve
 
 pytestmark = pytest.mark.integration

@@ -26,6 +26,7 @@ from stocksync_common.contracts import OrderLineMoved, StockChanged
 from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import ORDERS, STOCK_CHANGED
 from stocksync_embedded.stack import ManagedProcess, Stack
+
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,6 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stocksync_common.contracts import OrderLineMoved, OrderMovement, utcnow
+from stocksync_common.db import make_engine
+
 from stock_ledger.adapters.snapshot_formats import read_csv, read_json_lines
 from stock_ledger.adapters.tables import ledger_entries, outbox, oversells, product_attributes
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
@@ -18,8 +21,6 @@ from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reading import read_stock
 from stock_ledger.service_layer.reconciliation import ledger_discrepancies
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
-from stocksync_common.contracts import OrderLineMoved, OrderMovement, utcnow
-from stocksync_common.db import make_engine
 
 pytestmark = pytest.mark.integration
 

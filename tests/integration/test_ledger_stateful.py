@@ -26,11 +26,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from stocksync_common.contracts import OrderLineMoved, utcnow
+
 from stock_ledger.adapters.tables import ledger_entries, order_lines, stock_items
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
 from stock_ledger.service_layer.order_lines import apply_order_lines, movement_causation_id
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
-from stocksync_common.contracts import OrderLineMoved, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,8 +19,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from rule_engine.config import RuleEngineSettings
-from rule_engine.entrypoints.app import create_app
 from stocksync_common.auth import issue_api_key
 from stocksync_common.contracts import (
     ChannelQuantityChanged,
@@ -32,6 +30,9 @@ from stocksync_common.contracts import (
 )
 from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import CHANNEL_QUANTITY, topic_for
+
+from rule_engine.config import RuleEngineSettings
+from rule_engine.entrypoints.app import create_app
 
 pytestmark = pytest.mark.integration
 

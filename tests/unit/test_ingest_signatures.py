@@ -10,6 +10,8 @@ import time
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from stocksync_sandboxes import generic_orders, walmart_orders
+
 from order_ingest.adapters.signatures import (
     verify_api_key,
     verify_ecdsa_sha1,
@@ -17,7 +19,6 @@ from order_ingest.adapters.signatures import (
     verify_standard_webhooks,
     verify_walmart_hmac,
 )
-from stocksync_sandboxes import generic_orders, walmart_orders
 
 BODY = b'{"id": 1, "line_items": []}'
 

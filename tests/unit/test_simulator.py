@@ -47,15 +47,24 @@ def test_every_strategy_sees_the_same_buyers() -> None:
 
 
 def test_the_demand_depends_on_the_seed_only() -> None:
-    assert SMALL.demand() == Scenario(seed=3, hours=6, buyers_per_hour=400,
-                                      catalogue=Catalogue(skus=150, max_stock=6)).demand()
-    assert SMALL.demand() != Scenario(seed=4, hours=6, buyers_per_hour=400,
-                                      catalogue=Catalogue(skus=150, max_stock=6)).demand()
+    assert (
+        SMALL.demand()
+        == Scenario(seed=3, hours=6, buyers_per_hour=400, catalogue=Catalogue(skus=150, max_stock=6)).demand()
+    )
+    assert (
+        SMALL.demand()
+        != Scenario(seed=4, hours=6, buyers_per_hour=400, catalogue=Catalogue(skus=150, max_stock=6)).demand()
+    )
 
 
 def test_an_instant_sync_never_oversells() -> None:
-    instant = Scenario(seed=5, hours=6, buyers_per_hour=800, catalogue=Catalogue(skus=100, max_stock=4),
-                       channels=(ChannelSpec("a", 0.5, 0.0), ChannelSpec("b", 0.5, 0.0)))
+    instant = Scenario(
+        seed=5,
+        hours=6,
+        buyers_per_hour=800,
+        catalogue=Catalogue(skus=100, max_stock=4),
+        channels=(ChannelSpec("a", 0.5, 0.0), ChannelSpec("b", 0.5, 0.0)),
+    )
     zero = LatencySampler([0.0, 0.0], [0.0, 100.0], random.Random(1))
     outcome = simulate(instant, Strategy("events", None, None), zero)
     assert outcome.units_sold > 0

@@ -31,8 +31,9 @@ def test_one_push_coalescing_two_orders_ends_both_windows() -> None:
 
 
 def test_an_order_never_shown_everywhere_has_no_window() -> None:
-    windows = order_windows([(1.0, [("A", 1), ("B", 1)])], {"A": 5, "B": 5},
-                            {"C1": {"A": [(1.5, 4)]}}, lambda c, s, a: a)
+    windows = order_windows(
+        [(1.0, [("A", 1), ("B", 1)])], {"A": 5, "B": 5}, {"C1": {"A": [(1.5, 4)]}}, lambda c, s, a: a
+    )
     assert windows == [None]
 
 
@@ -56,7 +57,14 @@ def test_the_load_plan_is_seeded_and_shaped_like_real_orders() -> None:
 
 
 def test_a_hot_sku_run_puts_most_orders_on_one_sku() -> None:
-    spec = LoadSpec(url="http://x", webhook_secret="s", rate=100, duration=5, skus=("H", "A", "B", "C"),
-                    hot_sku="H", hot_fraction=0.8)
+    spec = LoadSpec(
+        url="http://x",
+        webhook_secret="s",
+        rate=100,
+        duration=5,
+        skus=("H", "A", "B", "C"),
+        hot_sku="H",
+        hot_fraction=0.8,
+    )
     share = sum(any(s == "H" for s, _ in o.lines) for o in plan_orders(spec)) / 500
     assert share > 0.75

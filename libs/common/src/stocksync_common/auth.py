@@ -59,9 +59,7 @@ def _settings(request: Request) -> ServiceSettings:
     return settings
 
 
-def current_merchant(
-    request: Request, api_key: Annotated[str | None, Depends(_api_key_header)]
-) -> uuid.UUID:
+def current_merchant(request: Request, api_key: Annotated[str | None, Depends(_api_key_header)]) -> uuid.UUID:
     if not api_key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key (header X-API-Key)")
     merchant_id = verify_api_key(_settings(request).api_key_secret.get_secret_value(), api_key)

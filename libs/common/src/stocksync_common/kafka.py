@@ -9,6 +9,7 @@ backoff: nothing is skipped, and the inbox makes the retry a no-op for what was 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,9 +28,7 @@ from stocksync_common.topics import ALL_TOPICS, BY_NAME, Topic
 log = logging.getLogger(__name__)
 
 CONSUMED = Counter("stocksync_events_consumed_total", "Events consumed", ["topic"])
-REJECTED = Counter(
-    "stocksync_events_rejected_total", "Messages that did not match their topic's contract", ["topic"]
-)
+REJECTED = Counter("stocksync_events_rejected_total", "Messages that did not match their topic's contract", ["topic"])
 BATCH_SIZE = Histogram(
     "stocksync_consumer_batch_size",
     "Events per consumer batch",
@@ -82,10 +81,8 @@ async def ensure_topics(
             if t.name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -150,9 +147,7 @@ class BatchConsumer:
                 try:
                     if batch:
                         await self.handler(batch)
-                    await self._consumer.commit(
-                        {tp: msgs[-1].offset + 1 for tp, msgs in records.items()}
-                    )
+                    await self._consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
                     self._record_lag(records)
                     break
                 except Exception:

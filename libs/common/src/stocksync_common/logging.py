@@ -10,9 +10,7 @@ from contextlib import contextmanager
 
 from pythonjsonlogger.json import JsonFormatter
 
-causation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "causation_id", default=None
-)
+causation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("causation_id", default=None)
 
 
 class _CausationFilter(logging.Filter):

@@ -9,9 +9,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.routing import Match
 
-HTTP_REQUESTS = Counter(
-    "stocksync_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("stocksync_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
 HTTP_LATENCY = Histogram(
     "stocksync_http_request_duration_seconds",
     "HTTP request latency",

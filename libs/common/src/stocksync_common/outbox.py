@@ -11,6 +11,7 @@ which keeps that order when several instances run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -112,10 +113,8 @@ class OutboxRelay:
                 await asyncio.sleep(self.poll_interval_s)
             if self._stopping:
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def measure_backlog(self) -> int:
@@ -128,15 +127,19 @@ class OutboxRelay:
         """Publish one batch; return how many rows it published."""
         outbox = self.outbox
         async with self.engine.begin() as conn:
-            locked = (
-                await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
-            ).scalar_one()
+            locked = (await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))).scalar_one()
             if not locked:
                 return 0
             rows = (
                 await conn.execute(
-                    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload,
-                              outbox.c.event_type, outbox.c.causation_id)
+                    sa.select(
+                        outbox.c.id,
+                        outbox.c.topic,
+                        outbox.c.key,
+                        outbox.c.payload,
+                        outbox.c.event_type,
+                        outbox.c.causation_id,
+                    )
                     .order_by(outbox.c.id)
                     .limit(self.batch_size)
                 )
@@ -150,8 +153,7 @@ class OutboxRelay:
                     row.topic,
                     row.payload,
                     key=row.key,
-                    headers=[("event_type", row.event_type.encode()),
-                             ("causation_id", row.causation_id.encode())],
+                    headers=[("event_type", row.event_type.encode()), ("causation_id", row.causation_id.encode())],
                 )
                 for row in rows
             ]
@@ -176,4 +178,3 @@ class OutboxRelay:
             else:
                 remaining.append((target, future))
         self._waiters = remaining
-

@@ -58,9 +58,7 @@ class ServiceSettings(BaseSettings):
             for name in ("api_key_secret", "admin_token"):
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value() == DEV_SECRET or len(value.get_secret_value()) < 16:
-                    raise ValueError(
-                        f"{name.upper()} must be set to a secret of 16+ characters in production"
-                    )
+                    raise ValueError(f"{name.upper()} must be set to a secret of 16+ characters in production")
         return self
 
     @property

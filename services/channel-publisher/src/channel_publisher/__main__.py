@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stocksync_common.cli import main as run_cli
+
 from channel_publisher.config import PublisherSettings
 from channel_publisher.entrypoints.app import create_app
-from stocksync_common.cli import main as run_cli
 
 
 def main() -> None:

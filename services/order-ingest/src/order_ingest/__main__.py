@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stocksync_common.cli import main as run_cli
+
 from order_ingest.config import IngestSettings
 from order_ingest.entrypoints.app import create_app
-from stocksync_common.cli import main as run_cli
 
 
 def main() -> None:

@@ -8,11 +8,12 @@ import sys
 import uuid
 from pathlib import Path
 
+from stocksync_common.cli import main as run_cli
+from stocksync_common.db import make_engine
+
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints.app import create_app
 from stock_ledger.service_layer.reconciliation import emitted_versions, ledger_discrepancies, version_discrepancies
-from stocksync_common.cli import main as run_cli
-from stocksync_common.db import make_engine
 
 
 async def reconcile(settings: LedgerSettings, merchant_id: uuid.UUID | None, check_events: bool) -> int:

@@ -10,6 +10,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
+from stocksync_common.auth import MerchantId
+from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
+from stocksync_common.runtime import Runtime
+
 from channel_publisher.adapters.tables import connections, drift_findings, listings, pending_pushes, pushes
 from channel_publisher.domain.channels import CHANNELS
 from channel_publisher.service_layer.connections import (
@@ -22,9 +26,6 @@ from channel_publisher.service_layer.connections import (
 from channel_publisher.service_layer.drift import DriftCheckUnsupported, check_drift
 from channel_publisher.service_layer.health_report import connection_health
 from channel_publisher.service_layer.publishing import Publisher
-from stocksync_common.auth import MerchantId
-from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
-from stocksync_common.runtime import Runtime
 
 router = APIRouter(prefix="/v1")
 

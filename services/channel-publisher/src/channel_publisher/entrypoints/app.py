@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from stocksync_common.contracts import ChannelQuantityChanged
+from stocksync_common.kafka import ConsumedEvent
+from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
+from stocksync_common.topics import CHANNEL_QUANTITY
+
 from channel_publisher.adapters.tables import outbox
 from channel_publisher.config import PublisherSettings
 from channel_publisher.entrypoints.api import router
 from channel_publisher.service_layer.connections import announce_all_connections
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
-from stocksync_common.contracts import ChannelQuantityChanged
-from stocksync_common.kafka import ConsumedEvent
-from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
-from stocksync_common.topics import CHANNEL_QUANTITY
 
 
 def create_app(settings: PublisherSettings | None = None) -> FastAPI:

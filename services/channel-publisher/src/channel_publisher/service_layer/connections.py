@@ -9,9 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from channel_publisher.adapters.tables import connections, listings, outbox, pending_pushes
 from stocksync_common.contracts import ConnectionChanged
 from stocksync_common.outbox import add_to_outbox
+
+from channel_publisher.adapters.tables import connections, listings, outbox, pending_pushes
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from prometheus_client import Counter
 
+from stocksync_common.contracts import utcnow
+
 from channel_publisher.adapters.tables import connections, drift_findings, last_sent, listings, pending_pushes
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
-from stocksync_common.contracts import utcnow
 
 if TYPE_CHECKING:
     from channel_publisher.service_layer.publishing import Publisher

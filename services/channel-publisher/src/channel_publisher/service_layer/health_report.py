@@ -10,8 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from channel_publisher.adapters.tables import connections, drift_findings, pending_pushes, pushes
 from stocksync_common.contracts import utcnow
+
+from channel_publisher.adapters.tables import connections, drift_findings, pending_pushes, pushes
 
 WINDOW = timedelta(hours=1)
 

@@ -28,6 +28,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stocksync_common.contracts import utcnow
+from stocksync_common.logging import causation
+
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
 from channel_publisher.adapters.channels.generic_webhook import GenericWebhookAdapter
@@ -47,8 +50,6 @@ from channel_publisher.domain.pushes import (
 )
 from channel_publisher.service_layer.connections import Connection, load_connection
 from channel_publisher.service_layer.drift import run_drift_checks
-from stocksync_common.contracts import utcnow
-from stocksync_common.logging import causation
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from channel_publisher.adapters.tables import inbox, last_sent, pending_pushes
 from stocksync_common.contracts import ChannelQuantityChanged, utcnow
 from stocksync_common.db import claim_events
 from stocksync_common.topics import CHANNEL_QUANTITY
+
+from channel_publisher.adapters.tables import inbox, last_sent, pending_pushes
 
 
 async def enqueue_channel_quantities(engine: AsyncEngine, changes: Sequence[ChannelQuantityChanged]) -> set[uuid.UUID]:

@@ -6,6 +6,11 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from stocksync_common.contracts import ConnectionChanged
+from stocksync_common.kafka import ConsumedEvent
+from stocksync_common.runtime import Runtime, create_service_app
+from stocksync_common.topics import CONNECTIONS
+
 from order_ingest.adapters.channels.ebay import EbayPublicKeys
 from order_ingest.adapters.channels.registry import webhook_channels
 from order_ingest.adapters.tables import outbox
@@ -13,10 +18,6 @@ from order_ingest.config import IngestSettings
 from order_ingest.entrypoints import deliveries, webhooks
 from order_ingest.entrypoints.workers import mirakl_poller, retention_sweep
 from order_ingest.service_layer.ingest import apply_connection_changes
-from stocksync_common.contracts import ConnectionChanged
-from stocksync_common.kafka import ConsumedEvent
-from stocksync_common.runtime import Runtime, create_service_app
-from stocksync_common.topics import CONNECTIONS
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:

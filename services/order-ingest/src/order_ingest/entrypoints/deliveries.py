@@ -15,12 +15,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
+from stocksync_common.auth import MerchantId
+from stocksync_common.runtime import Runtime
+
 from order_ingest.adapters.channels import MalformedDelivery
 from order_ingest.adapters.channels.registry import PARSERS
 from order_ingest.adapters.tables import connections, deliveries
 from order_ingest.service_layer.ingest import find_connection, replay_delivery
-from stocksync_common.auth import MerchantId
-from stocksync_common.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
 

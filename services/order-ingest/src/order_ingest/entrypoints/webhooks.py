@@ -4,8 +4,9 @@ Answers, in this order: 404 unknown channel type or connection (or a connection 
 another type), 429 over the connection's rate limit (with Retry-After), 413 oversized
 body, 401 bad signature (503 when the channel's key service is down, so that it
 retries), 422 malformed payload naming the field; then 200, either for a duplicate
-(nothing produced) or once the delivery and its events are committed to PostgreSQL: `accepted` when the broker has acknowledged them too, `stored` when it did
-not in time (the outbox relay publishes them when the broker is back). Nothing is
+(nothing produced) or once the delivery and its events are committed to PostgreSQL:
+`accepted` when the broker has acknowledged them too, `stored` when it did not in time
+(the outbox relay publishes them when the broker is back). Nothing is
 acknowledged before it is durable, and none of the refusals produce anything.
 """
 
@@ -21,12 +22,13 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 
+from stocksync_common.logging import causation
+from stocksync_common.runtime import Runtime
+
 from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
 from order_ingest.adapters.channels.registry import WebhookChannel
 from order_ingest.config import IngestSettings
 from order_ingest.service_layer.ingest import accept_delivery, find_connection, now
-from stocksync_common.logging import causation
-from stocksync_common.runtime import Runtime
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

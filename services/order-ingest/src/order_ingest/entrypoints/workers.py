@@ -11,11 +11,12 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stocksync_common.contracts import utcnow
+from stocksync_common.runtime import BackgroundWorker
+
 from order_ingest.config import IngestSettings
 from order_ingest.service_layer.ingest import delete_expired_deliveries
 from order_ingest.service_layer.polling import due_connections, poll_connection
-from stocksync_common.contracts import utcnow
-from stocksync_common.runtime import BackgroundWorker
 
 log = logging.getLogger(__name__)
 

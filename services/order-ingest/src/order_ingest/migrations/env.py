@@ -1,4 +1,5 @@
-from order_ingest.adapters.tables import metadata
 from stocksync_common.migrations import run_env
+
+from order_ingest.adapters.tables import metadata
 
 run_env(metadata)

@@ -18,13 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
-from order_ingest.domain.connections import InboundConnection
-from order_ingest.domain.movements import LineMovement, LineReport, LineState, Notification, advance_line
 from stocksync_common.contracts import ConnectionChanged, OrderLineMoved, utcnow
 from stocksync_common.db import claim_events
 from stocksync_common.outbox import add_to_outbox
 from stocksync_common.topics import CONNECTIONS
+
+from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
+from order_ingest.domain.connections import InboundConnection
+from order_ingest.domain.movements import LineMovement, LineReport, LineState, Notification, advance_line
 
 # Headers that must never be stored: signatures and credentials.
 SECRET_HEADERS = frozenset(

@@ -18,12 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stocksync_common.contracts import utcnow
+
 from order_ingest.adapters.channels import MalformedDelivery, mirakl
 from order_ingest.adapters.tables import order_polls
 from order_ingest.config import IngestSettings
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.service_layer.ingest import accept_delivery, active_connections_of_type
-from stocksync_common.contracts import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stock_ledger.service_layer.snapshots import AttributeUpdate, RejectedRow, SnapshotRow
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
+
+from stock_ledger.service_layer.snapshots import AttributeUpdate, RejectedRow, SnapshotRow
 
 MAX_LINE_BYTES = 64 * 1024
 # Clocks differ a little; an as_of further ahead than this is a mistake in the file.

@@ -13,15 +13,16 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stocksync_common.auth import AdminOnly, MerchantId, issue_api_key
+from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
+from stocksync_common.runtime import Runtime
+
 from stock_ledger.adapters.snapshot_formats import SnapshotRecord, read_csv, read_json_lines
 from stock_ledger.adapters.tables import merchants
 from stock_ledger.config import LedgerSettings
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
 from stock_ledger.service_layer.reading import ledger_page, list_oversells, list_stock, read_stock
 from stock_ledger.service_layer.snapshots import ImportReport, RejectedRow, SnapshotRow, import_snapshot
-from stocksync_common.auth import AdminOnly, MerchantId, issue_api_key
-from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
-from stocksync_common.runtime import Runtime
 
 router = APIRouter(prefix="/v1")
 

@@ -6,15 +6,16 @@ import os
 
 from fastapi import FastAPI
 
-from stock_ledger.adapters.tables import outbox
-from stock_ledger.config import LedgerSettings
-from stock_ledger.entrypoints.api import router
-from stock_ledger.service_layer.order_lines import apply_order_lines
 from stocksync_common.contracts import OrderLineMoved
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.logging import causation
 from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import ORDERS
+
+from stock_ledger.adapters.tables import outbox
+from stock_ledger.config import LedgerSettings
+from stock_ledger.entrypoints.api import router
+from stock_ledger.service_layer.order_lines import apply_order_lines
 
 # The consumer group every instance joins: partitions of orders.v1 are shared among them.
 CONSUMER_GROUP = "stock-ledger"

@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stocksync_common.contracts import utcnow
+
 from stock_ledger.adapters.tables import ledger_entries
 from stock_ledger.domain.stock import StockLevel
 from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, lock_stock_rows, save_stock_changes
-from stocksync_common.contracts import utcnow
 
 
 class AdjustmentRefused(Exception):

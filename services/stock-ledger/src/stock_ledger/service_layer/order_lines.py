@@ -22,6 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stocksync_common.contracts import OrderLineMoved, StockChanged
+from stocksync_common.db import claim_events
+from stocksync_common.topics import ORDERS
+
 from stock_ledger.adapters.tables import inbox, ledger_entries, order_lines
 from stock_ledger.domain.stock import LineState, order_line_effect
 from stock_ledger.service_layer.stock_rows import (
@@ -33,9 +37,6 @@ from stock_ledger.service_layer.stock_rows import (
     save_stock_changes,
     unnest_rows,
 )
-from stocksync_common.contracts import OrderLineMoved, StockChanged
-from stocksync_common.db import claim_events
-from stocksync_common.topics import ORDERS
 
 LineKey = tuple[uuid.UUID, uuid.UUID, str, str]
 """(merchant_id, connection_id, external_order_id, line_id): one order line."""

@@ -21,6 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stocksync_common.contracts import Event, ProductAttributesChanged, StockChanged, utcnow
+from stocksync_common.outbox import add_to_outbox
+
 from stock_ledger.adapters.tables import ledger_entries, outbox, product_attributes
 from stock_ledger.domain.stock import is_stale_snapshot, snapshot_on_hand
 from stock_ledger.service_layer.stock_rows import (
@@ -31,8 +34,6 @@ from stock_ledger.service_layer.stock_rows import (
     lock_stock_rows,
     save_stock_changes,
 )
-from stocksync_common.contracts import Event, ProductAttributesChanged, StockChanged, utcnow
-from stocksync_common.outbox import add_to_outbox
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,11 @@ from prometheus_client import Counter
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stock_ledger.adapters.tables import outbox, oversells, stock_items
-from stock_ledger.domain.stock import StockLevel, oversold_units
 from stocksync_common.contracts import Event, OversellDetected, StockChanged, utcnow
 from stocksync_common.outbox import add_to_outbox
+
+from stock_ledger.adapters.tables import outbox, oversells, stock_items
+from stock_ledger.domain.stock import StockLevel, oversold_units
 
 OVERSELLS = Counter("stocksync_oversells_total", "Stock changes that took available below zero")
 OVERSOLD_UNITS = Counter("stocksync_oversold_units_total", "Units sold beyond what was available")

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 
+from stocksync_common.contracts import utcnow
+
 from channel_publisher.adapters.channels.pacing import CallPacer
 from channel_publisher.domain.pushes import PermanentChannelError, TransientChannelError
-from stocksync_common.contracts import utcnow
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
