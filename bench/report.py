@@ -238,6 +238,9 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "its backends).",
         "",
     ]
+    if m.get("idle"):
+        lines.append("- idle stack, no load (the fixed cost that the per-order figures below include): " + "; ".join(
+            f"{name} {v['cpu_cores']:.2f} cores, {v['peak_rss_mb']:.0f} MB" for name, v in m["idle"].items()))
     for r in runs:
         total = sum(v["cpu_seconds"] for name, v in r["resources"].items() if name != "load generator")
         lines.append(f"- {r['kind']} {r['rate']:g}/s{' hot SKU' if r['hot_sku'] else ''}: " + "; ".join(

@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--home", type=Path, default=None, help="stack data (default: a temporary directory)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="CPU sample of the idle stack first")
     parser.add_argument("--profile", choices=("cpu", "idle"), default=None,
                         help="py-spy every Stocksync service during each Stocksync run (idle: include waiting)")
     return parser.parse_args(argv)
@@ -283,6 +284,11 @@ def main(argv: list[str] | None = None) -> Path:
         if stack.broker is not None and stack.broker._process is not None:
             infra["broker"] = stack.broker._process.pid
         stocksync = StocksyncTarget(stack, args.channels, args.restore_rate, args.bucket_size)
+        # What the processes cost with no load at all (consumers polling the broker, relays, timers).
+        idle = ResourceSampler({**stocksync.process_groups(), **infra})
+        idle.start()
+        time.sleep(args.idle_seconds)
+        info["idle"] = idle.stop()
         if args.floor:
             floor = FloorTarget(stack, args.channels)
             floor.start()
