@@ -168,6 +168,7 @@ def summarise_run(kind: str, spec: LoadSpec, hot: bool, orders: list[OrderResult
     run: dict[str, Any] = {
         "kind": kind, "rate": spec.rate, "duration": spec.duration, "hot_sku": hot,
         "orders": len(orders), "accepted": len(ok), "outcomes": outcomes,
+        "resent_orders": sum(1 for o in orders if o.extra.get("attempts")),
         "lines": sum(len(o.lines) for o in ok), "units": sum(q for o in ok for _, q in o.lines),
         "accepted_per_second": round(rate, 1), "sustained": sustained,
         "send_lag_ms": _pctl_ms([o.sent_at - o.scheduled_at for o in orders if o.sent_at]),

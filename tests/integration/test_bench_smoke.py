@@ -47,6 +47,10 @@ def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
     assert stocksync["windows_missing"] == 0 and stocksync["window_ms"]["count"] == 10
     assert stocksync["window_ms"]["p50"] > 0
     assert {"order-ingest", "stock-ledger", "rule-engine", "channel-publisher"} <= set(stocksync["resources"])
+    stages = stocksync["stages_ms"]
+    assert stages["ingest: receipt to orders.v1"]["count"] >= 10  # one event per line
+    assert stages["ingest: receipt to orders.v1"]["p50"] <= stages["rules: receipt to channel.quantity.v1"]["p50"]
+    assert stocksync["publisher_histogram"]["pushes"] > 0
     assert floor["accepted"] == floor["orders"] == 10
     assert floor["drained"] and floor["windows_missing"] == 0
     assert (tmp_path / "latest.json").exists()
