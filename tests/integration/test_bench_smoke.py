@@ -41,6 +41,7 @@ def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
     result = json.loads(path.read_text())
     stocksync = next(r for r in result["runs"] if r["kind"] == "stocksync")
     floor = next(r for r in result["runs"] if r["kind"] == "floor")
+    print(json.dumps(result["runs"], indent=1)[:6000])  # shown by pytest when an assertion fails
     assert stocksync["accepted"] == stocksync["orders"] == 10
     assert stocksync["drained"]
     assert (stocksync["lost_or_extra_units"], stocksync["channel_mismatch_count"]) == (0, 0)
