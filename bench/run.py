@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -82,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="rewrite docs/BENCHMARKS.md and docs/img/ from the results")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--home", type=Path, default=None, help="stack data (default: a temporary directory)")
+    parser.add_argument("--keep-home", action="store_true", help="keep the temporary stack directory and its logs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="CPU sample of the idle stack first")
     parser.add_argument("--profile", choices=("cpu", "idle"), default=None,
@@ -338,6 +340,10 @@ def main(argv: list[str] | None = None) -> Path:
         if floor is not None:
             floor.stop()
         stack.stop()
+    if args.home is None and not args.keep_home:
+        # A temporary stack (its PostgreSQL data and logs) goes once the run has succeeded;
+        # after a failure it stays for its logs.
+        shutil.rmtree(home, ignore_errors=True)
     result = {
         "started_at": started.isoformat(), "elapsed_seconds": round(time.monotonic() - t0, 1),
         "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
