@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> Path:
         "runs": runs,
         "stocksync_rates_skipped": skipped,
     }
-    path = args.out / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path: Path = args.out / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     text = json.dumps(result, indent=1)
     path.write_text(text)
     # A profiled run is disturbed by the profiler: it does not replace the latest numbers.

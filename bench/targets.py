@@ -254,9 +254,9 @@ class StocksyncTarget:
             changes, _ = channel.changes(scenario.baseline_seq[channel.name])
             per_sku: dict[str, list[tuple[float, int]]] = {}
             for change in changes:
-                sku = index.get(item_number(change["inventory_item_id"]))
-                if sku is not None:
-                    per_sku.setdefault(sku, []).append((change["received_at"], change["quantity"]))
+                changed = index.get(item_number(change["inventory_item_id"]))
+                if changed is not None:
+                    per_sku.setdefault(changed, []).append((change["received_at"], change["quantity"]))
             series[channel.name] = per_sku
             throttled[channel.name] = channel.requests()
         return {
