@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 
 from bench.loadgen import OrderResult
-from rule_engine.domain.rules import Action, Condition, Rule, channel_quantity
 from stocksync_embedded.stack import ManagedProcess, Stack
+
+from rule_engine.domain.rules import Action, Condition, Rule, channel_quantity
 
 REPO = Path(__file__).resolve().parent.parent
 SHOPIFY_PLUS_RESTORE_RATE = 1000.0  # points per second
