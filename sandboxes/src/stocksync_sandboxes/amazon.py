@@ -10,14 +10,20 @@ Amazon checks it.
   exact code Amazon gives).
 - Rate limit 5 requests/s, burst 10 (Amazon documents a burst of 5 to 10): 429
   `QuotaExceeded`. Amazon's own 429 carries no Retry-After; an injected one can.
+- Orders: `POST /_sandbox/orders {webhook_url, lines, ...}` sends an `ORDER_CHANGE`
+  notification of `--seller-id` as an EventBridge API destination forwards it, with
+  `--inbound-api-key` in `x-api-key` (amazon_orders.py): give it the Stocksync
+  connection's `inbound.api_key`. Without it a random key is sent, and Stocksync refuses
+  the orders (401).
 
-Run it: python -m stocksync_sandboxes amazon --port 9301 --seller-id S --access-token T
+Run it: python -m stocksync_sandboxes amazon --port 9301 --seller-id S --access-token T --inbound-api-key K
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +33,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from stocksync_sandboxes import amazon_orders
 from stocksync_sandboxes.marketplace_sandbox import Marketplace
 
 REQUESTS_PER_SECOND = 5.0
@@ -44,6 +51,8 @@ class AmazonSandboxSettings:
     marketplace_ids: tuple[str, ...] = ("A1PA6795UKMFR9",)
     requests_per_second: float = REQUESTS_PER_SECOND
     burst: int = BURST
+    # The API key the forwarded order notifications carry; None: a random one (refused).
+    inbound_api_key: str | None = None
 
 
 def _errors(status: int, code: str, message: str) -> JSONResponse:
@@ -81,6 +90,9 @@ def create_app(settings: AmazonSandboxSettings) -> FastAPI:
     app = FastAPI(title="Amazon SP-API sandbox")
     app.state.market = market
     app.include_router(market.control_router())
+    app.include_router(
+        amazon_orders.orders_router(settings.seller_id, settings.inbound_api_key or secrets.token_hex(16))
+    )
 
     @app.patch("/listings/2021-08-01/items/{seller_id}/{sku}")
     async def patch_listings_item(seller_id: str, sku: str, request: Request) -> Response:
@@ -143,10 +155,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--marketplace-ids", default="A1PA6795UKMFR9")
     parser.add_argument("--requests-per-second", type=float, default=REQUESTS_PER_SECOND)
     parser.add_argument("--burst", type=int, default=BURST)
+    parser.add_argument(
+        "--inbound-api-key",
+        default=None,
+        help="x-api-key of forwarded order notifications: the connection's inbound.api_key",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     settings = AmazonSandboxSettings(
-        args.seller_id, args.access_token, tuple(args.marketplace_ids.split(",")), args.requests_per_second, args.burst
+        args.seller_id,
+        args.access_token,
+        tuple(args.marketplace_ids.split(",")),
+        args.requests_per_second,
+        args.burst,
+        args.inbound_api_key,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 

@@ -11,6 +11,11 @@ checks them.
 - `POST /sell/inventory/v1/bulk_get_inventory_item {requests: [{sku}]}` (25 at most):
   the read-back of the drift check.
 - (unverified) eBay meters calls per day; a per-second limit of 20, burst 20, stands in.
+- Orders: `POST /_sandbox/orders {webhook_url, lines, ...}` sends an order notification
+  signed with the sandbox's EC key (`--signing-key` PEM, else one generated at start), and
+  `GET /commerce/notification/v1/public_key/{kid}` (bearer `--access-token`) serves its
+  public half (ebay_orders.py): a Stocksync connection whose `base_url` is this sandbox
+  and whose `access_token` is the same verifies the orders with it.
 
 Run it: python -m stocksync_sandboxes ebay --port 9401 --access-token T
 """
@@ -21,13 +26,15 @@ import argparse
 import hmac
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from stocksync_sandboxes import ebay_orders
 from stocksync_sandboxes.marketplace_sandbox import Marketplace
 
 MAX_REQUESTS = 25
@@ -47,6 +54,8 @@ class EbaySandboxSettings:
     requests_per_second: float = REQUESTS_PER_SECOND
     burst: int = BURST
     daily_revisions: int = DAILY_REVISIONS
+    # Signs the order notifications; its public half is served to the receiver.
+    signing_key: ebay_orders.SigningKey = field(default_factory=ebay_orders.SigningKey)
 
 
 def _error(error_id: int, message: str, category: str = "REQUEST") -> dict[str, Any]:
@@ -59,6 +68,7 @@ def create_app(settings: EbaySandboxSettings) -> FastAPI:
     app = FastAPI(title="eBay Inventory API sandbox")
     app.state.market = market
     app.include_router(market.control_router())
+    app.include_router(ebay_orders.orders_router(settings.signing_key, settings.access_token))
 
     def authorised(request: Request) -> bool:
         expected = f"Bearer {settings.access_token}"
@@ -198,9 +208,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests-per-second", type=float, default=REQUESTS_PER_SECOND)
     parser.add_argument("--burst", type=int, default=BURST)
     parser.add_argument("--daily-revisions", type=int, default=DAILY_REVISIONS)
+    parser.add_argument(
+        "--signing-key", type=Path, default=None, help="PEM EC private key that signs orders (default: a new one)"
+    )
+    parser.add_argument("--signing-key-id", default=None, help="the key's kid (default: a new UUID)")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    settings = EbaySandboxSettings(args.access_token, args.requests_per_second, args.burst, args.daily_revisions)
+    key = (
+        ebay_orders.SigningKey.from_pem(args.signing_key.read_bytes(), args.signing_key_id)
+        if args.signing_key
+        else ebay_orders.SigningKey(kid=args.signing_key_id)
+    )
+    settings = EbaySandboxSettings(args.access_token, args.requests_per_second, args.burst, args.daily_revisions, key)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 
 

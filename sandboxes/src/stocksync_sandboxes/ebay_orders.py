@@ -32,9 +32,17 @@ FulfillmentStatus = Literal["NOT_STARTED", "IN_PROGRESS", "FULFILLED"]
 class SigningKey:
     """eBay's notification key pair; the receiver only ever sees the public half."""
 
-    def __init__(self) -> None:
-        self.kid = str(uuid.uuid4())
-        self._key = ec.generate_private_key(ec.SECP256R1())
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey | None = None, kid: str | None = None) -> None:
+        self.kid = kid or str(uuid.uuid4())
+        self._key = private_key or ec.generate_private_key(ec.SECP256R1())
+
+    @classmethod
+    def from_pem(cls, pem: bytes, kid: str | None = None) -> SigningKey:
+        """A key given as an unencrypted PEM EC private key (`openssl ecparam -genkey -name prime256v1`)."""
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the eBay signing key must be an EC private key")
+        return cls(key, kid)
 
     @property
     def public_pem(self) -> str:

@@ -9,8 +9,14 @@ takes quantities as Standard Webhooks, checked as a careful receiver checks them
   (422 else). A `webhook-id` already processed is answered 200 and not applied again.
 - SKUs the receiver does not know come back in `{"rejected": [{sku, location, message}]}`;
   the others apply. Rate limit only if `--requests-per-second` is given.
+- Orders (the shop's other direction): `POST /_sandbox/orders {webhook_url, lines, ...}`
+  sends a Standard Webhooks order event signed with every `--order-signing-secret`
+  (generic_orders.py; several while rotating): give it the Stocksync connection's
+  `webhook_secret`. `--signing-secret` is the other secret, the one Stocksync signs
+  quantities with (the connection's `credentials.signing_secret`). Without an order
+  signing secret a random one signs, and Stocksync refuses the orders (401).
 
-Run it: python -m stocksync_sandboxes generic --port 9701 --signing-secret whsec_...
+Run it: python -m stocksync_sandboxes generic --port 9701 --signing-secret whsec_... --order-signing-secret whsec_...
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from stocksync_sandboxes import generic_orders
 from stocksync_sandboxes.marketplace_sandbox import Marketplace
 
 TOLERANCE_S = 300
@@ -38,6 +45,8 @@ class GenericSandboxSettings:
     signing_secret: str
     requests_per_second: float | None = None
     burst: int = 10
+    # `whsec_` secrets that sign the order events; empty: a random one (the receiver refuses it).
+    order_signing_secrets: tuple[str, ...] = ()
 
 
 def expected_signature(secret: str, message_id: str, timestamp: str, body: bytes) -> bytes:
@@ -68,6 +77,8 @@ def create_app(settings: GenericSandboxSettings) -> FastAPI:
     app = FastAPI(title="Generic Standard Webhooks receiver sandbox")
     app.state.market = market
     app.include_router(market.control_router())
+    # Before the catch-all receiver below, which would take POST /_sandbox/orders too.
+    app.include_router(generic_orders.orders_router(settings.order_signing_secrets or [generic_orders.new_secret()]))
 
     @app.post("/{path:path}")
     async def receive(path: str, request: Request) -> Response:
@@ -122,9 +133,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--signing-secret", required=True)
     parser.add_argument("--requests-per-second", type=float, default=None)
     parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument(
+        "--order-signing-secret",
+        action="append",
+        default=[],
+        help="whsec_... that signs order events: the connection's webhook_secret (repeat to sign with several)",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    settings = GenericSandboxSettings(args.signing_secret, args.requests_per_second, args.burst)
+    for secret in args.order_signing_secret:
+        if not secret.startswith("whsec_"):
+            parser.error("--order-signing-secret must be whsec_ followed by base64")
+    settings = GenericSandboxSettings(
+        args.signing_secret, args.requests_per_second, args.burst, tuple(args.order_signing_secret)
+    )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 
 

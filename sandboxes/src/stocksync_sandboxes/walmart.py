@@ -7,14 +7,19 @@ checks it.
   An unknown SKU is 404 `CONTENT_NOT_FOUND` (unverified: Walmart's exact code).
 - Rate limit (unverified: Walmart publishes per-endpoint limits in its portal): 5/s, burst
   10 here; 429 with Retry-After.
+- Orders: `POST /_sandbox/orders {webhook_url, lines, ...}` sends a `PO_CREATED` or
+  `PO_LINE_UPDATED` notification signed with `--webhook-secret` (walmart_orders.py): give
+  it the Stocksync connection's `webhook_secret`. Without it a random secret signs, and
+  Stocksync refuses the orders (401).
 
-Run it: python -m stocksync_sandboxes walmart --port 9601 --access-token T
+Run it: python -m stocksync_sandboxes walmart --port 9601 --access-token T --webhook-secret S
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from stocksync_sandboxes import walmart_orders
 from stocksync_sandboxes.marketplace_sandbox import Marketplace
 
 REQUESTS_PER_SECOND = 5.0
@@ -33,6 +39,8 @@ class WalmartSandboxSettings:
     access_token: str
     requests_per_second: float = REQUESTS_PER_SECOND
     burst: int = BURST
+    # Signs the order notifications; None: a random one (the receiver will refuse them).
+    webhook_secret: str | None = None
 
 
 def _errors(status: int, code: str, description: str, field: str = "") -> JSONResponse:
@@ -57,6 +65,7 @@ def create_app(settings: WalmartSandboxSettings) -> FastAPI:
     app = FastAPI(title="Walmart Marketplace sandbox")
     app.state.market = market
     app.include_router(market.control_router())
+    app.include_router(walmart_orders.orders_router(settings.webhook_secret or secrets.token_hex(16)))
 
     @app.put("/v3/inventory")
     async def update_inventory(request: Request, sku: str = "") -> Response:
@@ -118,9 +127,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--access-token", required=True)
     parser.add_argument("--requests-per-second", type=float, default=REQUESTS_PER_SECOND)
     parser.add_argument("--burst", type=int, default=BURST)
+    parser.add_argument(
+        "--webhook-secret", default=None, help="signs order notifications: the connection's webhook_secret"
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    settings = WalmartSandboxSettings(args.access_token, args.requests_per_second, args.burst)
+    settings = WalmartSandboxSettings(args.access_token, args.requests_per_second, args.burst, args.webhook_secret)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 
 

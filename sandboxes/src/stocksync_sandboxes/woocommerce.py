@@ -9,8 +9,13 @@ WooCommerce checks them.
 - `GET /wp-json/wc/v3/products?include=1,2&per_page=100`: the products, for read-back.
 - No rate limit by default (WooCommerce documents none); `--requests-per-second` puts one
   in front, as many hosts do, answering 429 with Retry-After.
+- Orders: `POST /_sandbox/orders {webhook_url, lines, ...}` sends an `order.created` or
+  `order.updated` webhook signed with `--webhook-secret` (woocommerce_orders.py): give it
+  the Stocksync connection's `webhook_secret`. Without it a random secret signs, and
+  Stocksync refuses the orders (401).
 
-Run it: python -m stocksync_sandboxes woocommerce --port 9201 --consumer-key ck --consumer-secret cs
+Run it: python -m stocksync_sandboxes woocommerce --port 9201 --consumer-key ck --consumer-secret cs \
+    --webhook-secret S
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hmac
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +32,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from stocksync_sandboxes import woocommerce_orders
 from stocksync_sandboxes.marketplace_sandbox import Listing, Marketplace
 
 MAX_BATCH_OBJECTS = 100
@@ -37,6 +44,8 @@ class WooCommerceSandboxSettings:
     consumer_secret: str
     requests_per_second: float | None = None
     burst: int = 10
+    # Signs the order webhooks; None: a random one (the receiver will refuse them).
+    webhook_secret: str | None = None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -58,6 +67,7 @@ def create_app(settings: WooCommerceSandboxSettings) -> FastAPI:
     app = FastAPI(title="WooCommerce sandbox")
     app.state.market = market
     app.include_router(market.control_router())
+    app.include_router(woocommerce_orders.orders_router(settings.webhook_secret or secrets.token_hex(16)))
 
     def authorised(request: Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -164,9 +174,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--consumer-secret", required=True)
     parser.add_argument("--requests-per-second", type=float, default=None)
     parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument("--webhook-secret", default=None, help="signs order webhooks: the connection's webhook_secret")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    settings = WooCommerceSandboxSettings(args.consumer_key, args.consumer_secret, args.requests_per_second, args.burst)
+    settings = WooCommerceSandboxSettings(
+        args.consumer_key, args.consumer_secret, args.requests_per_second, args.burst, args.webhook_secret
+    )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 
 

@@ -2,8 +2,13 @@
 other channel type (WooCommerce, Amazon, eBay, Mirakl, Walmart, generic webhook), each
 against its sandbox, three SKUs, the seed's rule.
 
+Every sandbox both receives quantities and sends signed orders (`POST /_sandbox/orders`)
+with the secret its connection was created with, so an order placed on any of them
+reaches Stocksync and lowers the quantity on every other channel.
+
 Seeded once; its ids and keys are kept in `<home>/demo.json`, so a second start reuses
-them (the data lives in the embedded PostgreSQL under `<home>/pgdata`).
+them (the data lives in the embedded PostgreSQL under `<home>/pgdata`). A demo.json of an
+earlier version is brought up to date once (`update_demo`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,19 +44,34 @@ class DemoStore:
 
 @dataclass
 class DemoChannel:
-    """A sandbox marketplace of a non-Shopify channel type and the demo's connection to it."""
+    """A sandbox marketplace of a non-Shopify channel type and the demo's connection to it.
+
+    `secret` is what Stocksync calls the channel's API with (the generic receiver checks
+    it as its signing secret). `inbound_secret` is what the channel's orders are signed
+    with (WooCommerce, Walmart, generic: the connection's `webhook_secret`) or carry
+    (Amazon: `inbound.api_key`). eBay signs with the sandbox's own key, which order-ingest
+    fetches from the connection's `base_url` with the access token; Mirakl's orders are
+    polled with the API key. A demo.json written before orders reached every channel has
+    no `inbound_secret`: `update_demo` gives the connection one.
+    """
 
     type: str
     port: int
     secret: str
     connection_id: str = ""
+    inbound_secret: str = ""
+
+    @classmethod
+    def new(cls, channel_type: str, port: int) -> DemoChannel:
+        secret = new_signing_secret() if channel_type == "generic" else secrets.token_hex(16)
+        return cls(channel_type, port, secret, inbound_secret=new_inbound_secret(channel_type))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def sandbox_args(self) -> list[str]:
-        return {
+        args = {
             "woocommerce": ["--consumer-key", "ck_demo", "--consumer-secret", self.secret],
             "amazon": ["--seller-id", AMAZON_SELLER_ID, "--access-token", self.secret],
             "ebay": ["--access-token", self.secret],
@@ -59,48 +80,84 @@ class DemoChannel:
             "walmart": ["--access-token", self.secret],
             "generic": ["--signing-secret", self.secret],
         }[self.type]
+        if self.type in INBOUND_OPTIONS and self.inbound_secret:
+            args += [INBOUND_OPTIONS[self.type], self.inbound_secret]
+        return args
 
-    def connection(self) -> dict[str, Any]:
+    def connection(self, skus: Iterable[str] = DEMO_SKUS) -> dict[str, Any]:
         by_type: dict[str, dict[str, Any]] = {
             "woocommerce": {"consumer_key": "ck_demo", "consumer_secret": self.secret},
-            "amazon": {"seller_id": AMAZON_SELLER_ID, "marketplace_ids": ["A1PA6795UKMFR9"],
-                       "access_token": self.secret},
+            "amazon": {
+                "seller_id": AMAZON_SELLER_ID,
+                "marketplace_ids": ["A1PA6795UKMFR9"],
+                "access_token": self.secret,
+            },
             "ebay": {"access_token": self.secret},
             "mirakl": {"api_key": self.secret},
             "walmart": {"access_token": self.secret},
             "generic": {"signing_secret": self.secret},
         }
-        credentials = by_type[self.type]
-        listings = [{"sku": sku, "product_id": 500 + i} if self.type == "woocommerce" else {"sku": sku}
-                    for i, sku in enumerate(DEMO_SKUS)]
         body: dict[str, Any] = {
-            "type": self.type, "name": f"{self.type} sandbox",
+            "type": self.type,
+            "name": f"{self.type} sandbox",
             "base_url": f"{self.url}/stocksync/quantities" if self.type == "generic" else self.url,
-            "credentials": credentials, "listings": listings,
-            "webhook_secret": secrets.token_hex(16),
+            "credentials": by_type[self.type],
+            "listings": [
+                {"sku": sku, "product_id": 500 + i} if self.type == "woocommerce" else {"sku": sku}
+                for i, sku in enumerate(skus)
+            ],
             "settings": {"min_interval_s": DEMO_MIRAKL_INTERVAL_S} if self.type == "mirakl" else {},
         }
         if self.type == "amazon":
-            body["inbound"] = {"api_key": secrets.token_hex(16)}
+            body["inbound"] = {"api_key": self.inbound_secret}
+        elif self.type in INBOUND_OPTIONS:
+            body["webhook_secret"] = self.inbound_secret
         return body
 
-    def sandbox_listings(self) -> list[dict[str, Any]]:
-        return [{"sku": sku, "quantity": 0, "listing_id": str(500 + i) if self.type == "woocommerce" else sku}
-                for i, sku in enumerate(DEMO_SKUS)]
+    def sandbox_listings(self, skus: Iterable[str] = DEMO_SKUS) -> list[dict[str, Any]]:
+        return [
+            {"sku": sku, "quantity": 0, "listing_id": str(500 + i) if self.type == "woocommerce" else sku}
+            for i, sku in enumerate(skus)
+        ]
+
+    def order(self, stocksync_url: str, sku: str, quantity: int) -> dict[str, Any]:
+        """The body of the sandbox's `POST /_sandbox/orders` for one line (Mirakl: OR11 lists it)."""
+        lines = [{"sku": sku, "quantity": quantity}]
+        if self.type == "mirakl":
+            return {"lines": lines}
+        return {"webhook_url": f"{stocksync_url}/webhooks/{self.type}/{self.connection_id}", "lines": lines}
+
+    def order_curl(self, stocksync_url: str, sku: str = "SKU-A", quantity: int = 1) -> str:
+        body = json.dumps(self.order(stocksync_url, sku, quantity), separators=(",", ":"))
+        return f"curl -s -X POST {self.url}/_sandbox/orders -H 'content-type: application/json' -d '{body}'"
 
 
 AMAZON_SELLER_ID = "A2DEMOSELLER"
 DEMO_MIRAKL_INTERVAL_S = 10
 OTHER_CHANNEL_TYPES = ("woocommerce", "amazon", "ebay", "mirakl", "walmart", "generic")
+# The sandbox option that takes the secret its orders are signed with (or, for Amazon,
+# the API key they carry); eBay and Mirakl need none.
+INBOUND_OPTIONS = {
+    "woocommerce": "--webhook-secret",
+    "walmart": "--webhook-secret",
+    "amazon": "--inbound-api-key",
+    "generic": "--order-signing-secret",
+}
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and the base64 of the key."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def new_inbound_secret(channel_type: str) -> str:
+    if channel_type not in INBOUND_OPTIONS:
+        return ""
+    return new_signing_secret() if channel_type == "generic" else secrets.token_hex(16)
 
 
 def _new_channels(first_port: int) -> list[DemoChannel]:
-    channels = []
-    for offset, channel_type in enumerate(OTHER_CHANNEL_TYPES):
-        secret = ("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()) if channel_type == "generic" \
-            else secrets.token_hex(16)
-        channels.append(DemoChannel(channel_type, first_port + offset, secret))
-    return channels
+    return [DemoChannel.new(channel_type, first_port + i) for i, channel_type in enumerate(OTHER_CHANNEL_TYPES)]
 
 
 @dataclass
@@ -110,12 +167,17 @@ class Demo:
     stores: list[DemoStore]
     rule_id: str
     channels: list[DemoChannel] = field(default_factory=list)
+    # The stock is seeded once the sandboxes run (`seed_stock`): its first quantities
+    # pushed to channels not yet listening would fail until the connections pause.
+    stock_seeded: bool = True
 
 
 def _new_stores(first_port: int) -> list[DemoStore]:
     return [
         DemoStore("C1", first_port, "demo-c1.myshopify.com", secrets.token_hex(16), secrets.token_hex(16), 1000, 11),
-        DemoStore("C2", first_port + 1, "demo-c2.myshopify.com", secrets.token_hex(16), secrets.token_hex(16), 2000, 22),
+        DemoStore(
+            "C2", first_port + 1, "demo-c2.myshopify.com", secrets.token_hex(16), secrets.token_hex(16), 2000, 22
+        ),
     ]
 
 
@@ -129,54 +191,159 @@ def seed(stack: Stack, first_sandbox_port: int) -> Demo:
     auth = {"X-API-Key": api_key}
     stores = _new_stores(first_sandbox_port)
     for store in stores:
-        answer = client.post("/v1/connections", headers=auth, json={
-            "type": "shopify", "name": f"Shopify {store.name}", "base_url": f"http://127.0.0.1:{store.port}",
-            "credentials": {"access_token": store.access_token}, "webhook_secret": store.webhook_secret,
-            "listings": [
-                {"sku": sku, "inventory_item_id": f"gid://shopify/InventoryItem/{store.item_base + i}",
-                 "location_id": f"gid://shopify/Location/{store.location_id}"}
-                for i, sku in enumerate(DEMO_SKUS)
-            ],
-        })
+        answer = client.post(
+            "/v1/connections",
+            headers=auth,
+            json={
+                "type": "shopify",
+                "name": f"Shopify {store.name}",
+                "base_url": f"http://127.0.0.1:{store.port}",
+                "credentials": {"access_token": store.access_token},
+                "webhook_secret": store.webhook_secret,
+                "listings": [
+                    {
+                        "sku": sku,
+                        "inventory_item_id": f"gid://shopify/InventoryItem/{store.item_base + i}",
+                        "location_id": f"gid://shopify/Location/{store.location_id}",
+                    }
+                    for i, sku in enumerate(DEMO_SKUS)
+                ],
+            },
+        )
         answer.raise_for_status()
         store.connection_id = answer.json()["connection_id"]
     channels = _new_channels(first_sandbox_port + len(stores))
     for channel in channels:
-        answer = client.post("/v1/connections", headers=auth, json=channel.connection())
-        answer.raise_for_status()
-        channel.connection_id = answer.json()["connection_id"]
-    client.post("/v1/stock/snapshots", headers=auth, json={
-        "items": [{"sku": sku, "on_hand": on_hand} for sku, on_hand in DEMO_SKUS.items()]
-    }).raise_for_status()
-    rule = client.post("/v1/rules", headers=auth, json={
-        "name": "Buffer on C2: publish 0 when quantity <= 3",
-        "channels": [stores[1].connection_id],
-        "condition": {"op": "<=", "value": 3},
-        "action": {"type": "set", "value": 0},
-    })
+        channel.connection_id = _create_connection(client, auth, channel)
+    rule = client.post(
+        "/v1/rules",
+        headers=auth,
+        json={
+            "name": "Buffer on C2: publish 0 when quantity <= 3",
+            "channels": [stores[1].connection_id],
+            "condition": {"op": "<=", "value": 3},
+            "action": {"type": "set", "value": 0},
+        },
+    )
     rule.raise_for_status()
-    return Demo(merchant.json()["merchant_id"], api_key, stores, rule.json()["rule_id"], channels)
+    return Demo(merchant.json()["merchant_id"], api_key, stores, rule.json()["rule_id"], channels, stock_seeded=False)
+
+
+def resume_paused_connections(stack: Stack, demo: Demo) -> None:
+    """Resume the demo connections that paused themselves (calls failing in a row while
+    their sandbox was down, as after a stop) now that the sandboxes run again; a pause
+    the merchant asked for (no `resume_at`) stays."""
+    auth = {"X-API-Key": demo.api_key}
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        for connection_id in [s.connection_id for s in demo.stores] + [c.connection_id for c in demo.channels]:
+            connection = client.get(f"/v1/connections/{connection_id}", headers=auth)
+            connection.raise_for_status()
+            if connection.json()["paused"] and connection.json()["resume_at"] is not None:
+                client.post(f"/v1/connections/{connection_id}/resume", headers=auth).raise_for_status()
+
+
+def seed_stock(stack: Stack, demo: Demo) -> None:
+    """The demo's stock, once: its quantities go to every sandbox, which must be running."""
+    if demo.stock_seeded:
+        return
+    httpx.post(
+        f"{stack.base_url}/v1/stock/snapshots",
+        headers={"X-API-Key": demo.api_key},
+        json={"items": [{"sku": sku, "on_hand": on_hand} for sku, on_hand in DEMO_SKUS.items()]},
+        timeout=30,
+    ).raise_for_status()
+    demo.stock_seeded = True
+    save(stack, demo)
+
+
+def _create_connection(client: httpx.Client, auth: dict[str, str], channel: DemoChannel) -> str:
+    answer = client.post("/v1/connections", headers=auth, json=channel.connection())
+    answer.raise_for_status()
+    connection_id: str = answer.json()["connection_id"]
+    return connection_id
+
+
+def update_demo(stack: Stack, demo: Demo, first_sandbox_port: int) -> bool:
+    """Bring a demo.json of an earlier version up to date; True if anything changed.
+
+    Before the other channel types there were no channels: they are created. Before
+    orders came from every sandbox, the connections' inbound secrets were random and not
+    kept: WooCommerce, Walmart and generic get a new webhook secret (rotated in, the old
+    one retired); Amazon's `inbound.api_key` is set at creation only, so a new Amazon
+    connection takes the place of the old one, which is paused.
+    """
+    auth = {"X-API-Key": demo.api_key}
+    changed = False
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        if not demo.channels:
+            demo.channels = _new_channels(first_sandbox_port + len(demo.stores))
+            for channel in demo.channels:
+                channel.connection_id = _create_connection(client, auth, channel)
+            changed = True
+        for channel in demo.channels:
+            if channel.inbound_secret or channel.type not in INBOUND_OPTIONS:
+                continue
+            channel.inbound_secret = new_inbound_secret(channel.type)
+            if channel.type == "amazon":
+                client.post(
+                    f"/v1/connections/{channel.connection_id}/pause",
+                    headers=auth,
+                    json={"reason": "replaced by a demo connection with a known inbound API key"},
+                ).raise_for_status()
+                channel.connection_id = _create_connection(client, auth, channel)
+            else:
+                secrets_url = f"/v1/connections/{channel.connection_id}/webhook-secrets"
+                client.post(secrets_url, headers=auth, json={"secret": channel.inbound_secret}).raise_for_status()
+                client.delete(f"{secrets_url}/previous", headers=auth).raise_for_status()
+            changed = True
+    return changed
 
 
 def load_or_seed(stack: Stack, first_sandbox_port: int) -> Demo:
     path = stack.home / "demo.json"
     if path.exists():
         raw = json.loads(path.read_text())
-        return Demo(raw["merchant_id"], raw["api_key"], [DemoStore(**s) for s in raw["stores"]], raw["rule_id"],
-                    [DemoChannel(**c) for c in raw.get("channels", [])])
-    demo = seed(stack, first_sandbox_port)
+        demo = Demo(
+            raw["merchant_id"],
+            raw["api_key"],
+            [DemoStore(**s) for s in raw["stores"]],
+            raw["rule_id"],
+            [DemoChannel(**c) for c in raw.get("channels", [])],
+            raw.get("stock_seeded", True),
+        )
+        if not update_demo(stack, demo, first_sandbox_port):
+            return demo
+    else:
+        demo = seed(stack, first_sandbox_port)
+    save(stack, demo)
+    return demo
+
+
+def save(stack: Stack, demo: Demo) -> None:
+    path = stack.home / "demo.json"
     path.write_text(json.dumps(asdict(demo), indent=2))
     path.chmod(0o600)
-    return demo
 
 
 def sandbox_process(stack: Stack, store: DemoStore, log_dir: Path) -> ManagedProcess:
     return ManagedProcess(
         f"sandbox-shopify-{store.name}",
-        [sys.executable, "-m", "stocksync_sandboxes", "shopify", "--port", str(store.port),
-         "--shop-domain", store.shop_domain, "--access-token", store.access_token,
-         "--webhook-secret", store.webhook_secret,
-         "--webhook-url", f"{stack.base_url}/webhooks/shopify/{store.connection_id}"],
+        [
+            sys.executable,
+            "-m",
+            "stocksync_sandboxes",
+            "shopify",
+            "--port",
+            str(store.port),
+            "--shop-domain",
+            store.shop_domain,
+            "--access-token",
+            store.access_token,
+            "--webhook-secret",
+            store.webhook_secret,
+            "--webhook-url",
+            f"{stack.base_url}/webhooks/shopify/{store.connection_id}",
+        ],
         dict(os.environ),
         log_dir / f"sandbox-shopify-{store.name}.log",
         f"http://127.0.0.1:{store.port}/_sandbox/health",
@@ -184,17 +351,35 @@ def sandbox_process(stack: Stack, store: DemoStore, log_dir: Path) -> ManagedPro
 
 
 def seed_sandbox_inventory(store: DemoStore) -> None:
-    httpx.post(f"http://127.0.0.1:{store.port}/_sandbox/inventory-items", json={"items": [
-        {"inventory_item_id": store.item_base + i, "location_id": store.location_id, "sku": sku, "available": qty}
-        for i, (sku, qty) in enumerate(DEMO_SKUS.items())
-    ]}, timeout=10).raise_for_status()
+    httpx.post(
+        f"http://127.0.0.1:{store.port}/_sandbox/inventory-items",
+        json={
+            "items": [
+                {
+                    "inventory_item_id": store.item_base + i,
+                    "location_id": store.location_id,
+                    "sku": sku,
+                    "available": qty,
+                }
+                for i, (sku, qty) in enumerate(DEMO_SKUS.items())
+            ]
+        },
+        timeout=10,
+    ).raise_for_status()
 
 
 def channel_sandbox_process(channel: DemoChannel, log_dir: Path) -> ManagedProcess:
     return ManagedProcess(
         f"sandbox-{channel.type}",
-        [sys.executable, "-m", "stocksync_sandboxes", channel.type, "--port", str(channel.port),
-         *channel.sandbox_args()],
+        [
+            sys.executable,
+            "-m",
+            "stocksync_sandboxes",
+            channel.type,
+            "--port",
+            str(channel.port),
+            *channel.sandbox_args(),
+        ],
         dict(os.environ),
         log_dir / f"sandbox-{channel.type}.log",
         f"{channel.url}/_sandbox/health",
@@ -202,5 +387,6 @@ def channel_sandbox_process(channel: DemoChannel, log_dir: Path) -> ManagedProce
 
 
 def seed_channel_sandbox(channel: DemoChannel) -> None:
-    httpx.post(f"{channel.url}/_sandbox/listings", json={"listings": channel.sandbox_listings()},
-               timeout=10).raise_for_status()
+    httpx.post(
+        f"{channel.url}/_sandbox/listings", json={"listings": channel.sandbox_listings()}, timeout=10
+    ).raise_for_status()

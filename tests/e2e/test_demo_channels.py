@@ -1,0 +1,188 @@
+"""Every demo channel's sandbox, started as `make run` starts it, places an order that
+reserves its units in the ledger once.
+
+Each sandbox runs through the demo's own CLI arguments (`stocksync_embedded.demo.DemoChannel`,
+`python -m stocksync_sandboxes <channel> ...`) and its connection is created with the
+demo's body, so this checks the demo's wiring: the inbound secret the sandbox signs
+with is the one its connection verifies. A second delivery of the same notification
+(the channel's retry) must change nothing.
+
+Mirakl has no webhooks: order-ingest polls OR11 at most once a minute, so its case runs
+on a Stocksync of its own with the demo's shorter poll interval
+(`MIRAKL_POLL_INTERVAL_OVERRIDE_S`, as `make run` sets it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from stocksync_embedded.demo import DEMO_MIRAKL_INTERVAL_S, DemoChannel, channel_sandbox_process
+from stocksync_embedded.stack import ManagedProcess, Stack
+
+from tests.conftest import free_port, free_ports
+from tests.e2e.conftest import Merchant, wait_for
+
+WEBHOOK_CHANNEL_TYPES = ("woocommerce", "amazon", "ebay", "walmart", "generic")
+ON_HAND = 7
+ORDERED = 2
+
+
+def redelivery(channel_type: str, first: dict[str, Any]) -> dict[str, Any]:
+    """The fields that make the sandbox send the same notification again, as the channel's retry does."""
+    order_id, event_id = first["order_id"], first.get("event_id")
+    return {
+        # WooCommerce gives every delivery a new delivery id: order id and status identify it.
+        "woocommerce": {"order_id": order_id},
+        "amazon": {"order_id": order_id, "notification_id": event_id},
+        "ebay": {"order_id": order_id, "notification_id": event_id},
+        "walmart": {"purchase_order_id": order_id, "event_id": event_id},
+        "generic": {"order_id": order_id, "webhook_id": event_id},
+    }[channel_type]
+
+
+def stock(api: httpx.Client, auth: dict[str, str], sku: str) -> dict[str, int]:
+    answer = api.get(f"/v1/stock/{sku}", headers=auth)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    return {key: body[key] for key in ("on_hand", "reserved", "available")}
+
+
+def place_order(channel: DemoChannel, stocksync_url: str, sku: str, **extra: Any) -> dict[str, Any]:
+    answer = httpx.post(
+        f"{channel.url}/_sandbox/orders", json={**channel.order(stocksync_url, sku, ORDERED), **extra}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def listing_quantity(channel: DemoChannel, sku: str) -> int | None:
+    listings = httpx.get(f"{channel.url}/_sandbox/listings", timeout=10).json()["listings"]
+    return next((listing["quantity"] for listing in listings if listing["sku"] == sku), None)
+
+
+def connect(api: httpx.Client, auth: dict[str, str], channel: DemoChannel, sku: str) -> None:
+    """Create the demo's connection for the sandbox, its listing on both sides, and the SKU's stock."""
+    answer = api.post("/v1/connections", headers=auth, json=channel.connection([sku]))
+    assert answer.status_code == 201, answer.text
+    channel.connection_id = answer.json()["connection_id"]
+    httpx.post(
+        f"{channel.url}/_sandbox/listings", json={"listings": channel.sandbox_listings([sku])}, timeout=10
+    ).raise_for_status()
+    snapshot = api.post("/v1/stock/snapshots", headers=auth, json={"items": [{"sku": sku, "on_hand": ON_HAND}]})
+    assert snapshot.status_code == 200, snapshot.text
+    assert stock(api, auth, sku) == {"on_hand": ON_HAND, "reserved": 0, "available": ON_HAND}
+
+
+class DemoSandboxes:
+    """Start channels' sandboxes exactly as the demo does, on free ports; stop them all at the end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.processes: list[ManagedProcess] = []
+
+    def start(self, channel_type: str) -> DemoChannel:
+        channel = DemoChannel.new(channel_type, free_port())
+        process = channel_sandbox_process(channel, self.log_dir)
+        process.start()
+        self.processes.append(process)
+        process.wait_ready()
+        return channel
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+@pytest.fixture
+def demo_sandbox(stack: Stack) -> Iterator[Callable[[str], DemoChannel]]:
+    sandboxes = DemoSandboxes(stack.home / "logs")
+    yield sandboxes.start
+    sandboxes.stop()
+
+
+@pytest.mark.parametrize("channel_type", WEBHOOK_CHANNEL_TYPES)
+def test_an_order_on_the_demo_sandbox_reserves_its_units_once_and_its_retry_changes_nothing(
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    demo_sandbox: Callable[[str], DemoChannel],
+    channel_type: str,
+) -> None:
+    sku = f"DEMO-{channel_type.upper()}"
+    channel = demo_sandbox(channel_type)
+    connect(api, merchant.auth, channel, sku)
+    # order-ingest learns of the connection through connections.v1: 404 until then,
+    # then an unsigned delivery is refused with 401.
+    webhook_url = f"{stack.base_url}/webhooks/{channel_type}/{channel.connection_id}"
+    wait_for(lambda: httpx.post(webhook_url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+
+    first = place_order(channel, stack.base_url, sku)
+    assert first["url"] == webhook_url
+    assert first["status_code"] == 200, first
+    assert orjson.loads(first["body"])["events"] == 1
+    wait_for(lambda: stock(api, merchant.auth, sku)["reserved"] == ORDERED, timeout=30)
+
+    again = place_order(channel, stack.base_url, sku, **redelivery(channel_type, first))
+    assert again["status_code"] == 200, again
+    assert orjson.loads(again["body"])["events"] == 0
+    time.sleep(1.5)  # long enough for a wrongly emitted movement to reach the ledger
+    assert stock(api, merchant.auth, sku) == {"on_hand": ON_HAND, "reserved": ORDERED, "available": ON_HAND - ORDERED}
+    # The same sandbox receives the new quantity too: both sides of the channel are wired.
+    wait_for(lambda: listing_quantity(channel, sku) == ON_HAND - ORDERED, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def mirakl_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(
+        Path(tmp_path_factory.mktemp("demo-mirakl")),
+        free_ports(),
+        extra_env={"MIRAKL_POLL_INTERVAL_OVERRIDE_S": str(DEMO_MIRAKL_INTERVAL_S), "POLLER_TICK_S": "0.5"},
+    )
+    stack.start_infrastructure()
+    stack.migrate()
+    stack.start_services()
+    yield stack
+    stack.stop()
+
+
+def test_a_mirakl_order_on_the_demo_sandbox_is_polled_once_and_listed_again_changes_nothing(
+    mirakl_stack: Stack,
+) -> None:
+    sandboxes = DemoSandboxes(mirakl_stack.home / "logs")
+    try:
+        with httpx.Client(base_url=mirakl_stack.base_url, timeout=30) as api:
+            created = api.post(
+                "/v1/merchants",
+                json={"name": "demo mirakl"},
+                headers={"Authorization": f"Bearer {mirakl_stack.admin_token}"},
+            )
+            assert created.status_code == 201, created.text
+            auth = {"X-API-Key": created.json()["api_key"]}
+            sku = "DEMO-MIRAKL"
+            channel = sandboxes.start("mirakl")
+            # The order is in the shop before the connection exists: the first poll, at
+            # once, looks a day back and finds it.
+            order = place_order(channel, mirakl_stack.base_url, sku)
+            connect(api, auth, channel, sku)
+            wait_for(lambda: stock(api, auth, sku)["reserved"] == ORDERED, timeout=30)
+
+            def or11_calls() -> int:
+                return len(httpx.get(f"{channel.url}/_sandbox/or11-calls", timeout=10).json()["calls"])
+
+            # The same order again, same state, newer update date: the next poll lists it
+            # again (counted after the update, so that call cannot have missed it).
+            place_order(channel, mirakl_stack.base_url, sku, order_id=order["order_id"])
+            polls = or11_calls()
+            wait_for(lambda: or11_calls() > polls, timeout=3 * DEMO_MIRAKL_INTERVAL_S)
+            time.sleep(1.5)
+            assert stock(api, auth, sku) == {"on_hand": ON_HAND, "reserved": ORDERED, "available": ON_HAND - ORDERED}
+    finally:
+        sandboxes.stop()
