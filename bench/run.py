@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> Path:
         sustained_rates = [r["rate"] for r in runs if r["kind"] == "stocksync" and r["sustained"]]
         if args.hot_rate > 0 and args.stocksync:
             # The hot SKU at a rate the stack sustains, so that what it measures is the hot SKU.
-            one(min(args.hot_rate, max(sustained_rates, default=min(rates))), hot=True)
+            # With no rate sustained, a quarter of the lowest one.
+            one(min(args.hot_rate, max(sustained_rates, default=min(rates) / 4)), hot=True)
         if args.find_max and args.stocksync and sustained_rates and max(sustained_rates) == max(rates):
             rate = max(sustained_rates)
             for _ in range(args.max_tries):
