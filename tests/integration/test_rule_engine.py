@@ -217,6 +217,7 @@ async def test_a_boundary_that_passed_while_the_engine_was_down_is_applied_at_re
     merchant = Merchant()
     async with rule_engine() as api:
         await set_up(broker, merchant, {"A": 2})
+        starts_at = utcnow() + timedelta(seconds=8)
         answer = await api.post(
             "/v1/rules",
             headers=merchant.auth,
@@ -224,12 +225,13 @@ async def test_a_boundary_that_passed_while_the_engine_was_down_is_applied_at_re
                 "name": "from soon",
                 "condition": {"op": "always"},
                 "action": {"type": "set", "value": 0},
-                "starts_at": (utcnow() + timedelta(seconds=3)).isoformat(),
+                "starts_at": starts_at.isoformat(),
             },
         )
         assert answer.status_code == 201, answer.text
-    # Down while the period starts.
-    await asyncio.sleep(4)
+    # Down while the period starts (the margin covers a slow shutdown on a loaded machine).
+    assert utcnow() < starts_at, "the engine took longer to stop than the test's margin"
+    await asyncio.sleep((starts_at - utcnow()).total_seconds() + 1)
     assert latest(await broker.quantities(merchant.merchant_id), merchant.connection_id) == {"A": 2}
     async with rule_engine():
         events = await published(broker, merchant, {"A": 0})

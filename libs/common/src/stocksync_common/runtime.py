@@ -86,13 +86,14 @@ class Runtime:
 
     async def stop(self) -> None:
         timeout = self.settings.graceful_shutdown_timeout_s
+        # Everything stops taking new work at once; then each finishes what it holds.
         for consumer in self.consumers:
             consumer.request_stop()
+        for worker in self.workers:
+            worker.request_stop()
         await _drain(self._consumer_tasks, timeout)
         for consumer in self.consumers:
             await consumer.stop()
-        for worker in self.workers:
-            worker.request_stop()
         await _drain(self._worker_tasks, timeout)
         if self.relay is not None and self._relay_task is not None:
             self.relay.request_stop()
