@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -30,11 +30,40 @@ from stocksync_common.contracts import (
 )
 from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import CHANNEL_QUANTITY, topic_for
+from stocksync_embedded.stack import Stack
 
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.app import create_app
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def rule_engine_infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A PostgreSQL and broker of this module's own.
+
+    The session's stack may run a rule-engine service for the end-to-end tests; it would
+    join this module's consumer group and run its own scheduler over the same rules, so
+    these tests, which stop and restart the engine, would not control every instance.
+    """
+    stack = Stack(tmp_path_factory.mktemp("rule-engine"), free_ports(), database_url="", kafka_bootstrap_servers="")
+    stack.start_infrastructure(use_environment=False)
+    stack.migrate()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def database_url(rule_engine_infrastructure: Stack) -> str:
+    assert rule_engine_infrastructure.database_url
+    return rule_engine_infrastructure.database_url
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap_servers(rule_engine_infrastructure: Stack) -> str:
+    assert rule_engine_infrastructure.kafka_bootstrap_servers
+    return rule_engine_infrastructure.kafka_bootstrap_servers
 
 
 async def eventually(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:

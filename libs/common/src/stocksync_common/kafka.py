@@ -124,6 +124,9 @@ class BatchConsumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             max_poll_interval_ms=300_000,
+            # A join waits at most this long for members that died without leaving (a
+            # killed instance), instead of the whole poll interval.
+            rebalance_timeout_ms=20_000,
         )
 
     async def start(self) -> None:

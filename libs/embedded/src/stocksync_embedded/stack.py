@@ -112,10 +112,12 @@ class Stack:
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports.of(service)}"
 
-    def start_infrastructure(self) -> None:
+    def start_infrastructure(self, use_environment: bool = True) -> None:
+        """Start what is not given: by URL, by the environment, else embedded."""
         self.home.mkdir(parents=True, exist_ok=True)
-        self.database_url = self.database_url or os.environ.get("DATABASE_URL")
-        self.kafka_bootstrap_servers = self.kafka_bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if use_environment:
+            self.database_url = self.database_url or os.environ.get("DATABASE_URL")
+            self.kafka_bootstrap_servers = self.kafka_bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not self.database_url:
             self.postgres = EmbeddedPostgres(self.home, self.ports.postgres)
             self.postgres.start()
@@ -130,27 +132,36 @@ class Stack:
     def service_env(self, service: str) -> dict[str, str]:
         assert self.database_url and self.kafka_bootstrap_servers
         env = dict(os.environ)
-        env.update({
-            "DATABASE_URL": self.database_url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
-            "HTTP_PORT": str(self.ports.of(service)),
-            "API_KEY_SECRET": self.api_key_secret,
-            "ADMIN_TOKEN": self.admin_token,
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+                "HTTP_PORT": str(self.ports.of(service)),
+                "API_KEY_SECRET": self.api_key_secret,
+                "ADMIN_TOKEN": self.admin_token,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.extra_env)
         return env
 
     def migrate(self) -> None:
         for service, module in SERVICES:
-            subprocess.run([sys.executable, "-m", module, "migrate"], env=self.service_env(service), check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", module, "migrate"],
+                env=self.service_env(service),
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
 
     def start_service(self, service: str) -> ManagedProcess:
         module = dict(SERVICES)[service]
         process = ManagedProcess(
-            service, [sys.executable, "-m", module, "serve"], self.service_env(service),
-            self.home / "logs" / f"{service}.log", f"{self.service_url(service)}/readyz",
+            service,
+            [sys.executable, "-m", module, "serve"],
+            self.service_env(service),
+            self.home / "logs" / f"{service}.log",
+            f"{self.service_url(service)}/readyz",
         )
         process.start()
         self.processes[service] = process
@@ -162,9 +173,17 @@ class Stack:
             process.wait_ready()
         gateway = ManagedProcess(
             "gateway",
-            [sys.executable, "-m", "stocksync_embedded.gateway", "--port", str(self.ports.gateway),
-             *[arg for service, _ in SERVICES for arg in ("--upstream", f"{service}={self.service_url(service)}")]],
-            dict(os.environ), self.home / "logs" / "gateway.log", f"{self.base_url}/healthz",
+            [
+                sys.executable,
+                "-m",
+                "stocksync_embedded.gateway",
+                "--port",
+                str(self.ports.gateway),
+                *[arg for service, _ in SERVICES for arg in ("--upstream", f"{service}={self.service_url(service)}")],
+            ],
+            dict(os.environ),
+            self.home / "logs" / "gateway.log",
+            f"{self.base_url}/healthz",
         )
         gateway.start()
         gateway.wait_ready()

@@ -27,46 +27,56 @@ async def enqueue_channel_quantities(engine: AsyncEngine, changes: Sequence[Chan
         key = (change.connection_id, change.sku, change.location)
         if key not in newest or change.version > newest[key].version:
             newest[key] = change
-    touched: set[uuid.UUID] = set()
     now = utcnow()
     async with engine.begin() as conn:
         new_ids = await claim_events(conn, inbox, CHANNEL_QUANTITY.name, (c.event_id for c in changes))
-        for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2])):
-            change = newest[key]
-            if change.event_id not in new_ids:
-                continue
-            sent_version = (
-                await conn.execute(
-                    sa.select(last_sent.c.version).where(
-                        last_sent.c.connection_id == change.connection_id,
-                        last_sent.c.sku == change.sku,
-                        last_sent.c.location == change.location,
+        fresh = [
+            newest[key]
+            for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))
+            if newest[key].event_id in new_ids
+        ]
+        if not fresh:
+            return set()
+        # One statement for the batch, not one per SKU: what the channels already accepted.
+        sent = {
+            (row.connection_id, row.sku, row.location): row.version
+            for row in await conn.execute(
+                sa.select(last_sent.c.connection_id, last_sent.c.sku, last_sent.c.location, last_sent.c.version).where(
+                    sa.tuple_(last_sent.c.connection_id, last_sent.c.sku, last_sent.c.location).in_(
+                        [(c.connection_id, c.sku, c.location) for c in fresh]
                     )
                 )
-            ).scalar_one_or_none()
-            if sent_version is not None and sent_version >= change.version:
-                continue
-            values = {
-                "merchant_id": change.merchant_id,
-                "quantity": change.quantity,
-                "version": change.version,
-                "stock_version": change.stock_version,
-                "rule_ids": list(change.rule_ids),
-                "causation_id": change.causation_id,
-                "origin_received_at": change.origin_received_at,
+            )
+        }
+        queued = [c for c in fresh if sent.get((c.connection_id, c.sku, c.location), 0) < c.version]
+        rows = [
+            {
+                "connection_id": c.connection_id,
+                "sku": c.sku,
+                "location": c.location,
+                "merchant_id": c.merchant_id,
+                "quantity": c.quantity,
+                "version": c.version,
+                "stock_version": c.stock_version,
+                "rule_ids": list(c.rule_ids),
+                "causation_id": c.causation_id,
+                "origin_received_at": c.origin_received_at,
                 "enqueued_at": now,
                 "attempts": 0,
                 "not_before": None,
             }
-            stmt = pg.insert(pending_pushes).values(
-                connection_id=change.connection_id, sku=change.sku, location=change.location, **values
+            for c in queued
+        ]
+        if not rows:
+            return set()
+        stmt = pg.insert(pending_pushes).values(rows)
+        updated = [col for col in rows[0] if col not in ("connection_id", "sku", "location")]
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[pending_pushes.c.connection_id, pending_pushes.c.sku, pending_pushes.c.location],
+                set_={col: stmt.excluded[col] for col in updated},
+                # A newer version replaces an older one; an older one arriving late does not.
+                where=pending_pushes.c.version < stmt.excluded.version,
             )
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[pending_pushes.c.connection_id, pending_pushes.c.sku, pending_pushes.c.location],
-                    set_=values,
-                    where=pending_pushes.c.version < stmt.excluded.version,
-                )
-            )
-            touched.add(change.connection_id)
-    return touched
+        )
+    return {c.connection_id for c in queued}

@@ -17,7 +17,7 @@ from order_ingest.adapters.tables import outbox
 from order_ingest.config import IngestSettings
 from order_ingest.entrypoints import deliveries, webhooks
 from order_ingest.entrypoints.workers import mirakl_poller, retention_sweep
-from order_ingest.service_layer.ingest import apply_connection_changes
+from order_ingest.service_layer.ingest import ConnectionDirectory, apply_connection_changes
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -26,10 +26,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     # One client for the calls order-ingest makes to channels (OR11, eBay public keys).
     http = httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0))
 
+    directory = ConnectionDirectory(runtime.engine)
+
     async def on_connections(batch: list[ConsumedEvent]) -> None:
         await apply_connection_changes(
             runtime.engine, [item.event for item in batch if isinstance(item.event, ConnectionChanged)]
         )
+        directory.invalidate()
 
     runtime.add_consumer([CONNECTIONS], "order-ingest", on_connections)
     runtime.add_worker(mirakl_poller(runtime.engine, settings, http, runtime.wake_relay))
@@ -40,6 +43,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         "normalised to orders.v1 events; the merchant's audit of every delivery.",
         runtime=runtime,
     )
+    app.state.connection_directory = directory
     app.state.webhook_channels = webhook_channels(EbayPublicKeys(http))
     app.state.rate_limits = webhooks.ConnectionRateLimits(settings.webhook_rate_limit, settings.webhook_rate_period_s)
     app.include_router(webhooks.router)

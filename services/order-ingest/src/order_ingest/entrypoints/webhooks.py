@@ -28,7 +28,7 @@ from stocksync_common.runtime import Runtime
 from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
 from order_ingest.adapters.channels.registry import WebhookChannel
 from order_ingest.config import IngestSettings
-from order_ingest.service_layer.ingest import accept_delivery, find_connection, now
+from order_ingest.service_layer.ingest import accept_delivery, now
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -100,7 +100,7 @@ async def receive_webhook(channel_type: str, connection_id: str, request: Reques
         connection_uuid = uuid.UUID(connection_id)
     except ValueError:
         raise _refuse(channel_type, "unknown_connection", status.HTTP_404_NOT_FOUND, "unknown connection") from None
-    connection = await find_connection(runtime.engine, connection_uuid)
+    connection = await request.app.state.connection_directory.find(connection_uuid)
     if connection is None or connection.channel_type != channel_type:
         raise _refuse(channel_type, "unknown_connection", status.HTTP_404_NOT_FOUND, "unknown connection")
     if not await limits.try_acquire(connection.connection_id):

@@ -8,6 +8,7 @@ deliveries about the same order never deadlock and each sees the other's emissio
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,35 @@ async def find_connection(engine: AsyncEngine, connection_id: uuid.UUID) -> Inbo
             )
         ).one_or_none()
     return None if row is None else _connection(row)
+
+
+class ConnectionDirectory:
+    """Connections by id, read from the projection and kept for a couple of seconds.
+
+    Every webhook needs its connection and connections rarely change, so one SELECT per
+    webhook was a measurable share of order-ingest's CPU. This process drops its copies
+    when it applies a ConnectionChanged; another instance's copies expire within
+    `ttl_s`, so a retired secret or a removed connection stops working at most that late.
+    """
+
+    def __init__(self, engine: AsyncEngine, ttl_s: float = 2.0) -> None:
+        self.engine = engine
+        self.ttl_s = ttl_s
+        self._entries: dict[uuid.UUID, tuple[float, InboundConnection | None]] = {}
+
+    async def find(self, connection_id: uuid.UUID) -> InboundConnection | None:
+        now = time.monotonic()
+        cached = self._entries.get(connection_id)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        connection = await find_connection(self.engine, connection_id)
+        if len(self._entries) > 10_000:
+            self._entries.clear()  # bounded: unknown ids from scanners must not grow it forever
+        self._entries[connection_id] = (now, connection)
+        return connection
+
+    def invalidate(self) -> None:
+        self._entries.clear()
 
 
 async def active_connections_of_type(engine: AsyncEngine, channel_type: str) -> list[InboundConnection]:

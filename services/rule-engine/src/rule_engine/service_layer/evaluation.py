@@ -280,29 +280,32 @@ async def apply_stock_changes(engine: AsyncEngine, changes: Iterable[StockChange
     async with engine.begin() as conn:
         new_ids = await claim_events(conn, inbox, STOCK_CHANGED.name, (c.event_id for c in changes))
         moved: dict[uuid.UUID, set[str]] = defaultdict(set)
-        for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2])):
-            change = newest[key]
-            if change.event_id not in new_ids:
-                continue
-            stmt = pg.insert(stock).values(
-                merchant_id=change.merchant_id,
-                sku=change.sku,
-                location=change.location,
-                available=change.available,
-                version=change.version,
-                causation_id=change.causation_id,
-                origin_received_at=change.origin_received_at,
-            )
+        rows = [
+            {
+                "merchant_id": change.merchant_id,
+                "sku": change.sku,
+                "location": change.location,
+                "available": change.available,
+                "version": change.version,
+                "causation_id": change.causation_id,
+                "origin_received_at": change.origin_received_at,
+            }
+            for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))
+            if (change := newest[key]).event_id in new_ids
+        ]
+        if rows:
+            # One statement for the batch; rows in lock order, so two instances never deadlock.
+            stmt = pg.insert(stock).values(rows)
             updated = await conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[stock.c.merchant_id, stock.c.sku, stock.c.location],
                     set_={c: stmt.excluded[c] for c in ("available", "version", "causation_id", "origin_received_at")},
                     # A version not newer than the one applied is dropped.
                     where=stock.c.version < stmt.excluded.version,
-                ).returning(stock.c.sku)
+                ).returning(stock.c.merchant_id, stock.c.sku)
             )
-            if updated.first() is not None:
-                moved[change.merchant_id].add(change.sku)
+            for merchant_id, sku in updated:
+                moved[merchant_id].add(sku)
         for merchant_id, skus in moved.items():
             emitted += len(await reevaluate(conn, merchant_id, Scope(skus=frozenset(skus))))
     return emitted
