@@ -30,7 +30,10 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # How long a fetch may wait on the broker for new records. Small values keep the
     # sync window short at the cost of more idle fetch requests.
-    kafka_fetch_max_wait_ms: int = Field(5, ge=0, le=500)
+    # The embedded broker answers a fetch only when this wait ends, so it bounds each
+    # hop's latency; each idle consumer also fetches 1000/wait times a second. 15 ms
+    # sustained twice the order rate of 5 ms in `make bench` (docs/BENCHMARKS.md).
+    kafka_fetch_max_wait_ms: int = Field(15, ge=0, le=500)
     kafka_max_batch: int = Field(500, ge=1)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
