@@ -119,13 +119,22 @@ def units_per_sku(orders: list[PlannedOrder]) -> dict[str, int]:
 
 
 def _signed(spec: LoadSpec, order: PlannedOrder, now: datetime) -> tuple[bytes, dict[str, str]]:
-    body = order_body(build_order(
-        order_id=order.order_id, order_number=1000 + order.index,
-        lines=[OrderLine(sku, q) for sku, q in order.lines], created_at=now,
-    ))
+    body = order_body(
+        build_order(
+            order_id=order.order_id,
+            order_number=1000 + order.index,
+            lines=[OrderLine(sku, q) for sku, q in order.lines],
+            created_at=now,
+        )
+    )
     headers = webhook_headers(
-        topic="orders/create", shop_domain=spec.shop_domain, api_version=spec.api_version,
-        secret=spec.webhook_secret, body=body, event_id=str(uuid.uuid4()), webhook_id=str(uuid.uuid4()),
+        topic="orders/create",
+        shop_domain=spec.shop_domain,
+        api_version=spec.api_version,
+        secret=spec.webhook_secret,
+        body=body,
+        event_id=str(uuid.uuid4()),
+        webhook_id=str(uuid.uuid4()),
         triggered_at=now,
     )
     return body, headers
@@ -148,8 +157,12 @@ class KeepAlivePool:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     def request_bytes(self, body: bytes, headers: dict[str, str]) -> bytes:
-        lines = [f"POST {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}",
-                 *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [
+            f"POST {self.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
@@ -164,8 +177,9 @@ class KeepAlivePool:
                     raise
         return await self._send_on(*await asyncio.open_connection(self.host, self.port), raw)
 
-    async def _send_on(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       raw: bytes) -> tuple[int, bytes]:
+    async def _send_on(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+    ) -> tuple[int, bytes]:
         try:
             writer.write(raw)
             head = await reader.readuntil(b"\r\n\r\n")

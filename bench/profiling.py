@@ -19,8 +19,9 @@ PROJECT_MARKERS = ("order_ingest/", "stock_ledger/", "rule_engine/", "channel_pu
 
 
 def py_spy() -> str | None:
-    return shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy")
-                                       if (Path(sys.executable).parent / "py-spy").exists() else None)
+    return shutil.which("py-spy") or (
+        str(Path(sys.executable).parent / "py-spy") if (Path(sys.executable).parent / "py-spy").exists() else None
+    )
 
 
 def start(pids: dict[str, int], seconds: float, out_dir: Path, label: str, idle: bool) -> list[tuple[str, Path, Any]]:
@@ -31,8 +32,21 @@ def start(pids: dict[str, int], seconds: float, out_dir: Path, label: str, idle:
     running = []
     for name, pid in pids.items():
         path = out_dir / f"profile-{label}-{name}{'-idle' if idle else ''}.txt"
-        args = [binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw",
-                "-o", str(path), "--nonblocking"]
+        args = [
+            binary,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(seconds)),
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(path),
+            "--nonblocking",
+        ]
         if idle:
             args.append("--idle")
         running.append((name, path, subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
@@ -62,8 +76,10 @@ def summarise(collapsed: str, top: int = 8) -> dict[str, Any]:
         by_leaf[frames[-1]] = by_leaf.get(frames[-1], 0) + count
         # A stack with no project frame at all is a greenlet's: SQLAlchemy's async layer runs
         # statement compilation, execution and result processing on greenlets.
-        project = next((f for f in reversed(frames) if any(m in f for m in PROJECT_MARKERS)),
-                       "(greenlet stacks: SQLAlchemy executing statements)")
+        project = next(
+            (f for f in reversed(frames) if any(m in f for m in PROJECT_MARKERS)),
+            "(greenlet stacks: SQLAlchemy executing statements)",
+        )
         if project.startswith("main (stocksync_common/cli.py"):
             # Only the entry point on the stack: uvicorn, starlette, aiokafka, the event loop.
             project = "(frameworks and event loop: uvicorn, starlette, aiokafka, asyncio)"

@@ -50,7 +50,7 @@ def plot(result: dict[str, Any]) -> list[str]:
         colour = cmap(rates.index(run["rate"]) / max(1, len(rates) - 1)) if run["rate"] in rates else "grey"
         style = ":" if run["hot_sku"] else ("--" if run["kind"] == "floor" else "-")
         label = f"{run['kind']} {run['rate']:g}/s" + (" hot SKU" if run["hot_sku"] else "")
-        ax.plot([max(v, 0.1) for v in values], QUANTILE_GRID[:len(values)], style, color=colour, label=label)
+        ax.plot([max(v, 0.1) for v in values], QUANTILE_GRID[: len(values)], style, color=colour, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("sync window: webhook sent to every channel showing the order (ms, log)")
     ax.set_ylabel("percentile of orders")
@@ -71,8 +71,7 @@ def plot(result: dict[str, Any]) -> list[str]:
         x = [r["accepted_per_second"] for r in runs]
         axes[0].plot([r["rate"] for r in runs], x, marker=marker, label=kind)
         for key, style in (("p50", "-"), ("p99", "--")):
-            axes[1].plot(x, [max(r["window_ms"][key], 0.1) for r in runs], style, marker=marker,
-                         label=f"{kind} {key}")
+            axes[1].plot(x, [max(r["window_ms"][key], 0.1) for r in runs], style, marker=marker, label=f"{kind} {key}")
     top = max([r["rate"] for r in result["runs"]] + [1])
     axes[0].plot([0, top], [0, top], ":", color="grey", label="target")
     axes[0].set_xlabel("target orders/s")
@@ -101,21 +100,32 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = []
     sustained = [r["accepted_per_second"] for r in stock if r["sustained"]]
     best = max(sustained, default=0.0)
-    reached = (f"{_fmt(best)} orders/s (highest sustained run)" if sustained else
-               f"no run sustained; at best {_fmt(max((r['accepted_per_second'] for r in stock), default=0.0))} "
-               "accepted orders/s")
+    reached = (
+        f"{_fmt(best)} orders/s (highest sustained run)"
+        if sustained
+        else f"no run sustained; at best {_fmt(max((r['accepted_per_second'] for r in stock), default=0.0))} "
+        "accepted orders/s"
+    )
     out.append(("at least 1,000 accepted orders/s sustained", reached, "met" if best >= 1000 else "missed"))
     skipped = set(result.get("stocksync_rates_skipped", []))
 
     def not_run(rate: float) -> str:
-        return ("not run: a lower rate was not sustained (`--no-stop-early` runs it)" if rate in skipped
-                else f"not run (add {rate:g} to --rates)")
+        return (
+            "not run: a lower rate was not sustained (`--no-stop-early` runs it)"
+            if rate in skipped
+            else f"not run (add {rate:g} to --rates)"
+        )
 
     if 100 in at:
         w = at[100]["window_ms"]
         ok = w["p50"] <= 50 and w["p99"] <= 250
-        out.append(("100 orders/s: p50 <= 50 ms, p99 <= 250 ms", f"p50 {_fmt(w['p50'])} ms, p99 {_fmt(w['p99'])} ms",
-                    "met" if ok else "missed"))
+        out.append(
+            (
+                "100 orders/s: p50 <= 50 ms, p99 <= 250 ms",
+                f"p50 {_fmt(w['p50'])} ms, p99 {_fmt(w['p99'])} ms",
+                "met" if ok else "missed",
+            )
+        )
     else:
         out.append(("100 orders/s: p50 <= 50 ms, p99 <= 250 ms", not_run(100), "-"))
     if 500 in at:
@@ -123,18 +133,30 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append(("500 orders/s: p99 <= 1 s", f"p99 {_fmt(w['p99'])} ms", "met" if w["p99"] <= 1000 else "missed"))
     else:
         out.append(("500 orders/s: p99 <= 1 s", not_run(500), "-"))
-    ratios = [(rate, at[rate]["window_ms"]["p50"] / floor[rate]["window_ms"]["p50"])
-              for rate in sorted(set(at) & set(floor)) if floor[rate]["window_ms"]["p50"] > 0]
+    ratios = [
+        (rate, at[rate]["window_ms"]["p50"] / floor[rate]["window_ms"]["p50"])
+        for rate in sorted(set(at) & set(floor))
+        if floor[rate]["window_ms"]["p50"] > 0
+    ]
     if ratios:
         worst = max(ratio for _, ratio in ratios)
-        out.append(("p50 at most 3 x the floor", ", ".join(f"{rate:g}/s: {ratio:.1f}x" for rate, ratio in ratios),
-                    "met" if worst <= 3 else "missed"))
+        out.append(
+            (
+                "p50 at most 3 x the floor",
+                ", ".join(f"{rate:g}/s: {ratio:.1f}x" for rate, ratio in ratios),
+                "met" if worst <= 3 else "missed",
+            )
+        )
     all_runs = [r for r in result["runs"] if r["kind"] == "stocksync"]
     lost = sum(r.get("lost_or_extra_units", 0) for r in all_runs)
     wrong = sum(r.get("channel_mismatch_count", 0) for r in all_runs)
-    out.append(("zero lost or extra units in every run",
-                f"{lost} units off in the ledger, {wrong} channel quantities off, over {len(all_runs)} runs",
-                "met" if lost == 0 and wrong == 0 else "missed"))
+    out.append(
+        (
+            "zero lost or extra units in every run",
+            f"{lost} units off in the ledger, {wrong} channel quantities off, over {len(all_runs)} runs",
+            "met" if lost == 0 and wrong == 0 else "missed",
+        )
+    )
     return out
 
 
@@ -145,25 +167,39 @@ def _run_row(r: dict[str, Any], floor: dict[float, dict[str, Any]]) -> str:
     if base is not None and base["window_ms"]["p50"] > 0:
         ratio = f"{w['p50'] / floor[r['rate']]['window_ms']['p50']:.1f}x"
     units = "-" if "lost_or_extra_units" not in r else f"{r['lost_or_extra_units']} / {r['channel_mismatch_count']}"
-    return (f"| {r['kind']}{' (hot SKU)' if r['hot_sku'] else ''} | {r['rate']:g} | {r['accepted']}/{r['orders']} | "
-            f"{_fmt(r['accepted_per_second'])} | {_fmt(r['ack_ms']['p50'])} / {_fmt(r['ack_ms']['p99'])} | "
-            f"{_fmt(w['p50'])} | {_fmt(w['p90'])} | {_fmt(w['p99'])} | {_fmt(w['p99.9'])} | {_fmt(w['max'])} | "
-            f"{ratio} | {r['drain_seconds']} | {units} | {'yes' if r['sustained'] else 'no'} |")
+    return (
+        f"| {r['kind']}{' (hot SKU)' if r['hot_sku'] else ''} | {r['rate']:g} | {r['accepted']}/{r['orders']} | "
+        f"{_fmt(r['accepted_per_second'])} | {_fmt(r['ack_ms']['p50'])} / {_fmt(r['ack_ms']['p99'])} | "
+        f"{_fmt(w['p50'])} | {_fmt(w['p90'])} | {_fmt(w['p99'])} | {_fmt(w['p99.9'])} | {_fmt(w['max'])} | "
+        f"{ratio} | {r['drain_seconds']} | {units} | {'yes' if r['sustained'] else 'no'} |"
+    )
 
 
 def _stage_lines(result: dict[str, Any]) -> list[str]:
-    runs = [r for r in result["runs"] if r["kind"] == "stocksync" and isinstance(r.get("stages_ms"), dict)
-            and "error" not in r["stages_ms"]]
+    runs = [
+        r
+        for r in result["runs"]
+        if r["kind"] == "stocksync" and isinstance(r.get("stages_ms"), dict) and "error" not in r["stages_ms"]
+    ]
     if not runs:
         return []
     labels = list(runs[0]["stages_ms"])
-    out = ["### Where the latency goes", "",
-           "Time from order-ingest's receipt of the webhook until each hop sent its event (broker record time; "
-           "`bench/stages.py`), per event, p50 / p99 in ms. Each hop includes the ones before it.", "",
-           "| run | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    out = [
+        "### Where the latency goes",
+        "",
+        "Time from order-ingest's receipt of the webhook until each hop sent its event (broker record time; "
+        "`bench/stages.py`), per event, p50 / p99 in ms. Each hop includes the ones before it.",
+        "",
+        "| run | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
     for r in runs:
-        cells = [f"{_fmt(r['stages_ms'][k].get('p50'))} / {_fmt(r['stages_ms'][k].get('p99'))}"
-                 if r["stages_ms"].get(k) else "-" for k in labels]
+        cells = [
+            f"{_fmt(r['stages_ms'][k].get('p50'))} / {_fmt(r['stages_ms'][k].get('p99'))}"
+            if r["stages_ms"].get(k)
+            else "-"
+            for k in labels
+        ]
         out.append(f"| {r['rate']:g}/s{' hot SKU' if r['hot_sku'] else ''} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
@@ -198,7 +234,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         f"{s['duration']:g} s per rate; 1 to 5 lines per order, {s['skus']} SKUs with Zipf-like popularity "
         f"(s = 1.1); the hot-SKU run puts {s['hot_fraction']:.0%} of orders on one SKU. Seed {s['seed']}.",
         f"- Each Stocksync run has a fresh merchant with {s['channels']} sandbox Shopify stores (the orders come "
-        f"from the first; every store receives the new quantities), the rule \"0 when quantity <= 3\" on every "
+        f'from the first; every store receives the new quantities), the rule "0 when quantity <= 3" on every '
         f"channel, and a snapshot of {s['on_hand']:,} units per SKU so that stock never runs out. The sandbox "
         f"stores run at Shopify Plus limits: restore rate {s['restore_rate']:g} points/s, bucket "
         f"{s['bucket_size']:g} points (a Standard store restores 100 points/s).",
@@ -233,10 +269,16 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_run_row(r, floor) for r in runs],
         "",
-        *([f"Stocksync was not run at {', '.join(f'{x:g}' for x in result['stocksync_rates_skipped'])} orders/s: "
-           "a lower rate was not sustained, and its backlog would have disturbed every higher rate (the floor "
-           "ran at those rates). `--no-stop-early` runs them anyway.", ""]
-          if result.get("stocksync_rates_skipped") else []),
+        *(
+            [
+                f"Stocksync was not run at {', '.join(f'{x:g}' for x in result['stocksync_rates_skipped'])} orders/s: "
+                "a lower rate was not sustained, and its backlog would have disturbed every higher rate (the floor "
+                "ran at those rates). `--no-stop-early` runs them anyway.",
+                "",
+            ]
+            if result.get("stocksync_rates_skipped")
+            else []
+        ),
         *_stage_lines(result),
         *[f"![{name}](img/{name})" for name in images],
         "",
@@ -247,27 +289,42 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "",
     ]
     if m.get("idle"):
-        lines.append("- idle stack, no load (the fixed cost that the per-order figures below include): " + "; ".join(
-            f"{name} {v['cpu_cores']:.2f} cores, {v['peak_rss_mb']:.0f} MB" for name, v in m["idle"].items()))
+        lines.append(
+            "- idle stack, no load (the fixed cost that the per-order figures below include): "
+            + "; ".join(
+                f"{name} {v['cpu_cores']:.2f} cores, {v['peak_rss_mb']:.0f} MB" for name, v in m["idle"].items()
+            )
+        )
     for r in runs:
         total = sum(v["cpu_seconds"] for name, v in r["resources"].items() if name != "load generator")
-        lines.append(f"- {r['kind']} {r['rate']:g}/s{' hot SKU' if r['hot_sku'] else ''}: " + "; ".join(
-            f"{name} {v['cpu_cores']:.2f} cores ({1000 * v['cpu_seconds'] / max(r['orders'], 1):.1f} ms/order), "
-            f"{v['peak_rss_mb']:.0f} MB" for name, v in r["resources"].items())
-            + f". **All but the generator: {1000 * total / max(r['orders'], 1):.1f} ms of CPU per order.**")
+        lines.append(
+            f"- {r['kind']} {r['rate']:g}/s{' hot SKU' if r['hot_sku'] else ''}: "
+            + "; ".join(
+                f"{name} {v['cpu_cores']:.2f} cores ({1000 * v['cpu_seconds'] / max(r['orders'], 1):.1f} ms/order), "
+                f"{v['peak_rss_mb']:.0f} MB"
+                for name, v in r["resources"].items()
+            )
+            + f". **All but the generator: {1000 * total / max(r['orders'], 1):.1f} ms of CPU per order.**"
+        )
     profile_path = REPO / "bench" / "results" / "latest-profile.json"
     profile_result = json.loads(profile_path.read_text()) if profile_path.exists() else result
     profiled = [r for r in profile_result["runs"] if r.get("profile")]
     if profiled:
-        lines += ["", "## Where the time goes (py-spy)", "",
-                  f"From `{profile_result['command']}` ({profile_result['started_at'][:19]} UTC, load average "
-                  f"{profile_result['machine']['load_average_at_start'][0]:.1f} at start; the profiler itself "
-                  "costs CPU, so its run is kept apart from the numbers above). CPU per order is each "
-                  "service's CPU seconds over the orders of the run. Then the share of py-spy samples per "
-                  "innermost project function (file:line) during the load window.", ""]
+        lines += [
+            "",
+            "## Where the time goes (py-spy)",
+            "",
+            f"From `{profile_result['command']}` ({profile_result['started_at'][:19]} UTC, load average "
+            f"{profile_result['machine']['load_average_at_start'][0]:.1f} at start; the profiler itself "
+            "costs CPU, so its run is kept apart from the numbers above). CPU per order is each "
+            "service's CPU seconds over the orders of the run. Then the share of py-spy samples per "
+            "innermost project function (file:line) during the load window.",
+            "",
+        ]
         for r in profiled:
-            per_order = ", ".join(f"{name} {1000 * v['cpu_seconds'] / max(r['orders'], 1):.1f} ms"
-                                  for name, v in r["resources"].items())
+            per_order = ", ".join(
+                f"{name} {1000 * v['cpu_seconds'] / max(r['orders'], 1):.1f} ms" for name, v in r["resources"].items()
+            )
             lines.append(f"- {r['rate']:g}/s, CPU per order: {per_order}")
         lines.append("")
         for r in profiled:

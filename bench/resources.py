@@ -71,8 +71,11 @@ class ResourceSampler:
         out = {}
         for name in self.groups:
             cpu = sum(self._last[name][pid] - self._first[name].get(pid, 0.0) for pid in self._last[name])
-            out[name] = {"cpu_seconds": round(cpu, 3), "cpu_cores": round(cpu / wall, 3),
-                         "peak_rss_mb": round(self._peak_rss[name] / 2**20, 1)}
+            out[name] = {
+                "cpu_seconds": round(cpu, 3),
+                "cpu_cores": round(cpu / wall, 3),
+                "peak_rss_mb": round(self._peak_rss[name] / 2**20, 1),
+            }
         return out
 
 

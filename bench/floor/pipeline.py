@@ -56,13 +56,20 @@ async def ensure_floor_topics(bootstrap: str) -> None:
 
 
 def _producer(bootstrap: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=0,
-                            request_timeout_ms=10_000)
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=0, request_timeout_ms=10_000
+    )
 
 
 def _consumer(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
 
 
 def ingress_app(bootstrap: str, secret: str) -> FastAPI:
@@ -104,7 +111,8 @@ async def run_relay(bootstrap: str, database_url: str) -> None:
     connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     await connection.execute("CREATE SCHEMA IF NOT EXISTS bench_floor")
     await connection.execute(
-        "CREATE TABLE IF NOT EXISTS bench_floor.events (order_id bigint, received_at double precision)")
+        "CREATE TABLE IF NOT EXISTS bench_floor.events (order_id bigint, received_at double precision)"
+    )
     consumer = _consumer(bootstrap, TOPIC_IN, "bench-floor-relay")
     producer = _producer(bootstrap)
     await consumer.start()
@@ -145,11 +153,14 @@ async def run_egress(bootstrap: str, sink_url: str, channels: int) -> None:
                     continue
                 ids = [orjson.loads(m.value)["order_id"] for msgs in records.values() for m in msgs]
                 body = orjson.dumps({"order_ids": ids})
-                await asyncio.gather(*[
-                    client.post(f"{sink_url}/sink/C{c + 1}", content=body,
-                                headers={"content-type": "application/json"})
-                    for c in range(channels)
-                ])
+                await asyncio.gather(
+                    *[
+                        client.post(
+                            f"{sink_url}/sink/C{c + 1}", content=body, headers={"content-type": "application/json"}
+                        )
+                        for c in range(channels)
+                    ]
+                )
                 await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
         finally:
             await consumer.stop()
@@ -200,8 +211,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     sink.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     if args.role == "ingress":
-        uvicorn.run(ingress_app(args.bootstrap, args.secret), host="127.0.0.1", port=args.port, log_config=None,
-                    access_log=False)
+        uvicorn.run(
+            ingress_app(args.bootstrap, args.secret),
+            host="127.0.0.1",
+            port=args.port,
+            log_config=None,
+            access_log=False,
+        )
     elif args.role == "sink":
         uvicorn.run(sink_app(), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
     elif args.role == "relay":

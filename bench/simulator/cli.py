@@ -37,21 +37,33 @@ GRID = [q / 2 for q in range(0, 199)] + [99.5, 99.9, 100.0]
 def latency_table(path: Path) -> tuple[list[float], list[float], str]:
     if path.exists():
         result = json.loads(path.read_text())
-        runs = sorted((r for r in result.get("runs", []) if r["kind"] == "stocksync" and not r["hot_sku"]
-                       and r.get("window_quantiles_ms")), key=lambda r: r["rate"])
+        runs = sorted(
+            (
+                r
+                for r in result.get("runs", [])
+                if r["kind"] == "stocksync" and not r["hot_sku"] and r.get("window_quantiles_ms")
+            ),
+            key=lambda r: r["rate"],
+        )
         if runs:
             run = runs[0]
-            source = (f"measured by `make bench` ({path.name}, {result['started_at'][:19]} UTC): the Stocksync "
-                      f"run at {run['rate']:g} orders/s, sync window p50 {run['window_ms']['p50']:.0f} ms, "
-                      f"p99 {run['window_ms']['p99']:.0f} ms")
-            return run["window_quantiles_ms"], GRID[:len(run["window_quantiles_ms"])], source
+            source = (
+                f"measured by `make bench` ({path.name}, {result['started_at'][:19]} UTC): the Stocksync "
+                f"run at {run['rate']:g} orders/s, sync window p50 {run['window_ms']['p50']:.0f} ms, "
+                f"p99 {run['window_ms']['p99']:.0f} ms"
+            )
+            return run["window_quantiles_ms"], GRID[: len(run["window_quantiles_ms"])], source
     values, grid = default_latency_table()
     return values, grid, "default (no benchmark result found): log-normal, median 100 ms, p99 about 400 ms"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    scenario = Scenario(seed=args.seed, hours=args.hours, buyers_per_hour=args.buyers_per_hour,
-                        catalogue=Catalogue(skus=args.skus, max_stock=args.max_stock))
+    scenario = Scenario(
+        seed=args.seed,
+        hours=args.hours,
+        buyers_per_hour=args.buyers_per_hour,
+        catalogue=Catalogue(skus=args.skus, max_stock=args.max_stock),
+    )
     values, grid, source = latency_table(args.bench_json)
     intervals = [float(x) for x in args.intervals.split(",") if x.strip()]
     outcomes: list[Outcome] = []
@@ -63,20 +75,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     instant = replace(scenario, channels=tuple(replace(c, update_latency_s=0.0) for c in scenario.channels))
     event_path = next(s for s in strategies(intervals, args.buffer) if s.batch_interval_s is None and s.buffer is None)
     instant_outcome = simulate(instant, event_path, LatencySampler(values, grid, random.Random(args.seed)))
-    return {"instant_channels_oversold_units": instant_outcome.oversold_units,
-            "scenario": {"seed": args.seed, "hours": args.hours, "buyers_per_hour": args.buyers_per_hour,
-                         "skus": args.skus, "stock": f"1 to {args.max_stock} per SKU", "buffer": args.buffer,
-                         "channels": [c.__dict__ for c in scenario.channels]},
-            "latency_source": source, "outcomes": [o.as_row() for o in outcomes]}
+    return {
+        "instant_channels_oversold_units": instant_outcome.oversold_units,
+        "scenario": {
+            "seed": args.seed,
+            "hours": args.hours,
+            "buyers_per_hour": args.buyers_per_hour,
+            "skus": args.skus,
+            "stock": f"1 to {args.max_stock} per SKU",
+            "buffer": args.buffer,
+            "channels": [c.__dict__ for c in scenario.channels],
+        },
+        "latency_source": source,
+        "outcomes": [o.as_row() for o in outcomes],
+    }
 
 
 def table(result: dict[str, Any]) -> str:
-    head = ("| strategy | orders | units sold | oversold units | cancelled orders | unsold because of the buffer "
-            "| buyers turned away |")
+    head = (
+        "| strategy | orders | units sold | oversold units | cancelled orders | unsold because of the buffer "
+        "| buyers turned away |"
+    )
     rows = [head, "|---|---|---|---|---|---|---|"]
     for o in result["outcomes"]:
-        rows.append(f"| {o['strategy']} | {o['orders']:,} | {o['units_sold']:,} | {o['oversold_units']:,} | "
-                    f"{o['cancelled_orders']:,} | {o['unsold_because_of_buffer']:,} | {o['turned_away']:,} |")
+        rows.append(
+            f"| {o['strategy']} | {o['orders']:,} | {o['units_sold']:,} | {o['oversold_units']:,} | "
+            f"{o['cancelled_orders']:,} | {o['unsold_because_of_buffer']:,} | {o['turned_away']:,} |"
+        )
     return "\n".join(rows)
 
 
@@ -93,12 +118,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
     height = 0.27
     ax.barh([i - height for i in y], [o["oversold_units"] for o in outcomes], height, label="oversold units")
     ax.barh(list(y), [o["cancelled_orders"] for o in outcomes], height, label="cancelled orders")
-    ax.barh([i + height for i in y], [o["unsold_because_of_buffer"] for o in outcomes], height,
-            label="units unsold because of the buffer")
+    ax.barh(
+        [i + height for i in y],
+        [o["unsold_because_of_buffer"] for o in outcomes],
+        height,
+        label="units unsold because of the buffer",
+    )
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
-    ax.set_xlabel(f"over {result['scenario']['hours']:g} h, {result['scenario']['buyers_per_hour']:g} buyers/h, "
-                  f"{result['scenario']['skus']} SKUs, seed {result['scenario']['seed']}")
+    ax.set_xlabel(
+        f"over {result['scenario']['hours']:g} h, {result['scenario']['buyers_per_hour']:g} buyers/h, "
+        f"{result['scenario']['skus']} SKUs, seed {result['scenario']['seed']}"
+    )
     ax.set_title("Oversells and buffer losses: batch sync against Stocksync's event path")
     ax.legend()
     ax.grid(True, axis="x", alpha=0.3)
@@ -110,55 +141,60 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def markdown(result: dict[str, Any], command: str) -> str:
     s = result["scenario"]
-    channels = ", ".join(f"{c['name']} ({c['share']:.0%} of buyers, shows a quantity {c['update_latency_s']:g} s "
-                         f"after accepting it)" for c in s["channels"])
-    return "\n".join([
-        "# The oversell simulator",
-        "",
-        "Generated by `make simulate` (`bench/simulator/`); do not edit by hand.",
-        f"Command: `{command}`.",
-        "",
-        "## The day simulated",
-        "",
-        f"- {s['skus']:,} SKUs with {s['stock']} (low stock everywhere), Zipf-like popularity (s = 1).",
-        f"- {s['buyers_per_hour']:g} buyers an hour over {s['hours']:g} hours, Poisson on each channel; "
-        "nine in ten want one unit, one in ten two.",
-        f"- Channels: {channels}. The channels' own latencies are assumptions, the same for every strategy.",
-        "- A buyer buys only if the channel shows enough; the channel lowers its own listing on a sale. An order "
-        "the stock cannot cover is cancelled by the merchant (one cancelled order; its missing units are "
-        "oversold units). Units unsold because of the buffer: per SKU, the units still in stock at the end of "
-        "the day that buyers asked for while the buffer rule hid them (the smaller of the two).",
-        "- Batch sync: every N minutes the tool reads the stock and pushes it to every channel (Channable every "
-        "5 min, Sellbrite 15 min, Lengow hourly).",
-        "- Stocksync: after every change each channel is told after the event path's latency, "
-        f"{result['latency_source']}.",
-        f"- Buffer rule: \"0 when quantity <= {s['buffer']}\" on every channel, evaluated by the rule engine's "
-        "own code (`rule_engine.domain.rules.channel_quantity`).",
-        f"- Seed {s['seed']}: every strategy sees the very same buyers, and a rerun gives the same table.",
-        "",
-        "## Results",
-        "",
-        table(result),
-        "",
-        f"With the event path, what oversells remain comes from the channels' own update latency: the same "
-        f"run with channels that show a quantity the moment they accept it oversells "
-        f"{result['instant_channels_oversold_units']} units.",
-        "",
-        "![simulator](img/simulator.png)",
-        "",
-        "## Reproduce",
-        "",
-        "```sh",
-        "make simulate",
-        'make simulate SIM_ARGS="--seed 7 --buyers-per-hour 1200 --buffer 2"',
-        "```",
-        "",
-    ])
+    channels = ", ".join(
+        f"{c['name']} ({c['share']:.0%} of buyers, shows a quantity {c['update_latency_s']:g} s after accepting it)"
+        for c in s["channels"]
+    )
+    return "\n".join(
+        [
+            "# The oversell simulator",
+            "",
+            "Generated by `make simulate` (`bench/simulator/`); do not edit by hand.",
+            f"Command: `{command}`.",
+            "",
+            "## The day simulated",
+            "",
+            f"- {s['skus']:,} SKUs with {s['stock']} (low stock everywhere), Zipf-like popularity (s = 1).",
+            f"- {s['buyers_per_hour']:g} buyers an hour over {s['hours']:g} hours, Poisson on each channel; "
+            "nine in ten want one unit, one in ten two.",
+            f"- Channels: {channels}. The channels' own latencies are assumptions, the same for every strategy.",
+            "- A buyer buys only if the channel shows enough; the channel lowers its own listing on a sale. An order "
+            "the stock cannot cover is cancelled by the merchant (one cancelled order; its missing units are "
+            "oversold units). Units unsold because of the buffer: per SKU, the units still in stock at the end of "
+            "the day that buyers asked for while the buffer rule hid them (the smaller of the two).",
+            "- Batch sync: every N minutes the tool reads the stock and pushes it to every channel (Channable every "
+            "5 min, Sellbrite 15 min, Lengow hourly).",
+            "- Stocksync: after every change each channel is told after the event path's latency, "
+            f"{result['latency_source']}.",
+            f'- Buffer rule: "0 when quantity <= {s["buffer"]}" on every channel, evaluated by the rule engine\'s '
+            "own code (`rule_engine.domain.rules.channel_quantity`).",
+            f"- Seed {s['seed']}: every strategy sees the very same buyers, and a rerun gives the same table.",
+            "",
+            "## Results",
+            "",
+            table(result),
+            "",
+            f"With the event path, what oversells remain comes from the channels' own update latency: the same "
+            f"run with channels that show a quantity the moment they accept it oversells "
+            f"{result['instant_channels_oversold_units']} units.",
+            "",
+            "![simulator](img/simulator.png)",
+            "",
+            "## Reproduce",
+            "",
+            "```sh",
+            "make simulate",
+            'make simulate SIM_ARGS="--seed 7 --buyers-per-hour 1200 --buffer 2"',
+            "```",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench.simulator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.simulator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--buyers-per-hour", type=float, default=600.0)
@@ -167,8 +203,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--buffer", type=int, default=3)
     parser.add_argument("--intervals", default="5,15,60", help="batch intervals in minutes")
     parser.add_argument("--bench-json", type=Path, default=REPO / "bench" / "results" / "latest.json")
-    parser.add_argument("--docs", action=argparse.BooleanOptionalAction, default=True,
-                        help="write docs/simulator.md and docs/img/simulator.png")
+    parser.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write docs/simulator.md and docs/img/simulator.png",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     result = run(args)

@@ -93,7 +93,7 @@ class Scenario:
     def demand(self) -> list[Demand]:
         """Buyers on every channel, merged in time order; seeded."""
         rng = random.Random(self.seed)
-        weights = [1.0 / (k ** self.catalogue.zipf_s) for k in range(1, self.catalogue.skus + 1)]
+        weights = [1.0 / (k**self.catalogue.zipf_s) for k in range(1, self.catalogue.skus + 1)]
         cumulative: list[float] = []
         total = 0.0
         for w in weights:
@@ -121,8 +121,15 @@ class Strategy:
     def rules(self, channels: Sequence[ChannelSpec]) -> list[Rule]:
         if self.buffer is None:
             return []
-        return [Rule(uuid.uuid5(NAMESPACE, f"buffer-{self.buffer}"), 0, Condition("<=", self.buffer),
-                     Action("set", 0), frozenset(c.connection_id for c in channels))]
+        return [
+            Rule(
+                uuid.uuid5(NAMESPACE, f"buffer-{self.buffer}"),
+                0,
+                Condition("<=", self.buffer),
+                Action("set", 0),
+                frozenset(c.connection_id for c in channels),
+            )
+        ]
 
 
 @dataclass

@@ -13,8 +13,16 @@ PATH = "/listings/2021-08-01/items/S1/{sku}?marketplaceIds=A1PA6795UKMFR9"
 
 
 def body(quantity: Any) -> dict[str, Any]:
-    return {"productType": "PRODUCT", "patches": [{"op": "merge", "path": "/attributes/fulfillment_availability",
-            "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": quantity}]}]}
+    return {
+        "productType": "PRODUCT",
+        "patches": [
+            {
+                "op": "merge",
+                "path": "/attributes/fulfillment_availability",
+                "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": quantity}],
+            }
+        ],
+    }
 
 
 def account(**limits: Any) -> TestClient:

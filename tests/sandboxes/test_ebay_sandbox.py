@@ -33,15 +33,18 @@ def test_more_than_25_requests_are_refused() -> None:
 
 def test_a_listing_revised_too_often_today_is_refused() -> None:
     client = seller(daily_revisions=2)
-    codes = [client.post(URL, headers=HEADERS, json={"requests": [request("A", n)]}).json()["responses"][0]
-             ["statusCode"] for n in range(3)]
+    codes = [
+        client.post(URL, headers=HEADERS, json={"requests": [request("A", n)]}).json()["responses"][0]["statusCode"]
+        for n in range(3)
+    ]
     assert codes == [200, 200, 400]
 
 
 def test_read_back_shows_the_current_quantity() -> None:
     client = seller()
     client.post(URL, headers=HEADERS, json={"requests": [request("B", 6)]})
-    answer = client.post("/sell/inventory/v1/bulk_get_inventory_item", headers=HEADERS,
-                         json={"requests": [{"sku": "B"}]})
+    answer = client.post(
+        "/sell/inventory/v1/bulk_get_inventory_item", headers=HEADERS, json={"requests": [{"sku": "B"}]}
+    )
     item = answer.json()["responses"][0]["inventoryItem"]
     assert item["availability"]["shipToLocationAvailability"]["quantity"] == 6

@@ -11,9 +11,18 @@ from fastapi.testclient import TestClient
 from stocksync_sandboxes.generic import GenericSandboxSettings, create_app, expected_signature
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-BODY = orjson.dumps({"type": "inventory.quantities.updated", "timestamp": 1,
-                     "data": {"quantities": [{"sku": "A", "location": "default", "quantity": 2, "version": 1},
-                                             {"sku": "Z", "location": "default", "quantity": 2, "version": 1}]}})
+BODY = orjson.dumps(
+    {
+        "type": "inventory.quantities.updated",
+        "timestamp": 1,
+        "data": {
+            "quantities": [
+                {"sku": "A", "location": "default", "quantity": 2, "version": 1},
+                {"sku": "Z", "location": "default", "quantity": 2, "version": 1},
+            ]
+        },
+    }
+)
 
 
 def receiver() -> TestClient:

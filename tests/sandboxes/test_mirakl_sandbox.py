@@ -44,6 +44,7 @@ def test_a_file_without_the_stock_columns_is_refused() -> None:
 
 
 def test_a_wrong_api_key_is_401() -> None:
-    answer = shop().post("/api/offers/stock/imports", headers={"Authorization": "nope"},
-                         files={"file": ("s.csv", CSV, "text/csv")})
+    answer = shop().post(
+        "/api/offers/stock/imports", headers={"Authorization": "nope"}, files={"file": ("s.csv", CSV, "text/csv")}
+    )
     assert answer.status_code == 401

@@ -17,8 +17,9 @@ def seller() -> TestClient:
 
 def test_an_update_sets_the_amount() -> None:
     client = seller()
-    answer = client.put("/v3/inventory?sku=A", headers=HEADERS,
-                        json={"sku": "A", "quantity": {"unit": "EACH", "amount": 3}})
+    answer = client.put(
+        "/v3/inventory?sku=A", headers=HEADERS, json={"sku": "A", "quantity": {"unit": "EACH", "amount": 3}}
+    )
     assert answer.json()["quantity"]["amount"] == 3
     assert client.get("/_sandbox/listings").json()["listings"][0]["quantity"] == 3
 
@@ -35,6 +36,7 @@ def test_missing_headers_a_mismatched_sku_and_an_unknown_sku_are_refused() -> No
 def test_an_injected_429_carries_retry_after() -> None:
     client = seller()
     client.post("/_sandbox/fail-next", json={"status_code": 429, "retry_after": 3})
-    answer = client.put("/v3/inventory?sku=A", headers=HEADERS,
-                        json={"sku": "A", "quantity": {"unit": "EACH", "amount": 1}})
+    answer = client.put(
+        "/v3/inventory?sku=A", headers=HEADERS, json={"sku": "A", "quantity": {"unit": "EACH", "amount": 1}}
+    )
     assert (answer.status_code, answer.headers["Retry-After"]) == (429, "3")

@@ -17,22 +17,27 @@ def store(**limits: object) -> TestClient:
 
 def test_a_wrong_consumer_secret_is_401_and_changes_nothing() -> None:
     client = store()
-    answer = client.post("/wp-json/wc/v3/products/batch", json={"update": [{"id": 11, "stock_quantity": 1}]},
-                         auth=("ck_1", "wrong"))
+    answer = client.post(
+        "/wp-json/wc/v3/products/batch", json={"update": [{"id": 11, "stock_quantity": 1}]}, auth=("ck_1", "wrong")
+    )
     assert answer.status_code == 401
     assert client.get("/_sandbox/listings").json()["listings"][0]["quantity"] == 5
 
 
 def test_more_than_100_objects_are_refused_whole() -> None:
-    answer = store().post("/wp-json/wc/v3/products/batch", auth=AUTH,
-                          json={"update": [{"id": 11, "stock_quantity": 1}] * 101})
+    answer = store().post(
+        "/wp-json/wc/v3/products/batch", auth=AUTH, json={"update": [{"id": 11, "stock_quantity": 1}] * 101}
+    )
     assert answer.status_code == 413
     assert answer.json()["code"] == "rest_request_entity_too_large"
 
 
 def test_each_object_is_answered_on_its_own() -> None:
-    answer = store().post("/wp-json/wc/v3/products/batch", auth=AUTH,
-                          json={"update": [{"id": 11, "stock_quantity": 3}, {"id": 99, "stock_quantity": 3}]})
+    answer = store().post(
+        "/wp-json/wc/v3/products/batch",
+        auth=AUTH,
+        json={"update": [{"id": 11, "stock_quantity": 3}, {"id": 99, "stock_quantity": 3}]},
+    )
     assert answer.status_code == 200
     first, second = answer.json()["update"]
     assert (first["id"], first["stock_quantity"]) == (11, 3)

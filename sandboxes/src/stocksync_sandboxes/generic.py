@@ -111,7 +111,7 @@ def create_app(settings: GenericSandboxSettings) -> FastAPI:
             elif listing is None:
                 rejected.append({"sku": sku, "location": location, "message": f"unknown SKU {sku}"})
             else:
-                market.apply(listing, quantity)
+                market.apply(listing, int(quantity or 0))
                 applied.append(sku)
         if failed:
             # A receiver that fails part-way answers 5xx; what it applied stays applied,

@@ -64,8 +64,11 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
     async def openapi() -> dict[str, Any]:
         merged: dict[str, Any] = {
             "openapi": "3.1.0",
-            "info": {"title": "Stocksync", "version": "0.1.0",
-                     "description": "Every public path of Stocksync behind one base URL."},
+            "info": {
+                "title": "Stocksync",
+                "version": "0.1.0",
+                "description": "Every public path of Stocksync behind one base URL.",
+            },
             "paths": {},
             "components": {"schemas": {}, "securitySchemes": {}},
         }

@@ -68,16 +68,26 @@ class EmbeddedPostgres:
             _ensure_permissions(self.data_dir)
         bin_dir = POSTGRES_BIN_PATH
         if not (self.data_dir / "PG_VERSION").exists():
-            _run_as([str(bin_dir / "initdb"), "-D", str(self.data_dir), "--auth=trust",
-                     "--encoding=utf8", "-U", "postgres"])
+            _run_as(
+                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "--auth=trust", "--encoding=utf8", "-U", "postgres"]
+            )
         if not self._accepts_connections():
-            _run_as([
-                str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
-                "-l", str(self.data_dir / "server.log"),
-                "-o", f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 "
-                      "-c fsync=on -c synchronous_commit=on",
-                "start",
-            ])
+            _run_as(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.data_dir / "server.log"),
+                    "-o",
+                    f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300 "
+                    "-c fsync=on -c synchronous_commit=on",
+                    "start",
+                ]
+            )
         self._wait_ready()
         self._ensure_database()
 
@@ -105,11 +115,23 @@ class EmbeddedPostgres:
         raise RuntimeError(f"embedded PostgreSQL did not become ready; see {self.data_dir / 'server.log'}")
 
     def _ensure_database(self) -> None:
-        psql = [str(POSTGRES_BIN_PATH / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                "-d", "postgres", "-tAc"]
+        psql = [
+            str(POSTGRES_BIN_PATH / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
         exists = subprocess.run(
             [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         if exists != "1":
             subprocess.run([*psql, f'CREATE DATABASE "{self.database}"'], check=True, capture_output=True)
