@@ -196,7 +196,16 @@ class Stack:
         return process
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
+        """Stop sandboxes and gateway first, then the services in the order events flow.
+
+        Each service stops after the one that feeds it, so it consumes what its upstream
+        published while stopping. The embedded broker keeps records in memory: an event
+        still unconsumed when it stops is gone, and that SKU's next change (absolute
+        values) corrects what it would have said.
+        """
+        flow = ["order-ingest", "stock-ledger", "rule-engine", "channel-publisher"]
+        others = [name for name in reversed(list(self.processes)) if name not in flow]
+        for name in [*others, *[n for n in flow if n in self.processes]]:
             self.processes[name].stop()
         self.processes.clear()
         if self.broker is not None:
