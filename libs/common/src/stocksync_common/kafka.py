@@ -124,9 +124,11 @@ class BatchConsumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             max_poll_interval_ms=300_000,
-            # A join waits at most this long for members that died without leaving (a
-            # killed instance), instead of the whole poll interval.
-            rebalance_timeout_ms=20_000,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            # A join waits at most this long for members to rejoin, instead of the whole
+            # poll interval.
+            rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         )
 
     async def start(self) -> None:

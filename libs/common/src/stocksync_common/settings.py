@@ -35,6 +35,14 @@ class ServiceSettings(BaseSettings):
     # sustained twice the order rate of 5 ms in `make bench` (docs/BENCHMARKS.md).
     kafka_fetch_max_wait_ms: int = Field(15, ge=0, le=500)
     kafka_max_batch: int = Field(500, ge=1)
+    # Group membership. A member that stops heartbeating (killed, or one whose leave
+    # the broker ignores: the embedded broker does) holds its partitions until the
+    # session times out, and every join waits for it; short values move partitions
+    # sooner after a crash. The heartbeat must be well under the session timeout.
+    kafka_session_timeout_ms: int = Field(6_000, ge=1_000, le=300_000)
+    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, le=60_000)
+    # How long a join waits for the members that are still alive to rejoin.
+    kafka_rebalance_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
@@ -54,6 +62,12 @@ class ServiceSettings(BaseSettings):
             if url.startswith(scheme):
                 return "postgresql+asyncpg://" + url.removeprefix(scheme)
         return url
+
+    @model_validator(mode="after")
+    def _heartbeat_within_the_session(self) -> ServiceSettings:
+        if self.kafka_heartbeat_interval_ms * 3 > self.kafka_session_timeout_ms:
+            raise ValueError("KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of KAFKA_SESSION_TIMEOUT_MS")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> ServiceSettings:

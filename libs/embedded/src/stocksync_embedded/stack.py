@@ -61,7 +61,7 @@ class ManagedProcess:
             self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         if self.health_url is None:
             return
         deadline = time.monotonic() + timeout
