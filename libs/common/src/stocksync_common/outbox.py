@@ -16,6 +16,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -35,17 +36,37 @@ BACKLOG = Gauge("stocksync_outbox_backlog", "Outbox rows waiting to be published
 BACKLOG_SAMPLE_INTERVAL_S = 5.0
 
 
+OUTBOX_COLUMNS = ("topic", "key", "payload", "event_type", "causation_id")
+
+
+def outbox_row(event: Event) -> tuple[str, bytes, bytes, str, str]:
+    """The values of an event's outbox row, in the order of `OUTBOX_COLUMNS`."""
+    topic = topic_for(event)
+    return topic.name, topic.key_of(event), encode_event(event), type(event).__name__, event.causation_id
+
+
+def outbox_arrays(events: Iterable[Event]) -> tuple[list[Any], ...]:
+    """The outbox rows of events as one list per column: the parameters of `outbox_insert_sql`."""
+    rows = [outbox_row(event) for event in events]
+    return tuple([row[i] for row in rows] for i in range(len(OUTBOX_COLUMNS)))
+
+
+def outbox_insert_sql(outbox: sa.Table, first_parameter: int) -> str:
+    """An INSERT of outbox rows from five array parameters ($n to $n+4, `outbox_arrays`),
+    for asyncpg (stocksync_common.raw_connection); ids are given in array order and
+    returned. Usable as a CTE beside the state change it announces."""
+    n = first_parameter
+    return (
+        f"INSERT INTO {outbox.fullname} ({', '.join(OUTBOX_COLUMNS)}) "
+        "SELECT o.topic, o.key, o.payload, o.event_type, o.causation_id "
+        f"FROM unnest(${n}::text[], ${n + 1}::bytea[], ${n + 2}::bytea[], ${n + 3}::text[], ${n + 4}::text[]) "
+        "WITH ORDINALITY AS o(topic, key, payload, event_type, causation_id, n) "
+        "ORDER BY o.n RETURNING id"
+    )
+
+
 async def add_to_outbox(conn: AsyncConnection, outbox: sa.Table, events: Iterable[Event]) -> list[int]:
-    rows = [
-        {
-            "topic": topic_for(event).name,
-            "key": topic_for(event).key_of(event),
-            "payload": encode_event(event),
-            "event_type": type(event).__name__,
-            "causation_id": event.causation_id,
-        }
-        for event in events
-    ]
+    rows = [dict(zip(OUTBOX_COLUMNS, outbox_row(event), strict=True)) for event in events]
     if not rows:
         return []
     result = await conn.execute(sa.insert(outbox).returning(outbox.c.id), rows)

@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import ConnectionChanged, OrderLineMoved, utcnow
 from stocksync_common.db import claim_events
-from stocksync_common.kafka import encode_event
+from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import raw_transaction
-from stocksync_common.topics import CONNECTIONS, topic_for
+from stocksync_common.topics import CONNECTIONS
 
 from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
 from order_ingest.domain.connections import InboundConnection
@@ -174,12 +174,7 @@ WITH moved AS (
         replayed_at = coalesce($12::timestamptz, replayed_at)
     WHERE delivery_id = $1::uuid
 ), events AS (
-    INSERT INTO {outbox.fullname} (topic, key, payload, event_type, causation_id)
-    SELECT e.topic, e.key, e.payload, e.event_type, e.causation_id
-    FROM unnest($13::text[], $14::bytea[], $15::bytea[], $16::text[], $17::text[]) WITH ORDINALITY
-        AS e(topic, key, payload, event_type, causation_id, n)
-    ORDER BY e.n
-    RETURNING id
+    {outbox_insert_sql(outbox, 13)}
 )
 SELECT id FROM events ORDER BY id
 """
@@ -277,7 +272,6 @@ async def _advance_lines(
         }
         for m in movements
     ]
-    rows = [_outbox_row(_event(connection, m, at)) for m in movements]
     ids = await conn.fetch(
         RECORD_MOVEMENTS_SQL,
         delivery_id,
@@ -292,15 +286,9 @@ async def _advance_lines(
         len(produced),
         orjson.dumps(produced).decode(),
         replayed_at,
-        *(list(column) for column in zip(*rows, strict=True)) if rows else ([], [], [], [], []),
+        *outbox_arrays(_event(connection, m, at) for m in movements),
     )
     return movements, [row["id"] for row in ids]
-
-
-def _outbox_row(event: OrderLineMoved) -> tuple[str, bytes, bytes, str, str]:
-    # What stocksync_common.outbox.add_to_outbox writes for an event.
-    topic = topic_for(event)
-    return topic.name, topic.key_of(event), encode_event(event), type(event).__name__, event.causation_id
 
 
 def _event(connection: InboundConnection, movement: LineMovement, received_at: datetime) -> OrderLineMoved:

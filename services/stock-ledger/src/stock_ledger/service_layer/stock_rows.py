@@ -133,38 +133,20 @@ class SkuChange:
         return self.after.version > self.before.version
 
 
-async def save_stock_changes(conn: AsyncConnection, changes: Sequence[SkuChange]) -> list[StockChanged]:
-    """Write the rows, the StockChanged and OversellDetected events, and open or close oversells.
+@dataclass(frozen=True)
+class StockWrites:
+    """What saving a transaction's stock changes writes, worked out before any I/O."""
 
-    The caller holds the rows' locks and has given a new version to every change of
-    on_hand or reserved.
-    """
+    changes: list[SkuChange]  # those whose row changes
+    stock_events: list[StockChanged]
+    events: list[Event]  # for the outbox: every StockChanged and OversellDetected, in order
+    opened: list[dict[str, Any]]  # new oversell rows
+    recovered: list[SkuKey]  # SKUs whose open oversells close
+
+
+def plan_stock_changes(changes: Sequence[SkuChange], now: datetime) -> StockWrites:
+    """The rows, events and oversells that `changes` call for (and count the oversells)."""
     changes = [c for c in changes if c.after != c.before]
-    if not changes:
-        return []
-    now = utcnow()
-    s = stock_items.c
-    saved = unnest_rows(
-        "saved",
-        merchant_id=([c.key[0] for c in changes], s.merchant_id.type),
-        sku=([c.key[1] for c in changes], s.sku.type),
-        location=([c.key[2] for c in changes], s.location.type),
-        on_hand=([c.after.on_hand for c in changes], s.on_hand.type),
-        reserved=([c.after.reserved for c in changes], s.reserved.type),
-        version=([c.after.version for c in changes], s.version.type),
-        snapshot_as_of=([c.after.watermark for c in changes], s.snapshot_as_of.type),
-    )
-    await conn.execute(
-        sa.update(stock_items)
-        .where(matches_key(stock_items, saved))
-        .values(
-            on_hand=saved.c.on_hand,
-            reserved=saved.c.reserved,
-            version=saved.c.version,
-            snapshot_as_of=saved.c.snapshot_as_of,
-            updated_at=now,
-        )
-    )
     stock_events: list[StockChanged] = []
     events: list[Event] = []
     opened: list[dict[str, Any]] = []
@@ -215,16 +197,52 @@ async def save_stock_changes(conn: AsyncConnection, changes: Sequence[SkuChange]
             OVERSELLS.inc()
             OVERSOLD_UNITS.inc(oversold)
     recovered = [c.key for c in changes if c.before.available < 0 <= c.after.available]
-    if recovered:
+    return StockWrites(changes, stock_events, events, opened, recovered)
+
+
+async def save_stock_changes(conn: AsyncConnection, changes: Sequence[SkuChange]) -> list[StockChanged]:
+    """Write the rows, the StockChanged and OversellDetected events, and open or close oversells.
+
+    The caller holds the rows' locks and has given a new version to every change of
+    on_hand or reserved.
+    """
+    now = utcnow()
+    writes = plan_stock_changes(changes, now)
+    changes = writes.changes
+    if not changes:
+        return []
+    s = stock_items.c
+    saved = unnest_rows(
+        "saved",
+        merchant_id=([c.key[0] for c in changes], s.merchant_id.type),
+        sku=([c.key[1] for c in changes], s.sku.type),
+        location=([c.key[2] for c in changes], s.location.type),
+        on_hand=([c.after.on_hand for c in changes], s.on_hand.type),
+        reserved=([c.after.reserved for c in changes], s.reserved.type),
+        version=([c.after.version for c in changes], s.version.type),
+        snapshot_as_of=([c.after.watermark for c in changes], s.snapshot_as_of.type),
+    )
+    await conn.execute(
+        sa.update(stock_items)
+        .where(matches_key(stock_items, saved))
+        .values(
+            on_hand=saved.c.on_hand,
+            reserved=saved.c.reserved,
+            version=saved.c.version,
+            snapshot_as_of=saved.c.snapshot_as_of,
+            updated_at=now,
+        )
+    )
+    if writes.recovered:
         await conn.execute(
             sa.update(oversells)
             .where(
                 oversells.c.resolved_at.is_(None),
-                sa.tuple_(oversells.c.merchant_id, oversells.c.sku, oversells.c.location).in_(recovered),
+                sa.tuple_(oversells.c.merchant_id, oversells.c.sku, oversells.c.location).in_(writes.recovered),
             )
             .values(resolved_at=now)
         )
-    if opened:
-        await conn.execute(sa.insert(oversells), opened)
-    await add_to_outbox(conn, outbox, events)
-    return stock_events
+    if writes.opened:
+        await conn.execute(sa.insert(oversells), writes.opened)
+    await add_to_outbox(conn, outbox, writes.events)
+    return writes.stock_events
