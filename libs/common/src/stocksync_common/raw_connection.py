@@ -38,3 +38,18 @@ async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[Any]:
             if driver.is_closed() or driver.is_in_transaction():
                 await conn.invalidate()
             raise
+
+
+@asynccontextmanager
+async def raw_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """An asyncpg connection from the engine's pool, outside any transaction: for a
+    single statement (its own implicit transaction)."""
+    async with engine.connect() as conn:
+        pooled = await conn.get_raw_connection()
+        driver: Any = pooled.driver_connection
+        try:
+            yield driver
+        except BaseException:
+            if driver.is_closed() or driver.is_in_transaction():
+                await conn.invalidate()
+            raise

@@ -19,17 +19,19 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.logging import causation
+from stocksync_common.raw_connection import raw_connection, raw_transaction
 
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
@@ -50,6 +52,7 @@ from channel_publisher.domain.pushes import (
 )
 from channel_publisher.service_layer.connections import Connection, load_connection
 from channel_publisher.service_layer.drift import run_drift_checks
+from channel_publisher.service_layer.queue import uuid_array_literal
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,164 @@ ADAPTERS: dict[str, Any] = {
     "walmart": WalmartAdapter,
     "generic": GenericWebhookAdapter,
 }
+
+
+# The hot path is hand-written SQL on asyncpg (stocksync_common.raw_connection): a drain
+# takes its batch in one statement and settles it in one, where SQLAlchemy took seven.
+
+# Per connection with pending rows: how many, and whether any is due (not waiting for a
+# retry, connection not paused).
+DUE_SQL = f"""
+SELECT p.connection_id, count(*) AS pending,
+       coalesce(bool_or(c.connection_id IS NOT NULL AND (p.not_before IS NULL OR p.not_before <= $1)
+                        AND (c.paused_at IS NULL OR c.resume_at <= $1)), false) AS due
+FROM {pending_pushes.fullname} p
+LEFT JOIN {connections.fullname} c ON c.connection_id = p.connection_id
+GROUP BY p.connection_id
+"""
+
+# The connection's pause state, and (unless paused) up to a batch of its due rows,
+# locked with SKIP LOCKED, each with what the channel last accepted and its listing.
+TAKE_SQL = f"""
+SELECT c.paused_at, c.resume_at, c.consecutive_failures,
+       p.connection_id, p.sku, p.location, p.merchant_id, p.quantity, p.version, p.stock_version, p.rule_ids,
+       p.causation_id, p.origin_received_at, p.attempts, coalesce(s.version, 0) AS sent_version,
+       l.external::text AS external
+FROM {connections.fullname} c
+LEFT JOIN LATERAL (
+    SELECT * FROM {pending_pushes.fullname} q
+    WHERE q.connection_id = c.connection_id
+      AND (q.not_before IS NULL OR q.not_before <= $2)
+      AND (c.paused_at IS NULL OR c.resume_at <= $2)
+    ORDER BY q.enqueued_at, q.sku
+    LIMIT $3
+    FOR UPDATE OF q SKIP LOCKED
+) p ON true
+LEFT JOIN {last_sent.fullname} s ON s.connection_id = p.connection_id AND s.sku = p.sku AND s.location = p.location
+LEFT JOIN {listings.fullname} l ON l.connection_id = p.connection_id AND l.sku = p.sku AND l.location = p.location
+WHERE c.connection_id = $1
+ORDER BY p.enqueued_at, p.sku
+"""
+
+HISTORY_COLUMNS = (
+    "merchant_id",
+    "connection_id",
+    "sku",
+    "location",
+    "quantity",
+    "version",
+    "stock_version",
+    "rule_ids",
+    "causation_id",
+    "status",
+    "attempts",
+    "channel_response",
+    "origin_received_at",
+    "finished_at",
+    "sync_window_ms",
+)
+
+# What a call settled: `last_sent` moves forward for what was accepted, transient
+# failures wait, the history is written, and every settled row leaves the queue.
+SETTLE_SQL = f"""
+WITH sent AS (
+    INSERT INTO {last_sent.fullname} AS s (connection_id, sku, location, version, quantity, sent_at)
+    SELECT $1::uuid, a.sku, a.location, a.version, a.quantity, $2::timestamptz
+    FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS a(sku, location, version, quantity)
+    ON CONFLICT (connection_id, sku, location) DO UPDATE SET
+        version = excluded.version, quantity = excluded.quantity, sent_at = excluded.sent_at
+    WHERE s.version < excluded.version
+), postponed AS (
+    UPDATE {pending_pushes.fullname} AS p SET attempts = r.attempts, not_before = r.not_before
+    FROM unnest($7::text[], $8::text[], $9::bigint[], $10::int[], $11::timestamptz[])
+        AS r(sku, location, version, attempts, not_before)
+    WHERE p.connection_id = $1::uuid AND p.sku = r.sku AND p.location = r.location AND p.version = r.version
+), history AS (
+    INSERT INTO {pushes.fullname} ({", ".join(HISTORY_COLUMNS)})
+    SELECT h.merchant_id, h.connection_id, h.sku, h.location, h.quantity, h.version, h.stock_version,
+           h.rule_ids::uuid[], h.causation_id, h.status, h.attempts, h.channel_response, h.origin_received_at,
+           h.finished_at, h.sync_window_ms
+    FROM unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[],
+                $19::text[], $20::text[], $21::text[], $22::int[], $23::text[], $24::timestamptz[],
+                $25::timestamptz[], $26::float8[]) WITH ORDINALITY
+        AS h(merchant_id, connection_id, sku, location, quantity, version, stock_version, rule_ids, causation_id,
+             status, attempts, channel_response, origin_received_at, finished_at, sync_window_ms, n)
+    ORDER BY h.n
+), settled AS (
+    DELETE FROM {pending_pushes.fullname} AS p
+    USING unnest($27::text[], $28::text[], $29::bigint[]) AS d(sku, location, version)
+    WHERE p.connection_id = $1::uuid AND p.sku = d.sku AND p.location = d.location AND p.version = d.version
+)
+SELECT 1
+"""
+
+# A connection's health: a call that did not fail as a whole clears failures and pause.
+HEALTH_RESET_SQL = f"""
+UPDATE {connections.fullname} SET consecutive_failures = 0, paused_at = NULL, pause_reason = NULL, resume_at = NULL
+WHERE connection_id = $1::uuid
+"""
+
+# A call that failed as a whole: failures in a row, and the pause when $3 to $5 are set.
+HEALTH_FAILED_SQL = f"""
+UPDATE {connections.fullname}
+SET consecutive_failures = $2::int, paused_at = coalesce($3::timestamptz, paused_at),
+    pause_reason = coalesce($4::text, pause_reason), resume_at = coalesce($5::timestamptz, resume_at)
+WHERE connection_id = $1::uuid
+"""
+
+
+@dataclass(frozen=True)
+class _ConnectionState:
+    paused_at: datetime | None
+    resume_at: datetime | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A pending row taken for sending, with what the channel has and the listing."""
+
+    connection_id: uuid.UUID
+    sku: str
+    location: str
+    merchant_id: uuid.UUID
+    quantity: int
+    version: int
+    stock_version: int
+    rule_ids: list[uuid.UUID]
+    causation_id: str
+    origin_received_at: datetime | None
+    attempts: int
+    sent_version: int
+    external: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, record: Any) -> _Pending:
+        external = record["external"]
+        return cls(
+            record["connection_id"],
+            record["sku"],
+            record["location"],
+            record["merchant_id"],
+            record["quantity"],
+            record["version"],
+            record["stock_version"],
+            list(record["rule_ids"]),
+            record["causation_id"],
+            record["origin_received_at"],
+            record["attempts"],
+            record["sent_version"],
+            None if external is None else orjson.loads(external),
+        )
+
+
+def _history_values(entry: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(uuid_array_literal(entry[name]) if name == "rule_ids" else entry[name] for name in HISTORY_COLUMNS)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the array parameters of an `unnest`."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 class Publisher:
@@ -118,29 +279,14 @@ class Publisher:
         return self._stopping
 
     async def _start_due_drains(self) -> None:
-        now = utcnow()
-        async with self.engine.connect() as conn:
-            counts = (
-                await conn.execute(
-                    sa.select(pending_pushes.c.connection_id, sa.func.count()).group_by(pending_pushes.c.connection_id)
-                )
-            ).all()
-            due = set(
-                (
-                    await conn.execute(
-                        sa.select(pending_pushes.c.connection_id)
-                        .distinct()
-                        .join(connections, connections.c.connection_id == pending_pushes.c.connection_id)
-                        .where(
-                            sa.or_(pending_pushes.c.not_before.is_(None), pending_pushes.c.not_before <= now),
-                            sa.or_(connections.c.paused_at.is_(None), connections.c.resume_at <= now),
-                        )
-                    )
-                ).scalars()
-            )
-        for connection_id, count in counts:
-            PENDING.labels(str(connection_id)).set(count)
-        for connection_id in due:
+        async with raw_connection(self.engine) as conn:
+            rows = await conn.fetch(DUE_SQL, utcnow())
+        for row in rows:
+            PENDING.labels(str(row["connection_id"])).set(row["pending"])
+        for row in rows:
+            if not row["due"]:
+                continue
+            connection_id = row["connection_id"]
             task = self._drains.get(connection_id)
             if task is None or task.done():
                 self._drains[connection_id] = asyncio.create_task(self._drain(connection_id))
@@ -172,77 +318,42 @@ class Publisher:
 
     async def publish_due_pushes(self, connection_id: uuid.UUID) -> int:
         """Send one batch for one connection; return how many pending rows it settled."""
-        async with self.engine.begin() as conn:
-            found = await self.adapter_for(conn, connection_id)
+        found = self._adapters.get(connection_id)
+        if found is None:
+            async with self.engine.connect() as sa_conn:
+                found = await self.adapter_for(sa_conn, connection_id)
             if found is None:
                 return 0
-            connection, adapter = found
-            state = (
-                await conn.execute(
-                    sa.select(
-                        connections.c.paused_at, connections.c.resume_at, connections.c.consecutive_failures
-                    ).where(connections.c.connection_id == connection_id)
-                )
-            ).one()
-            now = utcnow()
+        connection, adapter = found
+        # Pacing first: a connection that must wait takes no rows (nor a statement).
+        wait = adapter.ready_in()
+        if wait > 0:
+            self.wake_later(wait)
+            return 0
+        now = utcnow()
+        async with raw_transaction(self.engine) as conn:
+            taken = await conn.fetch(TAKE_SQL, connection_id, now, adapter.batch_limit)
+            if not taken:
+                return 0  # the connection is gone
+            state = _ConnectionState(taken[0]["paused_at"], taken[0]["resume_at"], taken[0]["consecutive_failures"])
             if state.paused_at is not None and (state.resume_at is None or state.resume_at > now):
                 return 0
-            wait = adapter.ready_in()
-            if wait > 0:
-                self.wake_later(wait)
-                return 0
-            rows = (
-                await conn.execute(
-                    sa.select(pending_pushes)
-                    .where(
-                        pending_pushes.c.connection_id == connection_id,
-                        sa.or_(pending_pushes.c.not_before.is_(None), pending_pushes.c.not_before <= now),
-                    )
-                    .order_by(pending_pushes.c.enqueued_at, pending_pushes.c.sku)
-                    .limit(adapter.batch_limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = [_Pending.of(record) for record in taken if record["sku"] is not None]
             if not rows:
                 return 0
-            keys = [(row.sku, row.location) for row in rows]
-            sent = {
-                (r.sku, r.location): r.version
-                for r in (
-                    await conn.execute(
-                        sa.select(last_sent).where(
-                            last_sent.c.connection_id == connection_id,
-                            sa.tuple_(last_sent.c.sku, last_sent.c.location).in_(keys),
-                        )
-                    )
-                ).all()
-            }
-            mapping = {
-                (r.sku, r.location): dict(r.external)
-                for r in (
-                    await conn.execute(
-                        sa.select(listings).where(
-                            listings.c.connection_id == connection_id,
-                            sa.tuple_(listings.c.sku, listings.c.location).in_(keys),
-                        )
-                    )
-                ).all()
-            }
             to_send = []
             history: list[dict[str, Any]] = []
             for row in rows:
-                if sent.get((row.sku, row.location), 0) >= row.version:
+                if row.sent_version >= row.version:
                     continue  # stale: the channel already has something newer
-                if (row.sku, row.location) not in mapping:
+                if row.external is None:
                     history.append(_history(row, "unmapped", "no listing mapping for this SKU on the channel"))
                     continue
                 to_send.append(row)
             outcomes: dict[int, ItemOutcome] = {}
             call_failed = False
             if to_send:
-                items = [
-                    PushItem(r.sku, r.location, r.quantity, mapping[(r.sku, r.location)], r.version) for r in to_send
-                ]
+                items = [PushItem(r.sku, r.location, r.quantity, dict(r.external or {}), r.version) for r in to_send]
                 with causation(to_send[0].causation_id if len(to_send) == 1 else None):
                     try:
                         outcomes = (await adapter.push(items)).outcomes
@@ -266,84 +377,56 @@ class Publisher:
                         SYNC_WINDOW.labels(connection.channel_type).observe(
                             (finished - row.origin_received_at).total_seconds()
                         )
-            if accepted:
-                stmt = pg.insert(last_sent).values(
-                    [
-                        {
-                            "connection_id": connection_id,
-                            "sku": r.sku,
-                            "location": r.location,
-                            "version": r.version,
-                            "quantity": r.quantity,
-                            "sent_at": finished,
-                        }
-                        for r in accepted
-                    ]
-                )
-                await conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[last_sent.c.connection_id, last_sent.c.sku, last_sent.c.location],
-                        set_={
-                            "version": stmt.excluded.version,
-                            "quantity": stmt.excluded.quantity,
-                            "sent_at": stmt.excluded.sent_at,
-                        },
-                        where=last_sent.c.version < stmt.excluded.version,
-                    )
-                )
+            postponed: list[tuple[_Pending, int, datetime]] = []
             if retrying:
-                history.extend(await self._postpone(conn, retrying, finished))
-            if history:
-                await conn.execute(sa.insert(pushes), history)
+                postponed, retry_history = self._postpone(retrying, finished)
+                history.extend(retry_history)
             # Everything taken except what waits for a retry is settled: sent, rejected, unmapped or stale.
             retry_keys = {(r.sku, r.location) for r, _ in retrying}
             settled = [r for r in rows if (r.sku, r.location) not in retry_keys]
-            if settled:
-                await conn.execute(
-                    sa.delete(pending_pushes).where(
-                        pending_pushes.c.connection_id == connection_id,
-                        sa.tuple_(pending_pushes.c.sku, pending_pushes.c.location, pending_pushes.c.version).in_(
-                            [(r.sku, r.location, r.version) for r in settled]
-                        ),
-                    )
-                )
+            await conn.execute(
+                SETTLE_SQL,
+                connection_id,
+                finished,
+                *_columns([(r.sku, r.location, r.version, r.quantity) for r in accepted], 4),
+                *_columns(
+                    [(r.sku, r.location, r.version, attempts, not_before) for r, attempts, not_before in postponed], 5
+                ),
+                *_columns([_history_values(h) for h in history], len(HISTORY_COLUMNS)),
+                *_columns([(r.sku, r.location, r.version) for r in settled], 3),
+            )
             if to_send:
                 failed_whole = not accepted and (call_failed or len(retrying) == len(to_send))
                 CHANNEL_CALLS.labels(connection.channel_type, "failed" if failed_whole else "ok").inc()
                 await self._track_health(conn, connection, state, failed_whole, outcomes, finished)
             return len(settled)
 
-    async def _postpone(
-        self, conn: AsyncConnection, retrying: list[tuple[Any, ItemOutcome]], now: datetime
-    ) -> list[dict[str, Any]]:
+    def _postpone(
+        self, retrying: list[tuple[_Pending, ItemOutcome]], now: datetime
+    ) -> tuple[list[tuple[_Pending, int, datetime]], list[dict[str, Any]]]:
         """Only the items that failed transiently wait (backoff with jitter, never before Retry-After)."""
         soonest = None
+        postponed = []
         for row, outcome in retrying:
             delay = retry_delay(row.attempts + 1, outcome.retry_after)
             soonest = delay if soonest is None else min(soonest, delay)
-            await conn.execute(
-                sa.update(pending_pushes)
-                .where(
-                    pending_pushes.c.connection_id == row.connection_id,
-                    pending_pushes.c.sku == row.sku,
-                    pending_pushes.c.location == row.location,
-                    pending_pushes.c.version == row.version,
-                )
-                .values(attempts=row.attempts + 1, not_before=now + timedelta(seconds=delay))
-            )
+            postponed.append((row, row.attempts + 1, now + timedelta(seconds=delay)))
         log.warning(
             "channel call failed for %d items; retrying later",
             len(retrying),
             extra={"error": retrying[0][1].channel_response},
         )
         self.wake_later(min(soonest or 0.0, 60.0))
-        return [_history(row, "retrying", outcome.channel_response, now, row.attempts + 1) for row, outcome in retrying]
+        history = [
+            _history(row, "retrying", outcome.channel_response, now, row.attempts + 1) for row, outcome in retrying
+        ]
+        return postponed, history
 
     async def _track_health(
         self,
-        conn: AsyncConnection,
+        conn: Any,
         connection: Connection,
-        state: Any,
+        state: _ConnectionState,
         failed_whole: bool,
         outcomes: dict[int, ItemOutcome],
         now: datetime,
@@ -351,26 +434,21 @@ class Publisher:
         """Count calls failing as a whole; pause the connection at the threshold, resume on success."""
         if not failed_whole:
             if state.consecutive_failures or state.paused_at is not None:
-                await conn.execute(
-                    sa.update(connections)
-                    .where(connections.c.connection_id == connection.connection_id)
-                    .values(consecutive_failures=0, paused_at=None, pause_reason=None, resume_at=None)
-                )
+                await conn.execute(HEALTH_RESET_SQL, connection.connection_id)
                 if state.paused_at is not None:
                     log.warning("connection resumed by itself", extra={"connection_id": str(connection.connection_id)})
                 PAUSED.labels(str(connection.connection_id), connection.channel_type).set(0)
             return
         failures = state.consecutive_failures + 1
-        values: dict[str, Any] = {"consecutive_failures": failures}
+        pause: tuple[datetime | None, str | None, datetime | None] = (None, None, None)
         limits = connection.settings
         if failures >= int(limits.get("pause_after_failures", self.settings.pause_after_failures)):
             reason = next(iter(outcomes.values())).channel_response if outcomes else "channel calls failing"
-            values |= {
-                "paused_at": state.paused_at or now,
-                "pause_reason": f"{failures} failed calls in a row; last: {reason}"[:2000],
-                "resume_at": now
-                + timedelta(seconds=float(limits.get("pause_duration_s", self.settings.pause_duration_s))),
-            }
+            pause = (
+                state.paused_at or now,
+                f"{failures} failed calls in a row; last: {reason}"[:2000],
+                now + timedelta(seconds=float(limits.get("pause_duration_s", self.settings.pause_duration_s))),
+            )
             PAUSED.labels(str(connection.connection_id), connection.channel_type).set(1)
             log.error(
                 "connection paused: its channel keeps failing",
@@ -381,9 +459,7 @@ class Publisher:
                     "error": reason,
                 },
             )
-        await conn.execute(
-            sa.update(connections).where(connections.c.connection_id == connection.connection_id).values(**values)
-        )
+        await conn.execute(HEALTH_FAILED_SQL, connection.connection_id, failures, *pause)
 
     def wake_later(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self._wake.set)

@@ -9,74 +9,88 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import ChannelQuantityChanged, utcnow
-from stocksync_common.db import claim_events
+from stocksync_common.raw_connection import raw_connection
 from stocksync_common.topics import CHANNEL_QUANTITY
 
 from channel_publisher.adapters.tables import inbox, last_sent, pending_pushes
 
+# One statement per consumer batch on asyncpg (stocksync_common.raw_connection): claim
+# the event ids, keep the newest quantity per key whose event is new and newer than what
+# the channel accepted, and upsert it into the queue; returns the connections with work.
+ENQUEUE_SQL = f"""
+WITH claimed AS (
+    INSERT INTO {inbox.fullname} (event_id, topic)
+    SELECT unnest($1::uuid[]), $2::text
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+), queued AS (
+    SELECT c.*
+    FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::bigint[], $9::bigint[],
+                $10::bigint[], $11::text[], $12::text[], $13::timestamptz[]) WITH ORDINALITY
+        AS c(event_id, connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids,
+             causation_id, origin_received_at, n)
+    WHERE c.event_id IN (SELECT event_id FROM claimed)
+      AND NOT EXISTS (
+          SELECT FROM {last_sent.fullname} s
+          WHERE s.connection_id = c.connection_id AND s.sku = c.sku AND s.location = c.location
+            AND s.version >= c.version
+      )
+), upserted AS (
+    INSERT INTO {pending_pushes.fullname} AS p
+        (connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids, causation_id,
+         origin_received_at, enqueued_at, attempts, not_before)
+    SELECT connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids::uuid[],
+           causation_id, origin_received_at, $14::timestamptz, 0, NULL
+    FROM queued
+    ORDER BY n
+    ON CONFLICT (connection_id, sku, location) DO UPDATE SET
+        merchant_id = excluded.merchant_id, quantity = excluded.quantity, version = excluded.version,
+        stock_version = excluded.stock_version, rule_ids = excluded.rule_ids, causation_id = excluded.causation_id,
+        origin_received_at = excluded.origin_received_at, enqueued_at = excluded.enqueued_at,
+        attempts = excluded.attempts, not_before = excluded.not_before
+    -- A newer version replaces an older one; an older one arriving late does not.
+    WHERE p.version < excluded.version
+)
+SELECT DISTINCT connection_id FROM queued
+"""
+
+
+def uuid_array_literal(ids: Sequence[uuid.UUID]) -> str:
+    """A uuid[] as PostgreSQL's array text ('{a,b}'): how a list per row travels in an
+    `unnest` of text, cast back with `::uuid[]`."""
+    return "{" + ",".join(str(i) for i in ids) + "}"
+
 
 async def enqueue_channel_quantities(engine: AsyncEngine, changes: Sequence[ChannelQuantityChanged]) -> set[uuid.UUID]:
     """Record a consumer batch; return the connections that have new work."""
+    if not changes:
+        return set()
     newest: dict[tuple[uuid.UUID, str, str], ChannelQuantityChanged] = {}
     for change in changes:
         key = (change.connection_id, change.sku, change.location)
         if key not in newest or change.version > newest[key].version:
             newest[key] = change
-    now = utcnow()
-    async with engine.begin() as conn:
-        new_ids = await claim_events(conn, inbox, CHANNEL_QUANTITY.name, (c.event_id for c in changes))
-        fresh = [
-            newest[key]
-            for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))
-            if newest[key].event_id in new_ids
-        ]
-        if not fresh:
-            return set()
-        # One statement for the batch, not one per SKU: what the channels already accepted.
-        sent = {
-            (row.connection_id, row.sku, row.location): row.version
-            for row in await conn.execute(
-                sa.select(last_sent.c.connection_id, last_sent.c.sku, last_sent.c.location, last_sent.c.version).where(
-                    sa.tuple_(last_sent.c.connection_id, last_sent.c.sku, last_sent.c.location).in_(
-                        [(c.connection_id, c.sku, c.location) for c in fresh]
-                    )
-                )
-            )
-        }
-        queued = [c for c in fresh if sent.get((c.connection_id, c.sku, c.location), 0) < c.version]
-        rows = [
-            {
-                "connection_id": c.connection_id,
-                "sku": c.sku,
-                "location": c.location,
-                "merchant_id": c.merchant_id,
-                "quantity": c.quantity,
-                "version": c.version,
-                "stock_version": c.stock_version,
-                "rule_ids": list(c.rule_ids),
-                "causation_id": c.causation_id,
-                "origin_received_at": c.origin_received_at,
-                "enqueued_at": now,
-                "attempts": 0,
-                "not_before": None,
-            }
-            for c in queued
-        ]
-        if not rows:
-            return set()
-        stmt = pg.insert(pending_pushes).values(rows)
-        updated = [col for col in rows[0] if col not in ("connection_id", "sku", "location")]
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[pending_pushes.c.connection_id, pending_pushes.c.sku, pending_pushes.c.location],
-                set_={col: stmt.excluded[col] for col in updated},
-                # A newer version replaces an older one; an older one arriving late does not.
-                where=pending_pushes.c.version < stmt.excluded.version,
-            )
+    # Upserted in key order: the lock order of the queue's rows.
+    candidates = [newest[key] for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))]
+    async with raw_connection(engine) as conn:
+        rows = await conn.fetch(
+            ENQUEUE_SQL,
+            list(dict.fromkeys(c.event_id for c in changes)),
+            CHANNEL_QUANTITY.name,
+            [c.event_id for c in candidates],
+            [c.connection_id for c in candidates],
+            [c.sku for c in candidates],
+            [c.location for c in candidates],
+            [c.merchant_id for c in candidates],
+            [c.quantity for c in candidates],
+            [c.version for c in candidates],
+            [c.stock_version for c in candidates],
+            [uuid_array_literal(c.rule_ids) for c in candidates],
+            [c.causation_id for c in candidates],
+            [c.origin_received_at for c in candidates],
+            utcnow(),
         )
-    return {c.connection_id for c in queued}
+    return {row["connection_id"] for row in rows}
