@@ -28,6 +28,8 @@ from stocksync_common.kafka import encode_event
 from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 
+from tests.conftest import free_ports
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GROUP = "stock-ledger"
@@ -36,21 +38,30 @@ SKUS = 40
 
 
 @pytest.fixture
-def sole_ledger(infrastructure: Stack) -> Iterator[Stack]:
-    """The test's ledger must be the only member of its consumer group.
+def sole_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A PostgreSQL and broker of the test's own, so its ledger is the only group member.
 
-    A ledger started by the end-to-end fixtures is stopped for the test and started
-    again afterwards.
+    On the session's broker, the session's ledger would have to be stopped and started
+    again; the embedded broker keeps stopped members in the group until their session
+    times out, and a restart in the middle of a rebalance has waited over a minute.
     """
-    previous = infrastructure.processes.pop("stock-ledger", None)
-    if previous is not None:
-        previous.stop()
-    yield infrastructure
-    ours = infrastructure.processes.pop("stock-ledger", None)
-    if ours is not None:
-        ours.stop()
-    if previous is not None:
-        infrastructure.start_service("stock-ledger").wait_ready()
+    stack = Stack(tmp_path_factory.mktemp("graceful"), free_ports(), database_url="", kafka_bootstrap_servers="")
+    stack.start_infrastructure(use_environment=False)
+    stack.migrate()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def database_url(sole_ledger: Stack) -> str:
+    assert sole_ledger.database_url
+    return sole_ledger.database_url
+
+
+@pytest.fixture
+def kafka_bootstrap_servers(sole_ledger: Stack) -> str:
+    assert sole_ledger.kafka_bootstrap_servers
+    return sole_ledger.kafka_bootstrap_servers
 
 
 def order_lines(merchant_id: uuid.UUID) -> list[OrderLineMoved]:

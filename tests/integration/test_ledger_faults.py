@@ -1,9 +1,11 @@
 """Ledger processes under faults: a crash between commits, several instances at once.
 
 Each test runs `python -m stock_ledger serve` processes as the image runs them, against
-the session's PostgreSQL and broker, and feeds orders.v1 directly. The session's own
-ledger (started by the end-to-end fixtures) is stopped for the test and started again
-afterwards, so that the test controls every member of the consumer group.
+a PostgreSQL and a broker of its own, and feeds orders.v1 directly, so that the test
+controls every member of the consumer group. (On the session's broker, the session's
+ledger would have to be stopped and restarted; the embedded broker keeps members that
+were stopped in the middle of a rebalance, and the restarted ledger's join then waited
+longer than a minute.)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import ORDERS, STOCK_CHANGED
 from stocksync_embedded.stack import ManagedProcess, Stack
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,11 +37,29 @@ GROUP = "stock-ledger"
 
 
 @pytest.fixture
+def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("ledger-faults"), free_ports(), database_url="", kafka_bootstrap_servers="")
+    stack.start_infrastructure(use_environment=False)
+    stack.migrate()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def database_url(infrastructure: Stack) -> str:
+    assert infrastructure.database_url
+    return infrastructure.database_url
+
+
+@pytest.fixture
+def kafka_bootstrap_servers(infrastructure: Stack) -> str:
+    assert infrastructure.kafka_bootstrap_servers
+    return infrastructure.kafka_bootstrap_servers
+
+
+@pytest.fixture
 def ledger_group(infrastructure: Stack) -> Iterator[Callable[..., ManagedProcess]]:
     """Start ledger processes of the real consumer group; only the test's are members."""
-    previous = infrastructure.processes.pop("stock-ledger", None)
-    if previous is not None:
-        previous.stop()
     started: list[ManagedProcess] = []
 
     def start(name: str, **env: str) -> ManagedProcess:
@@ -58,8 +78,6 @@ def ledger_group(infrastructure: Stack) -> Iterator[Callable[..., ManagedProcess
     yield start
     for process in started:
         process.stop()
-    if previous is not None:
-        infrastructure.start_service("stock-ledger").wait_ready()
 
 
 def placed(merchant_id: uuid.UUID, connection_id: uuid.UUID, n: int, sku: str) -> OrderLineMoved:
