@@ -1,7 +1,6 @@
 """Rule evaluation, pure: conditions, actions, scopes and the funnel."""
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, time
 
 import pytest
@@ -21,7 +20,6 @@ from rule_engine.domain.rules import (
     WeeklyWindow,
     channel_quantity,
 )
-from rule_engine.service_layer.evaluation import Projection, changed_quantities
 
 C1, C2 = uuid.uuid4(), uuid.uuid4()
 
@@ -340,31 +338,60 @@ def test_set_and_allocate_are_never_negative(actions: list[tuple[str, int]], ava
     assert channel_quantity(rules, C1, "A", available).quantity >= 0
 
 
-@dataclass
-class StockRow:
-    sku: str
-    location: str
-    available: int
+# --- Evaluating once per distinct input ----------------------------------------------------
+
+SKUS = ["A", "B", "C", "D"]
+BRANDS = [None, "", "Bosch", "bosch", "Makita"]
+TAGS = ["clearance", "Pro", "outlet"]
+
+scoped_rules = st.lists(
+    st.builds(
+        lambda base, chan, skus, brands, exclude_tags, enabled: Rule(
+            base.rule_id,
+            base.position,
+            base.condition,
+            base.action,
+            connection_ids=frozenset({chan}) if chan else frozenset(),
+            skus=frozenset(skus),
+            enabled=enabled,
+            product_filter=AttributeFilter(brands=frozenset(brands), exclude_tags=frozenset(exclude_tags)),
+        ),
+        st.builds(
+            lambda op, v, act, amount, pos: rule(op, v, act, amount, position=pos, upper=v + 3),
+            st.sampled_from(["<=", "<", ">=", ">", "==", "between", "always"]),
+            st.integers(0, 20),
+            st.sampled_from(["set", "subtract", "cap", "percent", "allocate"]),
+            st.integers(0, 100),
+            st.integers(0, 5),
+        ),
+        st.sampled_from([None, C1, C2]),
+        st.lists(st.sampled_from(SKUS), max_size=2),
+        st.lists(st.sampled_from(["bosch", "makita"]), max_size=1),
+        st.lists(st.sampled_from([t.casefold() for t in TAGS]), max_size=1),
+        st.booleans(),
+    ),
+    max_size=5,
+)
+products_strategy = st.builds(
+    ProductAttributes.of, st.sampled_from(BRANDS), st.just(None), st.lists(st.sampled_from(TAGS), max_size=2)
+)
 
 
-@given(rules_strategy, st.lists(st.integers(-5, 200), min_size=1, max_size=20))
-def test_re_evaluating_an_unchanged_state_changes_nothing(rules: list[Rule], availables: list[int]) -> None:
-    projection = Projection([StockRow(f"S{i}", "default", a) for i, a in enumerate(availables)], {}, {}, [C1, C2])
-    funnel = Funnel(rules, at("2026-12-01T00:00:00+00:00"))
-    first = changed_quantities(funnel, projection)
-    assert len(first) == 2 * len(availables)  # nothing published yet: everything is new
-    published = {(c.connection_id, c.sku, c.location): (c.decision.quantity, 1) for c in first}
-    again = Projection(projection.stock_rows, {}, published, [C1, C2])
-    assert changed_quantities(funnel, again) == []
+@given(scoped_rules, st.sampled_from(SKUS), st.integers(-5, 30), products_strategy)
+def test_deciding_once_per_input_gives_each_skus_own_decisions(
+    rules: list[Rule], sku: str, available: int, product: ProductAttributes
+) -> None:
+    funnel = Funnel(rules, None)
+    named = sku if sku in funnel.named_skus else None
+    per_sku = tuple(funnel.decide(c, sku, available, product) for c in (C1, C2))
+    assert funnel.decisions([C1, C2], available, product, named) == per_sku
 
 
-def test_preview_and_save_share_one_change_list_with_current_and_proposed() -> None:
-    projection = Projection(
-        [StockRow("A", "default", 5), StockRow("B", "default", 2)],
-        {},
-        {(C1, "A", "default"): (5, 3), (C1, "B", "default"): (2, 1)},
-        [C1],
-    )
-    buffer = rule("<=", 3, "set", 0)
-    changes = changed_quantities(Funnel([buffer], None), projection)
-    assert [(c.sku, c.current, c.decision.quantity, c.current_version) for c in changes] == [("B", 2, 0, 1)]
+@given(scoped_rules)
+def test_the_funnel_names_the_skus_and_attributes_its_rules_read(rules: list[Rule]) -> None:
+    funnel = Funnel(rules, None)
+    assert funnel.named_skus == frozenset().union(*(r.skus for r in rules if r.enabled))
+    read = funnel.filtered_attributes
+    assert ("brand" in read) == any(r.product_filter.brands for r in funnel.rules)
+    assert ("tags" in read) == any(r.product_filter.exclude_tags for r in funnel.rules)
+    assert "category" not in read

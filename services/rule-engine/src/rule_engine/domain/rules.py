@@ -123,6 +123,16 @@ class AttributeFilter:
             or self.exclude_tags
         )
 
+    @property
+    def attributes(self) -> frozenset[str]:
+        """The catalogue attributes this filter reads: some of "brand", "category", "tags"."""
+        read = {
+            "brand": self.brands or self.exclude_brands,
+            "category": self.categories or self.exclude_categories,
+            "tags": self.tags or self.exclude_tags,
+        }
+        return frozenset(name for name, criteria in read.items() if criteria)
+
     def matches(self, product: ProductAttributes) -> bool:
         if self.brands and product.brand not in self.brands:
             return False
@@ -236,13 +246,19 @@ class Funnel:
     """The merchant's rules in force at one moment, ordered once, evaluated for many SKUs.
 
     Building it filters by schedule and sorts; evaluating a SKU first keeps the rules
-    whose product scope matches (once per SKU), then runs them per channel. A
-    re-evaluation or preview of 100,000 SKUs is one pass over the SKUs.
+    whose product scope matches, then runs them per channel.
+
+    A SKU's decisions depend only on its available quantity, the catalogue attributes
+    some rule filters on (`filtered_attributes`) and, if a rule lists it (`named_skus`),
+    the SKU itself. SKUs that agree on those share their decisions, so a re-evaluation
+    of 100,000 SKUs evaluates once per distinct input (`decisions`), not once per SKU.
     """
 
     def __init__(self, rules: Iterable[Rule], at: datetime | None) -> None:
         self.rules = sorted((r for r in rules if r.in_force(at)), key=lambda r: (r.position, str(r.rule_id)))
         self.needs_attributes = any(not r.product_filter.is_empty for r in self.rules)
+        self.filtered_attributes: frozenset[str] = frozenset().union(*(r.product_filter.attributes for r in self.rules))
+        self.named_skus: frozenset[str] = frozenset().union(*(r.skus for r in self.rules))
 
     def for_product(self, sku: str, product: ProductAttributes = NO_ATTRIBUTES) -> list[Rule]:
         return [
@@ -265,6 +281,26 @@ class Funnel:
         self, connection_id: uuid.UUID, sku: str, available: int, product: ProductAttributes = NO_ATTRIBUTES
     ) -> Decision:
         return self.decide_with(self.for_product(sku, product), connection_id, available)
+
+    def decisions(
+        self,
+        connection_ids: Sequence[uuid.UUID],
+        available: int,
+        product: ProductAttributes = NO_ATTRIBUTES,
+        named_sku: str | None = None,
+    ) -> tuple[Decision, ...]:
+        """One decision per connection for every SKU with these inputs.
+
+        `named_sku` is the SKU when it is in `named_skus`, else None: a SKU that no rule
+        lists gets only the rules without a SKU list, whatever its name.
+        """
+        product_rules = [
+            r
+            for r in self.rules
+            if (not r.skus or (named_sku is not None and named_sku in r.skus))
+            and (r.product_filter.is_empty or r.product_filter.matches(product))
+        ]
+        return tuple(self.decide_with(product_rules, c, available) for c in connection_ids)
 
 
 def channel_quantity(

@@ -382,11 +382,11 @@ async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantI
             current = rule_changes.rule_document(await rule_changes.get_rule(service.engine, merchant_id, body.rule_id))
             values = body.patch.applied_to(current).row_values()
         preview = await rule_changes.preview_rule_change(
-            service.engine, merchant_id, rule_id=body.rule_id, values=values, at=body.at
+            service.engine, merchant_id, rule_id=body.rule_id, values=values, at=body.at, limit=body.limit
         )
     return PreviewOut(
         at=preview.at,
-        channel_quantities_changed=len(preview.changes),
+        channel_quantities_changed=preview.channel_quantities_changed,
         skus_changed=preview.skus_changed,
         changes=[
             PreviewedChange(
@@ -398,9 +398,9 @@ async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantI
                 proposed=c.decision.quantity,
                 rule_ids=list(c.decision.rule_ids),
             )
-            for c in preview.changes[: body.limit]
+            for c in preview.changes
         ],
-        truncated=len(preview.changes) > body.limit,
+        truncated=preview.channel_quantities_changed > len(preview.changes),
     )
 
 

@@ -12,6 +12,8 @@ the projection in (sku, location) order. A stock change locks only stock rows.
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -36,7 +38,6 @@ from stocksync_common.topics import CATALOGUE, CONNECTIONS, STOCK_CHANGED
 
 from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, products, rules, stock
 from rule_engine.domain.rules import (
-    NO_ATTRIBUTES,
     Action,
     AttributeFilter,
     Condition,
@@ -80,9 +81,10 @@ async def load_rules(conn: AsyncConnection, merchant_id: uuid.UUID) -> list[Rule
 
 async def active_connections(conn: AsyncConnection, merchant_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await conn.execute(
-        sa.select(connections.c.connection_id).where(
-            connections.c.merchant_id == merchant_id, connections.c.active.is_(True)
-        )
+        sa.select(connections.c.connection_id)
+        .where(connections.c.merchant_id == merchant_id, connections.c.active.is_(True))
+        # A fixed order: a preview lists a SKU's changes per connection in this order.
+        .order_by(connections.c.connection_id)
     )
     return list(rows.scalars().all())
 
@@ -125,81 +127,206 @@ class QuantityChange:
     current: int | None
     current_version: int
     decision: Decision
+    stock_version: int
+    causation_id: str
+    origin_received_at: datetime | None
 
 
 @dataclass(frozen=True)
-class Projection:
-    """What the rule engine knows of a merchant's SKUs, loaded in three queries."""
+class ChangeList:
+    """The channel quantities in a scope that differ from what was last published.
 
-    stock_rows: list[Any]
-    products: dict[str, ProductAttributes]
-    published: dict[tuple[uuid.UUID, str, str], tuple[int, int]]  # -> (quantity, version)
-    targets: list[uuid.UUID]
+    `changes` holds all of them, or only the first `limit` in (sku, location,
+    connection) order when a limit was asked; the totals always count all of them.
+    """
+
+    changes: list[QuantityChange]
+    channel_quantities_changed: int
+    skus_changed: int
 
 
-async def load_projection(
-    conn: AsyncConnection, merchant_id: uuid.UUID, scope: Scope, *, lock_stock: bool, with_attributes: bool = True
-) -> Projection:
-    """The stock, attributes (when a rule filters on them) and published quantities in `scope`."""
+# Large re-evaluations hash-join the stock, product and published rows of a whole
+# merchant; with PostgreSQL's default 4 MB the joins spill to disk or fall back to
+# index lookups per row. Only for the transaction that runs them.
+_LARGE_SCOPE_WORK_MEM = "SET LOCAL work_mem = '64MB'"
+
+
+def _any_of(values: Iterable[str]) -> Any:
+    return sa.any_(sa.literal(sorted(values), pg.ARRAY(sa.Text)))
+
+
+def _evaluation_inputs(funnel: Funnel, scope: Scope) -> dict[str, Any]:
+    """The columns a SKU's decisions depend on (see `Funnel`), as SQL over stock and products.
+
+    Every column is non-null so that PostgreSQL can hash-join on them: a missing
+    attribute is read as "" (or no tags), which every filter treats like none.
+    """
+    inputs: dict[str, Any] = {"available": stock.c.available}
+    if "brand" in funnel.filtered_attributes:
+        inputs["brand"] = sa.func.coalesce(products.c.brand, "")
+    if "category" in funnel.filtered_attributes:
+        inputs["category"] = sa.func.coalesce(products.c.category, "")
+    if "tags" in funnel.filtered_attributes:
+        inputs["tags"] = sa.func.coalesce(products.c.tags, sa.literal_column("'{}'::text[]"))
+    named = funnel.named_skus if scope.skus is None else funnel.named_skus & scope.skus
+    if named:
+        # The SKU itself matters only when a rule lists it; "n" keeps it apart from "".
+        inputs["named"] = sa.case((stock.c.sku == _any_of(named), sa.literal("n") + stock.c.sku), else_=sa.literal(""))
+    return inputs
+
+
+def _decisions_for(funnel: Funnel, targets: Sequence[uuid.UUID], row: Any) -> tuple[Decision, ...]:
+    m = row._mapping
+    product = ProductAttributes.of(m.get("brand"), m.get("category"), m.get("tags") or ())
+    named = m.get("named")
+    return funnel.decisions(targets, m["available"], product, named[1:] if named else None)
+
+
+async def changed_quantities(
+    conn: AsyncConnection,
+    merchant_id: uuid.UUID,
+    funnel: Funnel,
+    scope: Scope,
+    *,
+    lock_stock: bool,
+    limit: int | None = None,
+) -> ChangeList:
+    """The channel quantities in `scope` whose decision differs from the last published one.
+
+    Three steps, so that neither the rows nor the evaluation grow with the SKU count:
+    PostgreSQL lists the distinct evaluation inputs in scope (a few hundred for
+    100,000 SKUs); the funnel decides once per input and connection, in Python; then
+    PostgreSQL joins every stock row to its input's decisions and to its published
+    quantities and returns only the rows where one differs, with the totals.
+
+    The two queries must see the same rows: a preview runs them in one snapshot
+    (repeatable read). A re-evaluation has locked the stock rows, but a SKU's
+    attributes can still change in between; a row whose input the first query did not
+    see comes back undecided and is evaluated on its own.
+    """
     targets = await active_connections(conn, merchant_id)
     if scope.connection_ids is not None:
         targets = [c for c in targets if c in scope.connection_ids]
-    query = sa.select(stock).where(stock.c.merchant_id == merchant_id)
-    product_query = sa.select(products.c.sku, products.c.brand, products.c.category, products.c.tags).where(
-        products.c.merchant_id == merchant_id
-    )
-    published_query = sa.select(
-        channel_quantities.c.connection_id,
-        channel_quantities.c.sku,
-        channel_quantities.c.location,
-        channel_quantities.c.quantity,
-        channel_quantities.c.version,
-    ).where(channel_quantities.c.connection_id.in_(targets))
-    if scope.skus is not None:
-        names = sorted(scope.skus)
-        query = query.where(stock.c.sku.in_(names))
-        product_query = product_query.where(products.c.sku.in_(names))
-        published_query = published_query.where(channel_quantities.c.sku.in_(names))
     if not targets:
-        return Projection([], {}, {}, [])
-    query = query.order_by(stock.c.sku, stock.c.location)
+        return ChangeList([], 0, 0)
+    in_scope = [stock.c.merchant_id == merchant_id]
+    if scope.skus is not None:
+        in_scope.append(stock.c.sku == _any_of(scope.skus))
+    else:
+        await conn.execute(sa.text(_LARGE_SCOPE_WORK_MEM))
     if lock_stock:
         # A concurrent stock change of the same SKU waits for this re-evaluation.
-        query = query.with_for_update()
-    stock_rows = list((await conn.execute(query)).all())
-    product_rows = (await conn.execute(product_query)).all() if with_attributes else []
-    published_rows = (await conn.execute(published_query)).all()
-    return Projection(
-        stock_rows,
-        {row.sku: ProductAttributes.of(row.brand, row.category, row.tags) for row in product_rows},
-        {(row.connection_id, row.sku, row.location): (row.quantity, row.version) for row in published_rows},
-        targets,
+        locked = sa.select(stock.c.sku).where(*in_scope).order_by(stock.c.sku, stock.c.location).with_for_update()
+        await conn.execute(sa.select(sa.func.count()).select_from(locked.subquery()))
+
+    inputs = _evaluation_inputs(funnel, scope)
+    source: Any = stock
+    if inputs.keys() & {"brand", "category", "tags"}:
+        source = stock.outerjoin(
+            products, sa.and_(products.c.merchant_id == stock.c.merchant_id, products.c.sku == stock.c.sku)
+        )
+    columns = [expr.label(name) for name, expr in inputs.items()]
+    if "tags" in inputs:
+        # PostgreSQL's own text of the array, sent back as the join key below.
+        columns.append(sa.cast(inputs["tags"], sa.Text).label("tags_text"))
+    distinct_inputs = (await conn.execute(sa.select(*columns).distinct().select_from(source).where(*in_scope))).all()
+    if not distinct_inputs:
+        return ChangeList([], 0, 0)
+    decided = [_decisions_for(funnel, targets, row) for row in distinct_inputs]
+
+    published = [channel_quantities.alias(f"published_{j}") for j in range(len(targets))]
+    for target, cq in zip(targets, published, strict=True):
+        source = source.outerjoin(
+            cq,
+            sa.and_(cq.c.connection_id == target, cq.c.sku == stock.c.sku, cq.c.location == stock.c.location),
+        )
+    keyed = (
+        sa.select(
+            stock.c.sku,
+            stock.c.location,
+            stock.c.version.label("stock_version"),
+            stock.c.causation_id,
+            stock.c.origin_received_at,
+            *columns[: len(inputs)],
+            *(cq.c.quantity.label(f"current_{j}") for j, cq in enumerate(published)),
+            *(cq.c.version.label(f"version_{j}") for j, cq in enumerate(published)),
+        )
+        .select_from(source)
+        .where(*in_scope)
+        # A fence: the planner joins the merchant's rows first, then the few decisions.
+        .offset(0)
+        .subquery("keyed")
     )
+    key_types: dict[str, type[sa.types.TypeEngine[Any]]] = {
+        "available": sa.BigInteger,
+        "brand": sa.Text,
+        "category": sa.Text,
+        "tags": sa.Text,
+        "named": sa.Text,
+    }
+    arrays: dict[str, Any] = {
+        name: sa.literal(
+            [row._mapping["tags_text" if name == "tags" else name] for row in distinct_inputs],
+            pg.ARRAY(key_types[name]),
+        )
+        for name in inputs
+    }
+    arrays["input_id"] = sa.literal(list(range(len(decided))), pg.ARRAY(sa.Integer))
+    for j in range(len(targets)):
+        arrays[f"decided_{j}"] = sa.literal([d[j].quantity for d in decided], pg.ARRAY(sa.BigInteger))
+    decisions = sa.func.unnest(*arrays.values()).table_valued(*arrays).render_derived(name="decisions")
+    same_input = [
+        keyed.c[name] == (sa.cast(decisions.c[name], pg.ARRAY(sa.Text)) if name == "tags" else decisions.c[name])
+        for name in inputs
+    ]
+    differs = [keyed.c[f"current_{j}"].is_distinct_from(decisions.c[f"decided_{j}"]) for j in range(len(targets))]
+    query = (
+        sa.select(keyed, decisions.c.input_id)
+        .select_from(keyed.outerjoin(decisions, sa.and_(*same_input)))
+        .where(sa.or_(decisions.c.input_id.is_(None), *differs))
+        .order_by(keyed.c.sku, keyed.c.location)
+    )
+    if limit is not None:
+        # Totals over every changed row, computed before the limit applies.
+        query = query.add_columns(
+            sa.func.count().over().label("rows_changed"),
+            sa.func.sum(functools.reduce(operator.add, (sa.cast(d, sa.Integer) for d in differs)))
+            .over()
+            .label("pairs_changed"),
+        ).limit(max(limit, 1))
+    rows = (await conn.execute(query)).all()
 
-
-def changed_quantities(funnel: Funnel, projection: Projection) -> list[QuantityChange]:
-    """Channel quantities whose decision differs from the last published one. Pure."""
     changes: list[QuantityChange] = []
-    published = projection.published
-    for row in projection.stock_rows:
-        product_rules = funnel.for_product(row.sku, projection.products.get(row.sku, NO_ATTRIBUTES))
-        for connection_id in projection.targets:
-            decision = funnel.decide_with(product_rules, connection_id, row.available)
-            previous = published.get((connection_id, row.sku, row.location))
-            if previous is not None and previous[0] == decision.quantity:
+    skus_changed = 0
+    for row in rows:
+        m = row._mapping
+        input_id = m["input_id"]
+        row_decisions = decided[input_id] if input_id is not None else _decisions_for(funnel, targets, row)
+        before = len(changes)
+        for j, (target, decision) in enumerate(zip(targets, row_decisions, strict=True)):
+            current = m[f"current_{j}"]
+            if current == decision.quantity:
                 continue
             changes.append(
                 QuantityChange(
-                    connection_id,
-                    row.sku,
-                    row.location,
-                    row.available,
-                    previous[0] if previous is not None else None,
-                    previous[1] if previous is not None else 0,
+                    target,
+                    m["sku"],
+                    m["location"],
+                    m["available"],
+                    current,
+                    m[f"version_{j}"] or 0,
                     decision,
+                    m["stock_version"],
+                    m["causation_id"],
+                    m["origin_received_at"],
                 )
             )
-    return changes
+        skus_changed += len(changes) > before
+    if limit is None:
+        return ChangeList(changes, len(changes), skus_changed)
+    if not rows:
+        return ChangeList([], 0, 0)
+    return ChangeList(changes[:limit], int(rows[0].pairs_changed), int(rows[0].rows_changed))
 
 
 async def reevaluate(
@@ -213,16 +340,10 @@ async def reevaluate(
     """Recompute the channel quantities in `scope` as of `at` (now); emit those that changed."""
     at = at or utcnow()
     funnel = Funnel(await load_rules(conn, merchant_id), at)
-    projection = await load_projection(
-        conn, merchant_id, scope, lock_stock=True, with_attributes=funnel.needs_attributes
-    )
-    if not projection.stock_rows:
-        return []
-    rows_by_key = {(row.sku, row.location): row for row in projection.stock_rows}
+    found = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=True)
     emitted: list[ChannelQuantityChanged] = []
     upserts: list[dict[str, Any]] = []
-    for change in changed_quantities(funnel, projection):
-        row = rows_by_key[(change.sku, change.location)]
+    for change in found.changes:
         version = change.current_version + 1
         emitted.append(
             ChannelQuantityChanged(
@@ -232,11 +353,11 @@ async def reevaluate(
                 location=change.location,
                 quantity=change.decision.quantity,
                 version=version,
-                stock_version=row.version,
-                available=row.available,
+                stock_version=change.stock_version,
+                available=change.available,
                 rule_ids=change.decision.rule_ids,
-                causation_id=causation_id or row.causation_id,
-                origin_received_at=row.origin_received_at if causation_id is None else None,
+                causation_id=causation_id or change.causation_id,
+                origin_received_at=change.origin_received_at if causation_id is None else None,
             )
         )
         upserts.append(
@@ -247,7 +368,7 @@ async def reevaluate(
                 "merchant_id": merchant_id,
                 "quantity": change.decision.quantity,
                 "version": version,
-                "stock_version": row.version,
+                "stock_version": change.stock_version,
                 "rule_ids": list(change.decision.rule_ids),
             }
         )

@@ -3,8 +3,9 @@
 A saved change runs in one transaction: lock the rule row, write it, re-evaluate every
 SKU and channel the old or the new version can touch (as of now), write the emitted
 quantities to the outbox, and append the change (who, when, before, after) to the
-history. A preview runs the same evaluation in memory on the same projection without
-writing anything, so it lists exactly what saving would emit at that moment.
+history. A preview runs the same evaluation (`changed_quantities`) on the same
+projection without writing anything, so it lists exactly what saving would emit at that
+moment.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from rule_engine.domain.rules import Funnel, Rule
 from rule_engine.service_layer.evaluation import (
     QuantityChange,
     changed_quantities,
-    load_projection,
     load_rules,
     reevaluate,
     rule_from_row,
@@ -263,14 +263,16 @@ async def rule_history(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uui
     return list(rows)
 
 
+# How many changes a preview lists unless asked otherwise; its totals count them all.
+PREVIEW_LIMIT = 1000
+
+
 @dataclass(frozen=True)
 class Preview:
     at: datetime
-    changes: list[QuantityChange]
-
-    @property
-    def skus_changed(self) -> int:
-        return len({(c.sku, c.location) for c in self.changes})
+    changes: list[QuantityChange]  # the first `limit`, in (sku, location, connection) order
+    channel_quantities_changed: int
+    skus_changed: int
 
 
 async def preview_rule_change(
@@ -280,13 +282,16 @@ async def preview_rule_change(
     rule_id: uuid.UUID | None,
     values: dict[str, Any] | None,
     at: datetime | None = None,
+    limit: int = PREVIEW_LIMIT,
 ) -> Preview:
     """What saving `values` as rule `rule_id` (new if None; deleting if `values` is None) would emit.
 
-    Reads the projection in three queries and evaluates in memory; writes nothing.
+    Writes nothing. Its queries read one snapshot (repeatable read), as
+    `changed_quantities` needs.
     """
     at = at or utcnow()
     async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
         if values is not None:
             await _check_channels(conn, merchant_id, values["connection_ids"])
         before = None
@@ -310,14 +315,10 @@ async def preview_rule_change(
             )
         current_rules = [r for r in await load_rules(conn, merchant_id) if r.rule_id != rule_id]
         proposed = Funnel([*current_rules, *([after] if after is not None else [])], at)
-        projection = await load_projection(
-            conn,
-            merchant_id,
-            scope_of_rule_change(before, after),
-            lock_stock=False,
-            with_attributes=proposed.needs_attributes,
+        found = await changed_quantities(
+            conn, merchant_id, proposed, scope_of_rule_change(before, after), lock_stock=False, limit=limit
         )
-    return Preview(at, changed_quantities(proposed, projection))
+    return Preview(at, found.changes, found.channel_quantities_changed, found.skus_changed)
 
 
 class _Row:
