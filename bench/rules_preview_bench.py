@@ -2,7 +2,9 @@
 
 Fills the rule engine's projection (stock, product attributes, published channel
 quantities) for a fresh merchant directly in its tables, then times
-`preview_rule_change` (three queries, evaluation in memory) for a few rules.
+`preview_rule_change` for a few rules, as `POST /v1/rules/preview` runs it: the totals
+over every change and the first `--limit` changes listed (the API's default is 1000).
+Each line gives the median and the slowest of `--runs` previews of one rule.
 
     .venv/bin/python bench/rules_preview_bench.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
 
@@ -127,7 +129,7 @@ async def fill(engine: sa.ext.asyncio.AsyncEngine, merchant_id: uuid.UUID, skus:
             )
 
 
-async def measure(database_url: str, skus: int, runs: int) -> None:
+async def measure(database_url: str, skus: int, runs: int, limit: int) -> None:
     engine = make_engine(database_url)
     merchant_id = uuid.uuid4()
     started = time.perf_counter()
@@ -137,10 +139,13 @@ async def measure(database_url: str, skus: int, runs: int) -> None:
         timings = []
         for _ in range(runs):
             started = time.perf_counter()
-            preview = await preview_rule_change(engine, merchant_id, rule_id=None, values=rule_values(spec))
+            preview = await preview_rule_change(
+                engine, merchant_id, rule_id=None, values=rule_values(spec), limit=limit
+            )
             timings.append(time.perf_counter() - started)
         print(
-            f"{name:32} {len(preview.changes):7} changes  median {statistics.median(timings) * 1000:7.0f} ms"
+            f"{name:32} {preview.channel_quantities_changed:7} changes ({preview.skus_changed} SKUs,"
+            f" {len(preview.changes)} listed)  median {statistics.median(timings) * 1000:7.0f} ms"
             f"  max {max(timings) * 1000:7.0f} ms  ({runs} runs)"
         )
     await engine.dispose()
@@ -151,9 +156,10 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--skus", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--limit", type=int, default=1000, help="changes listed per preview (default: the API's)")
     args = parser.parse_args()
     if args.database_url:
-        asyncio.run(measure(args.database_url, args.skus, args.runs))
+        asyncio.run(measure(args.database_url, args.skus, args.runs, args.limit))
         return
     from stocksync_common.migrations import upgrade
     from stocksync_embedded.postgres import EmbeddedPostgres
@@ -165,7 +171,7 @@ def main() -> None:
         postgres.start()
         try:
             upgrade(Path(rule_engine.__file__).parent / "migrations", postgres.url)
-            asyncio.run(measure(postgres.url, args.skus, args.runs))
+            asyncio.run(measure(postgres.url, args.skus, args.runs, args.limit))
         finally:
             postgres.stop()
 
