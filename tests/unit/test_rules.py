@@ -1,7 +1,8 @@
 """Rule evaluation, pure: conditions, actions, scopes and the funnel."""
 
 import uuid
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -395,3 +396,50 @@ def test_the_funnel_names_the_skus_and_attributes_its_rules_read(rules: list[Rul
     assert ("brand" in read) == any(r.product_filter.brands for r in funnel.rules)
     assert ("tags" in read) == any(r.product_filter.exclude_tags for r in funnel.rules)
     assert "category" not in read
+
+
+# --- Schedule boundaries: what the scheduler's next check relies on --------------------------
+
+windows_strategy = st.lists(
+    st.builds(
+        WeeklyWindow,
+        st.frozensets(st.sampled_from(WEEKDAYS), min_size=1),
+        st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 59])),
+        st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 59])),
+    ),
+    max_size=2,
+)
+moments = st.datetimes(
+    min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(ZoneInfo("UTC"))
+)
+
+
+@given(
+    st.one_of(st.none(), moments),
+    st.one_of(st.none(), st.timedeltas(min_value=timedelta(minutes=1), max_value=timedelta(days=20))),
+    windows_strategy,
+    st.sampled_from(["UTC", PARIS, "America/New_York", "Australia/Lord_Howe"]),
+    moments,
+    st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=8),
+)
+def test_in_force_does_not_change_before_the_next_change(
+    starts_at: datetime | None,
+    length: timedelta | None,
+    windows: list[WeeklyWindow],
+    zone: str,
+    now: datetime,
+    fractions: list[float],
+) -> None:
+    schedule = Schedule(
+        starts_at=starts_at,
+        ends_at=starts_at + length if starts_at and length else None,
+        weekly_windows=tuple(windows),
+        time_zone=zone,
+    )
+    following = schedule.next_change(now)
+    assert following is None or following > now
+    horizon = (following or now + timedelta(days=30)) - now
+    for fraction in fractions:
+        moment = now + horizon * fraction  # rounded to a microsecond: may land on the boundary
+        if moment < now + horizon:
+            assert schedule.in_force(moment) == schedule.in_force(now)

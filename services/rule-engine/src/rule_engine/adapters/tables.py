@@ -34,6 +34,9 @@ rules = sa.Table(
     # compares it with the clock and re-evaluates when they differ, which also catches
     # up on a boundary that passed while no rule engine was running.
     sa.Column("in_force", sa.Boolean, nullable=False, server_default=sa.true()),
+    # When the scheduler next compares `in_force` with the clock: the schedule's next
+    # boundary after the last comparison; null when it has none (no period, no windows).
+    sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True, index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )

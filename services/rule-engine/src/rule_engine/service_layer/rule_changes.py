@@ -214,12 +214,12 @@ async def delete_rule(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uuid
 
 
 async def _mark_in_force(conn: AsyncConnection, rule: Rule, at: datetime) -> Any:
-    """Record what the quantities about to be published reflect, for the scheduler."""
+    """Record what the quantities about to be published reflect, and when the scheduler next looks."""
     return (
         await conn.execute(
             sa.update(rules)
             .where(rules.c.rule_id == rule.rule_id)
-            .values(in_force=rule.schedule.in_force(at))
+            .values(in_force=rule.schedule.in_force(at), next_check_at=rule.schedule.next_change(at))
             .returning(rules)
         )
     ).one()

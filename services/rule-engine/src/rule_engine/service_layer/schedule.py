@@ -6,6 +6,11 @@ re-evaluates what the rule touches, in one transaction. Because the flag is dura
 boundary that passed while no rule engine ran is applied at the first tick after start,
 and a window that opened and closed during the outage correctly changes nothing.
 Several instances can run: a rule row being flipped is locked, the others skip it.
+
+A tick reads only the rules whose `next_check_at` has come: the schedule's first
+boundary after the last comparison (`Schedule.next_change`; `in_force` cannot change
+before it). Saving a rule and every comparison set it again; a rule without a period or
+windows has none and is never read.
 """
 
 from __future__ import annotations
@@ -28,37 +33,37 @@ from rule_engine.service_layer.evaluation import reevaluate, rule_from_row, scop
 
 log = logging.getLogger(__name__)
 
-_HAS_SCHEDULE = sa.or_(
-    rules.c.starts_at.is_not(None), rules.c.ends_at.is_not(None), rules.c.weekly_windows != sa.text("'[]'::jsonb")
-)
-
 
 async def apply_schedule_boundaries(engine: AsyncEngine, at: datetime | None = None) -> int:
     """Re-evaluate every merchant with a rule whose in-force state changed; return events emitted."""
     at = at or utcnow()
+    is_due = sa.and_(rules.c.enabled.is_(True), rules.c.next_check_at <= at)
     async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(rules).where(rules.c.enabled.is_(True), _HAS_SCHEDULE))).all()
+        rows = (await conn.execute(sa.select(rules.c.merchant_id, rules.c.rule_id).where(is_due))).all()
     due: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     for row in rows:
-        if rule_from_row(row).schedule.in_force(at) != row.in_force:
-            due[row.merchant_id].append(row.rule_id)
+        due[row.merchant_id].append(row.rule_id)
     emitted = 0
     for merchant_id, rule_ids in due.items():
         async with engine.begin() as conn:
             locked = (
                 await conn.execute(
                     sa.select(rules)
-                    .where(rules.c.rule_id.in_(rule_ids), rules.c.enabled.is_(True))
+                    .where(rules.c.rule_id.in_(rule_ids), is_due)
                     .order_by(rules.c.rule_id)
                     .with_for_update(skip_locked=True)
                 )
-            ).all()
+            ).all()  # a rule another instance has just checked is no longer due
             for row in locked:
                 rule = rule_from_row(row)
                 in_force = rule.schedule.in_force(at)
+                await conn.execute(
+                    sa.update(rules)
+                    .where(rules.c.rule_id == row.rule_id)
+                    .values(in_force=in_force, next_check_at=rule.schedule.next_change(at))
+                )
                 if in_force == row.in_force:
-                    continue  # another instance got there first
-                await conn.execute(sa.update(rules).where(rules.c.rule_id == row.rule_id).values(in_force=in_force))
+                    continue  # a boundary that changes nothing, e.g. one window ending as the next starts
                 boundary = "started" if in_force else "ended"
                 emitted += len(
                     await reevaluate(
