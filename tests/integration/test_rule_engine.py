@@ -286,6 +286,11 @@ async def test_preview_lists_exactly_what_saving_the_rule_then_emits(rule_engine
             "S05": (5, 2),
         }
 
+        # A page: the totals still count every change, the list holds the first two by SKU.
+        page = (await api.post("/v1/rules/preview", headers=merchant.auth, json={"rule": rule, "limit": 2})).json()
+        assert (page["channel_quantities_changed"], page["skus_changed"], page["truncated"]) == (4, 4, True)
+        assert page["changes"] == preview["changes"][:2]
+
         saved = (await api.post("/v1/rules", headers=merchant.auth, json=rule)).json()
         assert saved["channel_quantities_changed"] == 4
         events = await published(broker, merchant, {"S02": 0, "S05": 2})

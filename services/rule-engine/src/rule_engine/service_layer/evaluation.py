@@ -146,33 +146,136 @@ class ChangeList:
 
 
 # Large re-evaluations hash-join the stock, product and published rows of a whole
-# merchant; with PostgreSQL's default 4 MB the joins spill to disk or fall back to
-# index lookups per row. Only for the transaction that runs them.
-_LARGE_SCOPE_WORK_MEM = "SET LOCAL work_mem = '64MB'"
+# merchant. PostgreSQL's default 4 MB makes those joins spill to disk or fall back to an
+# index lookup per row; a generic plan (chosen after a few runs of the same prepared
+# statement) cannot see how many decisions are sent. Both only for that transaction.
+_LARGE_SCOPE_SETTINGS = sa.text(
+    "SELECT set_config('work_mem', '64MB', true), set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
 
 
-def _any_of(values: Iterable[str]) -> Any:
-    return sa.any_(sa.literal(sorted(values), pg.ARRAY(sa.Text)))
+_INPUT_TYPES: dict[str, type[sa.types.TypeEngine[Any]]] = {
+    "available": sa.BigInteger,
+    "brand": sa.Text,
+    "category": sa.Text,
+    "tags": sa.Text,  # PostgreSQL's own text of the array, as the first query gave it
+    "named": sa.Text,
+}
 
 
-def _evaluation_inputs(funnel: Funnel, scope: Scope) -> dict[str, Any]:
-    """The columns a SKU's decisions depend on (see `Funnel`), as SQL over stock and products.
+def _in_scope(source: Any, scoped: bool) -> list[Any]:
+    conditions = [source.c.merchant_id == sa.bindparam("merchant_id")]
+    if scoped:
+        conditions.append(source.c.sku == sa.any_(sa.bindparam("skus", type_=pg.ARRAY(sa.Text))))
+    return conditions
+
+
+def _inputs(source: Any, names: Sequence[str]) -> dict[str, Any]:
+    """The columns a SKU's decisions depend on (see `Funnel`), over `source` (stock rows) and products.
 
     Every column is non-null so that PostgreSQL can hash-join on them: a missing
-    attribute is read as "" (or no tags), which every filter treats like none.
+    attribute reads as "" (or no tags), which every filter treats like none.
     """
-    inputs: dict[str, Any] = {"available": stock.c.available}
-    if "brand" in funnel.filtered_attributes:
-        inputs["brand"] = sa.func.coalesce(products.c.brand, "")
-    if "category" in funnel.filtered_attributes:
-        inputs["category"] = sa.func.coalesce(products.c.category, "")
-    if "tags" in funnel.filtered_attributes:
-        inputs["tags"] = sa.func.coalesce(products.c.tags, sa.literal_column("'{}'::text[]"))
-    named = funnel.named_skus if scope.skus is None else funnel.named_skus & scope.skus
-    if named:
+    every: dict[str, Any] = {
+        "available": source.c.available,
+        "brand": sa.func.coalesce(products.c.brand, ""),
+        "category": sa.func.coalesce(products.c.category, ""),
+        "tags": sa.func.coalesce(products.c.tags, sa.literal_column("'{}'::text[]")),
         # The SKU itself matters only when a rule lists it; "n" keeps it apart from "".
-        inputs["named"] = sa.case((stock.c.sku == _any_of(named), sa.literal("n") + stock.c.sku), else_=sa.literal(""))
-    return inputs
+        "named": sa.case(
+            (source.c.sku == sa.any_(sa.bindparam("named", type_=pg.ARRAY(sa.Text))), sa.literal("n") + source.c.sku),
+            else_=sa.literal(""),
+        ),
+    }
+    return {name: every[name] for name in names}
+
+
+def _with_products(source: Any, names: Sequence[str]) -> Any:
+    if not {"brand", "category", "tags"} & set(names):
+        return source
+    return source.outerjoin(
+        products, sa.and_(products.c.merchant_id == source.c.merchant_id, products.c.sku == source.c.sku)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _queries(names: tuple[str, ...], connections: int, scoped: bool, lock: bool, limited: bool) -> tuple[Any, Any]:
+    """The two queries of `changed_quantities` for one shape, built once; every value is bound at execution."""
+    rows: Any = stock
+    if lock:
+        # A concurrent stock change of the same SKU waits for this re-evaluation.
+        rows = (
+            sa.select(stock.c.merchant_id, stock.c.sku, stock.c.available)
+            .where(*_in_scope(stock, scoped))
+            .order_by(stock.c.sku, stock.c.location)
+            .with_for_update()
+            .subquery("locked")
+        )
+    inputs = _inputs(rows, names)
+    columns = [expr.label(name) for name, expr in inputs.items()]
+    if "tags" in inputs:
+        columns.append(sa.cast(inputs["tags"], sa.Text).label("tags_text"))
+    distinct_inputs = sa.select(*columns).distinct().select_from(_with_products(rows, names))
+    if not lock:
+        distinct_inputs = distinct_inputs.where(*_in_scope(stock, scoped))
+
+    inputs = _inputs(stock, names)
+    published = [channel_quantities.alias(f"published_{j}") for j in range(connections)]
+    source = _with_products(stock, names)
+    for j, cq in enumerate(published):
+        source = source.outerjoin(
+            cq,
+            sa.and_(
+                cq.c.connection_id == sa.bindparam(f"connection_{j}", type_=pg.UUID(as_uuid=True)),
+                cq.c.sku == stock.c.sku,
+                cq.c.location == stock.c.location,
+            ),
+        )
+    keyed = (
+        sa.select(
+            stock.c.sku,
+            stock.c.location,
+            stock.c.version.label("stock_version"),
+            stock.c.causation_id,
+            stock.c.origin_received_at,
+            *(expr.label(name) for name, expr in inputs.items()),
+            *(cq.c.quantity.label(f"current_{j}") for j, cq in enumerate(published)),
+            *(cq.c.version.label(f"version_{j}") for j, cq in enumerate(published)),
+        )
+        .select_from(source)
+        .where(*_in_scope(stock, scoped))
+        # A fence: the planner joins the merchant's rows first, then the few decisions.
+        .offset(0)
+        .subquery("keyed")
+    )
+    arrays = {name: pg.ARRAY(_INPUT_TYPES[name]) for name in names}
+    arrays["input_id"] = pg.ARRAY(sa.Integer)
+    arrays.update({f"decided_{j}": pg.ARRAY(sa.BigInteger) for j in range(connections)})
+    decisions = (
+        sa.func.unnest(*(sa.bindparam(f"decisions_{name}", type_=t) for name, t in arrays.items()))
+        .table_valued(*arrays)
+        .render_derived(name="decisions")
+    )
+    same_input = [
+        keyed.c[name] == (sa.cast(decisions.c[name], pg.ARRAY(sa.Text)) if name == "tags" else decisions.c[name])
+        for name in names
+    ]
+    differs = [keyed.c[f"current_{j}"].is_distinct_from(decisions.c[f"decided_{j}"]) for j in range(connections)]
+    changed = (
+        sa.select(keyed, decisions.c.input_id)
+        .select_from(keyed.outerjoin(decisions, sa.and_(*same_input)))
+        .where(sa.or_(decisions.c.input_id.is_(None), *differs))
+        .order_by(keyed.c.sku, keyed.c.location)
+    )
+    if limited:
+        # Totals over every changed row, computed before the limit applies.
+        changed = changed.add_columns(
+            sa.func.count().over().label("rows_changed"),
+            sa.func.sum(functools.reduce(operator.add, (sa.cast(d, sa.Integer) for d in differs)))
+            .over()
+            .label("pairs_changed"),
+        ).limit(sa.bindparam("limit", type_=sa.Integer))
+    return distinct_inputs, changed
 
 
 def _decisions_for(funnel: Funnel, targets: Sequence[uuid.UUID], row: Any) -> tuple[Decision, ...]:
@@ -195,7 +298,8 @@ async def changed_quantities(
 
     Three steps, so that neither the rows nor the evaluation grow with the SKU count:
     PostgreSQL lists the distinct evaluation inputs in scope (a few hundred for
-    100,000 SKUs); the funnel decides once per input and connection, in Python; then
+    100,000 SKUs; with `lock_stock`, it locks the stock rows in (sku, location) order
+    first); the funnel decides once per input and connection, in Python; then
     PostgreSQL joins every stock row to its input's decisions and to its published
     quantities and returns only the rows where one differs, with the totals.
 
@@ -209,92 +313,32 @@ async def changed_quantities(
         targets = [c for c in targets if c in scope.connection_ids]
     if not targets:
         return ChangeList([], 0, 0)
-    in_scope = [stock.c.merchant_id == merchant_id]
+    named = funnel.named_skus if scope.skus is None else funnel.named_skus & scope.skus
+    names = (
+        "available",
+        *(a for a in ("brand", "category", "tags") if a in funnel.filtered_attributes),
+        *(("named",) if named else ()),
+    )
+    find_inputs, find_changes = _queries(names, len(targets), scope.skus is not None, lock_stock, limit is not None)
+    params: dict[str, Any] = {"merchant_id": merchant_id, "named": sorted(named)}
     if scope.skus is not None:
-        in_scope.append(stock.c.sku == _any_of(scope.skus))
+        params["skus"] = sorted(scope.skus)
     else:
-        await conn.execute(sa.text(_LARGE_SCOPE_WORK_MEM))
-    if lock_stock:
-        # A concurrent stock change of the same SKU waits for this re-evaluation.
-        locked = sa.select(stock.c.sku).where(*in_scope).order_by(stock.c.sku, stock.c.location).with_for_update()
-        await conn.execute(sa.select(sa.func.count()).select_from(locked.subquery()))
-
-    inputs = _evaluation_inputs(funnel, scope)
-    source: Any = stock
-    if inputs.keys() & {"brand", "category", "tags"}:
-        source = stock.outerjoin(
-            products, sa.and_(products.c.merchant_id == stock.c.merchant_id, products.c.sku == stock.c.sku)
-        )
-    columns = [expr.label(name) for name, expr in inputs.items()]
-    if "tags" in inputs:
-        # PostgreSQL's own text of the array, sent back as the join key below.
-        columns.append(sa.cast(inputs["tags"], sa.Text).label("tags_text"))
-    distinct_inputs = (await conn.execute(sa.select(*columns).distinct().select_from(source).where(*in_scope))).all()
+        await conn.execute(_LARGE_SCOPE_SETTINGS)
+    distinct_inputs = (await conn.execute(find_inputs, params)).all()
     if not distinct_inputs:
         return ChangeList([], 0, 0)
     decided = [_decisions_for(funnel, targets, row) for row in distinct_inputs]
 
-    published = [channel_quantities.alias(f"published_{j}") for j in range(len(targets))]
-    for target, cq in zip(targets, published, strict=True):
-        source = source.outerjoin(
-            cq,
-            sa.and_(cq.c.connection_id == target, cq.c.sku == stock.c.sku, cq.c.location == stock.c.location),
-        )
-    keyed = (
-        sa.select(
-            stock.c.sku,
-            stock.c.location,
-            stock.c.version.label("stock_version"),
-            stock.c.causation_id,
-            stock.c.origin_received_at,
-            *columns[: len(inputs)],
-            *(cq.c.quantity.label(f"current_{j}") for j, cq in enumerate(published)),
-            *(cq.c.version.label(f"version_{j}") for j, cq in enumerate(published)),
-        )
-        .select_from(source)
-        .where(*in_scope)
-        # A fence: the planner joins the merchant's rows first, then the few decisions.
-        .offset(0)
-        .subquery("keyed")
-    )
-    key_types: dict[str, type[sa.types.TypeEngine[Any]]] = {
-        "available": sa.BigInteger,
-        "brand": sa.Text,
-        "category": sa.Text,
-        "tags": sa.Text,
-        "named": sa.Text,
-    }
-    arrays: dict[str, Any] = {
-        name: sa.literal(
-            [row._mapping["tags_text" if name == "tags" else name] for row in distinct_inputs],
-            pg.ARRAY(key_types[name]),
-        )
-        for name in inputs
-    }
-    arrays["input_id"] = sa.literal(list(range(len(decided))), pg.ARRAY(sa.Integer))
-    for j in range(len(targets)):
-        arrays[f"decided_{j}"] = sa.literal([d[j].quantity for d in decided], pg.ARRAY(sa.BigInteger))
-    decisions = sa.func.unnest(*arrays.values()).table_valued(*arrays).render_derived(name="decisions")
-    same_input = [
-        keyed.c[name] == (sa.cast(decisions.c[name], pg.ARRAY(sa.Text)) if name == "tags" else decisions.c[name])
-        for name in inputs
-    ]
-    differs = [keyed.c[f"current_{j}"].is_distinct_from(decisions.c[f"decided_{j}"]) for j in range(len(targets))]
-    query = (
-        sa.select(keyed, decisions.c.input_id)
-        .select_from(keyed.outerjoin(decisions, sa.and_(*same_input)))
-        .where(sa.or_(decisions.c.input_id.is_(None), *differs))
-        .order_by(keyed.c.sku, keyed.c.location)
-    )
+    for name in names:
+        params[f"decisions_{name}"] = [r._mapping["tags_text" if name == "tags" else name] for r in distinct_inputs]
+    params["decisions_input_id"] = list(range(len(decided)))
+    for j, target in enumerate(targets):
+        params[f"connection_{j}"] = target
+        params[f"decisions_decided_{j}"] = [d[j].quantity for d in decided]
     if limit is not None:
-        # Totals over every changed row, computed before the limit applies.
-        query = query.add_columns(
-            sa.func.count().over().label("rows_changed"),
-            sa.func.sum(functools.reduce(operator.add, (sa.cast(d, sa.Integer) for d in differs)))
-            .over()
-            .label("pairs_changed"),
-        ).limit(max(limit, 1))
-    rows = (await conn.execute(query)).all()
+        params["limit"] = max(limit, 1)
+    rows = (await conn.execute(find_changes, params)).all()
 
     changes: list[QuantityChange] = []
     skus_changed = 0
