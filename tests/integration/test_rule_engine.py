@@ -286,10 +286,20 @@ async def test_preview_lists_exactly_what_saving_the_rule_then_emits(rule_engine
             "S05": (5, 2),
         }
 
-        # A page: the totals still count every change, the list holds the first two by SKU.
+        # Pages: the totals still count every change; `next` continues after the last row listed.
         page = (await api.post("/v1/rules/preview", headers=merchant.auth, json={"rule": rule, "limit": 2})).json()
         assert (page["channel_quantities_changed"], page["skus_changed"], page["truncated"]) == (4, 4, True)
-        assert page["changes"] == preview["changes"][:2]
+        assert (page["changes"], page["next"]) == (preview["changes"][:2], {"sku": "S03", "location": "default"})
+        rest = await api.post(
+            "/v1/rules/preview",
+            headers=merchant.auth,
+            json={"rule": rule, "limit": 2, "after": page["next"], "at": page["at"]},
+        )
+        assert (rest.json()["changes"], rest.json()["truncated"], rest.json()["next"]) == (
+            preview["changes"][2:],
+            False,
+            None,
+        )
 
         saved = (await api.post("/v1/rules", headers=merchant.auth, json=rule)).json()
         assert saved["channel_quantities_changed"] == 4

@@ -235,14 +235,30 @@ async def check(engine: AsyncEngine, merchant: Merchant, rule_list: list[Rule], 
     assert all((c.stock_version, c.causation_id) == (3, f"snapshot:{c.sku}") for c in found.changes)
 
     for limit in (0, 1, 3):
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="REPEATABLE READ")
-            page = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=False, limit=limit)
-        assert page.changes == found.changes[:limit]
-        assert (page.channel_quantities_changed, page.skus_changed) == (
-            found.channel_quantities_changed,
-            found.skus_changed,
-        )
+        pages, after, more = [], None, True
+        while more:
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                page = await changed_quantities(
+                    conn, merchant_id, funnel, scope, lock_stock=False, limit=limit, after=after
+                )
+            assert (page.channel_quantities_changed, page.skus_changed) == (
+                found.channel_quantities_changed,
+                found.skus_changed,
+            )
+            if limit == 0:
+                assert (page.changes, page.more, page.next) == ([], bool(expected), None)
+                break
+            rows = {(c.sku, c.location) for c in page.changes}
+            # Whole rows, at most `limit` changes unless one row alone has more.
+            assert len(page.changes) <= limit or len(rows) == 1
+            assert page.more == (page.next is not None)
+            if page.more:
+                assert page.next == (page.changes[-1].sku, page.changes[-1].location)
+            pages.extend(page.changes)
+            after, more = page.next, page.more
+        if limit:
+            assert pages == found.changes
 
 
 @given(merchants, rules, st.one_of(st.none(), st.lists(st.sampled_from(SKUS), max_size=3)))

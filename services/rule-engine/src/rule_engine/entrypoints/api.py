@@ -217,6 +217,14 @@ class RuleChangeOut(BaseModel):
     channel_quantities_changed: int
 
 
+class PreviewCursor(BaseModel):
+    """A row of the change list: a page starts after it."""
+
+    model_config = ConfigDict(extra="forbid")
+    sku: str
+    location: str
+
+
 class PreviewIn(BaseModel):
     """A rule not yet saved (`rule`), a change to one (`rule_id` with `rule` or `patch`), or its deletion
     (`rule_id` with `delete`)."""
@@ -228,6 +236,9 @@ class PreviewIn(BaseModel):
     delete: bool = False
     at: datetime | None = Field(None, description="Evaluate schedules at this moment (default: now)")
     limit: int = Field(1000, ge=0, le=100_000, description="Most changes listed; the totals count them all")
+    after: PreviewCursor | None = Field(
+        None, description="List the changes after this SKU and location: the `next` of the previous page"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -258,7 +269,10 @@ class PreviewOut(BaseModel):
     channel_quantities_changed: int
     skus_changed: int
     changes: list[PreviewedChange]
-    truncated: bool
+    truncated: bool = Field(description="Whether more changes follow this page")
+    next: PreviewCursor | None = Field(
+        description="Give it as `after`, with the same `at`, for the next page; null when nothing follows"
+    )
 
 
 def _runtime(request: Request) -> Runtime:
@@ -382,7 +396,13 @@ async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantI
             current = rule_changes.rule_document(await rule_changes.get_rule(service.engine, merchant_id, body.rule_id))
             values = body.patch.applied_to(current).row_values()
         preview = await rule_changes.preview_rule_change(
-            service.engine, merchant_id, rule_id=body.rule_id, values=values, at=body.at, limit=body.limit
+            service.engine,
+            merchant_id,
+            rule_id=body.rule_id,
+            values=values,
+            at=body.at,
+            limit=body.limit,
+            after=(body.after.sku, body.after.location) if body.after is not None else None,
         )
     return PreviewOut(
         at=preview.at,
@@ -400,7 +420,8 @@ async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantI
             )
             for c in preview.changes
         ],
-        truncated=preview.channel_quantities_changed > len(preview.changes),
+        truncated=preview.more,
+        next=PreviewCursor(sku=preview.next[0], location=preview.next[1]) if preview.next is not None else None,
     )
 
 

@@ -136,13 +136,18 @@ class QuantityChange:
 class ChangeList:
     """The channel quantities in a scope that differ from what was last published.
 
-    `changes` holds all of them, or only the first `limit` in (sku, location,
-    connection) order when a limit was asked; the totals always count all of them.
+    `changes` holds all of them or, when a limit was asked, one page: whole (sku,
+    location) rows in that order, after the `after` row, at most `limit` changes (more
+    only if a single row changes on more channels than that). `more` says whether
+    changes follow the page; `next` is then its last row, the `after` of the next page.
+    The totals always count every change.
     """
 
     changes: list[QuantityChange]
     channel_quantities_changed: int
     skus_changed: int
+    more: bool = False
+    next: tuple[str, str] | None = None
 
 
 # Large re-evaluations hash-join the stock, product and published rows of a whole
@@ -265,17 +270,34 @@ def _queries(names: tuple[str, ...], connections: int, scoped: bool, lock: bool,
         sa.select(keyed, decisions.c.input_id)
         .select_from(keyed.outerjoin(decisions, sa.and_(*same_input)))
         .where(sa.or_(decisions.c.input_id.is_(None), *differs))
-        .order_by(keyed.c.sku, keyed.c.location)
     )
-    if limited:
-        # Totals over every changed row, computed before the limit applies.
-        changed = changed.add_columns(
-            sa.func.count().over().label("rows_changed"),
-            sa.func.sum(functools.reduce(operator.add, (sa.cast(d, sa.Integer) for d in differs)))
-            .over()
-            .label("pairs_changed"),
-        ).limit(sa.bindparam("limit", type_=sa.Integer))
-    return distinct_inputs, changed
+    if not limited:
+        return distinct_inputs, changed.order_by(keyed.c.sku, keyed.c.location)
+    # One page and the totals over every changed row: one row of totals, joined to the
+    # page (none when the page is empty).
+    changed_rows = changed.add_columns(
+        functools.reduce(operator.add, (sa.cast(d, sa.Integer) for d in differs)).label("pairs")
+    ).cte("changed")
+    totals = (
+        sa.select(sa.func.count().label("rows_changed"), sa.func.sum(changed_rows.c.pairs).label("pairs_changed"))
+        .select_from(changed_rows)
+        .subquery("totals")
+    )
+    page = (
+        sa.select(changed_rows)
+        .where(
+            sa.or_(
+                sa.bindparam("first_page", type_=sa.Boolean),
+                sa.tuple_(changed_rows.c.sku, changed_rows.c.location)
+                > sa.tuple_(sa.bindparam("after_sku", type_=sa.Text), sa.bindparam("after_location", type_=sa.Text)),
+            )
+        )
+        .order_by(changed_rows.c.sku, changed_rows.c.location)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .lateral("page")
+    )
+    paged = sa.select(totals, page).select_from(totals.outerjoin(page, sa.true())).order_by(page.c.sku, page.c.location)
+    return distinct_inputs, paged
 
 
 def _decisions_for(funnel: Funnel, targets: Sequence[uuid.UUID], row: Any) -> tuple[Decision, ...]:
@@ -293,6 +315,7 @@ async def changed_quantities(
     *,
     lock_stock: bool,
     limit: int | None = None,
+    after: tuple[str, str] | None = None,
 ) -> ChangeList:
     """The channel quantities in `scope` whose decision differs from the last published one.
 
@@ -337,40 +360,52 @@ async def changed_quantities(
         params[f"connection_{j}"] = target
         params[f"decisions_decided_{j}"] = [d[j].quantity for d in decided]
     if limit is not None:
-        params["limit"] = max(limit, 1)
+        # One row more than can be listed tells whether more follow.
+        params.update(limit=limit + 1, first_page=after is None, after_sku="", after_location="")
+        if after is not None:
+            params.update(after_sku=after[0], after_location=after[1])
     rows = (await conn.execute(find_changes, params)).all()
 
     changes: list[QuantityChange] = []
     skus_changed = 0
+    last: tuple[str, str] | None = None
+    more = False
     for row in rows:
         m = row._mapping
+        if m["sku"] is None:
+            break  # a page after the last change: only the totals
         input_id = m["input_id"]
         row_decisions = decided[input_id] if input_id is not None else _decisions_for(funnel, targets, row)
-        before = len(changes)
-        for j, (target, decision) in enumerate(zip(targets, row_decisions, strict=True)):
-            current = m[f"current_{j}"]
-            if current == decision.quantity:
-                continue
-            changes.append(
-                QuantityChange(
-                    target,
-                    m["sku"],
-                    m["location"],
-                    m["available"],
-                    current,
-                    m[f"version_{j}"] or 0,
-                    decision,
-                    m["stock_version"],
-                    m["causation_id"],
-                    m["origin_received_at"],
-                )
+        row_changes = [
+            QuantityChange(
+                target,
+                m["sku"],
+                m["location"],
+                m["available"],
+                m[f"current_{j}"],
+                m[f"version_{j}"] or 0,
+                decision,
+                m["stock_version"],
+                m["causation_id"],
+                m["origin_received_at"],
             )
-        skus_changed += len(changes) > before
+            for j, (target, decision) in enumerate(zip(targets, row_decisions, strict=True))
+            if m[f"current_{j}"] != decision.quantity
+        ]
+        if not row_changes:
+            continue
+        if limit is not None and len(changes) + len(row_changes) > limit and (changes or limit == 0):
+            more = True  # this row starts the next page
+            break
+        changes.extend(row_changes)
+        skus_changed += 1
+        last = (m["sku"], m["location"])
     if limit is None:
         return ChangeList(changes, len(changes), skus_changed)
-    if not rows:
-        return ChangeList([], 0, 0)
-    return ChangeList(changes[:limit], int(rows[0].pairs_changed), int(rows[0].rows_changed))
+    totals = rows[0]._mapping
+    return ChangeList(
+        changes, int(totals["pairs_changed"] or 0), int(totals["rows_changed"]), more, last if more else None
+    )
 
 
 async def reevaluate(

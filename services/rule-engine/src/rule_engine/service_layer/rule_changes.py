@@ -269,10 +269,14 @@ PREVIEW_LIMIT = 1000
 
 @dataclass(frozen=True)
 class Preview:
+    """Totals over every change and one page of them (see `ChangeList`)."""
+
     at: datetime
-    changes: list[QuantityChange]  # the first `limit`, in (sku, location, connection) order
+    changes: list[QuantityChange]
     channel_quantities_changed: int
     skus_changed: int
+    more: bool
+    next: tuple[str, str] | None
 
 
 async def preview_rule_change(
@@ -283,6 +287,7 @@ async def preview_rule_change(
     values: dict[str, Any] | None,
     at: datetime | None = None,
     limit: int = PREVIEW_LIMIT,
+    after: tuple[str, str] | None = None,
 ) -> Preview:
     """What saving `values` as rule `rule_id` (new if None; deleting if `values` is None) would emit.
 
@@ -302,9 +307,9 @@ async def preview_rule_change(
             if row.merchant_id != merchant_id:
                 raise RuleOfAnotherMerchant(rule_id)
             before = rule_from_row(row)
-        after = None
+        proposed_rule = None
         if values is not None:
-            after = rule_from_row(
+            proposed_rule = rule_from_row(
                 _Row(
                     {
                         "rule_id": rule_id or uuid.UUID(int=0),
@@ -314,11 +319,17 @@ async def preview_rule_change(
                 )
             )
         current_rules = [r for r in await load_rules(conn, merchant_id) if r.rule_id != rule_id]
-        proposed = Funnel([*current_rules, *([after] if after is not None else [])], at)
+        proposed = Funnel([*current_rules, *([proposed_rule] if proposed_rule is not None else [])], at)
         found = await changed_quantities(
-            conn, merchant_id, proposed, scope_of_rule_change(before, after), lock_stock=False, limit=limit
+            conn,
+            merchant_id,
+            proposed,
+            scope_of_rule_change(before, proposed_rule),
+            lock_stock=False,
+            limit=limit,
+            after=after,
         )
-    return Preview(at, found.changes, found.channel_quantities_changed, found.skus_changed)
+    return Preview(at, found.changes, found.channel_quantities_changed, found.skus_changed, found.more, found.next)
 
 
 class _Row:
