@@ -237,7 +237,9 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         f'from the first; every store receives the new quantities), the rule "0 when quantity <= 3" on every '
         f"channel, and a snapshot of {s['on_hand']:,} units per SKU so that stock never runs out. The sandbox "
         f"stores run at Shopify Plus limits: restore rate {s['restore_rate']:g} points/s, bucket "
-        f"{s['bucket_size']:g} points (a Standard store restores 100 points/s).",
+        f"{s['bucket_size']:g} points (a Standard store restores 100 points/s). order-ingest runs with "
+        f"`WEBHOOK_RATE_LIMIT=100000`: the default of 100 webhooks/s per connection would answer 429 above "
+        f"100 orders/s, since every order comes from one store.",
         "- **Sync window** (per order): from the generator sending the webhook until every channel shows, for "
         "every SKU of the order, a quantity at or below what it should show once the ledger has applied that "
         "order and every order sent before it (the channel's own `received_at`, from `/_sandbox/changes`). "
