@@ -16,18 +16,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from stocksync_common.kafka import ensure_topics
+from stocksync_common.topics import CATALOGUE, CHANNEL_QUANTITY, CONNECTIONS, ORDERS, STOCK_CHANGED
 from stocksync_embedded.broker import EmbeddedBroker
 from stocksync_embedded.postgres import EmbeddedPostgres
 
-# (service name, python module) in the order they start; they stop in reverse.
+# (service name, python module) in the order they start; they stop in the order events
+# flow (`Stack.stop`).
 SERVICES: tuple[tuple[str, str], ...] = (
     ("stock-ledger", "stock_ledger"),
     ("rule-engine", "rule_engine"),
     ("channel-publisher", "channel_publisher"),
     ("order-ingest", "order_ingest"),
 )
+
+# The consumer group of each service and the topics its upstream writes for it.
+CONSUMES: dict[str, tuple[str, list[str]]] = {
+    "stock-ledger": ("stock-ledger", [ORDERS.name]),
+    "rule-engine": ("rule-engine", [STOCK_CHANGED.name, CATALOGUE.name, CONNECTIONS.name]),
+    "channel-publisher": ("channel-publisher", [CHANNEL_QUANTITY.name]),
+}
+
+
+async def consumer_lag(bootstrap_servers: str, group: str, topics: list[str]) -> int:
+    """Records of `topics` that `group` has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await admin.start()
+    await reader.start()
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in reader.partitions_for_topic(topic) or ()
+        ]
+        ends = await reader.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        return sum(
+            max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
+            for tp in partitions
+        )
+    finally:
+        await reader.stop()
+        await admin.close()
 
 
 @dataclass
@@ -53,6 +87,10 @@ class ManagedProcess:
     log_path: Path
     health_url: str | None = None
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +139,8 @@ class Stack:
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # How long `stop` waits for each consumer group to catch up (embedded broker only).
+    drain_timeout_s: float = 10.0
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -189,6 +229,19 @@ class Stack:
         gateway.wait_ready()
         self.processes["gateway"] = gateway
 
+    def wait_drained(self, group: str, topics: list[str]) -> int:
+        """Wait until `group` has committed every record of `topics`; return what is left."""
+        assert self.kafka_bootstrap_servers
+        deadline = time.monotonic() + self.drain_timeout_s
+        while True:
+            try:
+                left = asyncio.run(consumer_lag(self.kafka_bootstrap_servers, group, topics))
+            except Exception:  # the broker is gone or unreachable: nothing to wait for
+                return 0
+            if left == 0 or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
+
     def add_process(self, process: ManagedProcess) -> ManagedProcess:
         process.start()
         process.wait_ready()
@@ -198,15 +251,27 @@ class Stack:
     def stop(self) -> None:
         """Stop sandboxes and gateway first, then the services in the order events flow.
 
-        Each service stops after the one that feeds it, so it consumes what its upstream
-        published while stopping. The embedded broker keeps records in memory: an event
-        still unconsumed when it stops is gone, and that SKU's next change (absolute
-        values) corrects what it would have said.
+        Each service stops after the one that feeds it. On the embedded broker, which
+        keeps records in memory only, a service is stopped only once its consumer group
+        has committed everything its upstream published (at most `drain_timeout_s`), so
+        that a Ctrl-C of `make run` loses no event; an event still unconsumed after that
+        (a crashed consumer) is gone, and that SKU's next change (absolute values)
+        corrects what it would have said.
         """
         flow = ["order-ingest", "stock-ledger", "rule-engine", "channel-publisher"]
         others = [name for name in reversed(list(self.processes)) if name not in flow]
-        for name in [*others, *[n for n in flow if n in self.processes]]:
+        for name in others:
             self.processes[name].stop()
+        for name in flow:
+            process = self.processes.get(name)
+            if process is None:
+                continue
+            if self.broker is not None and name in CONSUMES and process.running:
+                group, topics = CONSUMES[name]
+                left = self.wait_drained(group, topics)
+                if left:
+                    print(f"{name}: {left} events still unconsumed after {self.drain_timeout_s:g} s", file=sys.stderr)
+            process.stop()
         self.processes.clear()
         if self.broker is not None:
             self.broker.stop()
