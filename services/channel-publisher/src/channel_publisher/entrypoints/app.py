@@ -24,8 +24,8 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
 
     async def on_channel_quantities(batch: list[ConsumedEvent]) -> None:
         changes = [i.event for i in batch if isinstance(i.event, ChannelQuantityChanged)]
-        if await enqueue_channel_quantities(runtime.engine, changes):
-            publisher.wake()
+        # The connections with new work start draining now, without waiting for a scan.
+        publisher.drain_now(await enqueue_channel_quantities(runtime.engine, changes))
 
     async def on_startup() -> None:
         if await announce_all_connections(runtime.engine):

@@ -1,10 +1,17 @@
 """Sending pending pushes: one drain task per connection with work.
 
-A drain takes up to the channel's batch limit of due pending rows (locked with SKIP
-LOCKED, so two publisher instances never send the same row), drops what is stale,
-calls the channel, and in the same transaction records the history, moves `last_sent`
-forward and deletes what was sent. A crash mid-call rolls all of it back: the same
-absolute quantity is sent again, which is harmless. Transient failures set
+A drain holds the connection's drain lock (a transaction-scoped advisory lock, so two
+publisher instances never send for one connection at once, and one SKU's quantities
+reach the channel in order), reads up to the channel's batch limit of due pending rows,
+drops what is stale, calls the channel, and in the same transaction records the
+history, moves `last_sent` forward and deletes what was sent. A crash mid-call rolls
+all of it back: the same absolute quantity is sent again, which is harmless.
+
+The pending rows themselves are not locked during the call: the consumer upserts newer
+quantities into them meanwhile instead of waiting for the channel's answer (which held
+up the whole consumer). Settling deletes or postpones a row only at the version that
+was sent, so a newer version that arrived during the call stays pending and is sent
+next. Transient failures set
 `not_before` instead of sleeping while holding the rows; a connection that must wait
 (rate limit, Retry-After, Mirakl's once a minute) takes no rows until it may call.
 
@@ -19,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,14 +102,23 @@ LEFT JOIN {connections.fullname} c ON c.connection_id = p.connection_id
 GROUP BY p.connection_id
 """
 
-# The connection's pause state, and (unless paused) up to a batch of its due rows,
-# locked with SKIP LOCKED, each with what the channel last accepted and its listing.
+# Key space of the drain lock (pg_try_advisory_xact_lock(int, int)); the second key is
+# the connection id's hash. A collision only makes two connections take turns.
+DRAIN_LOCK_CLASS = 0x50554253  # "PUBS"
+
+# The connection's drain lock, and if held: its pause state and (unless paused) up to a
+# batch of its due rows, each with what the channel last accepted and its listing. No
+# row at all when another instance holds the lock (or the connection is gone).
 TAKE_SQL = f"""
+WITH drain_lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock({DRAIN_LOCK_CLASS}, hashtext($1::uuid::text)) AS held
+)
 SELECT c.paused_at, c.resume_at, c.consecutive_failures,
        p.connection_id, p.sku, p.location, p.merchant_id, p.quantity, p.version, p.stock_version, p.rule_ids,
        p.causation_id, p.origin_received_at, p.attempts, coalesce(s.version, 0) AS sent_version,
        l.external::text AS external
-FROM {connections.fullname} c
+FROM drain_lock
+JOIN {connections.fullname} c ON drain_lock.held
 LEFT JOIN LATERAL (
     SELECT * FROM {pending_pushes.fullname} q
     WHERE q.connection_id = c.connection_id
@@ -110,7 +126,6 @@ LEFT JOIN LATERAL (
       AND (c.paused_at IS NULL OR c.resume_at <= $2)
     ORDER BY q.enqueued_at, q.sku
     LIMIT $3
-    FOR UPDATE OF q SKIP LOCKED
 ) p ON true
 LEFT JOIN {last_sent.fullname} s ON s.connection_id = p.connection_id AND s.sku = p.sku AND s.location = p.location
 LEFT JOIN {listings.fullname} l ON l.connection_id = p.connection_id AND l.sku = p.sku AND l.location = p.location
@@ -247,10 +262,18 @@ class Publisher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._drains: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Connections given new work while their drain was running: it looks once more.
+        self._kicked: set[uuid.UUID] = set()
         self._adapters: dict[uuid.UUID, tuple[Connection, ChannelAdapter]] = {}
 
     def wake(self) -> None:
+        """Look for due connections now."""
         self._wake.set()
+
+    def drain_now(self, connection_ids: Iterable[uuid.UUID]) -> None:
+        """These connections have new work: drain them now, without a scan for due ones."""
+        for connection_id in connection_ids:
+            self._start_drain(connection_id)
 
     def request_stop(self) -> None:
         self._stopping = True
@@ -284,17 +307,25 @@ class Publisher:
         for row in rows:
             PENDING.labels(str(row["connection_id"])).set(row["pending"])
         for row in rows:
-            if not row["due"]:
-                continue
-            connection_id = row["connection_id"]
-            task = self._drains.get(connection_id)
-            if task is None or task.done():
-                self._drains[connection_id] = asyncio.create_task(self._drain(connection_id))
+            if row["due"]:
+                self._start_drain(row["connection_id"])
+
+    def _start_drain(self, connection_id: uuid.UUID) -> None:
+        if self._stopping:
+            return
+        task = self._drains.get(connection_id)
+        if task is None or task.done():
+            self._drains[connection_id] = asyncio.create_task(self._drain(connection_id))
+        else:
+            self._kicked.add(connection_id)
 
     async def _drain(self, connection_id: uuid.UUID) -> None:
         while not self._stopping:
+            # Work enqueued after this batch's read is seen by the next one, not left
+            # for the poll: the kick arrives while this task still runs.
+            self._kicked.discard(connection_id)
             try:
-                if await self.publish_due_pushes(connection_id) == 0:
+                if await self.publish_due_pushes(connection_id) == 0 and connection_id not in self._kicked:
                     return
             except Exception:
                 log.exception("push batch failed", extra={"connection_id": str(connection_id)})
@@ -334,7 +365,7 @@ class Publisher:
         async with raw_transaction(self.engine) as conn:
             taken = await conn.fetch(TAKE_SQL, connection_id, now, adapter.batch_limit)
             if not taken:
-                return 0  # the connection is gone
+                return 0  # the connection is gone, or another instance is draining it
             state = _ConnectionState(taken[0]["paused_at"], taken[0]["resume_at"], taken[0]["consecutive_failures"])
             if state.paused_at is not None and (state.resume_at is None or state.resume_at > now):
                 return 0
