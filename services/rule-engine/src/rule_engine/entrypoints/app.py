@@ -12,17 +12,16 @@ from stocksync_common.topics import CATALOGUE, CONNECTIONS, STOCK_CHANGED
 from rule_engine.adapters.tables import outbox
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.api import router
-from rule_engine.service_layer.evaluation import (
-    apply_connection_changes,
-    apply_product_attributes,
-    apply_stock_changes,
-)
+from rule_engine.service_layer.evaluation import apply_connection_changes, apply_product_attributes
 from rule_engine.service_layer.schedule import RuleScheduler
+from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
 
 
 def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
     settings = settings or RuleEngineSettings()
     runtime = Runtime("rule-engine", settings, outbox)
+    # Checked against the database on every batch (see stock_changes): safe with several instances.
+    rule_sets = RuleSets()
 
     async def on_events(batch: list[ConsumedEvent]) -> None:
         # Connections and attributes first: a stock change in the same batch then sees them.
@@ -35,7 +34,7 @@ def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
         if attributes:
             emitted += await apply_product_attributes(runtime.engine, attributes)
         if stock_changes:
-            emitted += await apply_stock_changes(runtime.engine, stock_changes)
+            emitted += await apply_stock_changes(runtime.engine, stock_changes, rule_sets)
         if emitted:
             runtime.wake_relay()
 

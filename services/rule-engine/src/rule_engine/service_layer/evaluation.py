@@ -16,7 +16,7 @@ import functools
 import operator
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -29,12 +29,11 @@ from stocksync_common.contracts import (
     ChannelQuantityChanged,
     ConnectionChanged,
     ProductAttributesChanged,
-    StockChanged,
     utcnow,
 )
 from stocksync_common.db import claim_events
 from stocksync_common.outbox import add_to_outbox
-from stocksync_common.topics import CATALOGUE, CONNECTIONS, STOCK_CHANGED
+from stocksync_common.topics import CATALOGUE, CONNECTIONS
 
 from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, products, rules, stock
 from rule_engine.domain.rules import (
@@ -51,7 +50,11 @@ from rule_engine.domain.rules import (
 
 
 def rule_from_row(row: Any) -> Rule:
-    m = row._mapping
+    return rule_from_mapping(row._mapping)
+
+
+def rule_from_mapping(m: Mapping[str, Any]) -> Rule:
+    """A rule from its table's columns (rule_id, position, condition, ... time_zone)."""
     product_filter = m["product_filter"] or {}
     return Rule(
         rule_id=m["rule_id"],
@@ -465,49 +468,6 @@ async def reevaluate(
             upserts,
         )
         await add_to_outbox(conn, outbox, emitted)
-    return emitted
-
-
-async def apply_stock_changes(engine: AsyncEngine, changes: Iterable[StockChanged]) -> int:
-    """Project a consumer batch of stock changes; one transaction for the batch."""
-    changes = list(changes)
-    newest: dict[tuple[uuid.UUID, str, str], StockChanged] = {}
-    for change in changes:
-        key = (change.merchant_id, change.sku, change.location)
-        if key not in newest or change.version > newest[key].version:
-            newest[key] = change
-    emitted = 0
-    async with engine.begin() as conn:
-        new_ids = await claim_events(conn, inbox, STOCK_CHANGED.name, (c.event_id for c in changes))
-        moved: dict[uuid.UUID, set[str]] = defaultdict(set)
-        rows = [
-            {
-                "merchant_id": change.merchant_id,
-                "sku": change.sku,
-                "location": change.location,
-                "available": change.available,
-                "version": change.version,
-                "causation_id": change.causation_id,
-                "origin_received_at": change.origin_received_at,
-            }
-            for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))
-            if (change := newest[key]).event_id in new_ids
-        ]
-        if rows:
-            # One statement for the batch; rows in lock order, so two instances never deadlock.
-            stmt = pg.insert(stock).values(rows)
-            updated = await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[stock.c.merchant_id, stock.c.sku, stock.c.location],
-                    set_={c: stmt.excluded[c] for c in ("available", "version", "causation_id", "origin_received_at")},
-                    # A version not newer than the one applied is dropped.
-                    where=stock.c.version < stmt.excluded.version,
-                ).returning(stock.c.merchant_id, stock.c.sku)
-            )
-            for merchant_id, sku in updated:
-                moved[merchant_id].add(sku)
-        for merchant_id, skus in moved.items():
-            emitted += len(await reevaluate(conn, merchant_id, Scope(skus=frozenset(skus))))
     return emitted
 
 

@@ -1,0 +1,298 @@
+"""The stock.changed.v1 consumer batch: project the stock, re-evaluate the SKUs that moved.
+
+It does what `reevaluate` does for the SKUs a batch moved, in three statements on
+asyncpg (stocksync_common.raw_connection) whatever the batch size:
+
+1. claim the inbox and upsert the stock projection (rows in (merchant, sku, location)
+   order; a version not newer than the one applied is dropped), returning the SKUs
+   that moved;
+2. lock every stock row of those SKUs in (merchant, sku, location) order and read, for
+   each, its product attributes and the quantities last published to the merchant's
+   active connections; per merchant, the active connections and a fingerprint of the
+   rules (rule ids and row versions, `xmin`), and the rules themselves only when the
+   fingerprint differs from the one this process holds;
+3. upsert the published quantities that changed and write their outbox rows.
+
+Statement 2 runs after statement 1 has locked the moved rows, so it sees what a rule
+change, the scheduler or another batch committed before; any of those that re-evaluates
+these SKUs waits for this transaction. The rules cache is therefore checked against the
+database in the same snapshot as every other input, on every batch: a rule written by
+any instance (API, scheduler) changes its row's `xmin`, hence the fingerprint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stocksync_common.contracts import ChannelQuantityChanged, StockChanged, utcnow
+from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
+from stocksync_common.raw_connection import raw_transaction
+from stocksync_common.topics import STOCK_CHANGED
+
+from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, products, rules, stock
+from rule_engine.domain.rules import Decision, Funnel, ProductAttributes, Rule
+from rule_engine.service_layer.evaluation import rule_from_mapping
+
+CLAIM_AND_PROJECT_SQL = f"""
+WITH claimed AS (
+    INSERT INTO {inbox.fullname} (event_id, topic)
+    SELECT e, $1::text FROM unnest($2::uuid[]) AS e
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO {stock.fullname} AS s
+    (merchant_id, sku, location, available, version, causation_id, origin_received_at)
+SELECT c.merchant_id, c.sku, c.location, c.available, c.version, c.causation_id, c.origin_received_at
+FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[],
+            $10::timestamptz[])
+    WITH ORDINALITY AS c(event_id, merchant_id, sku, location, available, version, causation_id,
+                         origin_received_at, n)
+WHERE c.event_id IN (SELECT event_id FROM claimed)
+ORDER BY c.n
+ON CONFLICT (merchant_id, sku, location) DO UPDATE
+SET available = EXCLUDED.available, version = EXCLUDED.version, causation_id = EXCLUDED.causation_id,
+    origin_received_at = EXCLUDED.origin_received_at
+WHERE s.version < EXCLUDED.version
+RETURNING s.merchant_id, s.sku
+"""
+
+_RULE_COLUMNS = (
+    "rule_id, position, enabled, connection_ids, skus, condition, action, product_filter, "
+    "starts_at, ends_at, weekly_windows, time_zone"
+)
+
+LOCK_AND_READ_SQL = f"""
+WITH moved AS (
+    SELECT DISTINCT m.merchant_id, m.sku FROM unnest($1::uuid[], $2::text[]) AS m(merchant_id, sku)
+),
+known AS (
+    SELECT k.merchant_id, k.fingerprint FROM unnest($3::uuid[], $4::text[]) AS k(merchant_id, fingerprint)
+),
+merchants AS (
+    SELECT d.merchant_id,
+        (SELECT coalesce(array_agg(c.connection_id ORDER BY c.connection_id), '{{}}')
+         FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS connection_ids,
+        (SELECT md5(coalesce(string_agg(r.rule_id::text || '@' || r.xmin::text, ',' ORDER BY r.rule_id), ''))
+         FROM {rules.fullname} r WHERE r.merchant_id = d.merchant_id) AS fingerprint
+    FROM (SELECT DISTINCT merchant_id FROM moved) d
+),
+locked AS (
+    SELECT s.merchant_id, s.sku, s.location, s.available, s.version, s.causation_id, s.origin_received_at
+    FROM {stock.fullname} s JOIN moved m ON s.merchant_id = m.merchant_id AND s.sku = m.sku
+    ORDER BY s.merchant_id, s.sku, s.location
+    FOR UPDATE OF s
+)
+SELECT l.merchant_id, l.sku, l.location, l.available, l.version, l.causation_id, l.origin_received_at,
+    pr.brand, pr.category, pr.tags,
+    mm.connection_ids, mm.fingerprint,
+    CASE WHEN mm.fingerprint IS NOT DISTINCT FROM k.fingerprint THEN NULL
+         ELSE (SELECT coalesce(json_agg(x), '[]')::text
+               FROM (SELECT {_RULE_COLUMNS} FROM {rules.fullname} WHERE merchant_id = mm.merchant_id) x)
+    END AS rules_json,
+    p.connection_ids AS published_to, p.quantities AS published_quantities, p.versions AS published_versions
+FROM locked l
+JOIN merchants mm ON mm.merchant_id = l.merchant_id
+LEFT JOIN known k ON k.merchant_id = l.merchant_id
+LEFT JOIN {products.fullname} pr ON pr.merchant_id = l.merchant_id AND pr.sku = l.sku
+LEFT JOIN LATERAL (
+    SELECT array_agg(cq.connection_id) AS connection_ids, array_agg(cq.quantity) AS quantities,
+        array_agg(cq.version) AS versions
+    FROM {channel_quantities.fullname} cq
+    WHERE cq.connection_id = ANY(mm.connection_ids) AND cq.sku = l.sku AND cq.location = l.location
+) p ON true
+ORDER BY l.merchant_id, l.sku, l.location
+"""
+
+PUBLISH_SQL = f"""
+WITH published AS (
+    INSERT INTO {channel_quantities.fullname} AS cq
+        (connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids)
+    SELECT q.connection_id, q.sku, q.location, q.merchant_id, q.quantity, q.version, q.stock_version,
+        q.rule_ids::uuid[]
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::bigint[], $7::bigint[],
+                $8::text[])
+        AS q(connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids)
+    ON CONFLICT (connection_id, sku, location) DO UPDATE
+    SET quantity = EXCLUDED.quantity, version = EXCLUDED.version, stock_version = EXCLUDED.stock_version,
+        rule_ids = EXCLUDED.rule_ids
+    RETURNING 1
+),
+announced AS (
+    {outbox_insert_sql(outbox, 9)}
+)
+SELECT (SELECT count(*) FROM published), (SELECT count(*) FROM announced)
+"""
+
+
+class RuleSets:
+    """Each merchant's rules as last read, with the fingerprint they were read at.
+
+    Only a cache: every batch sends the fingerprints it holds and gets the rules back
+    for a merchant whose fingerprint differs (`LOCK_AND_READ_SQL`).
+    """
+
+    def __init__(self, max_merchants: int = 10_000) -> None:
+        self._rules: dict[uuid.UUID, tuple[str, list[Rule]]] = {}
+        self._max_merchants = max_merchants
+
+    def known(self, merchant_ids: Iterable[uuid.UUID]) -> tuple[list[uuid.UUID], list[str]]:
+        """The fingerprints held for these merchants. Evicts here, never during a batch:
+        a merchant sent as known must still be held when its rows come back."""
+        if len(self._rules) >= self._max_merchants:
+            self._rules.clear()
+        held = [(m, self._rules[m][0]) for m in merchant_ids if m in self._rules]
+        return [m for m, _ in held], [f for _, f in held]
+
+    def rules(self, merchant_id: uuid.UUID, fingerprint: str, rules_json: str | None) -> list[Rule]:
+        if rules_json is None:
+            return self._rules[merchant_id][1]
+        loaded = [_rule_from_json(r) for r in orjson.loads(rules_json)]
+        self._rules[merchant_id] = (fingerprint, loaded)
+        return loaded
+
+
+def _rule_from_json(document: dict[str, Any]) -> Rule:
+    return rule_from_mapping(
+        {
+            **document,
+            "rule_id": uuid.UUID(document["rule_id"]),
+            "connection_ids": [uuid.UUID(c) for c in document["connection_ids"]],
+            "starts_at": _timestamp(document["starts_at"]),
+            "ends_at": _timestamp(document["ends_at"]),
+        }
+    )
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
+def _newest(changes: Iterable[StockChanged]) -> list[StockChanged]:
+    """The newest change per (merchant, sku, location), in lock order."""
+    newest: dict[tuple[uuid.UUID, str, str], StockChanged] = {}
+    for change in changes:
+        key = (change.merchant_id, change.sku, change.location)
+        if key not in newest or change.version > newest[key].version:
+            newest[key] = change
+    return [newest[k] for k in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))]
+
+
+def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: datetime) -> list[ChannelQuantityChanged]:
+    """The channel quantities that differ from the published ones, from `LOCK_AND_READ_SQL`'s rows.
+
+    Per row, connections in the order the query lists them; rows in (merchant, sku, location) order.
+    """
+    emitted: list[ChannelQuantityChanged] = []
+    funnels: dict[uuid.UUID, Funnel] = {}
+    decided: dict[tuple[Any, ...], tuple[Decision, ...]] = {}
+    for row in rows:
+        merchant_id: uuid.UUID = row["merchant_id"]
+        targets: list[uuid.UUID] = row["connection_ids"]
+        if not targets:
+            continue
+        funnel = funnels.get(merchant_id)
+        if funnel is None:
+            funnel = Funnel(rule_sets.rules(merchant_id, row["fingerprint"], row["rules_json"]), at)
+            funnels[merchant_id] = funnel
+        sku: str = row["sku"]
+        named = sku if sku in funnel.named_skus else None
+        product = (
+            ProductAttributes.of(row["brand"], row["category"], row["tags"] or ()) if funnel.needs_attributes else None
+        )
+        key = (merchant_id, row["available"], product, named)
+        decisions = decided.get(key)
+        if decisions is None:
+            decisions = funnel.decisions(targets, row["available"], product or ProductAttributes(), named)
+            decided[key] = decisions
+        published: dict[uuid.UUID, tuple[int, int]] = {}
+        if row["published_to"] is not None:
+            published = dict(
+                zip(
+                    row["published_to"],
+                    zip(row["published_quantities"], row["published_versions"], strict=True),
+                    strict=True,
+                )
+            )
+        for target, decision in zip(targets, decisions, strict=True):
+            current, version = published.get(target, (None, 0))
+            if current == decision.quantity:
+                continue
+            emitted.append(
+                ChannelQuantityChanged(
+                    merchant_id=merchant_id,
+                    connection_id=target,
+                    sku=sku,
+                    location=row["location"],
+                    quantity=decision.quantity,
+                    version=version + 1,
+                    stock_version=row["version"],
+                    available=row["available"],
+                    rule_ids=decision.rule_ids,
+                    causation_id=row["causation_id"],
+                    origin_received_at=row["origin_received_at"],
+                )
+            )
+    return emitted
+
+
+def _uuid_array_literal(ids: Iterable[uuid.UUID]) -> str:
+    return "{" + ",".join(str(i) for i in ids) + "}"
+
+
+async def apply_stock_changes(
+    engine: AsyncEngine, changes: Iterable[StockChanged], rule_sets: RuleSets | None = None
+) -> int:
+    """Project a consumer batch of stock changes and emit the channel quantities that
+    changed; one transaction, three statements. Returns the number emitted."""
+    changes = list(changes)
+    rule_sets = rule_sets if rule_sets is not None else RuleSets()
+    rows = _newest(changes)
+    event_ids = list(dict.fromkeys(c.event_id for c in changes))
+    if not event_ids:
+        return 0
+    async with raw_transaction(engine) as conn:
+        moved = await conn.fetch(
+            CLAIM_AND_PROJECT_SQL,
+            STOCK_CHANGED.name,
+            event_ids,
+            [c.event_id for c in rows],
+            [c.merchant_id for c in rows],
+            [c.sku for c in rows],
+            [c.location for c in rows],
+            [c.available for c in rows],
+            [c.version for c in rows],
+            [c.causation_id for c in rows],
+            [c.origin_received_at for c in rows],
+        )
+        if not moved:
+            return 0
+        known_merchants, fingerprints = rule_sets.known({r["merchant_id"] for r in moved})
+        read = await conn.fetch(
+            LOCK_AND_READ_SQL,
+            [r["merchant_id"] for r in moved],
+            [r["sku"] for r in moved],
+            known_merchants,
+            fingerprints,
+        )
+        emitted = plan_channel_quantities(read, rule_sets, utcnow())
+        if not emitted:
+            return 0
+        await conn.fetchrow(
+            PUBLISH_SQL,
+            [e.connection_id for e in emitted],
+            [e.sku for e in emitted],
+            [e.location for e in emitted],
+            [e.merchant_id for e in emitted],
+            [e.quantity for e in emitted],
+            [e.version for e in emitted],
+            [e.stock_version for e in emitted],
+            [_uuid_array_literal(e.rule_ids) for e in emitted],
+            *outbox_arrays(emitted),
+        )
+    return len(emitted)

@@ -1,0 +1,162 @@
+"""The stock.changed.v1 batch path (`apply_stock_changes`) against the real database.
+
+It must do what projecting the stock and running `reevaluate` on the moved SKUs did:
+an older stock version is ignored, a redelivered event is applied once, a channel
+quantity is emitted only when it changes and carries the stock version and rule ids,
+and a rule changed by another instance is seen by the next batch despite the cache.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from stocksync_common.contracts import ChannelQuantityChanged, StockChanged, utcnow
+
+from rule_engine.adapters.tables import channel_quantities, connections, outbox, stock
+from rule_engine.adapters.tables import rules as rules_table
+from rule_engine.service_layer.evaluation import reevaluate
+from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
+
+pytestmark = pytest.mark.integration
+
+
+def stock_changed(merchant_id: uuid.UUID, sku: str, version: int, available: int, location: str = "default") -> Any:
+    return StockChanged(
+        merchant_id=merchant_id,
+        sku=sku,
+        location=location,
+        version=version,
+        on_hand=available,
+        reserved=0,
+        available=available,
+        causation_id=f"order:{sku}:{version}",
+    )
+
+
+async def add_rule(engine: AsyncEngine, merchant_id: uuid.UUID, position: int, **values: Any) -> uuid.UUID:
+    rule_id = uuid.uuid4()
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(rules_table).values(
+                {
+                    "rule_id": rule_id,
+                    "merchant_id": merchant_id,
+                    "name": f"rule {position}",
+                    "position": position,
+                    "enabled": True,
+                    "connection_ids": [],
+                    "skus": [],
+                    "weekly_windows": [],
+                    **values,
+                }
+            )
+        )
+    return rule_id
+
+
+async def emitted_events(engine: AsyncEngine, merchant_id: uuid.UUID) -> list[ChannelQuantityChanged]:
+    async with engine.connect() as conn:
+        payloads = (
+            await conn.execute(
+                sa.select(outbox.c.payload)
+                .where(sa.func.convert_from(outbox.c.key, "UTF8").startswith(f"{merchant_id}:"))
+                .order_by(outbox.c.id)
+            )
+        ).scalars()
+        return [ChannelQuantityChanged.model_validate_json(p) for p in payloads]
+
+
+async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(database_url: str) -> None:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    merchant_id = uuid.uuid4()
+    first, second, inactive = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    rule_sets = RuleSets()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(connections),
+                [
+                    {
+                        "connection_id": c,
+                        "merchant_id": merchant_id,
+                        "channel_type": "shopify",
+                        "name": str(c),
+                        "active": c != inactive,
+                        "updated_at": utcnow(),
+                    }
+                    for c in (first, second, inactive)
+                ],
+            )
+        buffer = await add_rule(
+            engine, merchant_id, 1, condition={"op": "<=", "value": 3}, action={"type": "set", "value": 0}
+        )
+        only_b = await add_rule(
+            engine, merchant_id, 2, skus=["B"], condition={"op": "always"}, action={"type": "subtract", "value": 1}
+        )
+        channels = sorted([first, second])
+
+        batch = [
+            stock_changed(merchant_id, "A", 5, 2),
+            stock_changed(merchant_id, "A", 5, 10, location="north"),
+            stock_changed(merchant_id, "B", 4, 7),
+            stock_changed(merchant_id, "B", 5, 10),
+        ]
+        assert await apply_stock_changes(engine, batch, rule_sets) == 6
+        events = await emitted_events(engine, merchant_id)
+        assert [(e.connection_id, e.sku, e.location, e.quantity, e.version, e.stock_version) for e in events] == [
+            (channels[0], "A", "default", 0, 1, 5),
+            (channels[1], "A", "default", 0, 1, 5),
+            (channels[0], "A", "north", 10, 1, 5),
+            (channels[1], "A", "north", 10, 1, 5),
+            (channels[0], "B", "default", 9, 1, 5),
+            (channels[1], "B", "default", 9, 1, 5),
+        ]
+        assert [e.rule_ids for e in events[::2]] == [(buffer,), (), (only_b,)]
+        assert events[0].causation_id == "order:A:5" and events[0].available == 2
+
+        # A redelivery, an older version, and a newer version that leaves the quantity at 0.
+        assert await apply_stock_changes(engine, batch, rule_sets) == 0
+        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 4, 50)], rule_sets) == 0
+        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 6, 1)], rule_sets) == 0
+        async with engine.connect() as conn:
+            projected = (
+                await conn.execute(
+                    sa.select(stock.c.version, stock.c.available).where(
+                        stock.c.merchant_id == merchant_id, stock.c.sku == "A", stock.c.location == "default"
+                    )
+                )
+            ).one()
+        assert tuple(projected) == (6, 1)
+
+        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 7, 8)], rule_sets) == 2
+        latest = (await emitted_events(engine, merchant_id))[-2:]
+        assert [(e.quantity, e.version, e.stock_version, e.rule_ids) for e in latest] == [(8, 2, 7, ())] * 2
+
+        # Another instance changes the rule (no re-evaluation here): the next batch must see it.
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(rules_table).where(rules_table.c.rule_id == buffer).values(action={"type": "set", "value": 1})
+            )
+        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 8, 3)], rule_sets) == 2
+        latest = (await emitted_events(engine, merchant_id))[-2:]
+        assert [(e.quantity, e.version, e.stock_version, e.rule_ids) for e in latest] == [(1, 3, 8, (buffer,))] * 2
+
+        # What was published is what a full re-evaluation computes: nothing is left to emit.
+        async with engine.begin() as conn:
+            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+            published = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        channel_quantities.c.merchant_id == merchant_id, channel_quantities.c.connection_id == inactive
+                    )
+                )
+            ).scalar_one()
+        assert published == 0
+    finally:
+        await engine.dispose()
