@@ -4,7 +4,10 @@ Every trigger (a stock change, a product's attributes, a rule change, a schedule
 boundary, a new connection) ends in `reevaluate`, which computes the channel quantities
 of the SKUs and connections concerned and emits `channel.quantity.v1` only where a
 quantity changed. It runs inside the transaction that recorded the trigger, so the
-emitted events and the state agree.
+emitted events and the state agree. A consumer batch of stock changes, the hot path,
+does the same for the SKUs it moved in three asyncpg statements
+(`service_layer/stock_changes.py`); `tests/integration/test_rule_engine_stock_batch.py`
+checks that a full `reevaluate` afterwards finds nothing left to emit.
 
 Lock order, everywhere: rule rows (rule changes, the scheduler), then the stock rows of
 the projection in (sku, location) order. A stock change locks only stock rows.
