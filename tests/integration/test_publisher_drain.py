@@ -1,0 +1,139 @@
+"""The publisher's drain against the real database, with a channel that answers on cue.
+
+The channel call is the slow part of a push; these tests hold one open and check what
+may and may not wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stocksync_common.contracts import ChannelQuantityChanged
+from stocksync_common.db import make_engine
+
+from channel_publisher.adapters.tables import last_sent, pending_pushes
+from channel_publisher.config import PublisherSettings
+from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
+from channel_publisher.service_layer.connections import create_connection, load_connection
+from channel_publisher.service_layer.publishing import Publisher
+from channel_publisher.service_layer.queue import enqueue_channel_quantities
+
+SKU = "SKU-DRAIN-1"
+
+
+class HeldChannel:
+    """Accepts every item, but only when the test lets the call return."""
+
+    channel_type = "shopify"
+    batch_limit = 250
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[str, int]]] = []
+        self.in_call = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def ready_in(self) -> float:
+        return 0.0
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        self.calls.append([(item.sku, item.quantity) for item in items])
+        self.in_call.set()
+        await self.release.wait()
+        self.release.clear()
+        self.in_call.clear()
+        return BatchResult({i: ItemOutcome("accepted", "applied") for i in range(len(items))})
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def _connection_with_held_channel(engine: AsyncEngine, publisher: Publisher) -> tuple[uuid.UUID, HeldChannel]:
+    connection_id = await create_connection(
+        engine,
+        merchant_id=uuid.uuid4(),
+        channel_type="shopify",
+        name="held",
+        base_url="http://127.0.0.1:9",
+        credentials={"access_token": "token"},
+        webhook_secrets=["secret"],
+        settings={},
+        inbound={},
+        listing_rows=[
+            {
+                "sku": SKU,
+                "location": "default",
+                "external": {
+                    "inventory_item_id": "gid://shopify/InventoryItem/1",
+                    "location_id": "gid://shopify/Location/1",
+                },
+            }
+        ],
+    )
+    async with engine.connect() as conn:
+        connection = await load_connection(conn, connection_id)
+    assert connection is not None
+    channel = HeldChannel()
+    publisher._adapters[connection_id] = (connection, channel)  # the channel under test's control
+    return connection_id, channel
+
+
+def _quantity(connection_id: uuid.UUID, quantity: int, version: int) -> ChannelQuantityChanged:
+    return ChannelQuantityChanged(
+        merchant_id=uuid.uuid4(),
+        causation_id=str(uuid.uuid4()),
+        connection_id=connection_id,
+        sku=SKU,
+        quantity=quantity,
+        version=version,
+        stock_version=version,
+        available=quantity,
+    )
+
+
+async def test_a_newer_quantity_is_queued_during_a_call_and_sent_after_it_in_order(engine: AsyncEngine) -> None:
+    publisher = Publisher(engine, PublisherSettings())
+    connection_id, channel = await _connection_with_held_channel(engine, publisher)
+    await enqueue_channel_quantities(engine, [_quantity(connection_id, 7, 1)])
+    draining = asyncio.create_task(publisher.publish_due_pushes(connection_id))
+    await asyncio.wait_for(channel.in_call.wait(), 10)
+
+    # The consumer records the newer quantity while the channel has not answered yet.
+    await asyncio.wait_for(enqueue_channel_quantities(engine, [_quantity(connection_id, 5, 2)]), 5)
+    # A second drain of the same connection (another instance) sends nothing meanwhile.
+    assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 5) == 0
+    assert channel.calls == [[(SKU, 7)]]
+
+    channel.release.set()
+    assert await asyncio.wait_for(draining, 10) == 1
+    async with engine.connect() as conn:
+        pending = (
+            (
+                await conn.execute(
+                    sa.select(pending_pushes.c.version).where(pending_pushes.c.connection_id == connection_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        sent = (
+            (await conn.execute(sa.select(last_sent.c.version).where(last_sent.c.connection_id == connection_id)))
+            .scalars()
+            .all()
+        )
+    assert pending == [2]  # version 1 settled, version 2 still to send
+    assert sent == [1]
+
+    channel.release.set()
+    assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 10) == 1
+    assert channel.calls == [[(SKU, 7)], [(SKU, 5)]]
+    await publisher.http.aclose()
