@@ -42,6 +42,9 @@ class EmbeddedBroker:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C in the terminal reaches the stack, which stops the
+            # broker last, after the services have drained what it holds.
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -45,9 +45,9 @@ async def consumer_lag(bootstrap_servers: str, group: str, topics: list[str]) ->
     """Records of `topics` that `group` has not committed yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await reader.start()
     try:
+        await admin.start()
+        await reader.start()
         partitions = [
             TopicPartition(topic, partition)
             for topic in topics
