@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,24 @@ def free_port() -> int:
 
 def free_ports() -> Ports:
     return Ports(*(free_port() for _ in range(7)))
+
+
+@contextmanager
+def own_infrastructure(home: Path) -> Iterator[Stack]:
+    """An embedded PostgreSQL and broker of the caller's own, migrated, no service running.
+
+    For tests that stop or restart a service: on the session's broker the session's own
+    instance would share the consumer group, and the embedded broker keeps stopped
+    members in a group until their session times out (a restart in the middle of a
+    rebalance has waited over a minute).
+    """
+    stack = Stack(home, free_ports(), database_url="", kafka_bootstrap_servers="")
+    try:
+        stack.start_infrastructure(use_environment=False)
+        stack.migrate()
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(scope="session")

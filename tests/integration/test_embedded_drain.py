@@ -4,7 +4,9 @@ records in memory only); `consumer_lag` is what it waits on."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -12,9 +14,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from stocksync_embedded.broker import EmbeddedBroker
 from stocksync_embedded.stack import Stack, consumer_lag
 
-from tests.conftest import free_ports
+from tests.conftest import free_port, free_ports
 from tests.integration.test_ledger_faults import ledger_state, placed, produce
 
 pytestmark = [pytest.mark.integration]
@@ -82,3 +85,15 @@ async def test_stopping_the_embedded_stack_lets_the_ledger_apply_what_was_alread
     finally:
         await asyncio.to_thread(again.stop)
     assert sum(reserved for reserved, _ in state.values()) == len(lines)
+
+
+def test_the_embedded_broker_runs_in_its_own_session_so_a_terminal_ctrl_c_spares_it(tmp_path: Path) -> None:
+    """A Ctrl-C reaches the terminal's process group; the stack, not the signal, stops the
+    broker, after the services have drained what it holds."""
+    broker = EmbeddedBroker(free_port(), tmp_path / "broker.log")
+    broker.start()
+    try:
+        assert broker._process is not None
+        assert os.getsid(broker._process.pid) != os.getsid(0)
+    finally:
+        broker.stop()

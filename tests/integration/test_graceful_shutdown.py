@@ -28,7 +28,7 @@ from stocksync_common.kafka import encode_event
 from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 
-from tests.conftest import free_ports
+from tests.conftest import own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,17 +39,9 @@ SKUS = 40
 
 @pytest.fixture
 def sole_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A PostgreSQL and broker of the test's own, so its ledger is the only group member.
-
-    On the session's broker, the session's ledger would have to be stopped and started
-    again; the embedded broker keeps stopped members in the group until their session
-    times out, and a restart in the middle of a rebalance has waited over a minute.
-    """
-    stack = Stack(tmp_path_factory.mktemp("graceful"), free_ports(), database_url="", kafka_bootstrap_servers="")
-    stack.start_infrastructure(use_environment=False)
-    stack.migrate()
-    yield stack
-    stack.stop()
+    """A PostgreSQL and broker of the test's own, so its ledger is the only group member."""
+    with own_infrastructure(tmp_path_factory.mktemp("graceful")) as stack:
+        yield stack
 
 
 @pytest.fixture

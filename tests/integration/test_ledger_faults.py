@@ -29,7 +29,7 @@ from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import ORDERS, STOCK_CHANGED
 from stocksync_embedded.stack import ManagedProcess, Stack
 
-from tests.conftest import free_port, free_ports
+from tests.conftest import free_port, own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,11 +38,8 @@ GROUP = "stock-ledger"
 
 @pytest.fixture
 def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("ledger-faults"), free_ports(), database_url="", kafka_bootstrap_servers="")
-    stack.start_infrastructure(use_environment=False)
-    stack.migrate()
-    yield stack
-    stack.stop()
+    with own_infrastructure(tmp_path_factory.mktemp("ledger-faults")) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from stocksync_embedded.stack import Stack
 
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.app import create_app
-from tests.conftest import free_ports
+from tests.conftest import own_infrastructure
 
 pytestmark = pytest.mark.integration
 
@@ -47,11 +47,8 @@ def rule_engine_infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iter
     join this module's consumer group and run its own scheduler over the same rules, so
     these tests, which stop and restart the engine, would not control every instance.
     """
-    stack = Stack(tmp_path_factory.mktemp("rule-engine"), free_ports(), database_url="", kafka_bootstrap_servers="")
-    stack.start_infrastructure(use_environment=False)
-    stack.migrate()
-    yield stack
-    stack.stop()
+    with own_infrastructure(tmp_path_factory.mktemp("rule-engine")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

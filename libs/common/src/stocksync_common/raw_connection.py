@@ -13,7 +13,8 @@ statements do not depend on the codecs SQLAlchemy registers on its connections.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -53,3 +54,9 @@ async def raw_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
             if driver.is_closed() or driver.is_in_transaction():
                 await conn.invalidate()
             raise
+
+
+def uuid_array_literal(ids: Iterable[uuid.UUID]) -> str:
+    """A uuid[] as PostgreSQL's array text ('{a,b}'): how a list per row travels in an
+    `unnest` of text, cast back with `::uuid[]`."""
+    return "{" + ",".join(str(i) for i in ids) + "}"

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.logging import causation
-from stocksync_common.raw_connection import raw_connection, raw_transaction
+from stocksync_common.raw_connection import raw_connection, raw_transaction, uuid_array_literal
 
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
@@ -59,7 +59,6 @@ from channel_publisher.domain.pushes import (
 )
 from channel_publisher.service_layer.connections import Connection, load_connection
 from channel_publisher.service_layer.drift import run_drift_checks
-from channel_publisher.service_layer.queue import uuid_array_literal
 
 log = logging.getLogger(__name__)
 

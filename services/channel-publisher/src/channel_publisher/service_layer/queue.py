@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import ChannelQuantityChanged, utcnow
-from stocksync_common.raw_connection import raw_connection
+from stocksync_common.raw_connection import raw_connection, uuid_array_literal
 from stocksync_common.topics import CHANNEL_QUANTITY
 
 from channel_publisher.adapters.tables import inbox, last_sent, pending_pushes
@@ -56,12 +56,6 @@ WITH claimed AS (
 )
 SELECT DISTINCT connection_id FROM queued
 """
-
-
-def uuid_array_literal(ids: Sequence[uuid.UUID]) -> str:
-    """A uuid[] as PostgreSQL's array text ('{a,b}'): how a list per row travels in an
-    `unnest` of text, cast back with `::uuid[]`."""
-    return "{" + ",".join(str(i) for i in ids) + "}"
 
 
 async def enqueue_channel_quantities(engine: AsyncEngine, changes: Sequence[ChannelQuantityChanged]) -> set[uuid.UUID]:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import ChannelQuantityChanged, StockChanged, utcnow
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
-from stocksync_common.raw_connection import raw_transaction
+from stocksync_common.raw_connection import raw_transaction, uuid_array_literal
 from stocksync_common.topics import STOCK_CHANGED
 
 from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, products, rules, stock
@@ -241,10 +241,6 @@ def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: dateti
     return emitted
 
 
-def _uuid_array_literal(ids: Iterable[uuid.UUID]) -> str:
-    return "{" + ",".join(str(i) for i in ids) + "}"
-
-
 async def apply_stock_changes(
     engine: AsyncEngine, changes: Iterable[StockChanged], rule_sets: RuleSets | None = None
 ) -> int:
@@ -292,7 +288,7 @@ async def apply_stock_changes(
             [e.quantity for e in emitted],
             [e.version for e in emitted],
             [e.stock_version for e in emitted],
-            [_uuid_array_literal(e.rule_ids) for e in emitted],
+            [uuid_array_literal(e.rule_ids) for e in emitted],
             *outbox_arrays(emitted),
         )
     return len(emitted)
