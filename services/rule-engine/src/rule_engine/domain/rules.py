@@ -223,15 +223,6 @@ class Rule:
     product_filter: AttributeFilter = AttributeFilter()
     schedule: Schedule = ALWAYS
 
-    def applies_to(self, connection_id: uuid.UUID, sku: str, product: ProductAttributes = NO_ATTRIBUTES) -> bool:
-        """Scope only: channel and product. Whether the rule is in force is `in_force`."""
-        return (
-            self.enabled
-            and (not self.connection_ids or connection_id in self.connection_ids)
-            and (not self.skus or sku in self.skus)
-            and (self.product_filter.is_empty or self.product_filter.matches(product))
-        )
-
     def in_force(self, at: datetime | None) -> bool:
         return self.enabled and (at is None or self.schedule.in_force(at))
 
