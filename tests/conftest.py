@@ -68,3 +68,15 @@ def database_url(infrastructure: Stack) -> str:
 def kafka_bootstrap_servers(infrastructure: Stack) -> str:
     assert infrastructure.kafka_bootstrap_servers is not None
     return infrastructure.kafka_bootstrap_servers
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder says what a test needs: tests/integration a real PostgreSQL and broker,
+    tests/e2e the services as separate processes (`-m "not e2e"` skips them)."""
+    for item in items:
+        parts = Path(str(item.path)).parts
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.integration)
+        elif "integration" in parts:
+            item.add_marker(pytest.mark.integration)
