@@ -339,6 +339,30 @@ def test_walmart_purchase_order_and_auto_cancelled_line_become_movements(
     }
 
 
+def test_walmart_hmac_is_read_from_the_header_the_subscription_names_and_kept_out_of_the_audit(
+    api: httpx.Client, merchant: Merchant, sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    body = {**connection_body("walmart", sandboxes), "inbound": {"signature_header": "X-Walmart-Signature"}}
+    answer = api.post("/v1/connections", headers=merchant.auth, json=body)
+    assert answer.status_code == 201, answer.text
+    connection_id = answer.json()["connection_id"]
+    url = webhook(api, "walmart", connection_id)
+    wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+    notification = walmart_orders.build_notification(
+        "PO_CREATED", "1800002", [SandboxOrderLine(sku="WM-9", quantity=1, line_id="1")]
+    )
+
+    in_default_header = asyncio.run(walmart_orders.deliver(url, notification, sandboxes.walmart_secret))
+    assert in_default_header.status_code == 401
+    named = asyncio.run(walmart_orders.deliver(url, notification, sandboxes.walmart_secret, "X-Walmart-Signature"))
+    assert named.status_code == 200, named.body
+
+    assert order_events.wait_for(connection_id, 1) == {"1": [("placed", 1)]}
+    [delivery] = api.get("/v1/deliveries", headers=merchant.auth, params={"connection_id": connection_id}).json()
+    signature = walmart_orders.sign(sandboxes.walmart_secret, orjson.dumps(notification))["Authorization"]
+    assert "x-walmart-signature" not in delivery["headers"] and signature not in str(delivery)
+
+
 def test_ebay_notifications_are_verified_with_ebays_public_key_and_deduplicated_on_notification_id(
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:

@@ -23,7 +23,7 @@ import pytest
 from stocksync_sandboxes import ebay_orders
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
 
-from order_ingest.adapters.channels import VerificationUnavailable
+from order_ingest.adapters.channels import VerificationUnavailable, ebay
 from order_ingest.adapters.channels.ebay import PUBLIC_KEY_PATH, EbayPublicKeys
 from order_ingest.adapters.signatures import ebay_public_key, verify_ecdsa_sha1
 from order_ingest.domain.connections import InboundConnection
@@ -199,3 +199,18 @@ async def test_the_sandbox_signs_and_serves_its_key_the_way_ebay_does() -> None:
     changed = body.replace(b'"quantity":1', b'"quantity":9')
     assert changed != body
     assert not await public_keys.verify(CONNECTION, {"x-ebay-signature": signature_header}, changed)
+
+
+async def test_a_key_duplicated_in_front_of_the_signed_one_cannot_change_what_is_read() -> None:
+    signing_key = ebay_orders.SigningKey(kid=EBAY_KID)
+    body = orjson.dumps(ebay_orders.build_notification("12-34567", [SandboxOrderLine(sku="SIGNED", quantity=1)]))
+    signature_header = signing_key.signature_header(body)
+    smuggled = body.replace(b'"sku":"SIGNED"', b'"sku":"SMUGGLED","sku":"SIGNED"')
+
+    def serve_sandbox_key(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"algorithm": "ECDSA", "digest": "SHA1", "key": signing_key.public_pem})
+
+    public_keys = EbayPublicKeys(httpx.AsyncClient(transport=httpx.MockTransport(serve_sandbox_key)))
+    # Its compact form is the signed message, so it verifies; what is read is what was signed.
+    assert await public_keys.verify(CONNECTION, {"x-ebay-signature": signature_header}, smuggled)
+    assert [line.sku for line in ebay.parse({}, smuggled).lines] == ["SIGNED"]

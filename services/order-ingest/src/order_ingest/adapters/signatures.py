@@ -132,7 +132,9 @@ def ebay_signed_forms(body: bytes) -> list[bytes]:
     """What an eBay signature may cover: eBay's SDKs verify the compact JSON serialisation
     of the parsed message (Node `JSON.stringify(message)`, Java `ObjectMapper.writeValueAsString`),
     which is the body as eBay sends it; a body re-indented on the way is accepted in its
-    compact form too (the parsed message is then exactly what was signed)."""
+    compact form too. The compact form is made from the parsed body, and the body is read
+    by a parser that also keeps the last of duplicated keys, so what is read is what was
+    signed."""
     forms = [body]
     try:
         compact = orjson.dumps(orjson.loads(body))
