@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from stocksync_sandboxes import amazon_orders, ebay_orders, walmart_orders
+from stocksync_sandboxes import amazon_orders, ebay_orders, walmart_orders, woocommerce_orders
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
 
 from tests.sandboxes.conftest import WebhookReceiver
@@ -131,3 +131,14 @@ def test_walmart_sandbox_refuses_a_line_its_events_cannot_describe() -> None:
         json={"webhook_url": "http://127.0.0.1:9/x", "lines": [{"sku": "A", "quantity": 2, "shipped": 1}]},
     )
     assert answer.status_code == 422 and "shipment" in answer.text
+
+
+def test_woocommerces_own_examples_fit_the_woocommerce_fragment() -> None:
+    examples = Path(__file__).parents[1] / "unit" / "official_examples"
+    for name in ("woocommerce_order_created.json", "woocommerce_order_updated.json"):
+        validate(json.loads((examples / name).read_text()), "woocommerce/Order.schema.json")
+
+
+@pytest.mark.parametrize("status", ["pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed"])
+def test_woocommerce_sandbox_orders_follow_the_rest_order_schema(status: str) -> None:
+    validate(woocommerce_orders.build_order(1234, status, LINES), "woocommerce/Order.schema.json")  # type: ignore[arg-type]
