@@ -284,12 +284,20 @@ def test_amazon_partial_shipments_emit_the_delta_and_a_cancellation_releases_the
     connection_id = connect("amazon")
     url = webhook(api, "amazon", connection_id)
     order_id = amazon_orders.amazon_order_id()
-    for status, shipped in (("Unshipped", 0), ("PartiallyShipped", 1), ("PartiallyShipped", 2)):
+    # In EventBridge's envelope, as an API destination forwards it, and as the extracted
+    # `$.detail`; PendingAvailability (a pre-order) reserves like Unshipped.
+    for status, shipped, envelope in (
+        ("PendingAvailability", 0, True),
+        ("Unshipped", 0, False),
+        ("PartiallyShipped", 1, True),
+        ("PartiallyShipped", 2, False),
+    ):
         sent = sandboxes.send(
             "amazon",
             webhook_url=url,
             order_id=order_id,
             status=status,
+            envelope=envelope,
             lines=[line("AMZ-1", 4, "11111111111111", shipped=shipped)],
         )
         assert sent["status_code"] == 200, sent
@@ -308,7 +316,7 @@ def test_amazon_partial_shipments_emit_the_delta_and_a_cancellation_releases_the
     assert refs == [None, None, "upto:2", None]
 
 
-def test_walmart_purchase_order_and_line_updates_become_movements(
+def test_walmart_purchase_order_and_auto_cancelled_line_become_movements(
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("walmart")
@@ -316,18 +324,43 @@ def test_walmart_purchase_order_and_line_updates_become_movements(
     lines = [line("WM-1", 2, "1"), line("WM-2", 1, "2")]
     created = sandboxes.send("walmart", webhook_url=url, purchase_order_id="1800001", lines=lines)
     assert created["status_code"] == 200, created
-    sandboxes.send(
+    cancelled = sandboxes.send(
         "walmart",
         webhook_url=url,
-        event_type="PO_LINE_UPDATED",
+        event_type="PO_LINE_AUTOCANCELLED",
         purchase_order_id="1800001",
-        lines=[line("WM-1", 2, "1", shipped=1, cancelled=1), line("WM-2", 1, "2", shipped=1)],
+        lines=[line("WM-2", 1, "2", cancelled=1)],
+    )
+    assert cancelled["status_code"] == 200, cancelled
+
+    assert order_events.wait_for(connection_id, 3) == {
+        "1": [("placed", 2)],
+        "2": [("placed", 1), ("cancelled", 1)],
+    }
+
+
+def test_walmart_hmac_is_read_from_the_header_the_subscription_names_and_kept_out_of_the_audit(
+    api: httpx.Client, merchant: Merchant, sandboxes: Sandboxes, order_events: OrderEvents
+) -> None:
+    body = {**connection_body("walmart", sandboxes), "inbound": {"signature_header": "X-Walmart-Signature"}}
+    answer = api.post("/v1/connections", headers=merchant.auth, json=body)
+    assert answer.status_code == 201, answer.text
+    connection_id = answer.json()["connection_id"]
+    url = webhook(api, "walmart", connection_id)
+    wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+    notification = walmart_orders.build_notification(
+        "PO_CREATED", "1800002", [SandboxOrderLine(sku="WM-9", quantity=1, line_id="1")]
     )
 
-    assert order_events.wait_for(connection_id, 5) == {
-        "1": [("placed", 2), ("shipped", 1), ("cancelled", 1)],
-        "2": [("placed", 1), ("shipped", 1)],
-    }
+    in_default_header = asyncio.run(walmart_orders.deliver(url, notification, sandboxes.walmart_secret))
+    assert in_default_header.status_code == 401
+    named = asyncio.run(walmart_orders.deliver(url, notification, sandboxes.walmart_secret, "X-Walmart-Signature"))
+    assert named.status_code == 200, named.body
+
+    assert order_events.wait_for(connection_id, 1) == {"1": [("placed", 1)]}
+    [delivery] = api.get("/v1/deliveries", headers=merchant.auth, params={"connection_id": connection_id}).json()
+    signature = walmart_orders.sign(sandboxes.walmart_secret, orjson.dumps(notification))["Authorization"]
+    assert "x-walmart-signature" not in delivery["headers"] and signature not in str(delivery)
 
 
 def test_ebay_notifications_are_verified_with_ebays_public_key_and_deduplicated_on_notification_id(

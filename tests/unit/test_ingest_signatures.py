@@ -13,11 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from stocksync_sandboxes import generic_orders, walmart_orders
 
 from order_ingest.adapters.signatures import (
+    ebay_public_key,
     verify_api_key,
     verify_ecdsa_sha1,
     verify_hmac_sha256_base64,
+    verify_hmac_sha256_of_body,
     verify_standard_webhooks,
-    verify_walmart_hmac,
 )
 
 BODY = b'{"id": 1, "line_items": []}'
@@ -83,28 +84,36 @@ def test_api_key_must_match_exactly() -> None:
     assert not verify_api_key(["k" * 20], None)
 
 
-def test_walmart_signature_covers_method_path_timestamp_and_body() -> None:
-    now_ms = int(time.time() * 1000)
-    headers = walmart_orders.sign("secret-1", "/webhooks/walmart/c1", now_ms, BODY)
-    common = {
-        "method": "POST",
-        "timestamp": headers["WM_SEC.TIMESTAMP"],
-        "signature": headers["WM_SEC.SIGNATURE"],
-        "now_ms": now_ms,
-    }
-    assert verify_walmart_hmac(["secret-1"], BODY, path_and_query="/webhooks/walmart/c1", **common)  # type: ignore[arg-type]
-    assert not verify_walmart_hmac(["secret-1"], BODY, path_and_query="/webhooks/walmart/c2", **common)  # type: ignore[arg-type]
-    assert not verify_walmart_hmac(["secret-2"], BODY, path_and_query="/webhooks/walmart/c1", **common)  # type: ignore[arg-type]
-
-
-def test_ecdsa_sha1_verifies_ebay_style_signatures_over_the_raw_body() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
+def test_walmart_hmac_is_of_the_complete_body_in_hex_or_base64() -> None:
+    # Walmart: "HMACSHA256 of complete response, using clientSecret as key" (encoding unstated).
+    digest = hmac.new(b"client-secret", BODY, hashlib.sha256).digest()
+    for value in (base64.b64encode(digest).decode(), digest.hex(), digest.hex().upper(), f"HMACSHA256 {digest.hex()}"):
+        assert verify_hmac_sha256_of_body(["other", "client-secret"], BODY, value), value
+    sandbox = walmart_orders.sign("client-secret", BODY)["Authorization"]
+    assert verify_hmac_sha256_of_body(["client-secret"], BODY, sandbox)
+    assert verify_hmac_sha256_of_body(
+        ["client-secret"], BODY, walmart_orders.sign("client-secret", BODY, encoding="hex")["Authorization"]
     )
+    assert not verify_hmac_sha256_of_body(["client-secret"], BODY + b" ", sandbox)
+    assert not verify_hmac_sha256_of_body(["another-secret"], BODY, sandbox)
+    for bad in (None, "", "abc", base64.b64encode(digest[:16]).decode(), "z" * 64):
+        assert not verify_hmac_sha256_of_body(["client-secret"], BODY, bad)
+
+
+def test_ecdsa_sha1_verifies_ebay_style_signatures_over_the_compact_message() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
     signature = base64.b64encode(key.sign(BODY, ec.ECDSA(hashes.SHA1()))).decode()
-    assert verify_ecdsa_sha1(pem, BODY, signature)
-    assert not verify_ecdsa_sha1(pem, BODY + b" ", signature)
-    assert not verify_ecdsa_sha1(pem, BODY, "not base64!")
+    assert verify_ecdsa_sha1(key.public_key(), BODY, signature)
+    assert not verify_ecdsa_sha1(key.public_key(), BODY.replace(b"1", b"2"), signature)
+    assert not verify_ecdsa_sha1(key.public_key(), BODY, "not base64!")
+    assert not verify_ecdsa_sha1(ec.generate_private_key(ec.SECP256R1()).public_key(), BODY, signature)
+
+
+def test_an_ebay_key_is_read_on_one_line_as_ebay_writes_it_or_as_a_proper_pem() -> None:
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    one_line = pem.replace("\n", "")
+    for text in (pem, one_line):
+        key = ebay_public_key(text)
+        assert key is not None and key.public_numbers() == public.public_numbers()
+    assert ebay_public_key("-----BEGIN PUBLIC KEY-----not a key-----END PUBLIC KEY-----") is None

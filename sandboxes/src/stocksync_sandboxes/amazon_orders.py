@@ -1,8 +1,12 @@
 """Amazon SP-API ORDER_CHANGE notifications, as an EventBridge API destination forwards
 them over HTTPS with the connection's API key in `x-api-key`.
 
-`QuantityShipped` is cumulative; `OrderStatus` is one of Pending, Unshipped,
-PartiallyShipped, Shipped, Canceled, Unfulfillable. Each notification has its own
+The notification follows Amazon's schema (selling-partner-api-models,
+schemas/notifications/OrderChangeNotification.json): `OrderStatus` takes every value of
+its enum, `QuantityShipped` is cumulative. By default it is delivered as EventBridge
+does, in the standard event envelope (`version`, `id`, `detail-type`, `source`,
+`account`, `time`, `region`, `resources`, `detail`); `envelope: false` sends what a rule
+whose input transformer extracts `$.detail` sends. Each notification has its own
 `NotificationId` (a retry keeps it); notifications can arrive out of order.
 """
 
@@ -19,8 +23,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stocksync_sandboxes.order_delivery import DeliveryResult, SandboxOrderLine, post_delivery
 
-OrderStatus = Literal["Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled", "Unfulfillable"]
+OrderStatus = Literal[
+    "Pending",
+    "Unshipped",
+    "PartiallyShipped",
+    "Shipped",
+    "Canceled",
+    "Unfulfillable",
+    "InvoiceUnconfirmed",
+    "PendingAvailability",
+]
 API_KEY_HEADER = "x-api-key"
+# What EventBridge writes in `source` and `detail-type` for SP-API notifications
+# (the partner event source is `aws.partner/sellingpartnerapi.amazon/<account>`).
+EVENT_SOURCE = "aws.partner/sellingpartnerapi.amazon/amzn1.sellerapps.app.sandbox"
+DETAIL_TYPE = "ORDER_CHANGE"
 
 
 def amazon_order_id() -> str:
@@ -55,12 +72,16 @@ def build_notification(
                     "MarketplaceId": marketplace_id,
                     "OrderStatus": status,
                     "PurchaseDate": now,
+                    "DestinationPostalCode": "10115",
                     "FulfillmentType": "MFN",
                     "OrderType": "StandardOrder",
+                    "NumberOfItemsShipped": sum(line.shipped for line in lines),
+                    "NumberOfItemsUnshipped": sum(line.quantity - line.shipped for line in lines),
                     "OrderItems": [
                         {
                             "OrderItemId": line.line_id or f"{int(uuid.uuid4().int % 10**14):014d}",
                             "SellerSKU": line.sku,
+                            "SupplySourceId": None,
                             "Quantity": line.quantity,
                             "QuantityShipped": line.shipped,
                         }
@@ -75,6 +96,21 @@ def build_notification(
             "PublishTime": now,
             "NotificationId": notification_id or str(uuid.uuid4()),
         },
+    }
+
+
+def eventbridge_event(notification: dict[str, Any], account: str = "123456789012") -> dict[str, Any]:
+    """The notification in EventBridge's standard event envelope."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_TYPE,
+        "source": EVENT_SOURCE,
+        "account": account,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": notification,
     }
 
 
@@ -93,6 +129,7 @@ class SendOrder(BaseModel):
     order_id: str = Field(default_factory=amazon_order_id)
     lines: list[SandboxOrderLine] = Field(min_length=1)
     notification_id: str | None = None
+    envelope: bool = True
 
 
 def orders_router(seller_id: str, api_key: str) -> APIRouter:
@@ -107,7 +144,8 @@ def orders_router(seller_id: str, api_key: str) -> APIRouter:
             lines=body.lines,
             notification_id=body.notification_id,
         )
-        result = await deliver(body.webhook_url, notification, api_key)
+        delivered = eventbridge_event(notification) if body.envelope else notification
+        result = await deliver(body.webhook_url, delivered, api_key)
         return {
             "order_id": body.order_id,
             "event_id": notification["NotificationMetadata"]["NotificationId"],

@@ -1,11 +1,13 @@
 """eBay order notifications (Notification API): JSON payload signed with an EC key.
 
-`X-EBAY-SIGNATURE` is base64 of `{"alg": "ECDSA", "kid", "signature", "digest":
-"SHA1"}`, the signature being ECDSA/SHA-1 (DER, base64) over the raw body. The
-receiver fetches the public key of `kid` from
+As eBay's event-notification SDKs and their signed test message show:
+`X-EBAY-SIGNATURE` is base64 of `{"alg":"ecdsa","kid":...,"signature":...,"digest":"SHA1"}`
+(`alg` in lower case), the signature being ECDSA/SHA-1 (DER, base64) over the compact
+JSON message, which is the body sent. The receiver fetches the public key of `kid` from
 `GET /commerce/notification/v1/public_key/{kid}` (bearer token), which this sandbox
-serves. The order topic's name and data shape are unverified (the data follows the
-Fulfillment API's order).
+serves in eBay's shape: `{"algorithm": "ECDSA", "digest": "SHA1", "key": ...}`, the key
+being PEM markers around base64 DER on one line. The order topic's name and data shape
+are unverified (the data follows the Fulfillment API's order).
 """
 
 from __future__ import annotations
@@ -46,16 +48,17 @@ class SigningKey:
 
     @property
     def public_pem(self) -> str:
-        return (
-            self._key.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
+        """The public key as eBay's getPublicKey writes it: markers and base64 DER on one line."""
+        der = self._key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+        return f"-----BEGIN PUBLIC KEY-----{base64.b64encode(der).decode()}-----END PUBLIC KEY-----"
 
     def signature_header(self, body: bytes) -> str:
+        """`body` must be the compact JSON message (what `deliver` sends)."""
         signature = base64.b64encode(self._key.sign(body, ec.ECDSA(hashes.SHA1()))).decode()
         return base64.b64encode(
-            orjson.dumps({"alg": "ECDSA", "kid": self.kid, "signature": signature, "digest": "SHA1"})
+            orjson.dumps({"alg": "ecdsa", "kid": self.kid, "signature": signature, "digest": "SHA1"})
         ).decode()
 
 

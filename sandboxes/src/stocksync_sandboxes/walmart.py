@@ -8,7 +8,7 @@ checks it.
 - Rate limit (unverified: Walmart publishes per-endpoint limits in its portal): 5/s, burst
   10 here; 429 with Retry-After.
 - Orders: `POST /_sandbox/orders {webhook_url, lines, ...}` sends a `PO_CREATED` or
-  `PO_LINE_UPDATED` notification signed with `--webhook-secret` (walmart_orders.py): give
+  `PO_LINE_AUTOCANCELLED` notification signed with `--webhook-secret` (walmart_orders.py): give
   it the Stocksync connection's `webhook_secret`. Without it a random secret signs, and
   Stocksync refuses the orders (401).
 

@@ -1,11 +1,21 @@
-"""Walmart Marketplace order notifications (PO_CREATED, PO_LINE_UPDATED).
+"""Walmart Marketplace order notifications, as Walmart documents their payloads.
 
-The payload is the purchase order with, per line, the quantity in each status
-(Created, Acknowledged, Shipped, Delivered, Cancelled); amounts are strings as Walmart
-writes them; `source.eventId` identifies the event across retries. The HMAC scheme
-(`WM_SEC.SIGNATURE` over method, path, `WM_SEC.TIMESTAMP` and the body's SHA-256) is
-unverified against Walmart's documentation and kept in one place here and in
-order-ingest's `signatures.py`.
+`PO_CREATED` and `PO_LINE_AUTOCANCELLED` (event version V1, resource ORDER; developer.walmart.com,
+us-marketplace "Purchase order (PO) created event" and "(PO) line auto-canceled event"):
+`source` {eventType, eventTime, eventId}, `payload` {partnerId, purchaseOrderId,
+customerOrderId, orderDate, estimatedDeliveryDate, estimatedShipDate, orderLines[]},
+each line {lineNumber, sku, productName, quantity {unitOfMeasure, measurementValue (a
+string)}, status, statusDate, shippingProgramType, shippingMethod, shipNodeType}. A line
+has one status, so a test line is either whole (`CREATED`) or wholly cancelled
+(`CANCELLED`); Walmart sends no shipment event. `source.eventId` identifies the event
+across retries.
+
+Each is signed as for a subscription with `authMethod: HMAC` (developer.walmart.com, us-marketplace
+reference "Create subscription"): the HMAC-SHA256 of the complete body with the
+subscription's `clientSecret`, in the header named by its `authHeaderName`
+(`Authorization` unless told otherwise). Walmart does not say whether the 32 bytes are
+written in hex or base64 (unverified); this sandbox writes base64, `encoding="hex"` the
+other, and order-ingest accepts both.
 """
 
 from __future__ import annotations
@@ -13,85 +23,75 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from stocksync_sandboxes.order_delivery import DeliveryResult, SandboxOrderLine, post_delivery
 
-EventType = Literal["PO_CREATED", "PO_LINE_UPDATED"]
+EventType = Literal["PO_CREATED", "PO_LINE_AUTOCANCELLED"]
 
 
-def sign(secret: str, path_and_query: str, timestamp_ms: int, body: bytes, method: str = "POST") -> dict[str, str]:
-    signed = f"{method}\n{path_and_query}\n{timestamp_ms}\n{hashlib.sha256(body).hexdigest()}".encode()
-    signature = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
-    return {"WM_SEC.TIMESTAMP": str(timestamp_ms), "WM_SEC.SIGNATURE": signature}
+DEFAULT_SIGNATURE_HEADER = "Authorization"
+Encoding = Literal["base64", "hex"]
 
 
-def _quantity(amount: int) -> dict[str, str]:
-    return {"unitOfMeasurement": "EACH", "amount": str(amount)}
+def sign(
+    secret: str, body: bytes, header: str = DEFAULT_SIGNATURE_HEADER, encoding: Encoding = "base64"
+) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return {header: base64.b64encode(digest).decode() if encoding == "base64" else digest.hex()}
+
+
+def _line_status(line: SandboxOrderLine) -> str:
+    if line.shipped:
+        raise ValueError("Walmart's order events carry no shipment: send shipped 0")
+    if line.cancelled not in (0, line.quantity):
+        raise ValueError("a Walmart event line is cancelled whole or not at all")
+    return "CANCELLED" if line.cancelled else "CREATED"
 
 
 def build_notification(
     event_type: EventType, purchase_order_id: str, lines: Sequence[SandboxOrderLine], event_id: str | None = None
 ) -> dict[str, Any]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    order_lines = []
-    for index, line in enumerate(lines):
-        open_quantity = line.quantity - line.shipped - line.cancelled
-        statuses = [
-            (status, amount)
-            for status, amount in (
-                ("Acknowledged", open_quantity),
-                ("Shipped", line.shipped),
-                ("Cancelled", line.cancelled),
-            )
-            if amount > 0
-        ]
-        order_lines.append(
-            {
-                "lineNumber": line.line_id or str(index + 1),
-                "item": {"productName": line.sku, "sku": line.sku},
-                "charges": {"charge": []},
-                "orderLineQuantity": _quantity(line.quantity),
-                "statusDate": now,
-                "orderLineStatuses": {
-                    "orderLineStatus": [
-                        {"status": status, "statusQuantity": _quantity(amount)} for status, amount in statuses
-                    ]
-                },
-            }
-        )
     return {
-        "source": {
-            "eventType": event_type,
-            "eventId": event_id or str(uuid.uuid4()),
-            "eventTime": now,
-            "partnerId": "10000000001",
-            "eventVersion": "V1",
-        },
+        "source": {"eventType": event_type, "eventTime": now, "eventId": event_id or str(uuid.uuid4())},
         "payload": {
+            "partnerId": "10000000001",
             "purchaseOrderId": purchase_order_id,
             "customerOrderId": f"C{purchase_order_id}",
             "orderDate": now,
-            "orderLines": {"orderLine": order_lines},
+            "estimatedDeliveryDate": now,
+            "estimatedShipDate": now,
+            "orderLines": [
+                {
+                    "lineNumber": line.line_id or str(index + 1),
+                    "sku": line.sku,
+                    "productName": line.sku,
+                    "quantity": {"unitOfMeasure": "EACH", "measurementValue": str(line.quantity)},
+                    "status": _line_status(line),
+                    "statusDate": now,
+                    "shippingProgramType": "TWO_DAY",
+                    "shippingMethod": "Standard",
+                    "shipNodeType": "SellerFulfilled",
+                }
+                for index, line in enumerate(lines)
+            ],
         },
     }
 
 
-async def deliver(url: str, notification: dict[str, Any], secret: str) -> DeliveryResult:
+async def deliver(
+    url: str, notification: dict[str, Any], secret: str, header: str = DEFAULT_SIGNATURE_HEADER
+) -> DeliveryResult:
     body = orjson.dumps(notification)
-    parts = urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = {"Content-Type": "application/json", **sign(secret, path, int(time.time() * 1000), body)}
-    return await post_delivery(url, body, headers)
+    return await post_delivery(url, body, {"Content-Type": "application/json", **sign(secret, body, header)})
 
 
 class SendOrder(BaseModel):
@@ -103,13 +103,16 @@ class SendOrder(BaseModel):
     event_id: str | None = None
 
 
-def orders_router(secret: str) -> APIRouter:
+def orders_router(secret: str, signature_header: str = DEFAULT_SIGNATURE_HEADER) -> APIRouter:
     router = APIRouter(tags=["sandbox orders"])
 
     @router.post("/_sandbox/orders")
     async def send_order(body: SendOrder) -> dict[str, Any]:
-        notification = build_notification(body.event_type, body.purchase_order_id, body.lines, body.event_id)
-        result = await deliver(body.webhook_url, notification, secret)
+        try:
+            notification = build_notification(body.event_type, body.purchase_order_id, body.lines, body.event_id)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        result = await deliver(body.webhook_url, notification, secret, signature_header)
         return {
             "order_id": body.purchase_order_id,
             "event_id": notification["source"]["eventId"],

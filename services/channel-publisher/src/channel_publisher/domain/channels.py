@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stocksync_common.bounds import IDENTIFIER_MAX_LENGTH
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -79,6 +81,16 @@ class MiraklInbound(_Strict):
     poll_interval_s: int = Field(60, ge=60, le=3600, description="OR11 polling interval; Mirakl allows once a minute")
 
 
+class WalmartInbound(_Strict):
+    signature_header: str = Field(
+        "Authorization",
+        min_length=1,
+        max_length=IDENTIFIER_MAX_LENGTH,
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        description="The authHeaderName of the Walmart subscription (authMethod HMAC): the header the HMAC is in",
+    )
+
+
 class NoInbound(_Strict):
     pass
 
@@ -98,6 +110,6 @@ CHANNELS: dict[str, ChannelSpec] = {
     "amazon": ChannelSpec(AmazonCredentials, AmazonListing, AmazonInbound, False),
     "ebay": ChannelSpec(EbayCredentials, NoListingIds, NoInbound, False),
     "mirakl": ChannelSpec(MiraklCredentials, MiraklListing, MiraklInbound, False),
-    "walmart": ChannelSpec(WalmartCredentials, NoListingIds, NoInbound, True),
+    "walmart": ChannelSpec(WalmartCredentials, NoListingIds, WalmartInbound, True),
     "generic": ChannelSpec(GenericCredentials, NoListingIds, NoInbound, True),
 }

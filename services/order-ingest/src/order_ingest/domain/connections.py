@@ -19,3 +19,10 @@ class InboundConnection:
     # What order-ingest needs to call the channel itself: Mirakl's OR11, eBay's public
     # keys. `base_url` plus the credential the call needs.
     channel_api: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def signature_headers(self) -> frozenset[str]:
+        """Headers this connection names for its signature (Walmart's `authHeaderName`),
+        lower case: kept out of the audit like the fixed signature headers."""
+        name = self.inbound.get("signature_header")
+        return frozenset({name.lower()}) if isinstance(name, str) and name else frozenset()

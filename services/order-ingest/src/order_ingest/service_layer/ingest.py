@@ -117,8 +117,9 @@ class Accepted:
     movements: list[LineMovement]
 
 
-def public_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+def public_headers(headers: Mapping[str, str], also_secret: frozenset[str] = frozenset()) -> dict[str, str]:
+    hidden = SECRET_HEADERS | also_secret
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in hidden}
 
 
 # The hot path is hand-written SQL on asyncpg (stocksync_common.raw_connection): a
@@ -203,7 +204,7 @@ async def accept_delivery(
             notification.channel_event_id,
             notification.topic,
             raw_body,
-            orjson.dumps(public_headers(headers)).decode(),
+            orjson.dumps(public_headers(headers, connection.signature_headers)).decode(),
         )
         if not rows:
             return Accepted(True, None, [], [])

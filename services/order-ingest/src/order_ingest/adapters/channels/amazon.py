@@ -1,10 +1,19 @@
 """Amazon SP-API ORDER_CHANGE notifications, forwarded over HTTPS by an EventBridge API
 destination that adds the connection's API key in the `x-api-key` header.
 
-`Summary.OrderItems[].QuantityShipped` is cumulative, so a PartiallyShipped order is a
-partial shipment; a Canceled (or Unfulfillable) order releases what was not shipped.
-`NotificationMetadata.NotificationId` is the dedupe key; notifications can arrive out of
-order, which the line state absorbs.
+The body is either EventBridge's standard event (`version`, `id`, `detail-type`,
+`source`, `account`, `time`, `region`, `resources`, `detail`), as an API destination
+delivers it by default, or the notification alone, when the rule's input transformer
+extracts `$.detail`; both are read.
+
+`OrderStatus` takes the values of Amazon's schema (selling-partner-api-models,
+schemas/notifications/OrderChangeNotification.json). Every status but the two released
+ones keeps the order's `Quantity` placed: Pending and PendingAvailability (not yet
+paid / a pre-order) reserve like Unshipped, since the units are promised to the buyer;
+InvoiceUnconfirmed is a shipped order waiting for its invoice. `QuantityShipped` is
+cumulative, so PartiallyShipped is a partial shipment; Canceled and Unfulfillable
+release what was not shipped. `NotificationMetadata.NotificationId` is the dedupe key;
+notifications can arrive out of order, which the line state absorbs.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from order_ingest.adapters.channels import MalformedDelivery
@@ -21,7 +31,17 @@ from order_ingest.domain.movements import LineReport, Notification
 
 API_KEY_HEADER = "x-api-key"
 
-OrderStatus = Literal["Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled", "Unfulfillable"]
+# The `OrderStatus` enum of OrderChangeNotification.json, in the schema's order.
+OrderStatus = Literal[
+    "Pending",
+    "Unshipped",
+    "PartiallyShipped",
+    "Shipped",
+    "Canceled",
+    "Unfulfillable",
+    "InvoiceUnconfirmed",
+    "PendingAvailability",
+]
 _RELEASED = frozenset({"Canceled", "Unfulfillable"})
 
 
@@ -61,16 +81,40 @@ class AmazonNotification(_Model):
     NotificationMetadata: NotificationMetadata
 
 
+class EventBridgeEvent(_Model):
+    """EventBridge's envelope; `detail` is the SP-API notification."""
+
+    version: str
+    id: str
+    detail_type: str = Field(alias="detail-type")
+    source: str
+    detail: AmazonNotification
+
+
+def _read(body: bytes) -> AmazonNotification:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = body  # pydantic names the JSON error
+    # The envelope is recognised by its top-level `detail-type`, which a notification never has.
+    enveloped = isinstance(document, dict) and "detail-type" in document
+    try:
+        if enveloped:
+            return EventBridgeEvent.model_validate(document).detail
+        if isinstance(document, bytes):
+            return AmazonNotification.model_validate_json(document)
+        return AmazonNotification.model_validate(document)
+    except ValidationError as exc:
+        raise MalformedDelivery.from_validation(exc) from None
+
+
 def verify(connection: InboundConnection, headers: Mapping[str, str], body: bytes) -> bool:
     expected = connection.inbound.get("api_key")
     return bool(expected) and verify_api_key([str(expected)], headers.get(API_KEY_HEADER))
 
 
 def parse(headers: Mapping[str, str], body: bytes) -> Notification:
-    try:
-        notification = AmazonNotification.model_validate_json(body)
-    except ValidationError as exc:
-        raise MalformedDelivery.from_validation(exc) from None
+    notification = _read(body)
     event_id = notification.NotificationMetadata.NotificationId
     if notification.NotificationType != "ORDER_CHANGE":
         return Notification(event_id, notification.NotificationType, ())

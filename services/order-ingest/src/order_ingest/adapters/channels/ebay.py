@@ -1,10 +1,14 @@
 """eBay order notifications (Notification API: JSON payload, ECC signature).
 
-`X-EBAY-SIGNATURE` is base64 of `{"alg": "ECDSA", "kid": ..., "signature": ...,
-"digest": "SHA1"}`; the public key of `kid` comes from the Notification API
-(`GET /commerce/notification/v1/public_key/{kid}`, bearer token) and is cached, as
-eBay's SDKs do. The signature covers the raw body. `notification.notificationId` is the
-dedupe key (the same on every retry).
+`X-EBAY-SIGNATURE` is base64 of `{"alg": "ecdsa", "kid": ..., "signature": ...,
+"digest": "SHA1"}` (eBay writes `alg` in lower case; both fields are compared without
+regard to case). The public key of `kid` comes from the Notification API
+(`GET /commerce/notification/v1/public_key/{kid}`, bearer token) and is cached for an
+hour, as eBay's getPublicKey reference recommends. The signature is ECDSA/SHA-1 over the
+compact JSON message, checked as eBay's event-notification SDKs check it (see
+`signatures.verify_ecdsa_sha1`); `tests/unit/test_ingest_ebay_signature.py` verifies eBay's
+own signed test message. `notification.notificationId` is the dedupe key (the same on
+every retry).
 
 The order topic's name and data shape are not published with the Notification API
 (unverified): the data follows the Fulfillment API's order (`orderId`, `cancelStatus`,
@@ -15,19 +19,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import httpx
 import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
-from order_ingest.adapters.signatures import verify_ecdsa_sha1
+from order_ingest.adapters.signatures import ebay_public_key, verify_ecdsa_sha1
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import LineReport, Notification
 
 SIGNATURE_HEADER = "x-ebay-signature"
 PUBLIC_KEY_PATH = "/commerce/notification/v1/public_key/{kid}"
+# eBay's getPublicKey reference: cache the key "for a temporary but reasonable amount of
+# time (e.g., one-hour is recommended)", never fetch it per notification.
+PUBLIC_KEY_TTL_S = 3600.0
+# Keys kept at most (one per kid and base URL; eBay rotates keys rarely).
+PUBLIC_KEY_CACHE_SIZE = 256
 
 
 class _Model(BaseModel):
@@ -66,19 +77,31 @@ class EbayNotification(_Model):
 
 
 class EbayPublicKeys:
-    """Public keys by (base URL, key id), fetched once: keys do not change under an id."""
+    """Public keys by (base URL, key id), each kept `ttl_s` after it was fetched.
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    A key that cannot be had (unknown kid, a refused token) is not cached, so the next
+    notification asks again; an unreachable key service is a 503 (the channel retries).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        ttl_s: float = PUBLIC_KEY_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._http = http
-        self._keys: dict[tuple[str, str], str] = {}
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._keys: dict[tuple[str, str], tuple[float, ec.EllipticCurvePublicKey]] = {}
 
-    async def key(self, connection: InboundConnection, kid: str) -> str | None:
+    async def key(self, connection: InboundConnection, kid: str) -> ec.EllipticCurvePublicKey | None:
         base_url = str(connection.channel_api.get("base_url", "")).rstrip("/")
         if not base_url:
             return None
+        now = self._clock()
         cached = self._keys.get((base_url, kid))
-        if cached is not None:
-            return cached
+        if cached is not None and now - cached[0] < self._ttl_s:
+            return cached[1]
         try:
             answer = await self._http.get(
                 base_url + PUBLIC_KEY_PATH.format(kid=kid),
@@ -90,10 +113,17 @@ class EbayPublicKeys:
             raise VerificationUnavailable(f"eBay public key service answered {answer.status_code}")
         if answer.status_code != 200:
             return None
-        key = answer.json().get("key")
-        if not isinstance(key, str):
+        try:
+            document = answer.json()
+        except ValueError:
             return None
-        self._keys[(base_url, kid)] = key
+        pem = document.get("key") if isinstance(document, dict) else None
+        key = ebay_public_key(pem) if isinstance(pem, str) else None
+        if key is None:
+            return None
+        if len(self._keys) >= PUBLIC_KEY_CACHE_SIZE:
+            self._keys.clear()  # bounded: kids come from unverified headers
+        self._keys[(base_url, kid)] = (now, key)
         return key
 
     async def verify(self, connection: InboundConnection, headers: Mapping[str, str], body: bytes) -> bool:
@@ -102,15 +132,25 @@ class EbayPublicKeys:
             return False
         try:
             signature = orjson.loads(base64.b64decode(header, validate=True))
-        except (binascii.Error, orjson.JSONDecodeError):
+        except (binascii.Error, ValueError):
             return False
-        if not isinstance(signature, dict) or signature.get("alg") != "ECDSA" or signature.get("digest") != "SHA1":
+        if not isinstance(signature, dict):
+            return False
+        alg, digest = signature.get("alg"), signature.get("digest")
+        if not isinstance(alg, str) or not isinstance(digest, str):
+            return False
+        if alg.lower() != "ecdsa" or digest.lower() != "sha1":
             return False
         kid, value = signature.get("kid"), signature.get("signature")
-        if not isinstance(kid, str) or not isinstance(value, str) or not kid.replace("-", "").isalnum():
+        if not isinstance(kid, str) or not isinstance(value, str) or not _is_key_id(kid):
             return False
         key = await self.key(connection, kid)
         return key is not None and verify_ecdsa_sha1(key, body, value)
+
+
+def _is_key_id(kid: str) -> bool:
+    # eBay's key ids are UUIDs; anything else never reaches the key service's URL.
+    return 0 < len(kid) <= 64 and kid.replace("-", "").isalnum() and kid.isascii()
 
 
 def parse(headers: Mapping[str, str], body: bytes) -> Notification:

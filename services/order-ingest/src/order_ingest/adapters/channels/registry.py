@@ -31,9 +31,6 @@ def _sync(
 
 
 def webhook_channels(ebay_keys: ebay.EbayPublicKeys) -> dict[str, WebhookChannel]:
-    async def verify_walmart(connection: InboundConnection, headers: Headers, body: bytes, path: str) -> bool:
-        return walmart.verify(connection, headers, body, path)
-
     async def verify_ebay(connection: InboundConnection, headers: Headers, body: bytes, path: str) -> bool:
         return await ebay_keys.verify(connection, headers, body)
 
@@ -42,7 +39,7 @@ def webhook_channels(ebay_keys: ebay.EbayPublicKeys) -> dict[str, WebhookChannel
         "woocommerce": WebhookChannel(_sync(woocommerce.verify), woocommerce.parse, woocommerce.is_ping),
         "amazon": WebhookChannel(_sync(amazon.verify), amazon.parse),
         "ebay": WebhookChannel(verify_ebay, ebay.parse),
-        "walmart": WebhookChannel(verify_walmart, walmart.parse),
+        "walmart": WebhookChannel(_sync(walmart.verify), walmart.parse),
         "generic": WebhookChannel(_sync(generic.verify), generic.parse),
     }
 
