@@ -15,7 +15,9 @@ uses a `Marketplace` for the rest:
 Control API (not part of any channel): `GET /_sandbox/health`, `POST/GET /_sandbox/listings`,
 `POST /_sandbox/listings/{listing_id}/quantity` (a manual change on the marketplace, for
 drift checks), `GET /_sandbox/calls`, `GET /_sandbox/stats`, `POST /_sandbox/fail-next`,
-`POST /_sandbox/fail-skus`, `POST /_sandbox/config`, `POST /_sandbox/reset`.
+`POST /_sandbox/fail-skus`, `POST /_sandbox/config`, `POST /_sandbox/reset`, and for the
+channels with access tokens `POST /_sandbox/revoke-tokens` (every token issued is refused
+from then on; `GET /_sandbox/stats` counts `tokens_issued` and `expired_token_calls`).
 """
 
 from __future__ import annotations
@@ -116,6 +118,12 @@ class TokenIssuer:
             self.expired_calls += 1
             return "expired"
         return "ok"
+
+    def revoke_all(self) -> int:
+        """Every token issued so far is refused from now on (a revocation, a key rotation)."""
+        revoked = len(self._expiry)
+        self._expiry = dict.fromkeys(self._expiry, float("-inf"))
+        return revoked
 
     def stats(self) -> dict[str, int]:
         return {"tokens_issued": self.issued, "expired_token_calls": self.expired_calls}
@@ -291,6 +299,12 @@ class Marketplace:
             self._rate = (body.requests_per_second, body.burst)
             self.bucket = TokenBucket(*self._rate, self.clock)
             return {"requests_per_second": body.requests_per_second, "burst": body.burst}
+
+        @router.post("/revoke-tokens")
+        async def revoke_tokens() -> dict[str, int]:
+            if self.tokens is None:
+                raise HTTPException(404, f"{self.channel} takes no access tokens")
+            return {"revoked": self.tokens.revoke_all()}
 
         @router.post("/reset")
         async def reset() -> dict[str, bool]:

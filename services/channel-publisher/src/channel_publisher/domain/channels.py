@@ -7,7 +7,6 @@ type's models, so a wrong or missing field is a 422 naming it before anything is
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator

@@ -85,7 +85,9 @@ async def connection_health(
         token = (
             await conn.execute(
                 sa.select(
-                    access_tokens.c.expires_at, access_tokens.c.refreshed_at, access_tokens.c.last_error,
+                    access_tokens.c.expires_at,
+                    access_tokens.c.refreshed_at,
+                    access_tokens.c.last_error,
                     access_tokens.c.failed_at,
                 ).where(access_tokens.c.connection_id == connection_id)
             )

@@ -448,7 +448,10 @@ class Publisher:
             )
             if unmapped:
                 await conn.execute(
-                    UNMAPPED_SQL, connection_id, finished, *_columns([(r.sku, r.location, r.quantity) for r in unmapped], 3)
+                    UNMAPPED_SQL,
+                    connection_id,
+                    finished,
+                    *_columns([(r.sku, r.location, r.quantity) for r in unmapped], 3),
                 )
             if to_send:
                 failed_whole = not accepted and (call_failed or len(retrying) == len(to_send))

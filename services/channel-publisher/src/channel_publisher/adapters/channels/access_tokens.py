@@ -75,7 +75,9 @@ async def _token_request(http: httpx.AsyncClient, url: str, **kwargs: Any) -> Is
         answer = response.json()
         token, expires_in = answer["access_token"], float(answer["expires_in"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise CredentialsError(f"token endpoint answered without access_token/expires_in: {response.text[:300]}") from exc
+        raise CredentialsError(
+            f"token endpoint answered without access_token/expires_in: {response.text[:300]}"
+        ) from exc
     if not isinstance(token, str) or not token or expires_in <= 0:
         raise CredentialsError("token endpoint answered an empty token")
     rotated = answer.get("refresh_token")
@@ -183,9 +185,7 @@ def shopify_expiring_offline(base_url: str, credentials: dict[str, Any]) -> Gran
 class AccessTokens:
     """One connection's access token: current, refreshed before expiry and once on a 401."""
 
-    def __init__(
-        self, engine: AsyncEngine, http: httpx.AsyncClient, connection_id: uuid.UUID, grant: Grant
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, connection_id: uuid.UUID, grant: Grant) -> None:
         self._engine, self._http, self._connection_id, self._grant = engine, http, connection_id, grant
         self._token: str | None = None
         self._refresh_at = 0.0  # monotonic

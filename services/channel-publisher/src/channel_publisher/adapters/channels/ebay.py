@@ -18,11 +18,10 @@ drift check: `POST /sell/inventory/v1/bulk_get_inventory_item` (25 SKUs).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
-
-import asyncio
 
 from channel_publisher.adapters.channels.http_answers import TokenSource, raise_for_channel_status, send_authorized
 from channel_publisher.adapters.channels.pacing import CallPacer
@@ -77,7 +76,9 @@ class EbayAdapter:
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         result = BatchResult()
-        chunks = [list(range(i, min(i + self.skus_per_call, len(items)))) for i in range(0, len(items), self.skus_per_call)]
+        chunks = [
+            list(range(i, min(i + self.skus_per_call, len(items)))) for i in range(0, len(items), self.skus_per_call)
+        ]
 
         async def one(indexes: list[int]) -> None:
             try:

@@ -100,5 +100,7 @@ async def send_authorized(
     token = await tokens.after_unauthorized(token)
     response = await send(http, pacer, method, url, headers={**(headers or {}), **authorize(token)}, **kwargs)
     if response.status_code in unauthorized:
-        raise CredentialsError(f"the channel refused a fresh access token: HTTP {response.status_code}: {response.text[:500]}")
+        raise CredentialsError(
+            f"the channel refused a fresh access token: HTTP {response.status_code}: {response.text[:500]}"
+        )
     return response
