@@ -130,7 +130,8 @@ def create_app(settings: AmazonSandboxSettings) -> FastAPI:
             }
         )
 
-    @app.patch("/listings/2021-08-01/items/{seller_id}/{sku}")
+    # `{sku:path}`: a SKU may hold a "/" (sent as %2F), which Starlette decodes before routing.
+    @app.patch("/listings/2021-08-01/items/{seller_id}/{sku:path}")
     async def patch_listings_item(seller_id: str, sku: str, request: Request) -> Response:
         token = tokens.check(request.headers.get("x-amz-access-token", ""))
         if token != "ok" or seller_id != settings.seller_id:
@@ -183,6 +184,8 @@ def create_app(settings: AmazonSandboxSettings) -> FastAPI:
                             "message": f"SKU {sku} does not match any listing of this seller",
                             "severity": "ERROR",
                             "attributeNames": [],
+                            # Required by the model's Issue (listingsItems_2021-08-01).
+                            "categories": [],
                         }
                     ],
                 }
