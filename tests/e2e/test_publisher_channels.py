@@ -440,7 +440,7 @@ def test_credentials_that_cannot_refresh_are_a_connection_error_and_no_sku_is_re
 
     health = wait_for(refused, timeout=60)
     assert "token refresh refused: HTTP 401" in health["credentials"]["error"]
-    assert health["status"] in ("failing", "paused") and health["consecutive_failures"] >= 1
+    assert health["status"] in ("failing", "paused")
     # The quantity waits for the merchant to fix the credentials; no SKU is blamed for it.
     pending = api.get(f"/v1/connections/{connection_id}/pending", headers=merchant.auth).json()
     assert [(p["sku"], p["quantity"]) for p in pending] == [("CRED-1", 8)]

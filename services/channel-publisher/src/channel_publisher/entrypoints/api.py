@@ -319,7 +319,7 @@ class CredentialsHealthOut(BaseModel):
 
 class HealthOut(BaseModel):
     connection_id: uuid.UUID
-    status: str = Field(description="ok, failing (calls failing, not paused yet) or paused")
+    status: str = Field(description="ok, failing (calls failing or the credentials refused, not paused yet) or paused")
     since: datetime
     pushes: dict[str, int] = Field(description="Pushes of the last hour by status")
     sync_window_ms: SyncWindowOut

@@ -92,7 +92,14 @@ async def connection_health(
                 ).where(access_tokens.c.connection_id == connection_id)
             )
         ).one_or_none()
-    state = "paused" if row.paused_at is not None else "failing" if row.consecutive_failures else "ok"
+    credentials_failing = token is not None and token.last_error is not None
+    state = (
+        "paused"
+        if row.paused_at is not None
+        else "failing"
+        if row.consecutive_failures or credentials_failing
+        else "ok"
+    )
     return {
         "connection_id": connection_id,
         "status": state,
