@@ -498,3 +498,46 @@ def test_skus_the_connection_does_not_list_are_summarised_not_written_per_change
     assert {p["sku"] for p in pushes(api, merchant, connection_id)} == {"MAP-1"}
     health = api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json()
     assert health["unmapped_skus"] == 2
+
+
+@pytest.mark.parametrize(
+    ("channel", "credentials", "settings", "field"),
+    [
+        ("amazon", {"seller_id": "S", "marketplace_ids": ["M"], "access_token": "Atza|x"}, {}, "client_id"),
+        ("ebay", {"access_token": "v^1.1#x"}, {}, "refresh_token"),
+        ("walmart", {"client_id": "c"}, {}, "client_secret"),
+        ("shopify", {"client_id": "c", "client_secret": "s"}, {}, "credentials"),
+        (
+            "ebay",
+            {"client_id": "c", "client_secret": "s", "refresh_token": "r"},
+            {"skus_per_call": 26},
+            "skus_per_call",
+        ),
+        ("woocommerce", {"consumer_key": "k", "consumer_secret": "s"}, {"manage_stock": "maybe"}, "manage_stock"),
+        ("mirakl", {"api_key": "k"}, {"status_poll_interval_s": 0}, "status_poll_interval_s"),
+    ],
+)
+def test_a_connection_with_credentials_or_settings_of_the_wrong_shape_is_a_422_naming_the_field(
+    api: httpx.Client,
+    merchant: Merchant,
+    channel: str,
+    credentials: dict[str, Any],
+    settings: dict[str, Any],
+    field: str,
+) -> None:
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={
+            "type": channel,
+            "name": "wrong shape",
+            "base_url": "https://example.invalid",
+            "credentials": credentials,
+            "webhook_secret": "inbound-" + SECRET,
+            "settings": settings,
+        },
+    )
+    assert answer.status_code == 422, answer.text
+    assert any(field in ".".join(map(str, error["loc"])) for error in answer.json()["detail"]), answer.text
+    listed = api.get("/v1/connections", headers=merchant.auth).json()
+    assert [c for c in listed if c["name"] == "wrong shape"] == []

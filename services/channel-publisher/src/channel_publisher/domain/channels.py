@@ -126,6 +126,37 @@ class NoInbound(_Strict):
     pass
 
 
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class ConnectionSettings(BaseModel):
+    """The per-connection limits the adapters and the publisher read (docs/channels.md).
+
+    Keys the publisher does not know are kept (they are the merchant's notes); the known
+    ones are checked here, so a wrong value is a 422 naming it, never an adapter that
+    cannot be built."""
+
+    model_config = ConfigDict(extra="allow")
+    batch_limit: int | None = Field(None, ge=1, le=10_000)
+    requests_per_second: float | None = Field(None, gt=0, le=10_000)
+    burst: int | None = Field(None, ge=1, le=10_000)
+    pause_after_failures: int | None = Field(None, ge=1, le=10_000)
+    pause_duration_s: Seconds | None = None
+    drift_check_interval_s: Seconds | None = None
+    # WooCommerce: send manage_stock: true with the quantity (false: report products that do not manage stock).
+    manage_stock: bool | None = None
+    # eBay: SKUs per bulk_update_price_quantity call (the safe reading of eBay's documents is 1).
+    skus_per_call: int | None = Field(None, ge=1, le=25)
+    # Mirakl: STO01, STO02 and STO03 spacing, and how long an import is waited for.
+    min_interval_s: Seconds | None = None
+    status_poll_interval_s: Seconds | None = None
+    error_report_interval_s: Seconds | None = None
+    import_timeout_s: Seconds | None = None
+    # Shopify.
+    api_version: str | None = Field(None, pattern=r"^\d{4}-\d{2}$")
+    restore_rate: float | None = Field(None, gt=0, le=100_000)
+
+
 @dataclass(frozen=True)
 class ChannelSpec:
     credentials: type[BaseModel]

@@ -22,7 +22,7 @@ from channel_publisher.adapters.tables import (
     pushes,
     unmapped_skus,
 )
-from channel_publisher.domain.channels import CHANNELS
+from channel_publisher.domain.channels import CHANNELS, ConnectionSettings
 from channel_publisher.service_layer.connections import (
     add_webhook_secret,
     create_connection,
@@ -59,7 +59,7 @@ class ConnectionIn(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict, description="Limits, e.g. batch_limit, api_version")
 
 
-def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Check credentials, inbound settings and listings against the channel type's models."""
     spec = CHANNELS[body.type]
     errors: list[dict[str, Any]] = []
@@ -72,6 +72,7 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
             return {}
 
     credentials = check(spec.credentials, body.credentials, ["credentials"])
+    settings = check(ConnectionSettings, body.settings, ["settings"])
     inbound = check(spec.inbound, body.inbound, ["inbound"])
     listing_rows = []
     for index, listing in enumerate(body.listings):
@@ -86,7 +87,7 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
         errors.append({"loc": ["body", "listings"], "msg": "a SKU is mapped twice", "type": "value_error"})
     if errors:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, errors)
-    return credentials, inbound, listing_rows
+    return credentials, inbound, listing_rows, settings
 
 
 class ConnectionOut(BaseModel):
@@ -141,7 +142,7 @@ async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_i
 
 @router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut, tags=["connections"])
 async def post_connection(body: ConnectionIn, request: Request, merchant_id: MerchantId) -> ConnectionOut:
-    credentials, inbound, listing_rows = _validated(body)
+    credentials, inbound, listing_rows, settings = _validated(body)
     runtime = _runtime(request)
     connection_id = await create_connection(
         runtime.engine,
@@ -151,7 +152,7 @@ async def post_connection(body: ConnectionIn, request: Request, merchant_id: Mer
         base_url=str(body.base_url),
         credentials=credentials,
         webhook_secrets=[body.webhook_secret] if body.webhook_secret else [],
-        settings=body.settings,
+        settings=settings,
         inbound=inbound,
         listing_rows=listing_rows,
     )

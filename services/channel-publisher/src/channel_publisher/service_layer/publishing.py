@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import utcnow
@@ -51,7 +52,9 @@ from channel_publisher.adapters.channels.woocommerce import WooCommerceAdapter
 from channel_publisher.adapters.tables import connections, last_sent, listings, pending_pushes, pushes, unmapped_skus
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.backoff import retry_delay
+from channel_publisher.domain.channels import CHANNELS
 from channel_publisher.domain.pushes import (
+    BatchResult,
     ChannelAdapter,
     CredentialsError,
     ItemOutcome,
@@ -352,11 +355,18 @@ class Publisher:
         connection = await load_connection(conn, connection_id)
         if connection is None or connection.channel_type not in ADAPTERS:
             return None
-        grant = grant_for(connection.channel_type, connection.base_url, connection.credentials)
-        tokens = AccessTokens(self.engine, self.http, connection_id, grant) if grant is not None else None
-        adapter = ADAPTERS[connection.channel_type](
-            self.http, connection.base_url, connection.credentials, connection.settings, tokens
-        )
+        adapter: ChannelAdapter
+        try:
+            CHANNELS[connection.channel_type].credentials.model_validate(connection.credentials)
+            grant = grant_for(connection.channel_type, connection.base_url, connection.credentials)
+            tokens = AccessTokens(self.engine, self.http, connection_id, grant) if grant is not None else None
+            adapter = ADAPTERS[connection.channel_type](
+                self.http, connection.base_url, connection.credentials, connection.settings, tokens
+            )
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            # Stored before the channel's credentials took their current shape (a fixed
+            # access token where a refresh token is needed now): the connection's problem.
+            adapter = UnusableConnection(connection.channel_type, f"{type(exc).__name__}: {exc}")
         self._adapters[connection_id] = (connection, adapter)
         return connection, adapter
 
@@ -521,6 +531,23 @@ class Publisher:
 
     def wake_later(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+
+class UnusableConnection:
+    """A connection whose stored credentials or settings no longer build its adapter: every
+    call is a credentials error (health, pause), its quantities wait for a new connection."""
+
+    batch_limit = 100
+
+    def __init__(self, channel_type: str, problem: str) -> None:
+        self.channel_type = channel_type
+        self.problem = problem[:1000]
+
+    def ready_in(self) -> float:
+        return 0.0
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        raise CredentialsError(f"the connection's stored credentials cannot be used: {self.problem}")
 
 
 def _history(row: Any, status: str, response: str, finished: Any = None, attempts: int | None = None) -> dict[str, Any]:
