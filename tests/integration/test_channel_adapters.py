@@ -20,12 +20,13 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.db import make_engine
-from stocksync_sandboxes import amazon, ebay, mirakl, walmart, woocommerce
+from stocksync_sandboxes import amazon, ebay, mirakl, shopify, walmart, woocommerce
 
 from channel_publisher.adapters.channels.access_tokens import AccessTokens, grant_for
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
 from channel_publisher.adapters.channels.mirakl import MiraklAdapter
+from channel_publisher.adapters.channels.shopify import ShopifyAdapter
 from channel_publisher.adapters.channels.walmart import WalmartAdapter
 from channel_publisher.adapters.channels.woocommerce import WooCommerceAdapter
 from channel_publisher.adapters.tables import access_tokens
@@ -248,3 +249,43 @@ async def test_mirakl_records_imported_lines_as_accepted_and_the_error_reports_l
         assert await quantities(http) == {"M-1": 9, "M-2": 9}
         counted = await stats(http)
         assert (counted["rate_limited"], counted["early_retries"]) == (0, 0)
+
+
+async def test_shopify_expiring_offline_tokens_refresh_across_expiry_with_the_rotated_refresh_token(
+    engine: AsyncEngine,
+) -> None:
+    app = shopify.create_app(
+        shopify.ShopifySandboxSettings(
+            access_token="shpat_offline",
+            webhook_secret="whsec",
+            client_id="client",
+            client_secret="secret",
+            refresh_token="shprt_first",
+            token_lifetime_s=2.0,
+        )
+    )
+    given = {"client_id": "client", "client_secret": "secret", "refresh_token": "shprt_first"}
+    stored = credentials("shopify", given)
+    grant = grant_for("shopify", BASE, stored)
+    assert grant is not None
+    connection_id = uuid.uuid4()
+    async with client_for(app) as http:
+        item_id = "gid://shopify/InventoryItem/1001"
+        location = "gid://shopify/Location/11"
+        seeded = await http.post(
+            "/_sandbox/inventory-items",
+            json={"items": [{"inventory_item_id": item_id, "location_id": location, "sku": "SH-1"}]},
+        )
+        assert seeded.status_code == 200, seeded.text
+        adapter = ShopifyAdapter(http, BASE, stored, {}, AccessTokens(engine, http, connection_id, grant))
+        listing = {"inventory_item_id": item_id, "location_id": location}
+        first = await adapter.push([PushItem("SH-1", "default", 4, listing, 1)])
+        await asyncio.sleep(2.5)
+        # A second instance, as after a restart: it reads the rotated refresh token from the database.
+        other = ShopifyAdapter(http, BASE, stored, {}, AccessTokens(engine, http, connection_id, grant))
+        second = await other.push([PushItem("SH-1", "default", 6, listing, 2)])
+        assert [first.outcomes[0].status, second.outcomes[0].status] == ["accepted", "accepted"]
+        assert app.state.expiring_tokens.issued == 2
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(access_tokens).where(access_tokens.c.connection_id == connection_id))).one()
+    assert row.refresh_token not in (None, "shprt_first")
