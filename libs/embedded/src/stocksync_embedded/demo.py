@@ -97,7 +97,10 @@ class DemoChannel:
                 DEMO_REFRESH_TOKEN,
             ],
             # The demo imports every 10 s so changes show quickly; Mirakl allows once a minute.
-            "mirakl": ["--api-key", self.secret, "--min-interval", str(DEMO_MIRAKL_INTERVAL_S)],
+            "mirakl": [
+                *("--api-key", self.secret, "--min-interval", str(DEMO_MIRAKL_INTERVAL_S)),
+                *("--status-interval", str(DEMO_MIRAKL_STATUS_INTERVAL_S)),
+            ],
             "walmart": ["--client-id", DEMO_CLIENT_ID, "--client-secret", self.secret],
             "generic": ["--signing-secret", self.secret],
         }[self.type]
@@ -130,7 +133,12 @@ class DemoChannel:
                 {"sku": sku, "product_id": 500 + i} if self.type == "woocommerce" else {"sku": sku}
                 for i, sku in enumerate(skus)
             ],
-            "settings": {"min_interval_s": DEMO_MIRAKL_INTERVAL_S} if self.type == "mirakl" else {},
+            "settings": {
+                "min_interval_s": DEMO_MIRAKL_INTERVAL_S * 1.1,
+                "status_poll_interval_s": DEMO_MIRAKL_STATUS_INTERVAL_S * 1.1,
+            }
+            if self.type == "mirakl"
+            else {},
         }
         if self.type == "amazon":
             body["inbound"] = {"api_key": self.inbound_secret}
@@ -163,6 +171,8 @@ DEMO_REFRESH_TOKEN = "demo-refresh-token"
 CREDENTIALS_VERSION = 1
 TOKEN_CHANNEL_TYPES = ("amazon", "ebay", "walmart")
 DEMO_MIRAKL_INTERVAL_S = 10
+# The demo's Mirakl answers an import's status every 2 s; Mirakl allows once every 15 s.
+DEMO_MIRAKL_STATUS_INTERVAL_S = 2
 OTHER_CHANNEL_TYPES = ("woocommerce", "amazon", "ebay", "mirakl", "walmart", "generic")
 # The sandbox option that takes the secret its orders are signed with (or, for Amazon,
 # the API key they carry); eBay and Mirakl need none.
