@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictBool, model_validator
 
 from stocksync_common.bounds import TEXT_MAX_LENGTH
 
@@ -144,7 +144,7 @@ class ConnectionSettings(BaseModel):
     pause_duration_s: Seconds | None = None
     drift_check_interval_s: Seconds | None = None
     # WooCommerce: send manage_stock: true with the quantity (false: report products that do not manage stock).
-    manage_stock: bool | None = None
+    manage_stock: StrictBool | None = None
     # eBay: SKUs per bulk_update_price_quantity call (the safe reading of eBay's documents is 1).
     skus_per_call: int | None = Field(None, ge=1, le=25)
     # Mirakl: STO01, STO02 and STO03 spacing, and how long an import is waited for.
