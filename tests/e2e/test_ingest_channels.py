@@ -158,6 +158,12 @@ def sandbox_app(sandboxes: Sandboxes) -> FastAPI:
     app.include_router(generic_orders.orders_router([sandboxes.generic_secret]), prefix="/generic")
     app.include_router(ebay_orders.orders_router(sandboxes.ebay_key, sandboxes.ebay_token), prefix="/ebay")
     app.include_router(mirakl_orders.orders_router(sandboxes.mirakl_shop), prefix="/mirakl")
+
+    @app.post("/ebay/identity/v1/oauth2/token")
+    async def ebay_application_token() -> dict[str, Any]:
+        # eBay's client credentials grant: the application token getPublicKey takes.
+        return {"access_token": sandboxes.ebay_token, "expires_in": 7200, "token_type": "Application Access Token"}
+
     return app
 
 
@@ -189,16 +195,21 @@ def connection_body(channel: str, sandboxes: Sandboxes) -> dict[str, Any]:
             "credentials": {
                 "seller_id": "A2SANDBOXSELLER",
                 "marketplace_ids": ["A1PA6795UKMFR9"],
-                "access_token": "Atza|x",
+                "client_id": "amzn1.application-oa2-client.x",
+                "client_secret": "x",
+                "refresh_token": "Atzr|x",
             },
             "inbound": {"api_key": sandboxes.amazon_api_key},
         },
-        "walmart": {"credentials": {"access_token": "x"}, "webhook_secret": sandboxes.walmart_secret},
+        "walmart": {
+            "credentials": {"client_id": "x", "client_secret": "x"},
+            "webhook_secret": sandboxes.walmart_secret,
+        },
         "generic": {
             "credentials": {"signing_secret": generic_orders.new_secret()},
             "webhook_secret": sandboxes.generic_secret,
         },
-        "ebay": {"credentials": {"access_token": sandboxes.ebay_token}},
+        "ebay": {"credentials": {"client_id": "app-x", "client_secret": "cert-x", "refresh_token": "v^1.1#x"}},
         "mirakl": {"credentials": {"api_key": sandboxes.mirakl_shop.api_key}, "inbound": {"poll_interval_s": 60}},
     }
     return {**base, **per_type[channel]}

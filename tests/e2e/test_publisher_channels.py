@@ -13,10 +13,11 @@ import math
 import os
 import secrets
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -76,8 +77,19 @@ CASES = [
     ),
     ChannelCase(
         "amazon",
-        ["--seller-id", "A2SELLER", "--access-token", SECRET, "--requests-per-second", "60", "--burst", "20"],
-        {"seller_id": "A2SELLER", "marketplace_ids": ["A1PA6795UKMFR9"], "access_token": SECRET},
+        [
+            "--seller-id",
+            "A2SELLER",
+            *("--client-id", "amzn1.application-oa2-client.test", "--client-secret", SECRET),
+            *("--refresh-token", "Atzr|" + SECRET, "--requests-per-second", "60", "--burst", "20"),
+        ],
+        {
+            "seller_id": "A2SELLER",
+            "marketplace_ids": ["A1PA6795UKMFR9"],
+            "client_id": "amzn1.application-oa2-client.test",
+            "client_secret": SECRET,
+            "refresh_token": "Atzr|" + SECRET,
+        },
         {"requests_per_second": 50, "burst": 10, "batch_limit": 50},
         1,
         "does not match any listing",
@@ -86,18 +98,24 @@ CASES = [
     ),
     ChannelCase(
         "ebay",
-        ["--access-token", SECRET, "--requests-per-second", "50", "--burst", "20"],
-        {"access_token": SECRET},
-        {},
+        [
+            *("--client-id", "app-id", "--client-secret", SECRET, "--refresh-token", "v^1.1#" + SECRET),
+            *("--requests-per-second", "50", "--burst", "20"),
+        ],
+        {"client_id": "app-id", "client_secret": SECRET, "refresh_token": "v^1.1#" + SECRET},
+        {"skus_per_call": 25},
         25,
         "is not available in the system",
         push_operation="bulk_update_price_quantity",
     ),
     ChannelCase(
         "mirakl",
-        ["--api-key", SECRET, "--min-interval", "2", "--processing-delay", "0.2"],
+        [
+            *("--api-key", SECRET, "--min-interval", "2", "--processing-delay", "0.2"),
+            *("--status-interval", "0.3", "--report-interval", "0.6"),
+        ],
         {"api_key": SECRET},
-        {"min_interval_s": 2},
+        {"min_interval_s": 2.5, "status_poll_interval_s": 0.5, "error_report_interval_s": 1.0},
         10_000,
         "The offer does not exist",
         per_sku_failures=False,
@@ -105,8 +123,8 @@ CASES = [
     ),
     ChannelCase(
         "walmart",
-        ["--access-token", SECRET, "--requests-per-second", "60", "--burst", "20"],
-        {"access_token": SECRET},
+        ["--client-id", "walmart-client", "--client-secret", SECRET, "--requests-per-second", "60", "--burst", "20"],
+        {"client_id": "walmart-client", "client_secret": SECRET},
         {"requests_per_second": 50, "burst": 10, "batch_limit": 50},
         1,
         "could not be found",
@@ -174,8 +192,20 @@ def start_sandbox(stack: Stack) -> Iterator[Callable[[ChannelCase], Sandbox]]:
         sandbox.process.stop()
 
 
-def connect(api: httpx.Client, merchant: Merchant, case: ChannelCase, sandbox: Sandbox, skus: list[str]) -> str:
+def connect(
+    api: httpx.Client,
+    merchant: Merchant,
+    case: ChannelCase,
+    sandbox: Sandbox,
+    skus: list[str],
+    settings: dict[str, Any] | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> str:
     base_url = f"{sandbox.url}/stocksync/quantities" if case.type == "generic" else sandbox.url
+    given = {**case.credentials, **(credentials or {})}
+    if case.type == "amazon":
+        # Login with Amazon is its own host; the sandbox serves it beside the SP-API.
+        given["token_url"] = f"{sandbox.url}/auth/o2/token"
     answer = api.post(
         "/v1/connections",
         headers=merchant.auth,
@@ -183,9 +213,9 @@ def connect(api: httpx.Client, merchant: Merchant, case: ChannelCase, sandbox: S
             "type": case.type,
             "name": f"{case.type} under test",
             "base_url": base_url,
-            "credentials": case.credentials,
+            "credentials": given,
             "webhook_secret": "inbound-" + SECRET,
-            "settings": case.settings,
+            "settings": {**case.settings, **(settings or {})},
             "inbound": case.inbound,
             "listings": [case.listing(i, sku) for i, sku in enumerate(skus)],
         },
@@ -358,3 +388,156 @@ def test_a_permanent_error_is_recorded_with_the_channels_message_and_not_retried
     assert sandbox.quantities() == {sku: 4 for sku in skus if sku != "X-2"}
     sent = Counter(item["sku"] for call in sandbox.pushes(case.push_operation) for item in call["items"])
     assert sent[case.unknown_item_label(2, "X-2")] == 1
+
+
+TOKEN_CASES = [c for c in CASES if c.type in ("amazon", "ebay", "walmart")]
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES, ids=[c.type for c in TOKEN_CASES])
+def test_pushes_continue_across_access_token_expiry(
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
+    case: ChannelCase,
+) -> None:
+    skus = ["TOK-1", "TOK-2"]
+    lifetime = 4.0
+    sandbox = start_sandbox(replace(case, sandbox_args=[*case.sandbox_args, "--token-lifetime", str(lifetime)]))
+    seed(sandbox, case, skus)
+    connection_id = connect(api, merchant, case, sandbox, skus)
+    produce(stack, merchant, connection_id, [("TOK-1", 1, 3)])
+    wait_for(lambda: sandbox.quantities()["TOK-1"] == 3)
+    first_token_at = sandbox.get("stats")["tokens_issued"]
+    # Past the first token's life, the next quantities still go through.
+    time.sleep(lifetime + 1)
+    produce(stack, merchant, connection_id, [("TOK-2", 1, 4), ("TOK-1", 2, 5)])
+    wait_for(lambda: sandbox.quantities() == {"TOK-1": 5, "TOK-2": 4}, timeout=60)
+    stats = sandbox.get("stats")
+    assert first_token_at == 1 and stats["tokens_issued"] >= 2
+    assert (stats["unauthorized"], stats["rate_limited"]) == (0, 0)
+    accepted = pushes(api, merchant, connection_id, status="accepted")
+    assert sorted((p["sku"], p["quantity"]) for p in accepted) == [("TOK-1", 3), ("TOK-1", 5), ("TOK-2", 4)]
+    health = api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json()
+    assert health["credentials"]["error"] is None and health["credentials"]["token_expires_at"] is not None
+
+
+def test_credentials_that_cannot_refresh_are_a_connection_error_and_no_sku_is_rejected(
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
+) -> None:
+    case = next(c for c in CASES if c.type == "walmart")
+    sandbox = start_sandbox(case)
+    seed(sandbox, case, ["CRED-1"])
+    connection_id = connect(api, merchant, case, sandbox, ["CRED-1"], credentials={"client_secret": "revoked-secret"})
+    produce(stack, merchant, connection_id, [("CRED-1", 1, 8)])
+
+    def refused() -> dict[str, Any] | None:
+        health: dict[str, Any] = api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json()
+        return health if (health["credentials"] or {}).get("error") else None
+
+    health = wait_for(refused, timeout=60)
+    assert "token refresh refused: HTTP 401" in health["credentials"]["error"]
+    assert health["status"] in ("failing", "paused")
+    # The quantity waits for the merchant to fix the credentials; no SKU is blamed for it.
+    pending = api.get(f"/v1/connections/{connection_id}/pending", headers=merchant.auth).json()
+    assert [(p["sku"], p["quantity"]) for p in pending] == [("CRED-1", 8)]
+    assert pushes(api, merchant, connection_id) == []
+    assert sandbox.quantities() == {"CRED-1": 0}
+
+
+def test_a_woocommerce_product_not_managing_stock_is_reported_never_accepted(
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
+) -> None:
+    case = next(c for c in CASES if c.type == "woocommerce")
+    skus = ["WOO-M", "WOO-U"]
+    sandbox = start_sandbox(case)
+    seed(sandbox, case, skus)
+    sandbox.post("stock-management", {"product_id": 1001, "manage_stock": False})
+    connection_id = connect(api, merchant, case, sandbox, skus, settings={"manage_stock": False})
+    produce(stack, merchant, connection_id, [("WOO-M", 1, 12), ("WOO-U", 1, 12)])
+    rejected = wait_for(lambda: pushes(api, merchant, connection_id, status="rejected"), timeout=60)
+    assert [p["sku"] for p in rejected] == ["WOO-U"]
+    assert "does not manage stock" in rejected[0]["channel_response"]
+    accepted = wait_for(lambda: pushes(api, merchant, connection_id, status="accepted"), timeout=60)
+    assert [(p["sku"], p["quantity"]) for p in accepted] == [("WOO-M", 12)]
+    assert sandbox.quantities() == {"WOO-M": 12, "WOO-U": 0}
+
+
+def test_skus_the_connection_does_not_list_are_summarised_not_written_per_change(
+    api: httpx.Client,
+    merchant: Merchant,
+    stack: Stack,
+    start_sandbox: Callable[[ChannelCase], Sandbox],
+) -> None:
+    case = next(c for c in CASES if c.type == "woocommerce")
+    sandbox = start_sandbox(case)
+    seed(sandbox, case, ["MAP-1"])
+    connection_id = connect(api, merchant, case, sandbox, ["MAP-1"])
+    produce(stack, merchant, connection_id, [("MAP-1", 1, 2), ("NOMAP-1", 1, 5), ("NOMAP-2", 1, 6)])
+    wait_for(lambda: pushes(api, merchant, connection_id, status="accepted"), timeout=60)
+    unmapped = wait_for(
+        lambda: len(u := api.get(f"/v1/connections/{connection_id}/unmapped", headers=merchant.auth).json()) == 2 and u,
+        timeout=60,
+    )
+    produce(stack, merchant, connection_id, [("NOMAP-1", 2, 4)])
+    again = wait_for(
+        lambda: (
+            (u := api.get(f"/v1/connections/{connection_id}/unmapped", headers=merchant.auth).json())[0]["changes"] == 2
+            and u
+        ),
+        timeout=60,
+    )
+    assert [(u["sku"], u["changes"], u["last_quantity"]) for u in unmapped] == [("NOMAP-1", 1, 5), ("NOMAP-2", 1, 6)]
+    assert [(u["sku"], u["changes"], u["last_quantity"]) for u in again] == [("NOMAP-1", 2, 4), ("NOMAP-2", 1, 6)]
+    assert {p["sku"] for p in pushes(api, merchant, connection_id)} == {"MAP-1"}
+    health = api.get(f"/v1/connections/{connection_id}/health", headers=merchant.auth).json()
+    assert health["unmapped_skus"] == 2
+
+
+@pytest.mark.parametrize(
+    ("channel", "credentials", "settings", "field"),
+    [
+        ("amazon", {"seller_id": "S", "marketplace_ids": ["M"], "access_token": "Atza|x"}, {}, "client_id"),
+        ("ebay", {"access_token": "v^1.1#x"}, {}, "refresh_token"),
+        ("walmart", {"client_id": "c"}, {}, "client_secret"),
+        ("shopify", {"client_id": "c", "client_secret": "s"}, {}, "credentials"),
+        (
+            "ebay",
+            {"client_id": "c", "client_secret": "s", "refresh_token": "r"},
+            {"skus_per_call": 26},
+            "skus_per_call",
+        ),
+        ("woocommerce", {"consumer_key": "k", "consumer_secret": "s"}, {"manage_stock": "maybe"}, "manage_stock"),
+        ("mirakl", {"api_key": "k"}, {"status_poll_interval_s": 0}, "status_poll_interval_s"),
+    ],
+)
+def test_a_connection_with_credentials_or_settings_of_the_wrong_shape_is_a_422_naming_the_field(
+    api: httpx.Client,
+    merchant: Merchant,
+    channel: str,
+    credentials: dict[str, Any],
+    settings: dict[str, Any],
+    field: str,
+) -> None:
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={
+            "type": channel,
+            "name": "wrong shape",
+            "base_url": "https://example.invalid",
+            "credentials": credentials,
+            "webhook_secret": "inbound-" + SECRET,
+            "settings": settings,
+        },
+    )
+    assert answer.status_code == 422, answer.text
+    assert any(field in ".".join(map(str, error["loc"])) for error in answer.json()["detail"]), answer.text
+    listed = api.get("/v1/connections", headers=merchant.auth).json()
+    assert [c for c in listed if c["name"] == "wrong shape"] == []

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.contracts import ChannelQuantityChanged
 from stocksync_common.db import make_engine
 
-from channel_publisher.adapters.tables import last_sent, pending_pushes
+from channel_publisher.adapters.tables import connections, last_sent, pending_pushes, pushes
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 from channel_publisher.service_layer.connections import create_connection, load_connection
@@ -136,4 +136,48 @@ async def test_a_newer_quantity_is_queued_during_a_call_and_sent_after_it_in_ord
     channel.release.set()
     assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 10) == 1
     assert channel.calls == [[(SKU, 7)], [(SKU, 5)]]
+    await publisher.http.aclose()
+
+
+async def test_a_connection_stored_with_credentials_of_an_old_shape_keeps_its_quantities_and_counts_a_failure(
+    engine: AsyncEngine,
+) -> None:
+    """An Amazon connection saved with a fixed access token, before LWA credentials: its
+    adapter cannot be built, which is the connection's problem, never the SKU's."""
+    publisher = Publisher(engine, PublisherSettings())
+    connection_id = await create_connection(
+        engine,
+        merchant_id=uuid.uuid4(),
+        channel_type="amazon",
+        name="old shape",
+        base_url="http://127.0.0.1:9",
+        credentials={"seller_id": "S", "marketplace_ids": ["M"], "access_token": "Atza|fixed"},
+        webhook_secrets=[],
+        settings={},
+        inbound={},
+        listing_rows=[{"sku": SKU, "location": "default", "external": {"product_type": "PRODUCT"}}],
+    )
+    await enqueue_channel_quantities(engine, [_quantity(connection_id, 3, 1)])
+    assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 10) == 0
+    async with engine.connect() as conn:
+        pending = (
+            (
+                await conn.execute(
+                    sa.select(pending_pushes.c.quantity).where(pending_pushes.c.connection_id == connection_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        failures = (
+            await conn.execute(
+                sa.select(connections.c.consecutive_failures).where(connections.c.connection_id == connection_id)
+            )
+        ).scalar_one()
+        history = (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(pushes).where(pushes.c.connection_id == connection_id)
+            )
+        ).scalar_one()
+    assert (pending, failures, history) == ([3], 1, 0)
     await publisher.http.aclose()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from stocksync_sandboxes.amazon import AmazonSandboxSettings, create_app
 
-HEADERS = {"x-amz-access-token": "tok"}
 PATH = "/listings/2021-08-01/items/S1/{sku}?marketplaceIds=A1PA6795UKMFR9"
 
 
@@ -25,10 +25,36 @@ def body(quantity: Any) -> dict[str, Any]:
     }
 
 
+LWA = {"grant_type": "refresh_token", "refresh_token": "Atzr|r", "client_id": "amzn1.c", "client_secret": "s"}
+
+
 def account(**limits: Any) -> TestClient:
-    client = TestClient(create_app(AmazonSandboxSettings("S1", "tok", **limits)))
+    client = TestClient(create_app(AmazonSandboxSettings("S1", "amzn1.c", "s", "Atzr|r", **limits)))
     client.post("/_sandbox/listings", json={"listings": [{"sku": "A", "quantity": 0}]})
+    token = client.post("/auth/o2/token", data=LWA).json()["access_token"]
+    client.headers["x-amz-access-token"] = token
     return client
+
+
+HEADERS: dict[str, str] = {}
+
+
+def test_lwa_issues_a_bearer_token_for_the_refresh_token_and_refuses_a_wrong_grant() -> None:
+    client = account(token_lifetime_s=3600.0)
+    answer = client.post("/auth/o2/token", data=LWA).json()
+    assert (answer["token_type"], answer["expires_in"], answer["refresh_token"]) == ("bearer", 3600.0, "Atzr|r")
+    wrong = client.post("/auth/o2/token", data={**LWA, "refresh_token": "Atzr|other"})
+    assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_grant")
+    assert client.post("/auth/o2/token", data={**LWA, "client_secret": "x"}).status_code == 401
+
+
+def test_an_expired_access_token_is_refused_with_amazons_403() -> None:
+    client = account(token_lifetime_s=0.2)
+    time.sleep(0.3)
+    answer = client.patch(PATH.format(sku="A"), json=body(4))
+    assert answer.status_code == 403
+    assert answer.json()["errors"][0]["details"] == "The access token you provided has expired."
+    assert client.get("/_sandbox/listings").json()["listings"][0]["history"] == []
 
 
 def test_an_accepted_patch_sets_the_quantity() -> None:
@@ -52,6 +78,6 @@ def test_a_bad_token_or_bad_body_is_refused() -> None:
 
 
 def test_more_than_the_burst_is_throttled() -> None:
-    client = account(requests_per_second=5.0, burst=10)
-    statuses = [client.patch(PATH.format(sku="A"), json=body(1), headers=HEADERS).status_code for _ in range(12)]
-    assert statuses.count(200) >= 10 and 429 in statuses
+    client = account(requests_per_second=5.0, burst=5)
+    statuses = [client.patch(PATH.format(sku="A"), json=body(1), headers=HEADERS).status_code for _ in range(8)]
+    assert statuses.count(200) >= 5 and 429 in statuses

@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import base64
+import time
+from typing import Any
+
 from fastapi.testclient import TestClient
 
-from stocksync_sandboxes.ebay import EbaySandboxSettings, create_app
+from stocksync_sandboxes.ebay import INVENTORY_SCOPE, EbaySandboxSettings, create_app
 
-HEADERS = {"Authorization": "Bearer tok"}
+BASIC = {"Authorization": "Basic " + base64.b64encode(b"app:cert").decode()}
+GRANT = {"grant_type": "refresh_token", "refresh_token": "v^1.1#r", "scope": INVENTORY_SCOPE}
+HEADERS: dict[str, str] = {}
 URL = "/sell/inventory/v1/bulk_update_price_quantity"
 
 
-def seller(**limits: int) -> TestClient:
-    client = TestClient(create_app(EbaySandboxSettings("tok", **limits)))  # type: ignore[arg-type]
+def seller(**limits: Any) -> TestClient:
+    client = TestClient(create_app(EbaySandboxSettings("app", "cert", "v^1.1#r", **limits)))
     client.post("/_sandbox/listings", json={"listings": [{"sku": "A"}, {"sku": "B"}]})
+    token = client.post("/identity/v1/oauth2/token", headers=BASIC, data=GRANT).json()["access_token"]
+    client.headers["Authorization"] = f"Bearer {token}"
     return client
+
+
+def test_the_refresh_token_grant_needs_the_client_the_refresh_token_and_the_inventory_scope() -> None:
+    client = seller()
+    issued = client.post("/identity/v1/oauth2/token", headers=BASIC, data=GRANT).json()
+    assert (issued["token_type"], issued["expires_in"]) == ("User Access Token", 7200.0)
+    other = {"Authorization": "Basic " + base64.b64encode(b"app:wrong").decode()}
+    assert client.post("/identity/v1/oauth2/token", headers=other, data=GRANT).status_code == 401
+    bad = client.post("/identity/v1/oauth2/token", headers=BASIC, data={**GRANT, "refresh_token": "x"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_grant")
+    scope = client.post("/identity/v1/oauth2/token", headers=BASIC, data={**GRANT, "scope": "https://x/y"})
+    assert (scope.status_code, scope.json()["error"]) == (400, "invalid_scope")
+
+
+def test_an_expired_user_token_is_401_errorid_1001() -> None:
+    client = seller(token_lifetime_s=0.2)
+    time.sleep(0.3)
+    answer = client.post(URL, json={"requests": [request("A", 1)]})
+    assert answer.status_code == 401 and answer.json()["errors"][0]["errorId"] == 1001
 
 
 def request(sku: str, quantity: int) -> dict[str, object]:

@@ -51,3 +51,25 @@ def test_a_host_rate_limit_answers_429_with_retry_after() -> None:
     limited = client.post("/wp-json/wc/v3/products/batch", auth=AUTH, json=body)
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
     assert client.get("/_sandbox/stats").json()["rate_limited"] == 1
+
+
+def test_a_product_not_managing_stock_drops_the_quantity_unless_manage_stock_is_sent() -> None:
+    client = store()
+    client.post("/_sandbox/stock-management", json={"product_id": 11, "manage_stock": False})
+    ignored = client.post(
+        "/wp-json/wc/v3/products/batch", auth=AUTH, json={"update": [{"id": 11, "stock_quantity": 3}]}
+    )
+    assert ignored.json()["update"][0] | {} == {
+        "id": 11,
+        "sku": "A",
+        "manage_stock": False,
+        "stock_quantity": None,
+        "stock_status": "instock",
+    }
+    assert client.get("/_sandbox/listings").json()["listings"][0]["quantity"] == 5
+    managed = client.post(
+        "/wp-json/wc/v3/products/batch",
+        auth=AUTH,
+        json={"update": [{"id": 11, "manage_stock": True, "stock_quantity": 3}]},
+    )
+    assert (managed.json()["update"][0]["manage_stock"], managed.json()["update"][0]["stock_quantity"]) == (True, 3)

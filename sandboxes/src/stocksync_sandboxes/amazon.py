@@ -1,22 +1,29 @@
 """A sandbox Amazon seller account: Selling Partner API `patchListingsItem`, checked as
 Amazon checks it.
 
-- `x-amz-access-token` must be the account's token (403 `Unauthorized` else); the seller
-  id in the path must be the account's; `marketplaceIds` is required.
+- Login with Amazon: `POST /auth/o2/token` (form `grant_type=refresh_token, refresh_token,
+  client_id, client_secret`) issues an access token living `--token-lifetime` seconds
+  (Amazon: 3,600) as `{access_token, refresh_token, token_type: "bearer", expires_in}`;
+  a wrong client or refresh token is 400/401 `invalid_grant`/`invalid_client` as LWA
+  answers.
+- `x-amz-access-token` must be a token it issued and that has not expired (403
+  `Unauthorized`, "The access token you provided has expired." else); the seller id in
+  the path must be the account's; `marketplaceIds` is required.
 - `PATCH /listings/2021-08-01/items/{sellerId}/{sku}`: one SKU per call; the body needs a
   `productType` and `patches` of `{op, path, value}`; a fulfillment_availability patch
   needs `fulfillment_channel_code` and an integer `quantity` >= 0 (400 `InvalidInput`).
   A SKU the account does not list answers status INVALID with an issue (unverified: the
   exact code Amazon gives).
-- Rate limit 5 requests/s, burst 10 (Amazon documents a burst of 5 to 10): 429
-  `QuotaExceeded`. Amazon's own 429 carries no Retry-After; an injected one can.
+- Rate limit 5 requests/s, burst 5 (Amazon documents a burst of 5 to 10: the sandbox
+  takes the strict end): 429 `QuotaExceeded`. Amazon's own 429 carries no Retry-After; an injected one can.
 - Orders: `POST /_sandbox/orders {webhook_url, lines, ...}` sends an `ORDER_CHANGE`
   notification of `--seller-id` as an EventBridge API destination forwards it, with
   `--inbound-api-key` in `x-api-key` (amazon_orders.py): give it the Stocksync
   connection's `inbound.api_key`. Without it a random key is sent, and Stocksync refuses
   the orders (401).
 
-Run it: python -m stocksync_sandboxes amazon --port 9301 --seller-id S --access-token T --inbound-api-key K
+Run it: python -m stocksync_sandboxes amazon --port 9301 --seller-id S --client-id C --client-secret CS \
+    --refresh-token R --inbound-api-key K
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from stocksync_sandboxes import amazon_orders
-from stocksync_sandboxes.marketplace_sandbox import Marketplace
+from stocksync_sandboxes.marketplace_sandbox import Marketplace, TokenIssuer
 
 REQUESTS_PER_SECOND = 5.0
-BURST = 10
+BURST = 5
+TOKEN_LIFETIME_S = 3600.0
 AVAILABILITY_PATH = "/attributes/fulfillment_availability"
 PATCH_OPS = frozenset({"add", "replace", "merge", "delete"})
 # (unverified) the issue code of a SKU with no listing in the account.
@@ -47,12 +55,15 @@ UNKNOWN_SKU_ISSUE = "4000001"
 @dataclass(frozen=True)
 class AmazonSandboxSettings:
     seller_id: str
-    access_token: str
+    client_id: str
+    client_secret: str
+    refresh_token: str
     marketplace_ids: tuple[str, ...] = ("A1PA6795UKMFR9",)
     requests_per_second: float = REQUESTS_PER_SECOND
     burst: int = BURST
     # The API key the forwarded order notifications carry; None: a random one (refused).
     inbound_api_key: str | None = None
+    token_lifetime_s: float = TOKEN_LIFETIME_S
 
 
 def _errors(status: int, code: str, message: str) -> JSONResponse:
@@ -87,6 +98,7 @@ def _quantity(body: Any) -> tuple[int | None, str | None]:
 
 def create_app(settings: AmazonSandboxSettings) -> FastAPI:
     market = Marketplace("amazon", requests_per_second=settings.requests_per_second, burst=settings.burst)
+    tokens = market.tokens = TokenIssuer(settings.token_lifetime_s)
     app = FastAPI(title="Amazon SP-API sandbox")
     app.state.market = market
     app.include_router(market.control_router())
@@ -94,11 +106,49 @@ def create_app(settings: AmazonSandboxSettings) -> FastAPI:
         amazon_orders.orders_router(settings.seller_id, settings.inbound_api_key or secrets.token_hex(16))
     )
 
-    @app.patch("/listings/2021-08-01/items/{seller_id}/{sku}")
-    async def patch_listings_item(seller_id: str, sku: str, request: Request) -> Response:
-        token = request.headers.get("x-amz-access-token", "")
-        if not hmac.compare_digest(token.encode(), settings.access_token.encode()) or seller_id != settings.seller_id:
+    @app.post("/auth/o2/token")
+    async def lwa_token(request: Request) -> Response:
+        form = await request.form()
+        if form.get("grant_type") != "refresh_token":
+            return JSONResponse({"error": "unsupported_grant_type", "error_description": "grant_type"}, 400)
+        client_ok = hmac.compare_digest(str(form.get("client_id", "")).encode(), settings.client_id.encode())
+        secret_ok = hmac.compare_digest(str(form.get("client_secret", "")).encode(), settings.client_secret.encode())
+        if not (client_ok and secret_ok):
             market.stats["unauthorized"] += 1
+            return JSONResponse({"error": "invalid_client", "error_description": "Client authentication failed"}, 401)
+        if not hmac.compare_digest(str(form.get("refresh_token", "")).encode(), settings.refresh_token.encode()):
+            market.stats["unauthorized"] += 1
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": "The request has an invalid grant parameter"}, 400
+            )
+        return JSONResponse(
+            {
+                "access_token": tokens.issue(),
+                "refresh_token": settings.refresh_token,
+                "token_type": "bearer",
+                "expires_in": settings.token_lifetime_s,
+            }
+        )
+
+    # `{sku:path}`: a SKU may hold a "/" (sent as %2F), which Starlette decodes before routing.
+    @app.patch("/listings/2021-08-01/items/{seller_id}/{sku:path}")
+    async def patch_listings_item(seller_id: str, sku: str, request: Request) -> Response:
+        token = tokens.check(request.headers.get("x-amz-access-token", ""))
+        if token != "ok" or seller_id != settings.seller_id:
+            market.stats["unauthorized"] += 1
+            if token == "expired":
+                return JSONResponse(
+                    {
+                        "errors": [
+                            {
+                                "code": "Unauthorized",
+                                "message": "Access to requested resource is denied.",
+                                "details": "The access token you provided has expired.",
+                            }
+                        ]
+                    },
+                    403,
+                )
             return _errors(403, "Unauthorized", "Access to requested resource is denied.")
         marketplaces = [m for m in request.query_params.get("marketplaceIds", "").split(",") if m]
         if not marketplaces or any(m not in settings.marketplace_ids for m in marketplaces):
@@ -134,6 +184,8 @@ def create_app(settings: AmazonSandboxSettings) -> FastAPI:
                             "message": f"SKU {sku} does not match any listing of this seller",
                             "severity": "ERROR",
                             "attributeNames": [],
+                            # Required by the model's Issue (listingsItems_2021-08-01).
+                            "categories": [],
                         }
                     ],
                 }
@@ -151,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9301)
     parser.add_argument("--seller-id", required=True)
-    parser.add_argument("--access-token", required=True)
+    parser.add_argument("--client-id", required=True, help="LWA client id")
+    parser.add_argument("--client-secret", required=True, help="LWA client secret")
+    parser.add_argument("--refresh-token", required=True, help="LWA refresh token of the seller")
+    parser.add_argument("--token-lifetime", type=float, default=TOKEN_LIFETIME_S, help="seconds an access token lives")
     parser.add_argument("--marketplace-ids", default="A1PA6795UKMFR9")
     parser.add_argument("--requests-per-second", type=float, default=REQUESTS_PER_SECOND)
     parser.add_argument("--burst", type=int, default=BURST)
@@ -164,11 +219,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = AmazonSandboxSettings(
         args.seller_id,
-        args.access_token,
+        args.client_id,
+        args.client_secret,
+        args.refresh_token,
         tuple(args.marketplace_ids.split(",")),
         args.requests_per_second,
         args.burst,
         args.inbound_api_key,
+        args.token_lifetime,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 

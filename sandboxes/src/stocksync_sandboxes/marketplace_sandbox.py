@@ -15,12 +15,15 @@ uses a `Marketplace` for the rest:
 Control API (not part of any channel): `GET /_sandbox/health`, `POST/GET /_sandbox/listings`,
 `POST /_sandbox/listings/{listing_id}/quantity` (a manual change on the marketplace, for
 drift checks), `GET /_sandbox/calls`, `GET /_sandbox/stats`, `POST /_sandbox/fail-next`,
-`POST /_sandbox/fail-skus`, `POST /_sandbox/config`, `POST /_sandbox/reset`.
+`POST /_sandbox/fail-skus`, `POST /_sandbox/config`, `POST /_sandbox/reset`, and for the
+channels with access tokens `POST /_sandbox/revoke-tokens` (every token issued is refused
+from then on; `GET /_sandbox/stats` counts `tokens_issued` and `expired_token_calls`).
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -90,6 +93,42 @@ class TokenBucket:
         return (1 - self._tokens) / self.rate
 
 
+class TokenIssuer:
+    """Access tokens as the marketplace issues them: each lives `lifetime_s` seconds, then
+    the marketplace refuses it. Tests set a short lifetime to cross an expiry."""
+
+    def __init__(self, lifetime_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lifetime_s, self._clock = lifetime_s, clock
+        self._expiry: dict[str, float] = {}
+        self.issued = 0
+        self.expired_calls = 0
+
+    def issue(self) -> str:
+        token = secrets.token_urlsafe(24)
+        self._expiry[token] = self._clock() + self.lifetime_s
+        self.issued += 1
+        return token
+
+    def check(self, token: str) -> str:
+        """ "ok", "expired" or "unknown"."""
+        expiry = self._expiry.get(token)
+        if expiry is None:
+            return "unknown"
+        if self._clock() >= expiry:
+            self.expired_calls += 1
+            return "expired"
+        return "ok"
+
+    def revoke_all(self) -> int:
+        """Every token issued so far is refused from now on (a revocation, a key rotation)."""
+        revoked = len(self._expiry)
+        self._expiry = dict.fromkeys(self._expiry, float("-inf"))
+        return revoked
+
+    def stats(self) -> dict[str, int]:
+        return {"tokens_issued": self.issued, "expired_token_calls": self.expired_calls}
+
+
 class ListingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: str = Field(min_length=1)
@@ -139,6 +178,8 @@ class Marketplace:
         self.channel = channel
         self.clock, self.wall_clock = clock, wall_clock
         self._rate = (requests_per_second, burst)
+        # Set by the channels whose API takes short-lived access tokens.
+        self.tokens: TokenIssuer | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -239,7 +280,8 @@ class Marketplace:
 
         @router.get("/stats")
         async def stats() -> dict[str, Any]:
-            return {**self.stats, "calls": len(self.calls)}
+            tokens = self.tokens.stats() if self.tokens is not None else {}
+            return {**self.stats, **tokens, "calls": len(self.calls)}
 
         @router.post("/fail-next")
         async def fail_next(body: FailNext) -> dict[str, Any]:
@@ -257,6 +299,12 @@ class Marketplace:
             self._rate = (body.requests_per_second, body.burst)
             self.bucket = TokenBucket(*self._rate, self.clock)
             return {"requests_per_second": body.requests_per_second, "burst": body.burst}
+
+        @router.post("/revoke-tokens")
+        async def revoke_tokens() -> dict[str, int]:
+            if self.tokens is None:
+                raise HTTPException(404, f"{self.channel} takes no access tokens")
+            return {"revoked": self.tokens.revoke_all()}
 
         @router.post("/reset")
         async def reset() -> dict[str, bool]:

@@ -6,11 +6,14 @@ checked as Mirakl checks them.
   header holds `offer-sku;quantity;warehouse-code;update-delete` (400 else). At most one
   import per `--min-interval` seconds (Mirakl: once a minute per operation): earlier
   calls get 429 with Retry-After. Answers `{import_id}` (201).
-- The import runs asynchronously: `GET /api/offers/stock/imports/{import_id}` says
-  WAITING, then COMPLETE after `--processing-delay` seconds, with lines read, in success
-  and in error; `GET .../{import_id}/error_report` is a CSV of the lines in error with
-  an `error-message` column (404 when there is none). (unverified: status names and the
-  report's columns.)
+- The import runs asynchronously. STO02 `GET /api/offers/stock/imports/{import_id}/status`
+  answers `{import_id, shop_id, date_created, status, lines_in_success, lines_in_error,
+  has_error_report}` with status WAITING, then COMPLETE after `--processing-delay`
+  seconds (Mirakl's enum: WAITING, RUNNING, COMPLETE, FAILED). At most once every
+  `--status-interval` seconds (Mirakl: 15): earlier reads get 429 with Retry-After.
+- STO03 `GET .../{import_id}/error_report` is a CSV of the lines in error: the line
+  number first, the error reason second, then the line's columns (404 when there is
+  none). At most once every `--report-interval` seconds (Mirakl: once a minute).
 - A line for an offer the shop does not have, or with a bad quantity, is in error; the
   other lines apply.
 
@@ -24,6 +27,7 @@ import csv
 import hmac
 import io
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +41,10 @@ from stocksync_sandboxes.marketplace_sandbox import Marketplace
 
 REQUIRED_COLUMNS = ("offer-sku", "quantity", "warehouse-code", "update-delete")
 MIN_INTERVAL_S = 60.0
+STATUS_INTERVAL_S = 15.0
+REPORT_INTERVAL_S = 60.0
 PROCESSING_DELAY_S = 0.5
+SHOP_ID = 2001
 UNKNOWN_OFFER_MESSAGE = "The offer does not exist"  # (unverified) Mirakl's wording
 
 
@@ -46,6 +53,8 @@ class MiraklSandboxSettings:
     api_key: str
     min_interval_s: float = MIN_INTERVAL_S
     processing_delay_s: float = PROCESSING_DELAY_S
+    status_interval_s: float = STATUS_INTERVAL_S
+    report_interval_s: float = REPORT_INTERVAL_S
 
 
 @dataclass
@@ -57,12 +66,12 @@ class StockImport:
     errors: list[tuple[dict[str, str], str]] = field(default_factory=list)
     applied: int = 0
 
-    def as_json(self) -> dict[str, Any]:
-        done = self.status == "COMPLETE"
+    def as_json(self, created: str) -> dict[str, Any]:
         return {
-            "import_id": self.import_id,
+            "import_id": str(self.import_id),
+            "shop_id": SHOP_ID,
+            "date_created": created,
             "status": self.status,
-            "lines_read": len(self.lines) if done else 0,
             "lines_in_success": self.applied,
             "lines_in_error": len(self.errors),
             "has_error_report": bool(self.errors),
@@ -74,6 +83,8 @@ def create_app(settings: MiraklSandboxSettings) -> FastAPI:
     imports: dict[int, StockImport] = {}
     numbers = itertools.count(1001)
     last_import_at: list[float] = []
+    # When each limited read operation was last served (STO02, STO03), across imports.
+    last_read_at: dict[str, float] = {}
     app = FastAPI(title="Mirakl sandbox")
     app.state.market = market
     app.state.imports = imports
@@ -141,28 +152,46 @@ def create_app(settings: MiraklSandboxSettings) -> FastAPI:
         market.record("STO01", 201, items, [sku for sku, _ in items])
         return JSONResponse({"import_id": stock_import.import_id}, 201)
 
-    @app.get("/api/offers/stock/imports/{import_id}")
+    def too_soon(operation: str, interval: float) -> Response | None:
+        """429 when `operation` was served less than `interval` seconds ago."""
+        now = market.clock()
+        last = last_read_at.get(operation)
+        if last is not None and now < last + interval:
+            market.stats["rate_limited"] += 1
+            return market.refuse(429, last + interval - now, [], operation, [])
+        last_read_at[operation] = now
+        return None
+
+    @app.get("/api/offers/stock/imports/{import_id}/status")
     async def import_status(import_id: int, request: Request) -> Response:
         if not authorised(request):
             return JSONResponse({"status": 401, "message": "Unauthorized"}, 401)
+        refused = too_soon("STO02", settings.status_interval_s)
+        if refused is not None:
+            return refused
         stock_import = imports.get(import_id)
         if stock_import is None:
             return JSONResponse({"status": 404, "message": f"Import {import_id} not found"}, 404)
         process(stock_import)
-        return JSONResponse(stock_import.as_json())
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(market.wall_clock()))
+        return JSONResponse(stock_import.as_json(created))
 
     @app.get("/api/offers/stock/imports/{import_id}/error_report")
     async def error_report(import_id: int, request: Request) -> Response:
         if not authorised(request):
             return JSONResponse({"status": 401, "message": "Unauthorized"}, 401)
+        refused = too_soon("STO03", settings.report_interval_s)
+        if refused is not None:
+            return refused
         stock_import = imports.get(import_id)
         if stock_import is None or not stock_import.errors:
             return JSONResponse({"status": 404, "message": "No error report"}, 404)
         out = io.StringIO()
         writer = csv.writer(out, delimiter=";", lineterminator="\n")
-        writer.writerow([*REQUIRED_COLUMNS, "error-message"])
+        writer.writerow(["line-number", "error-message", *REQUIRED_COLUMNS])
         for line, message in stock_import.errors:
-            writer.writerow([*(line.get(c, "") for c in REQUIRED_COLUMNS), message])
+            number = stock_import.lines.index(line) + 2  # the header is line 1
+            writer.writerow([number, message, *(line.get(c, "") for c in REQUIRED_COLUMNS)])
         return PlainTextResponse(out.getvalue(), media_type="text/csv")
 
     return app
@@ -175,9 +204,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--min-interval", type=float, default=MIN_INTERVAL_S)
     parser.add_argument("--processing-delay", type=float, default=PROCESSING_DELAY_S)
+    parser.add_argument("--status-interval", type=float, default=STATUS_INTERVAL_S, help="STO02: at most once per")
+    parser.add_argument("--report-interval", type=float, default=REPORT_INTERVAL_S, help="STO03: at most once per")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    settings = MiraklSandboxSettings(args.api_key, args.min_interval, args.processing_delay)
+    settings = MiraklSandboxSettings(
+        args.api_key, args.min_interval, args.processing_delay, args.status_interval, args.report_interval
+    )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
 
 

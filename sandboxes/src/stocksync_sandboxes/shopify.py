@@ -15,6 +15,7 @@ Run it: python -m stocksync_sandboxes.shopify --port 9101 --access-token T --web
 import argparse
 import hmac
 import itertools
+import secrets
 import time
 import uuid
 from collections import deque
@@ -33,6 +34,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from stocksync_sandboxes.cost_bucket import LeakyBucket
+from stocksync_sandboxes.marketplace_sandbox import TokenIssuer
 from stocksync_sandboxes.shopify_admin_graphql import AdminGraphQL, Outcome, resolve_api_version
 from stocksync_sandboxes.shopify_inventory import (
     CatalogItem,
@@ -88,6 +90,13 @@ class ShopifySandboxSettings:
     webhook_retry_delays: tuple[float, ...] = SANDBOX_RETRY_DELAYS
     webhook_timeout: float = SHOPIFY_RESPONSE_TIMEOUT_SECONDS
     first_order_number: int = 1001
+    # Expiring offline tokens: with a client id, secret and refresh token the store also
+    # issues access tokens at /admin/oauth/access_token that expire after token_lifetime_s,
+    # and rotates the refresh token on each refresh (the previous one is refused).
+    client_id: str | None = None
+    client_secret: str | None = None
+    refresh_token: str | None = None
+    token_lifetime_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.access_token or not self.webhook_secret:
@@ -444,6 +453,30 @@ def create_app(
 
     app = FastAPI(title=f"Shopify sandbox ({settings.shop_domain})", lifespan=lifespan)
     app.state.store = store
+    expiring = TokenIssuer(settings.token_lifetime_s, monotonic or time.monotonic)
+    app.state.expiring_tokens = expiring
+    current_refresh = [settings.refresh_token]
+
+    @app.post("/admin/oauth/access_token")
+    async def refresh_access_token(request: Request) -> Response:
+        """Shopify's refresh of an expiring offline token; the refresh token rotates."""
+        form = await request.form()
+        expected = (settings.client_id, settings.client_secret, current_refresh[0])
+        given = (form.get("client_id"), form.get("client_secret"), form.get("refresh_token"))
+        if form.get("grant_type") != "refresh_token" or None in expected or given != expected:
+            store.counts.unauthorized += 1
+            return _json(400, {"error": "invalid_request", "error_description": "invalid refresh token or client"})
+        current_refresh[0] = secrets.token_urlsafe(24)
+        return _json(
+            200,
+            {
+                "access_token": expiring.issue(),
+                "expires_in": settings.token_lifetime_s,
+                "refresh_token": current_refresh[0],
+                "refresh_token_expires_in": 7_776_000,
+                "scope": "write_inventory",
+            },
+        )
 
     @app.exception_handler(OrderEventConflict)
     async def order_conflict(request: Request, error: OrderEventConflict) -> Response:
@@ -463,7 +496,8 @@ def create_app(
         if served is None:
             return _json(404, {"errors": "Not Found"})
         token = request.headers.get("X-Shopify-Access-Token", "")
-        if not hmac.compare_digest(token.encode(), store.settings.access_token.encode()):
+        offline = hmac.compare_digest(token.encode(), store.settings.access_token.encode())
+        if not offline and expiring.check(token) != "ok":
             store.counts.unauthorized += 1
             return _json(401, {"errors": INVALID_TOKEN_MESSAGE})
         request_id = str(uuid.uuid4())
@@ -660,10 +694,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ShopifySandboxSetting
         help="seconds before each retry, comma-separated (Shopify: 8 retries over 4 hours)",
     )
     parser.add_argument("--webhook-timeout", type=float, default=defaults.webhook_timeout)
+    parser.add_argument("--client-id", default=None, help="expiring offline tokens: the app's client id")
+    parser.add_argument("--client-secret", default=None, help="expiring offline tokens: the app's client secret")
+    parser.add_argument("--refresh-token", default=None, help="expiring offline tokens: the first refresh token")
+    parser.add_argument("--token-lifetime", type=float, default=defaults.token_lifetime_s)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     settings = replace(
         defaults,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        refresh_token=args.refresh_token,
+        token_lifetime_s=args.token_lifetime,
         access_token=args.access_token,
         webhook_secret=args.webhook_secret,
         shop_domain=args.shop_domain,

@@ -6,6 +6,11 @@ WooCommerce checks them.
   (413 `rest_request_entity_too_large` else); each update object needs an `id`; each gets
   its own answer: the product, or `{id, error: {code, message, data: {status}}}`
   (`woocommerce_rest_product_invalid_id` for an unknown id). Only `update` is served.
+- Stock management per product, as WC_REST_Products_Controller applies it: an update's
+  `manage_stock` is applied first; `stock_quantity` is then applied only to a product
+  that manages stock, and dropped silently otherwise (the answer shows `manage_stock:
+  false, stock_quantity: null`). Products manage stock unless turned off with
+  `POST /_sandbox/stock-management {product_id, manage_stock: false}`.
 - `GET /wp-json/wc/v3/products?include=1,2&per_page=100`: the products, for read-back.
 - No rate limit by default (WooCommerce documents none); `--requests-per-second` puts one
   in front, as many hosts do, answering 429 with Retry-After.
@@ -29,8 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
 
 from stocksync_sandboxes import woocommerce_orders
 from stocksync_sandboxes.marketplace_sandbox import Listing, Marketplace
@@ -52,13 +58,20 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "data": {"status": status}}, status)
 
 
-def _product(listing: Listing) -> dict[str, Any]:
+class StockManagement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product_id: int
+    manage_stock: bool
+
+
+def _product(listing: Listing, unmanaged: set[str]) -> dict[str, Any]:
+    managed = listing.listing_id not in unmanaged
     return {
         "id": int(listing.listing_id),
         "sku": listing.sku,
-        "manage_stock": True,
-        "stock_quantity": listing.quantity,
-        "stock_status": "instock" if listing.quantity > 0 else "outofstock",
+        "manage_stock": managed,
+        "stock_quantity": listing.quantity if managed else None,
+        "stock_status": "instock" if not managed or listing.quantity > 0 else "outofstock",
     }
 
 
@@ -67,6 +80,16 @@ def create_app(settings: WooCommerceSandboxSettings) -> FastAPI:
     app = FastAPI(title="WooCommerce sandbox")
     app.state.market = market
     app.include_router(market.control_router())
+    # Product ids whose stock management is off.
+    unmanaged: set[str] = set()
+
+    @app.post("/_sandbox/stock-management", tags=["sandbox control"])
+    async def stock_management(body: StockManagement) -> dict[str, Any]:
+        if str(body.product_id) not in market.listings:
+            raise HTTPException(404, f"no product {body.product_id}")
+        (unmanaged.discard if body.manage_stock else unmanaged.add)(str(body.product_id))
+        return {"product_id": body.product_id, "manage_stock": body.manage_stock}
+
     app.include_router(woocommerce_orders.orders_router(settings.webhook_secret or secrets.token_hex(16)))
 
     def authorised(request: Request) -> bool:
@@ -142,9 +165,12 @@ def create_app(settings: WooCommerceSandboxSettings) -> FastAPI:
                     }
                 )
             else:
-                market.apply(listing, quantity)
-                applied.append(listing.sku)
-                answers.append(_product(listing))
+                if isinstance(update.get("manage_stock"), bool):
+                    (unmanaged.discard if update["manage_stock"] else unmanaged.add)(listing.listing_id)
+                if listing.listing_id not in unmanaged:
+                    market.apply(listing, quantity)
+                    applied.append(listing.sku)
+                answers.append(_product(listing, unmanaged))
         market.record("products/batch", 200, items, applied)
         return JSONResponse({"update": answers})
 
@@ -156,7 +182,7 @@ def create_app(settings: WooCommerceSandboxSettings) -> FastAPI:
             return _error(400, "rest_invalid_param", "Invalid parameter(s): per_page")
         wanted = [part for part in include.split(",") if part.strip()] if include else list(market.listings)
         found = [market.listings[pid] for pid in wanted if pid in market.listings][:per_page]
-        return JSONResponse([_product(listing) for listing in found])
+        return JSONResponse([_product(listing, unmanaged) for listing in found])
 
     return app
 

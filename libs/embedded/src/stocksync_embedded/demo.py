@@ -47,11 +47,15 @@ class DemoChannel:
     """A sandbox marketplace of a non-Shopify channel type and the demo's connection to it.
 
     `secret` is what Stocksync calls the channel's API with (the generic receiver checks
-    it as its signing secret). `inbound_secret` is what the channel's orders are signed
-    with (WooCommerce, Walmart, generic: the connection's `webhook_secret`) or carry
-    (Amazon: `inbound.api_key`). eBay signs with the sandbox's own key, which order-ingest
-    fetches from the connection's `base_url` with the access token; Mirakl's orders are
-    polled with the API key. A demo.json written before orders reached every channel has
+    it as its signing secret); for Amazon, eBay and Walmart it is the client secret from
+    which Stocksync obtains short-lived access tokens at the sandbox's token endpoint, as
+    from the real marketplace (`credentials_version` 1; a demo.json of version 0 held a
+    fixed access token, and `update_demo` replaces those connections). `inbound_secret`
+    is what the channel's orders are signed with (WooCommerce, Walmart, generic: the
+    connection's `webhook_secret`) or carry (Amazon: `inbound.api_key`). eBay signs with
+    the sandbox's own key, which order-ingest fetches from the connection's `base_url`
+    with an application token; Mirakl's orders are polled with the API key. A demo.json
+    written before orders reached every channel has
     no `inbound_secret`: `update_demo` gives the connection one.
     """
 
@@ -60,11 +64,18 @@ class DemoChannel:
     secret: str
     connection_id: str = ""
     inbound_secret: str = ""
+    credentials_version: int = 0
 
     @classmethod
     def new(cls, channel_type: str, port: int) -> DemoChannel:
         secret = new_signing_secret() if channel_type == "generic" else secrets.token_hex(16)
-        return cls(channel_type, port, secret, inbound_secret=new_inbound_secret(channel_type))
+        return cls(
+            channel_type,
+            port,
+            secret,
+            inbound_secret=new_inbound_secret(channel_type),
+            credentials_version=CREDENTIALS_VERSION,
+        )
 
     @property
     def url(self) -> str:
@@ -73,11 +84,24 @@ class DemoChannel:
     def sandbox_args(self) -> list[str]:
         args = {
             "woocommerce": ["--consumer-key", "ck_demo", "--consumer-secret", self.secret],
-            "amazon": ["--seller-id", AMAZON_SELLER_ID, "--access-token", self.secret],
-            "ebay": ["--access-token", self.secret],
+            "amazon": [
+                *("--seller-id", AMAZON_SELLER_ID, "--client-id", DEMO_CLIENT_ID),
+                *("--client-secret", self.secret, "--refresh-token", DEMO_REFRESH_TOKEN),
+            ],
+            "ebay": [
+                "--client-id",
+                DEMO_CLIENT_ID,
+                "--client-secret",
+                self.secret,
+                "--refresh-token",
+                DEMO_REFRESH_TOKEN,
+            ],
             # The demo imports every 10 s so changes show quickly; Mirakl allows once a minute.
-            "mirakl": ["--api-key", self.secret, "--min-interval", str(DEMO_MIRAKL_INTERVAL_S)],
-            "walmart": ["--access-token", self.secret],
+            "mirakl": [
+                *("--api-key", self.secret, "--min-interval", str(DEMO_MIRAKL_INTERVAL_S)),
+                *("--status-interval", str(DEMO_MIRAKL_STATUS_INTERVAL_S)),
+            ],
+            "walmart": ["--client-id", DEMO_CLIENT_ID, "--client-secret", self.secret],
             "generic": ["--signing-secret", self.secret],
         }[self.type]
         if self.type in INBOUND_OPTIONS and self.inbound_secret:
@@ -90,11 +114,14 @@ class DemoChannel:
             "amazon": {
                 "seller_id": AMAZON_SELLER_ID,
                 "marketplace_ids": ["A1PA6795UKMFR9"],
-                "access_token": self.secret,
+                "client_id": DEMO_CLIENT_ID,
+                "client_secret": self.secret,
+                "refresh_token": DEMO_REFRESH_TOKEN,
+                "token_url": f"{self.url}/auth/o2/token",
             },
-            "ebay": {"access_token": self.secret},
+            "ebay": {"client_id": DEMO_CLIENT_ID, "client_secret": self.secret, "refresh_token": DEMO_REFRESH_TOKEN},
             "mirakl": {"api_key": self.secret},
-            "walmart": {"access_token": self.secret},
+            "walmart": {"client_id": DEMO_CLIENT_ID, "client_secret": self.secret},
             "generic": {"signing_secret": self.secret},
         }
         body: dict[str, Any] = {
@@ -106,7 +133,12 @@ class DemoChannel:
                 {"sku": sku, "product_id": 500 + i} if self.type == "woocommerce" else {"sku": sku}
                 for i, sku in enumerate(skus)
             ],
-            "settings": {"min_interval_s": DEMO_MIRAKL_INTERVAL_S} if self.type == "mirakl" else {},
+            "settings": {
+                "min_interval_s": DEMO_MIRAKL_INTERVAL_S * 1.1,
+                "status_poll_interval_s": DEMO_MIRAKL_STATUS_INTERVAL_S * 1.1,
+            }
+            if self.type == "mirakl"
+            else {},
         }
         if self.type == "amazon":
             body["inbound"] = {"api_key": self.inbound_secret}
@@ -133,7 +165,14 @@ class DemoChannel:
 
 
 AMAZON_SELLER_ID = "A2DEMOSELLER"
+DEMO_CLIENT_ID = "stocksync-demo"
+DEMO_REFRESH_TOKEN = "demo-refresh-token"
+# 1: Amazon, eBay and Walmart connections hold client credentials and a refresh token.
+CREDENTIALS_VERSION = 1
+TOKEN_CHANNEL_TYPES = ("amazon", "ebay", "walmart")
 DEMO_MIRAKL_INTERVAL_S = 10
+# The demo's Mirakl answers an import's status every 2 s; Mirakl allows once every 15 s.
+DEMO_MIRAKL_STATUS_INTERVAL_S = 2
 OTHER_CHANNEL_TYPES = ("woocommerce", "amazon", "ebay", "mirakl", "walmart", "generic")
 # The sandbox option that takes the secret its orders are signed with (or, for Amazon,
 # the API key they carry); eBay and Mirakl need none.
@@ -270,7 +309,9 @@ def update_demo(stack: Stack, demo: Demo, first_sandbox_port: int) -> bool:
     orders came from every sandbox, the connections' inbound secrets were random and not
     kept: WooCommerce, Walmart and generic get a new webhook secret (rotated in, the old
     one retired); Amazon's `inbound.api_key` is set at creation only, so a new Amazon
-    connection takes the place of the old one, which is paused.
+    connection takes the place of the old one, which is paused. Before access tokens were
+    refreshed, Amazon, eBay and Walmart connections held a fixed token: each is replaced
+    the same way by one with client credentials.
     """
     auth = {"X-API-Key": demo.api_key}
     changed = False
@@ -295,6 +336,18 @@ def update_demo(stack: Stack, demo: Demo, first_sandbox_port: int) -> bool:
                 secrets_url = f"/v1/connections/{channel.connection_id}/webhook-secrets"
                 client.post(secrets_url, headers=auth, json={"secret": channel.inbound_secret}).raise_for_status()
                 client.delete(f"{secrets_url}/previous", headers=auth).raise_for_status()
+            changed = True
+        for channel in demo.channels:
+            if channel.credentials_version >= CREDENTIALS_VERSION or channel.type not in TOKEN_CHANNEL_TYPES:
+                continue
+            # Credentials are set at creation only: a new connection replaces the old one.
+            client.post(
+                f"/v1/connections/{channel.connection_id}/pause",
+                headers=auth,
+                json={"reason": "replaced by a demo connection with refreshable credentials"},
+            ).raise_for_status()
+            channel.credentials_version = CREDENTIALS_VERSION
+            channel.connection_id = _create_connection(client, auth, channel)
             changed = True
     return changed
 

@@ -118,3 +118,33 @@ drift_findings = sa.Table(
     sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_drift_findings_connection", "connection_id", "finding_id"),
 )
+
+# The access token each connection's credentials last obtained (Amazon LWA, eBay OAuth,
+# Walmart, Shopify's expiring offline tokens): shared by every publisher instance, so one
+# refresh serves them all. A refresh token the channel rotated replaces the one given at
+# connection time. `last_error` is the channel's answer to a refresh that failed.
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("access_token", sa.Text, nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("refresh_token", sa.Text, nullable=True),
+    sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# SKUs the merchant's stock changed for that this connection does not list: one row per
+# SKU and location, counted, instead of an `unmapped` push row on every change.
+unmapped_skus = sa.Table(
+    "unmapped_skus",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("location", sa.Text, primary_key=True),
+    sa.Column("changes", sa.BigInteger, nullable=False),
+    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_quantity", sa.BigInteger, nullable=False),
+)

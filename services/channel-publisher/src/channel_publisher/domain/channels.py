@@ -7,10 +7,18 @@ type's models, so a wrong or missing field is a 422 naming it before anything is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictBool, model_validator
 
-from stocksync_common.bounds import IDENTIFIER_MAX_LENGTH
+from stocksync_common.bounds import IDENTIFIER_MAX_LENGTH, TEXT_MAX_LENGTH
+
+# A credential (key, secret, token) as the marketplaces issue them: opaque, bounded.
+Secret = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=r"^[\x21-\x7e]+$")]
+
+# The token endpoints of the marketplaces (each adapter's module names its source).
+AMAZON_LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+EBAY_INVENTORY_SCOPE = "https://api.ebay.com/oauth/api_scope/sell.inventory"
 
 
 class _Strict(BaseModel):
@@ -18,7 +26,24 @@ class _Strict(BaseModel):
 
 
 class ShopifyCredentials(_Strict):
-    access_token: str = Field(min_length=1, description="Admin API access token (X-Shopify-Access-Token)")
+    """An offline token; or, for a store on expiring offline tokens, the app's client id and
+    secret with the refresh token (the access token is then obtained and refreshed)."""
+
+    access_token: Secret | None = Field(None, description="Admin API access token (X-Shopify-Access-Token)")
+    client_id: Secret | None = None
+    client_secret: Secret | None = None
+    refresh_token: Secret | None = Field(None, description="For expiring offline tokens (rotated on each refresh)")
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> Self:
+        refreshable = (self.client_id, self.client_secret, self.refresh_token)
+        if all(refreshable):
+            return self
+        if any(refreshable):
+            raise ValueError("client_id, client_secret and refresh_token go together (expiring offline tokens)")
+        if not self.access_token:
+            raise ValueError("access_token, or client_id, client_secret and refresh_token, is required")
+        return self
 
 
 class ShopifyListing(_Strict):
@@ -27,8 +52,8 @@ class ShopifyListing(_Strict):
 
 
 class WooCommerceCredentials(_Strict):
-    consumer_key: str = Field(min_length=1)
-    consumer_secret: str = Field(min_length=1)
+    consumer_key: Secret
+    consumer_secret: Secret
 
 
 class WooCommerceListing(_Strict):
@@ -36,9 +61,15 @@ class WooCommerceListing(_Strict):
 
 
 class AmazonCredentials(_Strict):
-    seller_id: str = Field(min_length=1)
-    marketplace_ids: list[str] = Field(min_length=1)
-    access_token: str = Field(min_length=1, description="Login with Amazon access token")
+    """Login with Amazon: the app's client id and secret and the seller's refresh token
+    (from authorising the app in Seller Central); access tokens are obtained from them."""
+
+    seller_id: Secret
+    marketplace_ids: list[Secret] = Field(min_length=1, max_length=50)
+    client_id: Secret = Field(description="LWA client identifier (amzn1.application-oa2-client...)")
+    client_secret: Secret = Field(description="LWA client secret")
+    refresh_token: Secret = Field(description="LWA refresh token (Atzr|...) of the seller's authorisation")
+    token_url: HttpUrl = Field(HttpUrl(AMAZON_LWA_TOKEN_URL), description="The LWA token endpoint")
 
 
 class AmazonListing(_Strict):
@@ -46,7 +77,13 @@ class AmazonListing(_Strict):
 
 
 class EbayCredentials(_Strict):
-    access_token: str = Field(min_length=1, description="OAuth user access token")
+    """eBay OAuth: the app's client id and secret (App ID, Cert ID) and the seller's
+    refresh token from the authorization code grant; user access tokens come from them."""
+
+    client_id: Secret = Field(description="App ID (client id) of the eBay application keyset")
+    client_secret: Secret = Field(description="Cert ID (client secret) of the keyset")
+    refresh_token: Secret = Field(description="The seller's OAuth refresh token (valid 18 months)")
+    scope: str = Field(EBAY_INVENTORY_SCOPE, max_length=TEXT_MAX_LENGTH, pattern=r"^[\x21-\x7e ]+$")
 
 
 class NoListingIds(_Strict):
@@ -54,7 +91,7 @@ class NoListingIds(_Strict):
 
 
 class MiraklCredentials(_Strict):
-    api_key: str = Field(min_length=1, description="Shop API key, sent in the Authorization header")
+    api_key: Secret = Field(description="Shop API key, sent in the Authorization header")
 
 
 class MiraklListing(_Strict):
@@ -63,7 +100,11 @@ class MiraklListing(_Strict):
 
 
 class WalmartCredentials(_Strict):
-    access_token: str = Field(min_length=1)
+    """Walmart's client id and secret (Developer Portal, API keys): they obtain the access
+    token and form the `Authorization: Basic` header every call carries."""
+
+    client_id: Secret
+    client_secret: Secret
 
 
 class GenericCredentials(_Strict):
@@ -93,6 +134,37 @@ class WalmartInbound(_Strict):
 
 class NoInbound(_Strict):
     pass
+
+
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class ConnectionSettings(BaseModel):
+    """The per-connection limits the adapters and the publisher read (docs/channels.md).
+
+    Keys the publisher does not know are kept (they are the merchant's notes); the known
+    ones are checked here, so a wrong value is a 422 naming it, never an adapter that
+    cannot be built."""
+
+    model_config = ConfigDict(extra="allow")
+    batch_limit: int | None = Field(None, ge=1, le=10_000)
+    requests_per_second: float | None = Field(None, gt=0, le=10_000)
+    burst: int | None = Field(None, ge=1, le=10_000)
+    pause_after_failures: int | None = Field(None, ge=1, le=10_000)
+    pause_duration_s: Seconds | None = None
+    drift_check_interval_s: Seconds | None = None
+    # WooCommerce: send manage_stock: true with the quantity (false: report products that do not manage stock).
+    manage_stock: StrictBool | None = None
+    # eBay: SKUs per bulk_update_price_quantity call (the safe reading of eBay's documents is 1).
+    skus_per_call: int | None = Field(None, ge=1, le=25)
+    # Mirakl: STO01, STO02 and STO03 spacing, and how long an import is waited for.
+    min_interval_s: Seconds | None = None
+    status_poll_interval_s: Seconds | None = None
+    error_report_interval_s: Seconds | None = None
+    import_timeout_s: Seconds | None = None
+    # Shopify.
+    api_version: str | None = Field(None, pattern=r"^\d{4}-\d{2}$")
+    restore_rate: float | None = Field(None, gt=0, le=100_000)
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,9 @@ class ReadsQuantities(Protocol):
     batch_limit: int
 
     async def read_quantities(self, items: list[PushItem]) -> dict[int, int | None]: ...
+
+
+class CredentialsError(Exception):
+    """The connection's credentials obtained no usable access token (a refresh refused, or
+    a fresh token refused by the channel): a problem of the connection, which the merchant
+    must fix, never an outcome of the SKUs that were waiting. Their quantities keep waiting."""

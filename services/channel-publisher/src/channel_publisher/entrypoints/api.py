@@ -14,8 +14,15 @@ from stocksync_common.auth import MerchantId
 from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
 from stocksync_common.runtime import Runtime
 
-from channel_publisher.adapters.tables import connections, drift_findings, listings, pending_pushes, pushes
-from channel_publisher.domain.channels import CHANNELS
+from channel_publisher.adapters.tables import (
+    connections,
+    drift_findings,
+    listings,
+    pending_pushes,
+    pushes,
+    unmapped_skus,
+)
+from channel_publisher.domain.channels import CHANNELS, ConnectionSettings
 from channel_publisher.service_layer.connections import (
     add_webhook_secret,
     create_connection,
@@ -52,19 +59,20 @@ class ConnectionIn(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict, description="Limits, e.g. batch_limit, api_version")
 
 
-def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Check credentials, inbound settings and listings against the channel type's models."""
     spec = CHANNELS[body.type]
     errors: list[dict[str, Any]] = []
 
     def check(model: type[BaseModel], value: dict[str, Any], loc: list[str | int]) -> dict[str, Any]:
         try:
-            return model.model_validate(value).model_dump(exclude_none=True)
+            return model.model_validate(value).model_dump(mode="json", exclude_none=True)
         except ValidationError as exc:
             errors.extend({"loc": ["body", *loc, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors())
             return {}
 
     credentials = check(spec.credentials, body.credentials, ["credentials"])
+    settings = check(ConnectionSettings, body.settings, ["settings"])
     inbound = check(spec.inbound, body.inbound, ["inbound"])
     listing_rows = []
     for index, listing in enumerate(body.listings):
@@ -79,7 +87,7 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
         errors.append({"loc": ["body", "listings"], "msg": "a SKU is mapped twice", "type": "value_error"})
     if errors:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, errors)
-    return credentials, inbound, listing_rows
+    return credentials, inbound, listing_rows, settings
 
 
 class ConnectionOut(BaseModel):
@@ -134,7 +142,7 @@ async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_i
 
 @router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut, tags=["connections"])
 async def post_connection(body: ConnectionIn, request: Request, merchant_id: MerchantId) -> ConnectionOut:
-    credentials, inbound, listing_rows = _validated(body)
+    credentials, inbound, listing_rows, settings = _validated(body)
     runtime = _runtime(request)
     connection_id = await create_connection(
         runtime.engine,
@@ -144,7 +152,7 @@ async def post_connection(body: ConnectionIn, request: Request, merchant_id: Mer
         base_url=str(body.base_url),
         credentials=credentials,
         webhook_secrets=[body.webhook_secret] if body.webhook_secret else [],
-        settings=body.settings,
+        settings=settings,
         inbound=inbound,
         listing_rows=listing_rows,
     )
@@ -303,9 +311,16 @@ class LastErrorOut(BaseModel):
     finished_at: datetime
 
 
+class CredentialsHealthOut(BaseModel):
+    token_expires_at: datetime | None
+    token_refreshed_at: datetime | None
+    error: str | None = Field(description="The channel's answer to the last refresh, when it failed")
+    failed_at: datetime | None
+
+
 class HealthOut(BaseModel):
     connection_id: uuid.UUID
-    status: str = Field(description="ok, failing (calls failing, not paused yet) or paused")
+    status: str = Field(description="ok, failing (calls failing or the credentials refused, not paused yet) or paused")
     since: datetime
     pushes: dict[str, int] = Field(description="Pushes of the last hour by status")
     sync_window_ms: SyncWindowOut
@@ -318,6 +333,12 @@ class HealthOut(BaseModel):
     resume_at: datetime | None
     last_drift_check_at: datetime | None
     drift_findings: int = Field(description="SKUs found drifted in the last hour")
+    unmapped_skus: int = Field(
+        description="SKUs whose stock changed that this connection does not list (GET .../unmapped lists them)"
+    )
+    credentials: CredentialsHealthOut | None = Field(
+        description="The access token obtained from the credentials (channels with expiring tokens)"
+    )
 
 
 @router.get("/connections/{connection_id}/health", response_model=HealthOut, tags=["connections"])
@@ -372,6 +393,38 @@ async def list_pending(
             )
         ).all()
     return [PendingOut.model_validate(dict(row._mapping)) for row in rows]
+
+
+class UnmappedSkuOut(BaseModel):
+    sku: str
+    location: str
+    changes: int = Field(description="Stock changes for this SKU the connection could not send")
+    first_seen_at: datetime
+    last_seen_at: datetime
+    last_quantity: int
+
+
+@router.get("/connections/{connection_id}/unmapped", response_model=list[UnmappedSkuOut], tags=["connections"])
+async def list_unmapped(
+    connection_id: uuid.UUID,
+    request: Request,
+    merchant_id: MerchantId,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    after_sku: Annotated[str, Query(max_length=200)] = "",
+) -> list[UnmappedSkuOut]:
+    """SKUs whose stock changed that this connection has no listing for, by SKU (page with after_sku)."""
+    runtime = _runtime(request)
+    await _owned(runtime, merchant_id, connection_id)
+    async with runtime.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(unmapped_skus)
+                .where(unmapped_skus.c.connection_id == connection_id, unmapped_skus.c.sku > after_sku)
+                .order_by(unmapped_skus.c.sku, unmapped_skus.c.location)
+                .limit(limit)
+            )
+        ).all()
+    return [UnmappedSkuOut.model_validate(dict(row._mapping)) for row in rows]
 
 
 class DriftFindingOut(BaseModel):

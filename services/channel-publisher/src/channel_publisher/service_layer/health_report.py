@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 
-from channel_publisher.adapters.tables import connections, drift_findings, pending_pushes, pushes
+from channel_publisher.adapters.tables import (
+    access_tokens,
+    connections,
+    drift_findings,
+    pending_pushes,
+    pushes,
+    unmapped_skus,
+)
 
 WINDOW = timedelta(hours=1)
 
@@ -68,12 +75,45 @@ async def connection_health(
                 .where(drift_findings.c.connection_id == connection_id, drift_findings.c.checked_at >= since)
             )
         ).scalar_one()
-    state = "paused" if row.paused_at is not None else "failing" if row.consecutive_failures else "ok"
+        unmapped = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(unmapped_skus)
+                .where(unmapped_skus.c.connection_id == connection_id)
+            )
+        ).scalar_one()
+        token = (
+            await conn.execute(
+                sa.select(
+                    access_tokens.c.expires_at,
+                    access_tokens.c.refreshed_at,
+                    access_tokens.c.last_error,
+                    access_tokens.c.failed_at,
+                ).where(access_tokens.c.connection_id == connection_id)
+            )
+        ).one_or_none()
+    credentials_failing = token is not None and token.last_error is not None
+    state = (
+        "paused"
+        if row.paused_at is not None
+        else "failing"
+        if row.consecutive_failures or credentials_failing
+        else "ok"
+    )
     return {
         "connection_id": connection_id,
         "status": state,
         "since": since,
-        "pushes": {status: counts.get(status, 0) for status in ("accepted", "rejected", "retrying", "unmapped")},
+        "pushes": {status: counts.get(status, 0) for status in ("accepted", "rejected", "retrying")},
+        "unmapped_skus": unmapped,
+        "credentials": None
+        if token is None
+        else {
+            "token_expires_at": token.expires_at,
+            "token_refreshed_at": token.refreshed_at,
+            "error": token.last_error,
+            "failed_at": token.failed_at,
+        },
         "sync_window_ms": {"p50": window[0], "p95": window[1], "max": window[2]},
         "last_error": dict(last_error._mapping) if last_error is not None else None,
         "pending": pending[0],

@@ -34,12 +34,14 @@ from typing import Any
 import httpx
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.logging import causation
 from stocksync_common.raw_connection import raw_connection, raw_transaction, uuid_array_literal
 
+from channel_publisher.adapters.channels.access_tokens import AccessTokens, grant_for
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
 from channel_publisher.adapters.channels.generic_webhook import GenericWebhookAdapter
@@ -47,11 +49,14 @@ from channel_publisher.adapters.channels.mirakl import MiraklAdapter
 from channel_publisher.adapters.channels.shopify import ShopifyAdapter
 from channel_publisher.adapters.channels.walmart import WalmartAdapter
 from channel_publisher.adapters.channels.woocommerce import WooCommerceAdapter
-from channel_publisher.adapters.tables import connections, last_sent, listings, pending_pushes, pushes
+from channel_publisher.adapters.tables import connections, last_sent, listings, pending_pushes, pushes, unmapped_skus
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.backoff import retry_delay
+from channel_publisher.domain.channels import CHANNELS
 from channel_publisher.domain.pushes import (
+    BatchResult,
     ChannelAdapter,
+    CredentialsError,
     ItemOutcome,
     PermanentChannelError,
     PushItem,
@@ -182,6 +187,16 @@ WITH sent AS (
     WHERE p.connection_id = $1::uuid AND p.sku = d.sku AND p.location = d.location AND p.version = d.version
 )
 SELECT 1
+"""
+
+# SKUs the connection does not list: counted per SKU, not a history row per change.
+UNMAPPED_SQL = f"""
+INSERT INTO {unmapped_skus.fullname} AS u
+    (connection_id, sku, location, changes, first_seen_at, last_seen_at, last_quantity)
+SELECT $1::uuid, a.sku, a.location, 1, $2::timestamptz, $2::timestamptz, a.quantity
+FROM unnest($3::text[], $4::text[], $5::bigint[]) AS a(sku, location, quantity)
+ON CONFLICT (connection_id, sku, location) DO UPDATE SET
+    changes = u.changes + 1, last_seen_at = excluded.last_seen_at, last_quantity = excluded.last_quantity
 """
 
 # A connection's health: a call that did not fail as a whole clears failures and pause.
@@ -340,9 +355,18 @@ class Publisher:
         connection = await load_connection(conn, connection_id)
         if connection is None or connection.channel_type not in ADAPTERS:
             return None
-        adapter = ADAPTERS[connection.channel_type](
-            self.http, connection.base_url, connection.credentials, connection.settings
-        )
+        adapter: ChannelAdapter
+        try:
+            CHANNELS[connection.channel_type].credentials.model_validate(connection.credentials)
+            grant = grant_for(connection.channel_type, connection.base_url, connection.credentials)
+            tokens = AccessTokens(self.engine, self.http, connection_id, grant) if grant is not None else None
+            adapter = ADAPTERS[connection.channel_type](
+                self.http, connection.base_url, connection.credentials, connection.settings, tokens
+            )
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            # Stored before the channel's credentials took their current shape (a fixed
+            # access token where a refresh token is needed now): the connection's problem.
+            adapter = UnusableConnection(connection.channel_type, f"{type(exc).__name__}: {exc}")
         self._adapters[connection_id] = (connection, adapter)
         return connection, adapter
 
@@ -372,16 +396,18 @@ class Publisher:
             if not rows:
                 return 0
             to_send = []
+            unmapped = []
             history: list[dict[str, Any]] = []
             for row in rows:
                 if row.sent_version >= row.version:
                     continue  # stale: the channel already has something newer
                 if row.external is None:
-                    history.append(_history(row, "unmapped", "no listing mapping for this SKU on the channel"))
+                    unmapped.append(row)
                     continue
                 to_send.append(row)
             outcomes: dict[int, ItemOutcome] = {}
             call_failed = False
+            credentials_error: str | None = None
             if to_send:
                 items = [PushItem(r.sku, r.location, r.quantity, dict(r.external or {}), r.version) for r in to_send]
                 with causation(to_send[0].causation_id if len(to_send) == 1 else None):
@@ -392,6 +418,10 @@ class Publisher:
                     except PermanentChannelError as exc:
                         call_failed = True
                         outcomes = {i: ItemOutcome("rejected", str(exc)) for i in range(len(to_send))}
+                    except CredentialsError as exc:
+                        # The connection's problem: its quantities wait, no SKU is blamed.
+                        credentials_error = f"credentials: {exc}"
+                        outcomes = {i: ItemOutcome("retry", credentials_error) for i in range(len(to_send))}
             finished = utcnow()
             accepted, retrying = [], []
             for index, row in enumerate(to_send):
@@ -410,7 +440,8 @@ class Publisher:
             postponed: list[tuple[_Pending, int, datetime]] = []
             if retrying:
                 postponed, retry_history = self._postpone(retrying, finished)
-                history.extend(retry_history)
+                if credentials_error is None:
+                    history.extend(retry_history)
             # Everything taken except what waits for a retry is settled: sent, rejected, unmapped or stale.
             retry_keys = {(r.sku, r.location) for r, _ in retrying}
             settled = [r for r in rows if (r.sku, r.location) not in retry_keys]
@@ -425,6 +456,13 @@ class Publisher:
                 *_columns([_history_values(h) for h in history], len(HISTORY_COLUMNS)),
                 *_columns([(r.sku, r.location, r.version) for r in settled], 3),
             )
+            if unmapped:
+                await conn.execute(
+                    UNMAPPED_SQL,
+                    connection_id,
+                    finished,
+                    *_columns([(r.sku, r.location, r.quantity) for r in unmapped], 3),
+                )
             if to_send:
                 failed_whole = not accepted and (call_failed or len(retrying) == len(to_send))
                 CHANNEL_CALLS.labels(connection.channel_type, "failed" if failed_whole else "ok").inc()
@@ -493,6 +531,23 @@ class Publisher:
 
     def wake_later(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+
+class UnusableConnection:
+    """A connection whose stored credentials or settings no longer build its adapter: every
+    call is a credentials error (health, pause), its quantities wait for a new connection."""
+
+    batch_limit = 100
+
+    def __init__(self, channel_type: str, problem: str) -> None:
+        self.channel_type = channel_type
+        self.problem = problem[:1000]
+
+    def ready_in(self) -> float:
+        return 0.0
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        raise CredentialsError(f"the connection's stored credentials cannot be used: {self.problem}")
 
 
 def _history(row: Any, status: str, response: str, finished: Any = None, attempts: int | None = None) -> dict[str, Any]:

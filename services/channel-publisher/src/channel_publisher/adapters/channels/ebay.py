@@ -1,4 +1,14 @@
-"""eBay Inventory API: `POST /sell/inventory/v1/bulk_update_price_quantity`, up to 25 SKUs.
+"""eBay Inventory API: `POST /sell/inventory/v1/bulk_update_price_quantity`.
+
+How many SKUs one call may carry: eBay's documentation contradicts itself. The call's
+reference text says the quantity of one SKU is updated per call in some places, while
+the Sell Inventory OpenAPI (1.18) schema lets `requests` hold up to 25. The safe reading
+is the default: one SKU per call (`skus_per_call: 1`); a connection can set up to 25.
+A batch of the publisher is then several calls, each paced.
+
+Authorisation: `Authorization: Bearer <user access token>`, obtained from the seller's
+refresh token with the sell.inventory scope (access_tokens.py), refreshed before its
+7,200 s run out and once on a 401.
 
 The answer (200, or 207 when some failed) has a status per SKU: a 5xx status is retried
 alone, any other failure is permanent with eBay's own message. A listing can be revised
@@ -8,14 +18,24 @@ drift check: `POST /sell/inventory/v1/bulk_get_inventory_item` (25 SKUs).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 
-from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
+from channel_publisher.adapters.channels.http_answers import TokenSource, raise_for_channel_status, send_authorized
 from channel_publisher.adapters.channels.pacing import CallPacer
-from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
+from channel_publisher.domain.pushes import (
+    BatchResult,
+    ItemOutcome,
+    PermanentChannelError,
+    PushItem,
+    TransientChannelError,
+)
 
+MAX_SKUS_PER_CALL = 25
+SKUS_PER_CALL = 1
+# Rows one publisher batch takes: its calls go out concurrently behind the pacer.
 MAX_BATCH = 25
 # (unverified) eBay meters the Inventory API per day, not per second; this pace only
 # spreads calls out. A connection can set its own.
@@ -28,12 +48,21 @@ class EbayAdapter:
     channel_type = "ebay"
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any], settings: dict[str, Any]
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        credentials: dict[str, Any],
+        settings: dict[str, Any],
+        tokens: TokenSource | None = None,
     ) -> None:
+        if tokens is None:
+            raise ValueError("eBay needs the connection's access tokens")
         self.http = http
+        self.tokens = tokens
         self.base = base_url.rstrip("/") + "/sell/inventory/v1"
-        self.headers = {"Authorization": f"Bearer {credentials['access_token']}", "Content-Language": CONTENT_LANGUAGE}
-        self.batch_limit = min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
+        self.headers = {"Content-Language": CONTENT_LANGUAGE}
+        self.skus_per_call = max(1, min(int(settings.get("skus_per_call", SKUS_PER_CALL)), MAX_SKUS_PER_CALL))
+        self.batch_limit = max(1, min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH))
         self.pacer = CallPacer(
             float(settings.get("requests_per_second", REQUESTS_PER_SECOND)), int(settings.get("burst", BURST))
         )
@@ -41,17 +70,51 @@ class EbayAdapter:
     def ready_in(self) -> float:
         return self.pacer.ready_in()
 
+    @staticmethod
+    def _bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
     async def push(self, items: list[PushItem]) -> BatchResult:
+        result = BatchResult()
+        chunks = [
+            list(range(i, min(i + self.skus_per_call, len(items)))) for i in range(0, len(items), self.skus_per_call)
+        ]
+
+        async def one(indexes: list[int]) -> None:
+            try:
+                await self._call(items, indexes, result)
+            except TransientChannelError as exc:
+                result.outcomes.update({i: ItemOutcome("retry", str(exc), exc.retry_after) for i in indexes})
+            except PermanentChannelError as exc:
+                result.outcomes.update({i: ItemOutcome("rejected", str(exc)) for i in indexes})
+
+        if len(chunks) == 1:
+            # One call: its failures are the whole call's (the publisher counts them).
+            await self._call(items, chunks[0], result)
+        else:
+            await asyncio.gather(*(one(chunk) for chunk in chunks))
+        return result
+
+    async def _call(self, items: list[PushItem], indexes: list[int], result: BatchResult) -> None:
         body = {
-            "requests": [{"sku": item.sku, "shipToLocationAvailability": {"quantity": item.quantity}} for item in items]
+            "requests": [
+                {"sku": items[i].sku, "shipToLocationAvailability": {"quantity": items[i].quantity}} for i in indexes
+            ]
         }
-        response = await send(
-            self.http, self.pacer, "POST", f"{self.base}/bulk_update_price_quantity", json=body, headers=self.headers
+        response = await send_authorized(
+            self.http,
+            self.pacer,
+            self.tokens,
+            self._bearer,
+            "POST",
+            f"{self.base}/bulk_update_price_quantity",
+            json=body,
+            headers=self.headers,
         )
         raise_for_channel_status(response)
         answers = {entry.get("sku"): entry for entry in response.json().get("responses", [])}
-        result = BatchResult()
-        for index, item in enumerate(items):
+        for index in indexes:
+            item = items[index]
             entry = answers.get(item.sku)
             if entry is None:
                 result.outcomes[index] = ItemOutcome("retry", "no status for this SKU in the answer")
@@ -62,12 +125,13 @@ class EbayAdapter:
                 continue
             message = "; ".join(f"{e.get('errorId', '')}: {e.get('message', '')}" for e in entry.get("errors") or [])
             result.outcomes[index] = ItemOutcome("retry" if status >= 500 else "rejected", f"{status} {message}")
-        return result
 
     async def read_quantities(self, items: list[PushItem]) -> dict[int, int | None]:
-        response = await send(
+        response = await send_authorized(
             self.http,
             self.pacer,
+            self.tokens,
+            self._bearer,
             "POST",
             f"{self.base}/bulk_get_inventory_item",
             json={"requests": [{"sku": item.sku} for item in items]},

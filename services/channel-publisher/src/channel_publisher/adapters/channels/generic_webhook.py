@@ -39,7 +39,12 @@ class GenericWebhookAdapter:
     channel_type = "generic"
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any], settings: dict[str, Any]
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        credentials: dict[str, Any],
+        settings: dict[str, Any],
+        tokens: object = None,
     ) -> None:
         self.http = http
         self.url = base_url

@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import orjson
 
-from channel_publisher.adapters.channels.http_answers import raise_for_channel_status
+from channel_publisher.adapters.channels.http_answers import StaticToken, TokenSource, raise_for_channel_status
 from channel_publisher.domain.pushes import (
     BatchResult,
+    CredentialsError,
     ItemOutcome,
     PermanentChannelError,
     PushItem,
@@ -49,11 +50,17 @@ class ShopifyAdapter:
     channel_type = "shopify"
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any], settings: dict[str, Any]
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        credentials: dict[str, Any],
+        settings: dict[str, Any],
+        tokens: TokenSource | None = None,
     ) -> None:
         self.http = http
         self.url = f"{base_url.rstrip('/')}/admin/api/{settings.get('api_version', API_VERSION)}/graphql.json"
-        self.token = str(credentials.get("access_token", ""))
+        # An expiring offline token is refreshed (access_tokens.py); a plain offline token is used as is.
+        self.tokens = tokens or StaticToken(str(credentials.get("access_token", "")))
         self.batch_limit = min(int(settings.get("batch_limit", MAX_ITEMS)), MAX_ITEMS)
         # The bucket as Shopify last reported it, to wait before a call that would be throttled.
         self._available: float | None = None
@@ -78,12 +85,7 @@ class ShopifyAdapter:
             variables |= {f"i{index}": item.external["inventory_item_id"], f"l{index}": item.external["location_id"]}
         query = f"query ReadAvailable({', '.join(declarations)}) {{ {' '.join(fields)} }}"
         await self._wait_for_bucket(1 + len(items))
-        try:
-            response = await self.http.post(
-                self.url, json={"query": query, "variables": variables}, headers={"X-Shopify-Access-Token": self.token}
-            )
-        except httpx.TransportError as exc:
-            raise TransientChannelError(f"{type(exc).__name__}: {exc}") from exc
+        response = await self._post({"query": query, "variables": variables})
         raise_for_channel_status(response)
         body = response.json()
         self._observe_bucket(body)
@@ -145,14 +147,7 @@ class ShopifyAdapter:
                 )
             ),
         }
-        try:
-            response = await self.http.post(
-                self.url,
-                json={"query": MUTATION, "variables": variables},
-                headers={"X-Shopify-Access-Token": self.token},
-            )
-        except httpx.TransportError as exc:
-            raise TransientChannelError(f"{type(exc).__name__}: {exc}") from exc
+        response = await self._post({"query": MUTATION, "variables": variables})
         if response.status_code == 429 or response.status_code >= 500:
             retry_after = response.headers.get("Retry-After")
             raise TransientChannelError(f"HTTP {response.status_code}", float(retry_after) if retry_after else None)
@@ -175,6 +170,22 @@ class ShopifyAdapter:
                 raise PermanentChannelError(message)
             errors[position] = message
         return errors
+
+    async def _post(self, payload: dict[str, Any]) -> httpx.Response:
+        """One GraphQL call with the current token; a 401 refreshes it once (expiring tokens)."""
+        token = await self.tokens.current()
+        response = await self._post_with(payload, token)
+        if response.status_code == 401:
+            response = await self._post_with(payload, await self.tokens.after_unauthorized(token))
+            if response.status_code == 401:
+                raise CredentialsError(f"Shopify refused a fresh access token: {response.text[:500]}")
+        return response
+
+    async def _post_with(self, payload: dict[str, Any], token: str) -> httpx.Response:
+        try:
+            return await self.http.post(self.url, json=payload, headers={"X-Shopify-Access-Token": token})
+        except httpx.TransportError as exc:
+            raise TransientChannelError(f"{type(exc).__name__}: {exc}") from exc
 
     def _observe_bucket(self, body: dict[str, Any]) -> None:
         status = ((body.get("extensions") or {}).get("cost") or {}).get("throttleStatus")

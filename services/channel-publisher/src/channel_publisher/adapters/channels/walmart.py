@@ -1,16 +1,27 @@
 """Walmart Marketplace: `PUT /v3/inventory?sku=...`, one SKU per call, 429 with Retry-After.
 
-Auth headers: WM_SEC.ACCESS_TOKEN, a WM_QOS.CORRELATION_ID per call, WM_SVC.NAME.
+Follows the US Marketplace Inventory API ("Update inventory for an item"):
+- headers `Authorization: Basic base64(clientId:clientSecret)` and `WM_SEC.ACCESS_TOKEN`
+  (both required), a `WM_QOS.CORRELATION_ID` per call, `WM_SVC.NAME`; the access token
+  comes from the client id and secret (`POST /v3/token`, 900 s; access_tokens.py), is
+  refreshed before it expires and once on a 401;
+- the `sku` query parameter percent-encodes every reserved character, a space as `%20`
+  and `+` as `%2B` (Walmart documents `%20`; form encoding's `+` would not match the
+  body's SKU);
+- the answer `{sku, quantity: {unit, amount}}` is the quantity Walmart holds now: the
+  push is accepted only when that is the quantity sent.
 """
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
+from channel_publisher.adapters.channels.access_tokens import WALMART_SERVICE_NAME, basic
+from channel_publisher.adapters.channels.http_answers import TokenSource, raise_for_channel_status, send_authorized
 from channel_publisher.adapters.channels.pacing import CallPacer
 from channel_publisher.adapters.channels.single_sku_calls import push_each
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
@@ -20,18 +31,25 @@ from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 REQUESTS_PER_SECOND = 3.0
 BURST = 3
 DEFAULT_BATCH = 10
-SERVICE_NAME = "Walmart Marketplace"
 
 
 class WalmartAdapter:
     channel_type = "walmart"
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, credentials: dict[str, Any], settings: dict[str, Any]
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        credentials: dict[str, Any],
+        settings: dict[str, Any],
+        tokens: TokenSource | None = None,
     ) -> None:
+        if tokens is None:
+            raise ValueError("Walmart needs the connection's access tokens")
         self.http = http
+        self.tokens = tokens
         self.url = base_url.rstrip("/") + "/v3/inventory"
-        self.token = str(credentials["access_token"])
+        self.basic = basic(str(credentials["client_id"]), str(credentials["client_secret"]))
         self.batch_limit = int(settings.get("batch_limit", DEFAULT_BATCH))
         self.pacer = CallPacer(
             float(settings.get("requests_per_second", REQUESTS_PER_SECOND)), int(settings.get("burst", BURST))
@@ -44,20 +62,24 @@ class WalmartAdapter:
         return await push_each(items, self._put)
 
     async def _put(self, item: PushItem) -> ItemOutcome:
-        response = await send(
+        response = await send_authorized(
             self.http,
             self.pacer,
+            self.tokens,
+            lambda token: {"WM_SEC.ACCESS_TOKEN": token},
             "PUT",
-            self.url,
-            params={"sku": item.sku},
+            f"{self.url}?sku={quote(item.sku, safe='')}",
             json={"sku": item.sku, "quantity": {"unit": "EACH", "amount": item.quantity}},
             headers={
-                "WM_SEC.ACCESS_TOKEN": self.token,
+                "Authorization": self.basic,
                 "WM_QOS.CORRELATION_ID": str(uuid.uuid4()),
-                "WM_SVC.NAME": SERVICE_NAME,
+                "WM_SVC.NAME": WALMART_SERVICE_NAME,
                 "Accept": "application/json",
             },
         )
         raise_for_channel_status(response)
-        amount = (response.json().get("quantity") or {}).get("amount")
-        return ItemOutcome("accepted", f"amount={amount}")
+        answer = response.json()
+        amount = (answer.get("quantity") or {}).get("amount") if isinstance(answer, dict) else None
+        if amount == item.quantity and answer.get("sku") == item.sku:
+            return ItemOutcome("accepted", f"amount={amount}")
+        return ItemOutcome("rejected", f"Walmart answered {str(answer)[:500]} for quantity {item.quantity}")

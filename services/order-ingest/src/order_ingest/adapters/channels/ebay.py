@@ -40,6 +40,32 @@ PUBLIC_KEY_TTL_S = 3600.0
 # Keys kept at most (one per kid and base URL; eBay rotates keys rarely).
 PUBLIC_KEY_CACHE_SIZE = 256
 
+# getPublicKey takes an application access token: eBay OAuth's client credentials grant
+# (`POST /identity/v1/oauth2/token`, Basic client id and secret, scope api_scope).
+TOKEN_PATH = "/identity/v1/oauth2/token"
+APPLICATION_SCOPE = "https://api.ebay.com/oauth/api_scope"
+
+
+async def application_token(http: httpx.AsyncClient, base_url: str, channel_api: Mapping[str, object]) -> str:
+    """An application token from the connection's client id and secret (a fixed
+    `access_token` is used as is, for connections made before credentials refreshed)."""
+    client_id, client_secret = channel_api.get("client_id"), channel_api.get("client_secret")
+    if not isinstance(client_id, str) or not isinstance(client_secret, str):
+        return str(channel_api.get("access_token", ""))
+    basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+    try:
+        answer = await http.post(
+            base_url + TOKEN_PATH,
+            headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+            data={"grant_type": "client_credentials", "scope": APPLICATION_SCOPE},
+        )
+    except httpx.HTTPError as exc:
+        raise VerificationUnavailable(f"eBay token endpoint unreachable: {type(exc).__name__}") from exc
+    if answer.status_code == 429 or answer.status_code >= 500:
+        raise VerificationUnavailable(f"eBay token endpoint answered {answer.status_code}")
+    token = answer.json().get("access_token") if answer.status_code == 200 else None
+    return token if isinstance(token, str) else ""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -105,7 +131,9 @@ class EbayPublicKeys:
         try:
             answer = await self._http.get(
                 base_url + PUBLIC_KEY_PATH.format(kid=kid),
-                headers={"Authorization": f"Bearer {connection.channel_api.get('access_token', '')}"},
+                headers={
+                    "Authorization": f"Bearer {await application_token(self._http, base_url, connection.channel_api)}"
+                },
             )
         except httpx.HTTPError as exc:
             raise VerificationUnavailable(f"eBay public key service unreachable: {type(exc).__name__}") from exc
