@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stocksync_common.bounds import Identifier, PositiveQuantity, Sku, Text
+from stocksync_common.bounds import INT64_MAX, Identifier, Int64, NonNegativeInt64, PositiveQuantity, Sku, Text
+
+# Versions: positive and within PostgreSQL's bigint, like every integer of a contract.
+Version = Annotated[int, Field(gt=0, le=INT64_MAX)]
 
 DEFAULT_LOCATION = "default"
 
@@ -64,10 +67,10 @@ class StockChanged(Event):
 
     sku: Sku
     location: Identifier = DEFAULT_LOCATION
-    version: int = Field(gt=0)
-    on_hand: int
-    reserved: int
-    available: int
+    version: Version
+    on_hand: Int64
+    reserved: Int64
+    available: Int64
     # Start of the sync window of the movement that produced this version, if any.
     origin_received_at: datetime | None = None
 
@@ -83,10 +86,10 @@ class ChannelQuantityChanged(Event):
     connection_id: uuid.UUID
     sku: Sku
     location: Identifier = DEFAULT_LOCATION
-    quantity: int = Field(ge=0)
-    version: int = Field(gt=0)
-    stock_version: int = Field(ge=0)
-    available: int
+    quantity: NonNegativeInt64
+    version: Version
+    stock_version: NonNegativeInt64
+    available: Int64
     rule_ids: tuple[uuid.UUID, ...] = ()
     origin_received_at: datetime | None = None
 
@@ -96,9 +99,9 @@ class OversellDetected(Event):
 
     sku: Sku
     location: Identifier = DEFAULT_LOCATION
-    version: int = Field(gt=0)
-    available: int
-    oversold: int = Field(gt=0, description="Units sold beyond what was available")
+    version: Version
+    available: Int64
+    oversold: Annotated[int, Field(gt=0, le=INT64_MAX, description="Units sold beyond what was available")]
 
 
 class ProductAttributesChanged(Event):
@@ -110,7 +113,7 @@ class ProductAttributesChanged(Event):
     tags: tuple[str, ...] = ()
     attributes: dict[str, str] = Field(default_factory=dict)
     # Grows per SKU, so a consumer keeps only the newest.
-    version: int = Field(gt=0)
+    version: Version
 
 
 class ConnectionChanged(Event):

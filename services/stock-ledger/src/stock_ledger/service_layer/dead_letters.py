@@ -59,14 +59,12 @@ async def list_dead_letters(
             dead_letters.c.replayed_at.is_not(None) if replayed else dead_letters.c.replayed_at.is_(None)
         )
     if before is not None:
-        cursor = (
-            sa.select(dead_letters.c.dead_lettered_at, dead_letters.c.dead_letter_id)
-            .where(dead_letters.c.dead_letter_id == before)
-            .subquery()
+        cursor_time = (
+            sa.select(dead_letters.c.dead_lettered_at).where(dead_letters.c.dead_letter_id == before).scalar_subquery()
         )
         query = query.where(
             sa.tuple_(dead_letters.c.dead_lettered_at, dead_letters.c.dead_letter_id)
-            < sa.select(sa.tuple_(cursor.c.dead_lettered_at, cursor.c.dead_letter_id)).scalar_subquery()
+            < sa.tuple_(cursor_time, sa.literal(before, pg.UUID(as_uuid=True)))
         )
     query = query.order_by(dead_letters.c.dead_lettered_at.desc(), dead_letters.c.dead_letter_id.desc())
     return list((await conn.execute(query.limit(limit))).all())
