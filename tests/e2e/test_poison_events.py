@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from stocksync_common.topics import CHANNEL_QUANTITY, ORDERS, STOCK_CHANGED, Topic
+from stocksync_common.topics import CATALOGUE, CHANNEL_QUANTITY, CONNECTIONS, ORDERS, STOCK_CHANGED, Topic
 from stocksync_embedded.stack import Stack
 
 from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
@@ -69,6 +70,31 @@ def _channel_quantity(merchant_id: str, sku: str) -> dict[str, Any]:
         "version": 1,
         "stock_version": 1,
         "available": 1,
+    }
+
+
+def _connection(merchant_id: str) -> dict[str, Any]:
+    # Valid for the contract, but PostgreSQL cannot store a NUL: the consumers' handlers
+    # fail on it, and bisection finds it.
+    return {
+        "event_id": str(uuid.uuid4()),
+        "causation_id": "poison-test",
+        "merchant_id": merchant_id,
+        "connection_id": str(uuid.uuid4()),
+        "channel_type": "generic",
+        "name": "poison\x00name",
+        "active": True,
+    }
+
+
+def _attributes(merchant_id: str) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "causation_id": "poison-test",
+        "merchant_id": merchant_id,
+        "sku": "P",
+        "brand": "poison\x00brand",
+        "version": 1,
     }
 
 
@@ -162,28 +188,44 @@ def test_a_poison_order_event_is_dead_lettered_while_another_merchants_orders_ar
     assert stranger.json() == missing.json()
 
 
-def test_poison_stock_and_channel_quantity_events_do_not_stop_another_merchants_push(
+def test_poison_events_on_every_other_topic_do_not_stop_another_merchants_orders_or_pushes(
     api: httpx.Client, merchant: Merchant, stack: Stack, sandbox_shopify: Callable[[], SandboxShopify]
 ) -> None:
     put_on_every_partition(stack, STOCK_CHANGED, [_stock_changed(merchant.merchant_id, 2**70)])
     put_on_every_partition(stack, CHANNEL_QUANTITY, [_channel_quantity(merchant.merchant_id, LONG_SKU)])
+    put_on_every_partition(stack, CONNECTIONS, [_connection(merchant.merchant_id)])
+    put_on_every_partition(stack, CATALOGUE, [_attributes(merchant.merchant_id)])
     bystander = other_merchant(api, stack)
     shop = sandbox_shopify()
-    connect(api, bystander, shop, "C1", ITEM, LOCATION)
+    connection_id = connect(api, bystander, shop, "C1", ITEM, LOCATION)
+    # order-ingest learns of the connection past the poison on connections.v1.
+    url = webhook_url(api, connection_id)
+    wait_for(lambda: shop.order(url, [{"sku": "B", "quantity": 1}])["status_code"] == 200, timeout=90)
     # Repeated until the publisher knows the connection: the first snapshot may precede it.
     for on_hand in (5, 6, 7):
         api.post("/v1/stock/snapshots", headers=bystander.auth, json={"items": [{"sku": "A", "on_hand": on_hand}]})
         wait_for(lambda expected=on_hand: expected in shop.quantities(ITEM), timeout=90)  # type: ignore[misc]
 
-    def both_topics() -> list[dict[str, Any]] | None:
-        found = dead_letters(api, merchant)
-        return found if len(found) >= STOCK_CHANGED.partitions + CHANNEL_QUANTITY.partitions else None
-
-    letters = wait_for(both_topics)
-    assert {(d["service"], d["topic"]) for d in letters} == {
-        ("rule-engine", "stock.changed.v1"),
-        ("channel-publisher", "channel.quantity.v1"),
+    expected = {
+        ("rule-engine", "stock.changed.v1"): STOCK_CHANGED.partitions,
+        ("channel-publisher", "channel.quantity.v1"): CHANNEL_QUANTITY.partitions,
+        ("order-ingest", "connections.v1"): CONNECTIONS.partitions,
+        ("rule-engine", "connections.v1"): CONNECTIONS.partitions,
+        ("rule-engine", "catalogue.v1"): CATALOGUE.partitions,
     }
+
+    def every_topic() -> list[dict[str, Any]] | None:
+        found = dead_letters(api, merchant)
+        return found if len(found) >= sum(expected.values()) else None
+
+    letters = wait_for(every_topic)
+    assert Counter((d["service"], d["topic"]) for d in letters) == expected
+    # The NULs reached the handlers (valid for the contract) and were found by bisection.
+    assert all(
+        "22021" in d["error"] or "0x00" in d["error"]
+        for d in letters
+        if d["topic"] in ("connections.v1", "catalogue.v1")
+    )
     # Operators see every merchant's dead letters with the admin token, and nothing without it.
     admin = {"Authorization": f"Bearer {stack.admin_token}"}
     listed = api.get("/v1/admin/dead-letters", headers=admin, params={"merchant_id": merchant.merchant_id})
