@@ -210,6 +210,8 @@ class BatchConsumer:
         """Record dead letters before the offsets move past them (a failure retries the batch)."""
         if not letters:
             return
+        if self.dead_letters is not None:
+            await self.dead_letters(letters)
         for letter in letters:
             log.error(
                 "event moved to a dead letter",
@@ -220,10 +222,9 @@ class BatchConsumer:
                     "offset": letter.offset,
                     "merchant_id": str(letter.merchant),
                     "error": letter.error,
+                    "recorded": self.dead_letters is not None,
                 },
             )
-        if self.dead_letters is not None:
-            await self.dead_letters(letters)
 
     def _decode(
         self, records: dict[TopicPartition, list[ConsumerRecord]]
