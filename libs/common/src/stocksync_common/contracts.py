@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from stocksync_common.bounds import INT64_MAX, Identifier, Int64, NonNegativeInt64, PositiveQuantity, Sku, Text
+
+# Versions: positive and within PostgreSQL's bigint, like every integer of a contract.
+Version = Annotated[int, Field(gt=0, le=INT64_MAX)]
 
 DEFAULT_LOCATION = "default"
 
@@ -41,18 +46,18 @@ class OrderLineMoved(Event):
 
     connection_id: uuid.UUID
     channel_type: ChannelType
-    external_order_id: str
-    line_id: str
-    sku: str = Field(min_length=1)
-    location: str = DEFAULT_LOCATION
+    external_order_id: Identifier
+    line_id: Identifier
+    sku: Sku
+    location: Identifier = DEFAULT_LOCATION
     movement: OrderMovement
-    quantity: int = Field(gt=0)
+    quantity: PositiveQuantity
     # When order-ingest received the webhook: the start of the sync window.
     received_at: datetime
     # Which partial movement of the line this is (a fulfillment, refund or cancellation
     # id) when a line can move more than once per kind; None when it moves once per kind.
     # Part of the ledger's causation id, so each partial movement applies exactly once.
-    movement_ref: str | None = Field(None, min_length=1, max_length=200)
+    movement_ref: Identifier | None = None
     # For "returned": whether the units go back on hand (False: refunded, not restocked).
     restock: bool = True
 
@@ -60,12 +65,12 @@ class OrderLineMoved(Event):
 class StockChanged(Event):
     """stock.changed.v1: the absolute stock of one SKU at one version."""
 
-    sku: str
-    location: str = DEFAULT_LOCATION
-    version: int = Field(gt=0)
-    on_hand: int
-    reserved: int
-    available: int
+    sku: Sku
+    location: Identifier = DEFAULT_LOCATION
+    version: Version
+    on_hand: Int64
+    reserved: Int64
+    available: Int64
     # Start of the sync window of the movement that produced this version, if any.
     origin_received_at: datetime | None = None
 
@@ -79,12 +84,12 @@ class ChannelQuantityChanged(Event):
     """
 
     connection_id: uuid.UUID
-    sku: str
-    location: str = DEFAULT_LOCATION
-    quantity: int = Field(ge=0)
-    version: int = Field(gt=0)
-    stock_version: int = Field(ge=0)
-    available: int
+    sku: Sku
+    location: Identifier = DEFAULT_LOCATION
+    quantity: NonNegativeInt64
+    version: Version
+    stock_version: NonNegativeInt64
+    available: Int64
     rule_ids: tuple[uuid.UUID, ...] = ()
     origin_received_at: datetime | None = None
 
@@ -92,23 +97,23 @@ class ChannelQuantityChanged(Event):
 class OversellDetected(Event):
     """stock.oversells.v1: a movement took available below zero; the merchant must act."""
 
-    sku: str
-    location: str = DEFAULT_LOCATION
-    version: int = Field(gt=0)
-    available: int
-    oversold: int = Field(gt=0, description="Units sold beyond what was available")
+    sku: Sku
+    location: Identifier = DEFAULT_LOCATION
+    version: Version
+    available: Int64
+    oversold: Annotated[int, Field(gt=0, le=INT64_MAX, description="Units sold beyond what was available")]
 
 
 class ProductAttributesChanged(Event):
     """catalogue.v1 (compacted): a product's catalogue attributes, as rules scope them."""
 
-    sku: str
+    sku: Sku
     brand: str | None = None
     category: str | None = None
     tags: tuple[str, ...] = ()
     attributes: dict[str, str] = Field(default_factory=dict)
     # Grows per SKU, so a consumer keeps only the newest.
-    version: int = Field(gt=0)
+    version: Version
 
 
 class ConnectionChanged(Event):
@@ -129,3 +134,21 @@ class ConnectionChanged(Event):
     # For channels order-ingest calls itself (Mirakl's OR11 polling, eBay's public
     # keys): `base_url` and the credential that call needs; empty for the others.
     channel_api: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetterRecorded(Event):
+    """<topic>.dlq: an event a consumer group could not apply, and the record as consumed.
+
+    `merchant_id` is the record's merchant, or the nil UUID when the record does not say
+    (it broke its contract). `key` and `value` are the original record's bytes, base64.
+    """
+
+    dead_letter_id: uuid.UUID
+    consumer_group: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    original_event_id: uuid.UUID | None = None
+    error: Text

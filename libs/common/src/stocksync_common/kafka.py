@@ -1,9 +1,13 @@
 """Kafka plumbing on aiokafka: serialisation, a producer, a batch consumer, topics.
 
 The consumer hands a batch of decoded events to a handler that commits its effects to
-the database, and only then commits the offsets. If the handler fails (database down),
-the consumer seeks back to the first offset of the batch and tries again after a
-backoff: nothing is skipped, and the inbox makes the retry a no-op for what was done.
+the database, and only then commits the offsets. If the handler fails because the
+database or the broker is unreachable, the whole batch is tried again after an
+exponential backoff (capped): nothing is skipped, and the inbox makes the retry a no-op
+for what was done. If it fails for any other reason, the events at fault are found by
+bisection, every other event is applied, and each event at fault (or a message that
+breaks its topic's contract) becomes a dead letter (stocksync_common.dead_letters): one
+event never stops a partition.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from stocksync_common.contracts import Event
+from stocksync_common.dead_letters import (
+    DeadLetter,
+    DeadLetterSink,
+    backoff_delay,
+    describe_error,
+    is_transient,
+    isolate_failures,
+)
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import ALL_TOPICS, BY_NAME, Topic
 
@@ -36,7 +48,9 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
 HANDLER_FAILURES = Counter(
-    "stocksync_consumer_handler_failures_total", "Batches whose handler failed and were retried", ["group"]
+    "stocksync_consumer_handler_failures_total",
+    "Batches whose handler failed transiently (database or broker unreachable) and were retried",
+    ["group"],
 )
 CONSUMER_LAG = Gauge(
     "stocksync_consumer_lag", "Records behind the end of the partition", ["group", "topic", "partition"]
@@ -93,6 +107,9 @@ class ConsumedEvent:
     event: Event
     partition: int
     offset: int
+    # The record as consumed: what a dead letter keeps, so it can be replayed as it was.
+    key: bytes | None = None
+    value: bytes = b""
 
 
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
@@ -110,10 +127,16 @@ class BatchConsumer:
         *,
         max_batch: int | None = None,
         retry_backoff_s: float = 0.5,
+        retry_backoff_max_s: float = 30.0,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self.group_id = group_id
         self.handler = handler
         self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = retry_backoff_max_s
+        # None: an event that cannot be applied is logged and skipped (the consumer of
+        # the dead-letter topics themselves, which must not dead-letter in a loop).
+        self.dead_letters = dead_letters
         self.max_batch = max_batch or settings.kafka_max_batch
         self._stopping = asyncio.Event()
         self._consumer = AIOKafkaConsumer(
@@ -147,42 +170,92 @@ class BatchConsumer:
             records = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
             if not records:
                 continue
-            batch = self._decode(records)
+            batch, rejected = self._decode(records)
+            attempt = 0
             while True:
                 try:
-                    if batch:
-                        await self.handler(batch)
+                    failed = await isolate_failures(batch, self.handler)
+                    await self._dead_letter([*rejected, *(self._letter(item, error) for item, error in failed)])
                     await self._consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
                     self._record_lag(records)
                     break
-                except Exception:
+                except Exception as exc:
                     HANDLER_FAILURES.labels(self.group_id).inc()
-                    log.exception("batch handler failed; retrying the batch", extra={"group": self.group_id})
+                    delay = backoff_delay(attempt, self.retry_backoff_s, self.retry_backoff_max_s)
+                    log.warning(
+                        "batch could not be completed; retrying the batch",
+                        exc_info=True,
+                        extra={"group": self.group_id, "transient": is_transient(exc), "retry_in_s": delay},
+                    )
                     if self._stopping.is_set():
                         # Leave the batch uncommitted: it is redelivered after restart.
                         return
-                    await asyncio.sleep(self.retry_backoff_s)
+                    attempt += 1
+                    await asyncio.sleep(delay)
 
-    def _decode(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumedEvent]:
+    def _letter(self, item: ConsumedEvent, error: BaseException) -> DeadLetter:
+        return DeadLetter(
+            group=self.group_id,
+            topic=item.topic.name,
+            partition=item.partition,
+            offset=item.offset,
+            key=item.key,
+            value=item.value,
+            error=describe_error(error),
+            merchant_id=item.event.merchant_id,
+            event_id=item.event.event_id,
+        )
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Record dead letters before the offsets move past them (a failure retries the batch)."""
+        if not letters:
+            return
+        if self.dead_letters is not None:
+            await self.dead_letters(letters)
+        for letter in letters:
+            log.error(
+                "event moved to a dead letter",
+                extra={
+                    "group": self.group_id,
+                    "topic": letter.topic,
+                    "partition": letter.partition,
+                    "offset": letter.offset,
+                    "merchant_id": str(letter.merchant),
+                    "error": letter.error,
+                    "recorded": self.dead_letters is not None,
+                },
+            )
+
+    def _decode(
+        self, records: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> tuple[list[ConsumedEvent], list[DeadLetter]]:
         batch: list[ConsumedEvent] = []
+        rejected: list[DeadLetter] = []
         for tp, msgs in records.items():
             topic = BY_NAME[tp.topic]
             BATCH_SIZE.labels(tp.topic).observe(len(msgs))
             for msg in msgs:
+                value = msg.value or b""
                 try:
-                    event = decode_event(topic, msg.value)
-                except ValidationError:
-                    # A message that breaks the contract cannot be applied by retrying;
-                    # it is counted and logged with its position, then skipped.
+                    event = decode_event(topic, value)
+                except ValidationError as exc:
+                    # A message that breaks the contract cannot be applied by retrying.
                     REJECTED.labels(tp.topic).inc()
-                    log.error(
-                        "message does not match its topic contract",
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": msg.offset},
+                    rejected.append(
+                        DeadLetter(
+                            group=self.group_id,
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            offset=msg.offset,
+                            key=msg.key,
+                            value=value,
+                            error=describe_error(exc),
+                        )
                     )
                     continue
                 CONSUMED.labels(tp.topic).inc()
-                batch.append(ConsumedEvent(topic, event, tp.partition, msg.offset))
-        return batch
+                batch.append(ConsumedEvent(topic, event, tp.partition, msg.offset, msg.key, value))
+        return batch, rejected
 
     def _record_lag(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         for tp, msgs in records.items():

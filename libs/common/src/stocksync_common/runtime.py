@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
 from stocksync_common.db import make_engine, ping
+from stocksync_common.dead_letters import DeadLetterStore
 from stocksync_common.kafka import BatchConsumer, BatchHandler, make_producer
 from stocksync_common.logging import configure_logging
 from stocksync_common.metrics import instrument
@@ -39,15 +40,27 @@ class BackgroundWorker:
 
 
 class Runtime:
-    def __init__(self, service: str, settings: ServiceSettings, outbox: sa.Table | None) -> None:
+    def __init__(
+        self,
+        service: str,
+        settings: ServiceSettings,
+        outbox: sa.Table | None,
+        dead_letters: sa.Table | None = None,
+    ) -> None:
         self.service = service
         self.settings = settings
         self.engine = make_engine(settings.database_url, settings.database_pool_size)
         self.outbox = outbox
+        # Where this service's consumers put the events they cannot apply (needs the outbox).
+        self.dead_letters = (
+            DeadLetterStore(self.engine, dead_letters, outbox, self.wake_relay)
+            if dead_letters is not None and outbox is not None
+            else None
+        )
         # aiokafka objects must be created inside the running event loop: see start().
         self._producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
-        self._consumer_specs: list[tuple[Sequence[Topic], str, BatchHandler]] = []
+        self._consumer_specs: list[tuple[Sequence[Topic], str, BatchHandler, bool]] = []
         self.consumers: list[BatchConsumer] = []
         self.workers: list[BackgroundWorker] = []
         self._consumer_tasks: list[asyncio.Task[None]] = []
@@ -59,8 +72,11 @@ class Runtime:
         assert self._producer is not None, "the runtime has not started"
         return self._producer
 
-    def add_consumer(self, topics: Sequence[Topic], group_id: str, handler: BatchHandler) -> None:
-        self._consumer_specs.append((topics, group_id, handler))
+    def add_consumer(
+        self, topics: Sequence[Topic], group_id: str, handler: BatchHandler, *, dead_letter: bool = True
+    ) -> None:
+        """`dead_letter=False`: an event that cannot be applied is logged and skipped."""
+        self._consumer_specs.append((topics, group_id, handler, dead_letter))
 
     def add_worker(self, worker: BackgroundWorker) -> None:
         self.workers.append(worker)
@@ -77,7 +93,17 @@ class Runtime:
                 self.engine, self.outbox, self._producer, poll_interval_s=self.settings.outbox_poll_interval_s
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
-        self.consumers = [BatchConsumer(self.settings, *spec) for spec in self._consumer_specs]
+        self.consumers = [
+            BatchConsumer(
+                self.settings,
+                topics,
+                group_id,
+                handler,
+                retry_backoff_max_s=self.settings.consumer_retry_backoff_max_s,
+                dead_letters=self.dead_letters.record if dead_letter and self.dead_letters is not None else None,
+            )
+            for topics, group_id, handler, dead_letter in self._consumer_specs
+        ]
         for consumer in self.consumers:
             await consumer.start()
             self._consumer_tasks.append(asyncio.create_task(consumer.run(), name=consumer.group_id))

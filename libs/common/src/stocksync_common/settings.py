@@ -35,6 +35,9 @@ class ServiceSettings(BaseSettings):
     # sustained twice the order rate of 5 ms in `make bench` (docs/BENCHMARKS.md).
     kafka_fetch_max_wait_ms: int = Field(15, ge=0, le=500)
     kafka_max_batch: int = Field(500, ge=1)
+    # A batch that fails because the database or the broker is unreachable is retried
+    # after 0.5 s, 1 s, 2 s, ... up to this (docs/dead-letters.md).
+    consumer_retry_backoff_max_s: float = Field(30.0, gt=0, le=600)
     # Group membership. A member that stops heartbeating (killed, or one whose leave
     # the broker ignores: the embedded broker does) holds its partitions until the
     # session times out, and every join waits for it; short values move partitions

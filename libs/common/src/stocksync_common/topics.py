@@ -13,6 +13,7 @@ from typing import Any
 from stocksync_common.contracts import (
     ChannelQuantityChanged,
     ConnectionChanged,
+    DeadLetterRecorded,
     Event,
     OrderLineMoved,
     OversellDetected,
@@ -51,9 +52,28 @@ CONNECTIONS = Topic(
 OVERSELLS = Topic("stock.oversells.v1", OversellDetected, _stock_key)
 CATALOGUE = Topic("catalogue.v1", ProductAttributesChanged, _stock_key, compacted=True)
 
-ALL_TOPICS: tuple[Topic, ...] = (ORDERS, STOCK_CHANGED, CHANNEL_QUANTITY, CONNECTIONS, OVERSELLS, CATALOGUE)
+EVENT_TOPICS: tuple[Topic, ...] = (ORDERS, STOCK_CHANGED, CHANNEL_QUANTITY, CONNECTIONS, OVERSELLS, CATALOGUE)
+
+
+def _dead_letter_key(event: Any) -> str:
+    return str(event.merchant_id)
+
+
+# `<topic>.dlq`: what consumers of a topic could not apply (stocksync_common.dead_letters).
+# One partition each: dead letters are few, and the stock-ledger reads them all.
+DEAD_LETTER_TOPICS: tuple[Topic, ...] = tuple(
+    Topic(f"{topic.name}.dlq", DeadLetterRecorded, _dead_letter_key, partitions=1) for topic in EVENT_TOPICS
+)
+
+ALL_TOPICS: tuple[Topic, ...] = EVENT_TOPICS + DEAD_LETTER_TOPICS
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL_TOPICS}
-BY_EVENT_TYPE: dict[type[Event], Topic] = {topic.event_type: topic for topic in ALL_TOPICS}
+# The dead-letter topics share one event type: an outbox row names its `.dlq` topic itself.
+BY_EVENT_TYPE: dict[type[Event], Topic] = {topic.event_type: topic for topic in EVENT_TOPICS}
+
+
+def dead_letter_topic_of(topic_name: str) -> Topic:
+    """The `<topic>.dlq` of a topic (a record of a topic unknown here goes nowhere else)."""
+    return BY_NAME[f"{topic_name}.dlq"]
 
 
 def topic_for(event: Event) -> Topic:

@@ -25,6 +25,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/merchants", "stock-ledger"),
     ("/v1/stock", "stock-ledger"),
     ("/v1/oversells", "stock-ledger"),
+    ("/v1/dead-letters", "stock-ledger"),
+    ("/v1/admin/dead-letters", "stock-ledger"),
     ("/v1/rules", "rule-engine"),
     ("/v1/connections", "channel-publisher"),
     ("/v1/pushes", "channel-publisher"),

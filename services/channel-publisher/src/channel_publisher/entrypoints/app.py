@@ -9,7 +9,7 @@ from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
 from stocksync_common.topics import CHANNEL_QUANTITY
 
-from channel_publisher.adapters.tables import outbox
+from channel_publisher.adapters.tables import dead_letters, outbox
 from channel_publisher.config import PublisherSettings
 from channel_publisher.entrypoints.api import router
 from channel_publisher.service_layer.connections import announce_all_connections
@@ -19,7 +19,7 @@ from channel_publisher.service_layer.queue import enqueue_channel_quantities
 
 def create_app(settings: PublisherSettings | None = None) -> FastAPI:
     settings = settings or PublisherSettings()
-    runtime = Runtime("channel-publisher", settings, outbox)
+    runtime = Runtime("channel-publisher", settings, outbox, dead_letters)
     publisher = Publisher(runtime.engine, settings)
 
     async def on_channel_quantities(batch: list[ConsumedEvent]) -> None:

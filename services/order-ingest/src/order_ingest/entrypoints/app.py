@@ -13,7 +13,7 @@ from stocksync_common.topics import CONNECTIONS
 
 from order_ingest.adapters.channels.ebay import EbayPublicKeys
 from order_ingest.adapters.channels.registry import webhook_channels
-from order_ingest.adapters.tables import outbox
+from order_ingest.adapters.tables import dead_letters, outbox
 from order_ingest.config import IngestSettings
 from order_ingest.entrypoints import deliveries, webhooks
 from order_ingest.entrypoints.workers import mirakl_poller, retention_sweep
@@ -22,7 +22,7 @@ from order_ingest.service_layer.ingest import ConnectionDirectory, apply_connect
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
-    runtime = Runtime("order-ingest", settings, outbox)
+    runtime = Runtime("order-ingest", settings, outbox, dead_letters)
     # One client for the calls order-ingest makes to channels (OR11, eBay public keys).
     http = httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0))
 

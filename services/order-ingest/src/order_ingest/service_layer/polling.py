@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.contracts import utcnow
 
 from order_ingest.adapters.channels import MalformedDelivery, mirakl
+from order_ingest.adapters.channels.registry import PARSERS
 from order_ingest.adapters.tables import order_polls
 from order_ingest.config import IngestSettings
 from order_ingest.domain.connections import InboundConnection
@@ -114,7 +115,7 @@ async def poll_connection(
     events, newest, errors = 0, updated_since, []
     for raw in raw_orders:
         try:
-            notification = mirakl.parse({}, raw)
+            notification = PARSERS["mirakl"]({}, raw)
         except MalformedDelivery as exc:
             errors.append(str(exc.detail))
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, time
 from typing import Annotated, Any, Literal, Self
@@ -14,22 +14,42 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stocksync_common.auth import MerchantId, api_key_id
+from stocksync_common.bounds import INT64_MAX, QUANTITY_MAX, Identifier, Label, Quantity, Sku
 from stocksync_common.contracts import utcnow
 from stocksync_common.runtime import Runtime
 
-from rule_engine.domain.rules import ActionType, ConditionOp, Weekday
+from rule_engine.domain.rules import Action, ActionType, Condition, ConditionOp, Weekday
 from rule_engine.service_layer import rule_changes
 from rule_engine.service_layer.evaluation import rule_from_row
 from rule_engine.service_layer.rule_changes import RuleNotFound, RuleOfAnotherMerchant, UnknownChannels
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 
+# The quantities a condition and an action are tried on before a rule is saved: the
+# extremes of what a rule can see (an earlier rule of the funnel can take a quantity
+# below zero or up to a bound). A rule the engine could not evaluate is refused here,
+# with the field at fault, instead of stopping the engine when stock changes.
+_PROBES = (-QUANTITY_MAX, -1, 0, 1, QUANTITY_MAX)
+
+
+def _check_evaluates(evaluate: Callable[[int], object]) -> None:
+    try:
+        results = [evaluate(quantity) for quantity in _PROBES]
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise ValueError(f"the rule cannot be evaluated: {exc}") from None
+    if any(isinstance(r, int) and not isinstance(r, bool) and abs(r) > INT64_MAX for r in results):
+        raise ValueError("the rule cannot be evaluated: its result would not fit a channel quantity")
+
+
+# SKUs one rule can list; a larger selection is a product filter's job.
+MAX_RULE_SKUS = 10_000
+
 
 class ConditionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     op: ConditionOp
-    value: int | None = Field(None, ge=0)
-    upper: int | None = Field(None, ge=0, description='Inclusive upper bound, for "between"')
+    value: Quantity | None = None
+    upper: Quantity | None = Field(None, description='Inclusive upper bound, for "between"')
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -37,18 +57,20 @@ class ConditionIn(BaseModel):
             raise ValueError(f"value is required for the condition {self.op!r}")
         if self.op == "between" and (self.upper is None or self.value is None or self.upper < self.value):
             raise ValueError("between needs value <= upper")
+        _check_evaluates(Condition(self.op, self.value, self.upper).holds)
         return self
 
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: ActionType
-    value: int = Field(ge=0)
+    value: Quantity
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.type == "percent" and self.value > 100:
             raise ValueError("a percentage is at most 100")
+        _check_evaluates(Action(self.type, self.value).apply)
         return self
 
 
@@ -56,12 +78,18 @@ class ProductFilterIn(BaseModel):
     """Catalogue attributes, compared case-insensitively; every non-empty list must hold."""
 
     model_config = ConfigDict(extra="forbid")
-    brands: list[str] = Field(default_factory=list, description="Keep products of these brands")
-    exclude_brands: list[str] = Field(default_factory=list)
-    categories: list[str] = Field(default_factory=list, description="Keep products of these categories")
-    exclude_categories: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list, description="Keep products carrying at least one of these tags")
-    exclude_tags: list[str] = Field(default_factory=list, description="Drop products carrying any of these tags")
+    brands: list[Label] = Field(default_factory=list, max_length=1000, description="Keep products of these brands")
+    exclude_brands: list[Label] = Field(default_factory=list, max_length=1000)
+    categories: list[Label] = Field(
+        default_factory=list, max_length=1000, description="Keep products of these categories"
+    )
+    exclude_categories: list[Label] = Field(default_factory=list, max_length=1000)
+    tags: list[Label] = Field(
+        default_factory=list, max_length=1000, description="Keep products carrying at least one of these tags"
+    )
+    exclude_tags: list[Label] = Field(
+        default_factory=list, max_length=1000, description="Drop products carrying any of these tags"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -75,7 +103,7 @@ class ProductFilterIn(BaseModel):
 
 class WeeklyWindowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    days: list[Weekday] = Field(min_length=1, description="Weekdays the window opens on: mon ... sun")
+    days: list[Weekday] = Field(min_length=1, max_length=7, description="Weekdays the window opens on: mon ... sun")
     start: time = Field(description="Local time the window opens, HH:MM")
     end: time = Field(description="Local time it closes, HH:MM; at or before start runs past midnight")
 
@@ -90,21 +118,25 @@ class WeeklyWindowIn(BaseModel):
 
 class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Label
     channels: list[uuid.UUID] | Literal["all"] = Field(
-        "all", description='Connection ids the rule applies to, or "all"'
+        "all", max_length=1000, description='Connection ids the rule applies to, or "all"'
     )
-    skus: list[str] | None = Field(None, description="SKUs the rule applies to; omitted for all products")
+    skus: list[Sku] | None = Field(
+        None, max_length=MAX_RULE_SKUS, description="SKUs the rule applies to; omitted for all products"
+    )
     product_filter: ProductFilterIn | None = Field(None, description="Filter on catalogue attributes")
     condition: ConditionIn
     action: ActionIn
     starts_at: datetime | None = Field(None, description="Start of the period; without an offset, in time_zone")
     ends_at: datetime | None = Field(None, description="End of the period (excluded)")
     weekly_windows: list[WeeklyWindowIn] = Field(
-        default_factory=list, description="When set, the rule is in force only inside one of these windows"
+        default_factory=list,
+        max_length=100,
+        description="When set, the rule is in force only inside one of these windows",
     )
-    time_zone: str = Field("UTC", description="IANA time zone of weekly windows and of dates without an offset")
-    position: int = Field(100, ge=0, description="Lower positions are applied first")
+    time_zone: Identifier = Field("UTC", description="IANA time zone of weekly windows and of dates without an offset")
+    position: Quantity = Field(100, description="Lower positions are applied first")
     enabled: bool = True
 
     @field_validator("time_zone")
@@ -155,17 +187,17 @@ class RulePatch(BaseModel):
     """Any subset of a rule's fields; the others keep their value. `{"enabled": false}` disables."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    channels: list[uuid.UUID] | Literal["all"] | None = None
-    skus: list[str] | None = None
+    name: Label | None = None
+    channels: list[uuid.UUID] | Literal["all"] | None = Field(None, max_length=1000)
+    skus: list[Sku] | None = Field(None, max_length=MAX_RULE_SKUS)
     product_filter: ProductFilterIn | None = None
     condition: ConditionIn | None = None
     action: ActionIn | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
-    weekly_windows: list[WeeklyWindowIn] | None = None
-    time_zone: str | None = None
-    position: int | None = None
+    weekly_windows: list[WeeklyWindowIn] | None = Field(None, max_length=100)
+    time_zone: Identifier | None = None
+    position: Quantity | None = None
     enabled: bool | None = None
 
     def applied_to(self, current: dict[str, Any]) -> RuleIn:
@@ -221,8 +253,8 @@ class PreviewCursor(BaseModel):
     """A row of the change list: a page starts after it."""
 
     model_config = ConfigDict(extra="forbid")
-    sku: str
-    location: str
+    sku: Sku
+    location: Identifier
 
 
 class PreviewIn(BaseModel):

@@ -9,7 +9,7 @@ from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
 from stocksync_common.topics import CATALOGUE, CONNECTIONS, STOCK_CHANGED
 
-from rule_engine.adapters.tables import outbox
+from rule_engine.adapters.tables import dead_letters, outbox
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.api import router
 from rule_engine.service_layer.evaluation import apply_connection_changes, apply_product_attributes
@@ -19,7 +19,7 @@ from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_change
 
 def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
     settings = settings or RuleEngineSettings()
-    runtime = Runtime("rule-engine", settings, outbox)
+    runtime = Runtime("rule-engine", settings, outbox, dead_letters)
     # Checked against the database on every batch (see stock_changes): safe with several instances.
     rule_sets = RuleSets()
 

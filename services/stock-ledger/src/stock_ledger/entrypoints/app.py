@@ -6,24 +6,28 @@ import os
 
 from fastapi import FastAPI
 
-from stocksync_common.contracts import OrderLineMoved
+from stocksync_common.contracts import DeadLetterRecorded, OrderLineMoved
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.logging import causation
 from stocksync_common.runtime import Runtime, create_service_app
-from stocksync_common.topics import ORDERS
+from stocksync_common.topics import DEAD_LETTER_TOPICS, ORDERS
 
-from stock_ledger.adapters.tables import outbox
+from stock_ledger.adapters.tables import dead_letters, outbox
 from stock_ledger.config import LedgerSettings
+from stock_ledger.entrypoints import dead_letters as dead_letters_api
 from stock_ledger.entrypoints.api import router
+from stock_ledger.service_layer.dead_letters import collect_dead_letters
 from stock_ledger.service_layer.order_lines import apply_order_lines
 
 # The consumer group every instance joins: partitions of orders.v1 are shared among them.
 CONSUMER_GROUP = "stock-ledger"
+# The stock-ledger keeps every service's dead letters (from `<topic>.dlq`) for the API.
+DEAD_LETTER_GROUP = "stock-ledger-dead-letters"
 
 
 def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     settings = settings or LedgerSettings()
-    runtime = Runtime("stock-ledger", settings, outbox)
+    runtime = Runtime("stock-ledger", settings, outbox, dead_letters)
 
     async def on_order_lines(batch: list[ConsumedEvent]) -> None:
         events = [item.event for item in batch if isinstance(item.event, OrderLineMoved)]
@@ -34,11 +38,19 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         if changed:
             runtime.wake_relay()
 
+    async def on_dead_letters(batch: list[ConsumedEvent]) -> None:
+        await collect_dead_letters(
+            runtime.engine, [item.event for item in batch if isinstance(item.event, DeadLetterRecorded)]
+        )
+
     runtime.add_consumer([ORDERS], CONSUMER_GROUP, on_order_lines)
+    # Not dead-lettered itself: a dead letter of a dead letter would loop.
+    runtime.add_consumer(DEAD_LETTER_TOPICS, DEAD_LETTER_GROUP, on_dead_letters, dead_letter=False)
     app = create_service_app(
         title="Stocksync stock-ledger",
         description="Stock per SKU: on_hand, reserved, available, the append-only ledger, imports, oversells.",
         runtime=runtime,
     )
     app.include_router(router)
+    app.include_router(dead_letters_api.router)
     return app

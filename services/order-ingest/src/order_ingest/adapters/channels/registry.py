@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from order_ingest.adapters.channels import amazon, ebay, generic, mirakl, shopify, walmart, woocommerce
+from order_ingest.adapters.channels import amazon, bounded, ebay, generic, mirakl, shopify, walmart, woocommerce
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import Notification
 
@@ -35,22 +35,23 @@ def webhook_channels(ebay_keys: ebay.EbayPublicKeys) -> dict[str, WebhookChannel
         return await ebay_keys.verify(connection, headers, body)
 
     return {
-        "shopify": WebhookChannel(_sync(shopify.verify), shopify.parse),
-        "woocommerce": WebhookChannel(_sync(woocommerce.verify), woocommerce.parse, woocommerce.is_ping),
-        "amazon": WebhookChannel(_sync(amazon.verify), amazon.parse),
-        "ebay": WebhookChannel(verify_ebay, ebay.parse),
-        "walmart": WebhookChannel(_sync(walmart.verify), walmart.parse),
-        "generic": WebhookChannel(_sync(generic.verify), generic.parse),
+        "shopify": WebhookChannel(_sync(shopify.verify), PARSERS["shopify"]),
+        "woocommerce": WebhookChannel(_sync(woocommerce.verify), PARSERS["woocommerce"], woocommerce.is_ping),
+        "amazon": WebhookChannel(_sync(amazon.verify), PARSERS["amazon"]),
+        "ebay": WebhookChannel(verify_ebay, PARSERS["ebay"]),
+        "walmart": WebhookChannel(_sync(walmart.verify), PARSERS["walmart"]),
+        "generic": WebhookChannel(_sync(generic.verify), PARSERS["generic"]),
     }
 
 
-# How a stored delivery of each channel type is read again (replay), polled ones too.
+# How a delivery of each channel type is read (webhooks, polls, replays), every one
+# within the bounds of stocksync_common.bounds.
 PARSERS: dict[str, Callable[[Headers, bytes], Notification]] = {
-    "shopify": shopify.parse,
-    "woocommerce": woocommerce.parse,
-    "amazon": amazon.parse,
-    "ebay": ebay.parse,
-    "walmart": walmart.parse,
-    "generic": generic.parse,
-    "mirakl": mirakl.parse,
+    "shopify": bounded(shopify.parse),
+    "woocommerce": bounded(woocommerce.parse),
+    "amazon": bounded(amazon.parse),
+    "ebay": bounded(ebay.parse),
+    "walmart": bounded(walmart.parse),
+    "generic": bounded(generic.parse),
+    "mirakl": bounded(mirakl.parse),
 }
