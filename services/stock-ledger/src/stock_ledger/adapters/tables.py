@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from stocksync_common.db import inbox_table, outbox_table, service_metadata
+from stocksync_common.db import inbox_table, outbox_broker_table, outbox_table, service_metadata
 
 metadata = service_metadata("stock_ledger")
 inbox = inbox_table(metadata)
 outbox = outbox_table(metadata)
+outbox_broker = outbox_broker_table(metadata)
 
 merchants = sa.Table(
     "merchants",
