@@ -91,6 +91,11 @@ class EmbeddedPostgres:
         self._wait_ready()
         self._ensure_database()
 
+    @property
+    def running(self) -> bool:
+        """The server answers (a restart in progress counts as not running)."""
+        return self._accepts_connections()
+
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             _run_as([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
