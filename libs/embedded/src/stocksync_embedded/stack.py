@@ -366,9 +366,10 @@ class Stack:
         Each service stops after the one that feeds it. On the embedded broker, which
         keeps records in memory only, a service is stopped only once its consumer group
         has committed everything its upstream published (at most `drain_timeout_s`), so
-        that a Ctrl-C of `make run` loses no event; an event still unconsumed after that
-        (a crashed consumer) is gone, and that SKU's next change (absolute values)
-        corrects what it would have said.
+        that a Ctrl-C of `make run` delivers everything before the broker goes; an event
+        still unconsumed after that (a stuck consumer) is republished to the next broker
+        from its producer's outbox (kept for `OUTBOX_RETENTION_S`). Supervision ends
+        first, so nothing stopped here is restarted.
         """
         self._supervising.clear()
         if self._supervisor is not None:
