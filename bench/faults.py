@@ -206,6 +206,14 @@ class FaultStack:
     # -- setting up --------------------------------------------------------------------
 
     def start(self) -> FaultStack:
+        """Start everything; on failure, stop what was started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> FaultStack:
         stack = self.stack
         stack.start_infrastructure(use_environment=False)
         stack.migrate()
