@@ -122,7 +122,8 @@ class Traffic:
         self._client = httpx.Client(timeout=10)
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="orders")
         self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
-        self._base = 6_000_000_000_000 + self.random.randrange(10**11) * 10
+        # Unique per run whatever the seed: an order id seen before is not a new order.
+        self._base = 6_000_000_000_000 + secrets.randbelow(10**11) * 10_000
 
     def start(self) -> Traffic:
         self._thread.start()

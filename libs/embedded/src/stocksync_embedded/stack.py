@@ -340,21 +340,23 @@ class Stack:
                 process.start()
 
     def _restart_broker(self) -> None:
-        """A new, empty broker: recreate the topics, then restart the services, so that
-        their consumers start from the beginning of the new topics (the old broker's
-        committed offsets are gone) and their relays republish what they retained."""
+        """A new, empty broker. The services are stopped first, so that no consumer
+        carries a position of the old broker over to the new one; then the topics are
+        recreated and the services start again: their consumers start from the
+        beginning of the new topics (the old broker's committed offsets are gone) and
+        their relays republish what they retained."""
         assert self.broker is not None and self.kafka_bootstrap_servers
         delay = self.backoff.next_delay("broker", 0.0)
-        self._report(f"broker exited; restarting it in {delay:g} s")
+        self._report(f"broker exited; restarting it and the services in {delay:g} s")
         self.restarts.append(Restart("broker", time.time(), None, delay))
+        services = [self.processes[name] for name, _ in SERVICES if name in self.processes]
+        for process in services:
+            process.stop(timeout=5)
         time.sleep(delay)
         self.broker.start()
         asyncio.run(ensure_topics(self.kafka_bootstrap_servers))
-        for name, _ in SERVICES:
-            process = self.processes.get(name)
-            if process is not None:
-                process.stop(timeout=5)
-                process.start()
+        for process in services:
+            process.start()
         self._report("broker restarted; services restarted on it")
 
     def _report(self, message: str) -> None:
