@@ -445,3 +445,17 @@ def restart_postgres(faults: FaultStack) -> None:
     postgres = faults.stack.postgres
     assert postgres is not None
     postgres.stop(mode="immediate")
+
+
+def channel_errors(failures: int) -> Callable[[FaultStack], None]:
+    """C2's sandbox answers its next `failures` calls with 500, then the next `failures`
+    with 429 (a storm): the publisher retries, C2 ends right, C1 is not held up. (A
+    channel that hangs past the timeout is not injected: the sandboxes cannot hang.)"""
+
+    def fault(faults: FaultStack) -> None:
+        c2 = faults.channels[1]
+        for mode in ("http_500", "http_429"):
+            answer = httpx.post(f"{c2.url}/_sandbox/fail-next", json={"mode": mode, "count": failures}, timeout=10)
+            answer.raise_for_status()
+
+    return fault

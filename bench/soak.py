@@ -5,7 +5,8 @@
 Starts a supervised Stocksync of its own (bench.faults.FaultStack) and, until the time
 is up, runs the faults in turn, each with order traffic before, during and after it:
 each service SIGKILLed, several random SIGKILLs, the broker frozen for `--outage-s` then
-replaced by a new empty one, PostgreSQL stopped as by a crash, and a quiet run. After
+replaced by a new empty one, PostgreSQL stopped as by a crash, a channel answering 500
+then 429, and a quiet run. After
 each: orders sent and accepted, units lost and double-counted (both must be 0), dead
 letters, time to converge. Writes bench/results/soak.json and rewrites the table of
 docs/RELIABILITY.md; exits 1 if any unit was lost or double-counted or a run did not
@@ -29,6 +30,7 @@ from bench.faults import (
     FaultStack,
     Figures,
     broker_outage,
+    channel_errors,
     kill_service,
     kill_services_at_random,
     restart_postgres,
@@ -51,6 +53,7 @@ def schedule(outage_s: float, seed: int) -> list[tuple[str, Callable[[FaultStack
         ("3 random SIGKILLs", kill_services_at_random(3, seed)),
         (f"broker frozen {outage_s:g} s, then a new empty broker", broker_outage(outage_s)),
         ("PostgreSQL restarted", restart_postgres),
+        ("C2 answers 500 x20, then 429 x20", channel_errors(20)),
         ("no fault", nothing),
     ]
 

@@ -14,7 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench.faults import FaultStack, Figures, broker_outage, kill_service, kill_services_at_random, restart_postgres
+from bench.faults import (
+    FaultStack,
+    Figures,
+    broker_outage,
+    channel_errors,
+    kill_service,
+    kill_services_at_random,
+    restart_postgres,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -68,3 +76,9 @@ def test_postgres_restarted_under_load_the_services_recover_without_a_restart(fa
     assert_nothing_lost(figures)
     assert figures.restarts == ["postgres"]
     assert {name: faults.stack.processes[name].process.pid for name in pids} == pids  # type: ignore[union-attr]
+
+
+def test_a_channel_answering_500_then_a_429_storm_ends_right(faults: FaultStack) -> None:
+    figures = faults.run("C2 answers 500 x20, then 429 x20", channel_errors(20), before_s=2, after_s=3)
+    assert_nothing_lost(figures)
+    assert figures.restarts == []
