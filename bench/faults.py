@@ -449,8 +449,10 @@ def restart_postgres(faults: FaultStack) -> None:
 
 def channel_errors(failures: int) -> Callable[[FaultStack], None]:
     """C2's sandbox answers its next `failures` calls with 500, then the next `failures`
-    with 429 (a storm): the publisher retries, C2 ends right, C1 is not held up. (A
-    channel that hangs past the timeout is not injected: the sandboxes cannot hang.)"""
+    with 429: the publisher retries with backoff and C2 ends right. Keep 2 x `failures`
+    under the connection's `pause_after_failures` (8): past it the publisher pauses the
+    connection for `pause_duration_s` (300 s), by design. (A channel that hangs past the
+    timeout is not injected: the sandboxes cannot hang.)"""
 
     def fault(faults: FaultStack) -> None:
         c2 = faults.channels[1]

@@ -79,6 +79,6 @@ def test_postgres_restarted_under_load_the_services_recover_without_a_restart(fa
 
 
 def test_a_channel_answering_500_then_a_429_storm_ends_right(faults: FaultStack) -> None:
-    figures = faults.run("C2 answers 500 x20, then 429 x20", channel_errors(20), before_s=2, after_s=3)
+    figures = faults.run("C2 answers 500 x3, then 429 x3", channel_errors(3), before_s=2, after_s=3)
     assert_nothing_lost(figures)
     assert figures.restarts == []
