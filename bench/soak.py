@@ -93,8 +93,8 @@ def summary(figures: list[Figures]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], started: datetime, minutes: float, rate: float) -> str:
     lines = [
         TABLE_START,
-        f"Last run: {started:%Y-%m-%d %H:%M} UTC, {minutes:g} minutes, {rate:g} orders/s "
-        "(`python -m bench.soak`, written by it).",
+        f"Last run: {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} minutes from start to end (setup included), "
+        f"{rate:g} orders/s (`python -m bench.soak`, written by it).",
         "",
         "| fault | runs | orders sent | accepted | units lost | units double-counted | dead letters "
         "| time to converge (max) |",
