@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint format clean bench simulate bench-ledger
+.PHONY: install run test test-unit lint format clean bench simulate bench-ledger soak
 
 install: $(STAMP)
 
@@ -39,6 +39,7 @@ format: $(STAMP)
 
 BENCH_ARGS ?=
 SIM_ARGS ?=
+SOAK_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
@@ -52,6 +53,10 @@ bench: $(BENCH_STAMP)
 ## Stock-ledger throughput (order lines/s, one hot SKU and 10,000 SKUs; CSV import); writes bench/results/ledger.json.
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger_bench.py --json bench/results/ledger.json $(LEDGER_BENCH_ARGS)
+
+## Fault injection soak: 30 minutes of orders with crashes on a timer; rewrites docs/RELIABILITY.md (SOAK_ARGS="--minutes 5").
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 ## The oversell simulator: batch sync against Stocksync's event path; rewrites docs/simulator.md.
 simulate: $(BENCH_STAMP)

@@ -80,6 +80,24 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("event_type", sa.Text, nullable=False),
         sa.Column("causation_id", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        # Set when the broker acknowledged the row; the row is kept for the retention
+        # window after that. The relay reads unpublished rows through the partial index.
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Index("outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+        sa.Index("outbox_published_at", "published_at", postgresql_where=sa.text("published_at IS NOT NULL")),
+    )
+
+
+def outbox_broker_table(metadata: sa.MetaData) -> sa.Table:
+    """The cluster id of the broker the outbox was last published to (one row): a
+    different id means a new broker, which gets the retained rows again."""
+    return sa.Table(
+        "outbox_broker",
+        metadata,
+        sa.Column("id", sa.SmallInteger, primary_key=True),
+        sa.Column("cluster_id", sa.Text, nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.CheckConstraint("id = 1", name="outbox_broker_one_row"),
     )
 
 

@@ -90,7 +90,13 @@ class Runtime:
         await self._producer.start()
         if self.outbox is not None:
             self.relay = OutboxRelay(
-                self.engine, self.outbox, self._producer, poll_interval_s=self.settings.outbox_poll_interval_s
+                self.engine,
+                self.outbox,
+                self._producer,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                poll_interval_s=self.settings.outbox_poll_interval_s,
+                retention_s=self.settings.outbox_retention_s,
+                broker_check_interval_s=self.settings.outbox_broker_check_interval_s,
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         self.consumers = [

@@ -54,6 +54,10 @@ class ServiceSettings(BaseSettings):
     # Only for creating merchants.
     admin_token: SecretStr = SecretStr(DEV_SECRET)
     outbox_poll_interval_s: float = Field(0.5, gt=0)
+    # Published outbox rows are kept this long, so that a broker that lost what it held
+    # (the embedded in-memory broker restarted) gets them again (docs/RELIABILITY.md).
+    outbox_retention_s: float = Field(3600.0, ge=0, le=30 * 86_400)
+    outbox_broker_check_interval_s: float = Field(1.0, gt=0, le=60)
     graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
 
     @field_validator("database_url")

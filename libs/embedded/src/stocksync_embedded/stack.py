@@ -3,6 +3,11 @@
 Used by `make run` (with the demo merchant) and by the end-to-end tests. Every piece
 can be swapped for a real server: `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` point the
 same code at an existing PostgreSQL and Kafka instead of the embedded ones.
+
+`Stack.supervise` runs the stack like Kubernetes would: a process that exits without
+being asked to (a crash, SIGKILL included) is restarted with a capped exponential
+backoff, the embedded broker and PostgreSQL too; the stack stops only on `Stack.stop`
+(Ctrl-C for `make run`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,12 +93,22 @@ class ManagedProcess:
     log_path: Path
     health_url: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    # Set by `stop`: an exit that was asked for, which the supervisor leaves alone.
+    stopped: bool = False
+    started_at: float = 0.0
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def crashed(self) -> bool:
+        """Started, not asked to stop, and exited."""
+        return self.process is not None and not self.stopped and self.process.poll() is not None
+
     def start(self) -> None:
+        self.stopped = False
+        self.started_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
         self.process = subprocess.Popen(
@@ -115,6 +131,7 @@ class ManagedProcess:
         raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
 
     def stop(self, timeout: float = 25.0) -> int | None:
+        self.stopped = True
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None
         self.process.terminate()  # SIGTERM: a graceful shutdown
@@ -125,9 +142,35 @@ class ManagedProcess:
             return self.process.wait()
 
     def kill(self) -> None:
+        """SIGKILL, as a crash: the supervisor (if running) restarts the process."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@dataclass
+class Restart:
+    name: str
+    at: float  # time.time()
+    exit_code: int | None
+    delay_s: float
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff per process; reset once it has run `healthy_after_s`."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    healthy_after_s: float = 60.0
+    delays: dict[str, float] = field(default_factory=dict)
+
+    def next_delay(self, name: str, ran_for_s: float) -> float:
+        if ran_for_s >= self.healthy_after_s:
+            self.delays.pop(name, None)
+        delay = self.delays.get(name, self.initial_s)
+        self.delays[name] = min(self.max_s, delay * 2)
+        return delay
 
 
 @dataclass
@@ -144,6 +187,12 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    backoff: Backoff = field(default_factory=Backoff)
+    restarts: list[Restart] = field(default_factory=list)
+    _supervisor: threading.Thread | None = None
+    _supervising: threading.Event = field(default_factory=threading.Event)
+    # Held while the supervisor restarts something, and by `stop`.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def base_url(self) -> str:
@@ -248,16 +297,86 @@ class Stack:
         self.processes[process.name] = process
         return process
 
+    def supervise(self, poll_s: float = 0.2) -> None:
+        """Restart what crashes, until `stop`. Runs in a daemon thread."""
+        if self._supervisor is not None:
+            return
+        self._supervising.set()
+        self._supervisor = threading.Thread(target=self._supervise, args=(poll_s,), name="supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _supervise(self, poll_s: float) -> None:
+        due: dict[str, float] = {}  # name -> monotonic time of its restart
+        while self._supervising.is_set():
+            try:
+                with self._lock:
+                    if self._supervising.is_set():
+                        self._supervise_once(due)
+            except Exception as exc:  # keep supervising whatever one restart did
+                self._report(f"supervisor: {type(exc).__name__}: {exc}")
+            time.sleep(poll_s)
+
+    def _supervise_once(self, due: dict[str, float]) -> None:
+        now = time.monotonic()
+        if self.postgres is not None and not self.postgres.running:
+            self._report("postgres is not running; restarting it")
+            self.postgres.start()
+            self.restarts.append(Restart("postgres", time.time(), None, 0.0))
+        if self.broker is not None and self.broker.crashed:
+            self._restart_broker()
+        for name, process in list(self.processes.items()):
+            if not process.crashed:
+                continue
+            if name not in due:
+                assert process.process is not None
+                delay = self.backoff.next_delay(name, now - process.started_at)
+                due[name] = now + delay
+                self.restarts.append(Restart(name, time.time(), process.process.returncode, delay))
+                self._report(
+                    f"{name} exited ({process.process.returncode}); restarting in {delay:g} s; see {process.log_path}"
+                )
+            elif now >= due[name]:
+                del due[name]
+                process.start()
+
+    def _restart_broker(self) -> None:
+        """A new, empty broker. The services are stopped first, so that no consumer
+        carries a position of the old broker over to the new one; then the topics are
+        recreated and the services start again: their consumers start from the
+        beginning of the new topics (the old broker's committed offsets are gone) and
+        their relays republish what they retained."""
+        assert self.broker is not None and self.kafka_bootstrap_servers
+        delay = self.backoff.next_delay("broker", 0.0)
+        self._report(f"broker exited; restarting it and the services in {delay:g} s")
+        self.restarts.append(Restart("broker", time.time(), None, delay))
+        services = [self.processes[name] for name, _ in SERVICES if name in self.processes]
+        for process in services:
+            process.stop(timeout=5)
+        time.sleep(delay)
+        self.broker.start()
+        asyncio.run(ensure_topics(self.kafka_bootstrap_servers))
+        for process in services:
+            process.start()
+        self._report("broker restarted; services restarted on it")
+
+    def _report(self, message: str) -> None:
+        print(f"Stocksync: {message}", file=sys.stderr, flush=True)
+
     def stop(self) -> None:
         """Stop sandboxes and gateway first, then the services in the order events flow.
 
         Each service stops after the one that feeds it. On the embedded broker, which
         keeps records in memory only, a service is stopped only once its consumer group
         has committed everything its upstream published (at most `drain_timeout_s`), so
-        that a Ctrl-C of `make run` loses no event; an event still unconsumed after that
-        (a crashed consumer) is gone, and that SKU's next change (absolute values)
-        corrects what it would have said.
+        that a Ctrl-C of `make run` delivers everything before the broker goes; an event
+        still unconsumed after that (a stuck consumer) is republished to the next broker
+        from its producer's outbox (kept for `OUTBOX_RETENTION_S`). Supervision ends
+        first, so nothing stopped here is restarted.
         """
+        self._supervising.clear()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
         flow = ["order-ingest", "stock-ledger", "rule-engine", "channel-publisher"]
         others = [name for name in reversed(list(self.processes)) if name not in flow]
         for name in others:

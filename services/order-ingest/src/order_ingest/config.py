@@ -9,9 +9,6 @@ class IngestSettings(ServiceSettings):
     http_port: int = 8001
     # Larger webhook bodies are refused with 413 before anything is read into memory.
     webhook_max_body_bytes: int = Field(1_048_576, ge=1024)
-    # How long a webhook waits for the broker to acknowledge its events. Past it, the
-    # events are durable in PostgreSQL and the relay publishes them when it can.
-    webhook_broker_ack_timeout_s: float = Field(3.0, gt=0)
     # Per connection: at most this many webhooks per period, then 429 with Retry-After.
     # Marketplaces retry a 429, so a storm on one connection slows only that connection.
     webhook_rate_limit: int = Field(100, ge=1)

@@ -4,10 +4,11 @@ Answers, in this order: 404 unknown channel type or connection (or a connection 
 another type), 429 over the connection's rate limit (with Retry-After), 413 oversized
 body, 401 bad signature (503 when the channel's key service is down, so that it
 retries), 422 malformed payload naming the field; then 200, either for a duplicate
-(nothing produced) or once the delivery and its events are committed to PostgreSQL:
-`accepted` when the broker has acknowledged them too, `stored` when it did not in time
-(the outbox relay publishes them when the broker is back). Nothing is
-acknowledged before it is durable, and none of the refusals produce anything.
+(nothing produced) or `accepted` once the delivery and its events (outbox rows) are
+committed to PostgreSQL. That commit is the durability promise: the outbox relay
+publishes, and no request waits for the broker (when it is down, the relay publishes
+once it is back). Nothing is acknowledged before it is durable, and none of the
+refusals produce anything.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 
-from stocksync_common.logging import causation
 from stocksync_common.runtime import Runtime
 
 from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
@@ -134,20 +134,14 @@ async def receive_webhook(channel_type: str, connection_id: str, request: Reques
     if accepted.duplicate:
         WEBHOOKS.labels(channel_type, "duplicate").inc()
         return ORJSONResponse({"status": "duplicate", "events": 0})
-    published = True
-    if accepted.outbox_ids:
-        runtime.wake_relay()
-        assert runtime.relay is not None
-        published = await runtime.relay.wait_published(accepted.outbox_ids, settings.webhook_broker_ack_timeout_s)
-    with causation(notification.channel_event_id):
-        if not published:
-            # Durable in PostgreSQL; the relay publishes when the broker is back.
-            log.warning("broker did not acknowledge in time; events kept in the outbox")
-    WEBHOOKS.labels(channel_type, "accepted" if published else "stored").inc()
+    # The commit is the durability promise: the relay publishes, no request waits for
+    # the broker.
+    runtime.wake_relay()
+    WEBHOOKS.labels(channel_type, "accepted").inc()
     WEBHOOK_ACK.labels(channel_type).observe(time.perf_counter() - started)
     return ORJSONResponse(
         {
-            "status": "accepted" if published else "stored",
+            "status": "accepted",
             "delivery_id": str(accepted.delivery_id),
             "events": len(accepted.movements),
             "movements": [

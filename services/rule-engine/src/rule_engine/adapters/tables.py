@@ -5,13 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from stocksync_common.db import inbox_table, outbox_table, service_metadata
+from stocksync_common.db import inbox_table, outbox_broker_table, outbox_table, service_metadata
 from stocksync_common.dead_letters import dead_letters_table
 
 metadata = service_metadata("rule_engine")
 inbox = inbox_table(metadata)
 outbox = outbox_table(metadata)
 dead_letters = dead_letters_table(metadata)
+outbox_broker = outbox_broker_table(metadata)
 
 rules = sa.Table(
     "rules",

@@ -1,7 +1,7 @@
 """access tokens per connection, unmapped SKUs summarised per connection
 
 Revision ID: 0006_tokens_unmapped
-Revises: 0004_dead_letters
+Revises: 0005_outbox_retention
 Create Date: 2026-11-30 04:50:00
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0006_tokens_unmapped"
-down_revision: str | Sequence[str] | None = "0004_dead_letters"
+down_revision: str | Sequence[str] | None = '0005_outbox_retention'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
