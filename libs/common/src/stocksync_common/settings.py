@@ -43,6 +43,9 @@ class ServiceSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, le=60_000)
     # How long a join waits for the members that are still alive to rejoin.
     kafka_rebalance_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    # How often each consumer reads its partitions' lag from the broker (committed offset
+    # against the log end) for stocksync_consumer_lag.
+    consumer_lag_interval_s: float = Field(15.0, ge=1, le=3600)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
