@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint format clean bench simulate bench-ledger
+.PHONY: install run test test-unit lint format clean bench simulate bench-ledger asyncapi
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src
+
+## The AsyncAPI document of the topics (docs/asyncapi.yaml), from the registry and the contracts.
+asyncapi: $(STAMP)
+	$(BIN)/python -m stocksync_common.asyncapi > docs/asyncapi.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
+from stocksync_common.asyncapi import build_document
 from stocksync_common.db import make_engine, ping
 from stocksync_common.kafka import BatchConsumer, BatchHandler, make_producer
 from stocksync_common.logging import configure_logging
@@ -187,6 +188,11 @@ def create_service_app(
         if dead:
             return ORJSONResponse({"status": "dead", "service": runtime.service, "dead": dead}, status_code=503)
         return ORJSONResponse({"status": "alive", "service": runtime.service})
+
+    @app.get("/asyncapi", include_in_schema=False)
+    async def asyncapi() -> ORJSONResponse:
+        """The AsyncAPI 3 document of every topic (docs/asyncapi.yaml), for subscribers."""
+        return ORJSONResponse(build_document())
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> ORJSONResponse:
