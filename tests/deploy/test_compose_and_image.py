@@ -44,8 +44,18 @@ def split_shell(command: list[str]) -> list[tuple[str, ...]]:
     return [tuple(command)]
 
 
+def dockerfile_stages() -> dict[str, str]:
+    """Each stage of the Dockerfile by name, in order."""
+    parts = re.split(r"^FROM (\S+) AS (\S+)$", (REPO / "Dockerfile").read_text(), flags=re.MULTILINE)
+    return {
+        name: f"FROM {parent}\n{body}" for parent, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True)
+    }
+
+
 def dockerfile_cmd() -> tuple[str, ...]:
-    (line,) = re.findall(r"^CMD (\[.*\])$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    """The production image's command: that of the last stage, the default target."""
+    *_, production = dockerfile_stages().values()
+    (line,) = re.findall(r"^CMD (\[.*\])$", production, re.MULTILINE)
     return tuple(json.loads(line))
 
 
@@ -175,6 +185,23 @@ def test_the_init_commands_create_the_topics_and_apply_every_migration(infrastru
             await admin.close()
 
     assert {topic.name for topic in ALL_TOPICS} <= asyncio.run(topic_names())
+
+
+def test_the_production_image_installs_locked_dependencies_before_the_code_and_no_sandbox() -> None:
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "runtime"
+    assert "COPY --from=build /opt/stocksync" in stages["runtime"]
+    build = stages["build"]
+    lock = build.index("pip install --no-deps -r deploy/image/requirements.lock")
+    assert lock < build.index("COPY libs/common")
+    assert lock < build.index("COPY services")
+    assert "COPY sandboxes" not in build and "./sandboxes" not in build
+    assert "stocksync_sandboxes" not in stages["runtime"]
+    assert "COPY sandboxes" in stages["build-sandboxes"]
+    assert compose()["services"]["sandbox-shopify"]["build"]["target"] == "sandboxes"
+    for name, service in compose()["services"].items():
+        if name != "sandbox-shopify" and "build" in service:
+            assert "target" not in service["build"], name
 
 
 def test_the_image_carries_no_secret() -> None:

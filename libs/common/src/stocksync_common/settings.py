@@ -1,7 +1,8 @@
 """The settings base every service extends: one place per service for every setting.
 
-Values come from the environment (or a `.env` file, or files mounted under
-`/run/secrets` for secrets). Outside development a default secret is refused.
+Each value comes from, in this order: the environment; a file under `/run/secrets`
+named like the setting (how Kubernetes and compose mount secrets); a `.env` file; the
+default (docs/configuration.md). Outside development a default secret is refused.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-only-change-me"
 
@@ -55,6 +56,19 @@ class ServiceSettings(BaseSettings):
     admin_token: SecretStr = SecretStr(DEV_SECRET)
     outbox_poll_interval_s: float = Field(0.5, gt=0)
     graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A mounted secret outranks a stray .env file (pydantic-settings' own order puts
+        # .env first); the environment outranks both.
+        return init_settings, env_settings, file_secret_settings, dotenv_settings
 
     @field_validator("database_url")
     @classmethod
