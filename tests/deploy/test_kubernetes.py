@@ -161,7 +161,7 @@ def test_custom_resources_match_the_operators_published_schema(
     assert not validator.is_valid(broken)
 
 
-def test_every_custom_resource_kind_in_the_overlays_has_a_schema() -> None:
+def test_every_vendored_schema_checks_a_resource_of_an_overlay() -> None:
     from tests.deploy.conftest import OVERLAYS, render
 
     kinds = {(r["apiVersion"], r["kind"]) for overlay in OVERLAYS for r in render(overlay)}
