@@ -33,15 +33,17 @@ lock:
 	$(LOCK) deploy/image/requirements.in $(addprefix --no-emit-package ,$(OWN_PACKAGES)) -o deploy/image/requirements.lock
 	$(LOCK) deploy/image/sandboxes.in $(addprefix --no-emit-package ,$(OWN_PACKAGES)) -o deploy/image/sandboxes.lock
 
-## Known vulnerabilities in the locked dependencies (pip-audit; needs PyPI and the
-## vulnerability service, so it is skipped, saying so, when they cannot be reached).
+## Known vulnerabilities in the locked dependencies (pip-audit against PyPI's
+## vulnerability data; skipped, saying so, where that cannot be reached: offline, or a
+## mirror without it). Fails on any vulnerability and on any package it cannot audit.
+AUDIT_PROBE := import re, urllib.request as u; name, version = re.search(r"^([a-z0-9-]+)==([^\s;]+)", open("deploy/image/requirements.lock").read(), re.M).groups(); u.urlopen(f"https://pypi.org/pypi/{name}/{version}/json", timeout=5)
 audit: $(STAMP)
-	@if $(BIN)/python -c "import urllib.request as u; u.urlopen('https://pypi.org/simple/pip-audit/', timeout=5)" 2>/dev/null; then \
+	@if $(BIN)/python -c '$(AUDIT_PROBE)' 2>/dev/null; then \
 		$(BIN)/python -m pip install --quiet "pip-audit>=2.7" && \
 		grep -v '^-e ' requirements-dev.lock > $(VENV)/audit-dev.txt && \
 		$(BIN)/pip-audit --strict --no-deps --disable-pip -r deploy/image/requirements.lock -r deploy/image/sandboxes.lock -r $(VENV)/audit-dev.txt; \
 	else \
-		echo "audit skipped: PyPI is not reachable (offline); run 'make audit' with network access"; \
+		echo "audit skipped: PyPI's vulnerability data is not reachable from here (offline?); run 'make audit' with network access"; \
 	fi
 
 ## Run Stocksync on the embedded default (PostgreSQL and broker from wheels), with the demo merchant.
