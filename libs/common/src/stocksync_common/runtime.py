@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
+from stocksync_common.asyncapi import build_document
 from stocksync_common.db import make_engine, ping
 from stocksync_common.dead_letters import DeadLetterStore
 from stocksync_common.kafka import BatchConsumer, BatchHandler, make_producer
@@ -66,6 +67,8 @@ class Runtime:
         self._consumer_tasks: list[asyncio.Task[None]] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None
+        self._lag_tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -113,17 +116,19 @@ class Runtime:
         for consumer in self.consumers:
             await consumer.start()
             self._consumer_tasks.append(asyncio.create_task(consumer.run(), name=consumer.group_id))
+            self._lag_tasks.append(asyncio.create_task(consumer.report_lag(), name=f"{consumer.group_id}-lag"))
         for worker in self.workers:
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=worker.name))
 
     async def stop(self) -> None:
         timeout = self.settings.graceful_shutdown_timeout_s
+        self._stopping = True
         # Everything stops taking new work at once; then each finishes what it holds.
         for consumer in self.consumers:
             consumer.request_stop()
         for worker in self.workers:
             worker.request_stop()
-        await _drain(self._consumer_tasks, timeout)
+        await _drain([*self._consumer_tasks, *self._lag_tasks], timeout)
         for consumer in self.consumers:
             await consumer.stop()
         await _drain(self._worker_tasks, timeout)
@@ -132,6 +137,17 @@ class Runtime:
             await _drain([self._relay_task], timeout)
         await self.producer.stop()
         await self.engine.dispose()
+
+    def dead_tasks(self) -> list[str]:
+        """The consumers, lag reporters, workers and relay that ended while the process
+        was not stopping. Each runs until shutdown; one that ended (an error that escaped
+        it, a cancellation) does no more work, and only a restart brings it back."""
+        if self._stopping:
+            return []
+        tasks = [*self._consumer_tasks, *self._lag_tasks, *self._worker_tasks]
+        if self._relay_task is not None:
+            tasks.append(self._relay_task)
+        return sorted(task.get_name() for task in tasks if task.done())
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -197,8 +213,18 @@ def create_service_app(
     instrument(app, runtime.service)
 
     @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive", "service": runtime.service}
+    async def healthz() -> ORJSONResponse:
+        """Liveness: 503 once a consumer, worker or the relay has died, so the
+        orchestrator restarts the process instead of leaving it up and idle."""
+        dead = runtime.dead_tasks()
+        if dead:
+            return ORJSONResponse({"status": "dead", "service": runtime.service, "dead": dead}, status_code=503)
+        return ORJSONResponse({"status": "alive", "service": runtime.service})
+
+    @app.get("/asyncapi", include_in_schema=False)
+    async def asyncapi() -> ORJSONResponse:
+        """The AsyncAPI 3 document of every topic (docs/asyncapi.yaml), for subscribers."""
+        return ORJSONResponse(build_document())
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> ORJSONResponse:

@@ -1,7 +1,8 @@
 """The settings base every service extends: one place per service for every setting.
 
-Values come from the environment (or a `.env` file, or files mounted under
-`/run/secrets` for secrets). Outside development a default secret is refused.
+Each value comes from, in this order: the environment; a file under `/run/secrets`
+named like the setting (how Kubernetes and compose mount secrets); a `.env` file; the
+default (docs/configuration.md). Outside development a default secret is refused.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-only-change-me"
 
@@ -46,6 +47,9 @@ class ServiceSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, le=60_000)
     # How long a join waits for the members that are still alive to rejoin.
     kafka_rebalance_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    # How often each consumer reads its partitions' lag from the broker (committed offset
+    # against the log end) for stocksync_consumer_lag.
+    consumer_lag_interval_s: float = Field(15.0, ge=1, le=3600)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
@@ -59,6 +63,19 @@ class ServiceSettings(BaseSettings):
     outbox_retention_s: float = Field(3600.0, ge=0, le=30 * 86_400)
     outbox_broker_check_interval_s: float = Field(1.0, gt=0, le=60)
     graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A mounted secret outranks a stray .env file (pydantic-settings' own order puts
+        # .env first); the environment outranks both.
+        return init_settings, env_settings, file_secret_settings, dotenv_settings
 
     @field_validator("database_url")
     @classmethod

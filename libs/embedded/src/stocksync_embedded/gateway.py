@@ -30,6 +30,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/rules", "rule-engine"),
     ("/v1/connections", "channel-publisher"),
     ("/v1/pushes", "channel-publisher"),
+    # The AsyncAPI document of the topics; every service serves the same one.
+    ("/asyncapi", "stock-ledger"),
 )
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}

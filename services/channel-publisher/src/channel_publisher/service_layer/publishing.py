@@ -79,6 +79,13 @@ PAUSED = Gauge(
     "stocksync_connection_paused", "1 while a connection is paused (alert on it)", ["connection_id", "channel_type"]
 )
 CHANNEL_CALLS = Counter("stocksync_channel_calls_total", "Channel calls by result", ["channel_type", "result"])
+# Quantities put back to wait, apart from the pushes' outcomes: "throttled" when the
+# channel said when to come back (429, a throttled answer with Retry-After), "failed"
+# for the other transient failures (5xx, timeouts). Throttling is the channel's normal
+# pacing, not an error: the error alerts leave it out.
+PUSH_RETRIES = Counter(
+    "stocksync_push_retries_total", "Quantities postponed for a retry, by cause", ["channel_type", "cause"]
+)
 
 
 ADAPTERS: dict[str, Any] = {
@@ -439,6 +446,9 @@ class Publisher:
                         )
             postponed: list[tuple[_Pending, int, datetime]] = []
             if retrying:
+                for _, outcome in retrying:
+                    cause = "throttled" if outcome.retry_after is not None else "failed"
+                    PUSH_RETRIES.labels(connection.channel_type, cause).inc()
                 postponed, retry_history = self._postpone(retrying, finished)
                 if credentials_error is None:
                     history.extend(retry_history)
