@@ -24,6 +24,8 @@ MAX_LINE_BYTES = 64 * 1024
 AS_OF_SKEW = timedelta(minutes=5)
 CSV_KNOWN_COLUMNS = ("sku", "on_hand", "location", "as_of", "brand", "category", "tags")
 CSV_TAG_SEPARATOR = "|"
+# Columns named "#..." are comments, ignored.
+CSV_COMMENT_PREFIX = "#"
 
 
 AttributeName = Annotated[str, Field(min_length=1, max_length=100)]
@@ -117,7 +119,8 @@ async def read_json_lines(
 
 async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> AsyncIterator[SnapshotRow | RejectedRow]:
     """CSV with a header line: sku, on_hand, then optional location, as_of, brand, category,
-    tags (separated by "|"); any other column is a catalogue attribute of that name.
+    tags (separated by "|"); a column named "#..." is ignored; any other column is a
+    catalogue attribute of that name.
     """
     header: list[str] | None = None
     async for number, raw in read_lines(stream):
@@ -154,6 +157,8 @@ def _csv_document(header: list[str], cells: list[str]) -> dict[str, Any]:
     attributes: dict[str, str] = {}
     for name, value in zip(header, cells, strict=True):
         value = value.strip()
+        if name.startswith(CSV_COMMENT_PREFIX):
+            continue  # e.g. the line and reason columns of a refused-rows report sent again
         if name in ("location", "as_of"):
             if value:
                 document[name] = value
