@@ -155,7 +155,7 @@ def login(
     admin_token: Annotated[str | None, typer.Option(help="Admin token, for `merchants create`.")] = None,
     profile: Annotated[str, typer.Option(help="Name of the profile to write.")] = "default",
 ) -> None:
-    """Check a base URL and API key against the API and save them as a profile."""
+    """Check a base URL and API key, and save them as a profile."""
     client = Client(url, api_key)
     try:
         client.get("/v1/stock", limit=1)
@@ -395,7 +395,8 @@ def stock_refused(
             out.write(chunk)
 
 
-@stock.command("adjust")
+# Unknown options are arguments here, so that a negative delta needs no `--`.
+@stock.command("adjust", context_settings={"ignore_unknown_options": True})
 def stock_adjust(
     ctx: typer.Context,
     sku: Annotated[str, typer.Argument(help="The SKU.")],
@@ -729,6 +730,28 @@ def dead_letters_replay(ctx: typer.Context, dead_letter_id: Annotated[str, typer
     state = _state(ctx)
     answer = state.client().post(f"/v1/dead-letters/{dead_letter_id}/replay")
     state.output.done(f"dead letter {dead_letter_id} replayed", answer)
+
+
+def _command_index() -> str:
+    """Every command with its one-line description, for `stocksync --help`."""
+    entries: list[tuple[str, str]] = []
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__.replace("_", "-") if command.callback else "")
+        entries.append((name, _first_line(command.callback)))
+    for group in app.registered_groups:
+        assert group.typer_instance is not None
+        for command in group.typer_instance.registered_commands:
+            entries.append((f"{group.name} {command.name}", _first_line(command.callback)))
+    width = max(len(name) for name, _ in entries)
+    # "\b" keeps the lines as they are in click's help formatter.
+    return "\n".join(["\b", "Every command:", *(f"  {name.ljust(width)}  {text}" for name, text in entries)])
+
+
+def _first_line(callback: Callable[..., Any] | None) -> str:
+    return ((callback.__doc__ if callback else None) or "").strip().split("\n")[0]
+
+
+app.info.epilog = _command_index()
 
 
 def main() -> None:
