@@ -35,16 +35,15 @@ STOCKSYNC = [sys.executable, "-m", "stocksync_cli"]
 def run(
     stack: Stack, merchant: Merchant | None, *args: str, stdin: str | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("STOCKSYNC_")}
+    environment |= {
         "STOCKSYNC_URL": stack.base_url,
         "STOCKSYNC_CONFIG": str(stack.home / "cli-profiles-none.json"),
         "COLUMNS": "200",
-        **env,
     }
-    environment.pop("STOCKSYNC_API_KEY", None)
     if merchant is not None:
         environment["STOCKSYNC_API_KEY"] = merchant.api_key
+    environment |= env
     return subprocess.run(
         [*STOCKSYNC, *args], env=environment, input=stdin, capture_output=True, text=True, timeout=300
     )

@@ -333,7 +333,8 @@ def stock_import(
             while job["state"] in ("queued", "running"):
                 time.sleep(POLL_INTERVAL_S / 2)
                 job = client.get(f"/v1/stock/imports/{job['job_id']}")
-                bars.update(rows, completed=job["lines_done"])
+                # JSON documents count items, not lines: the total grows if it must.
+                bars.update(rows, completed=job["lines_done"], total=max(job["lines_total"], job["lines_done"], 1))
             bars.update(rows, completed=max(job["lines_total"], 1))
     if report is not None and job["state"] not in ("queued", "running"):
         with report.open("wb") as out:

@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 
 ImportFormat = Literal["csv", "jsonl", "json"]
 PART_BYTES = 1024 * 1024
-# A job whose run failed this many times (not a refused row: an error of the run) fails.
+# A job whose run failed this many times (not a refused row, not the database being
+# unreachable: an error of the run itself) fails.
 MAX_ATTEMPTS = 5
+TRANSIENT_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError)
 # Namespace of the session advisory locks that give a job to one worker.
 _LOCK_NAMESPACE = 0x1D0B
 
@@ -210,7 +212,6 @@ async def run_import_job(
             .where(import_jobs.c.job_id == job_id)
             .values(
                 state="running",
-                attempts=import_jobs.c.attempts + 1,
                 started_at=sa.func.coalesce(import_jobs.c.started_at, sa.func.now()),
                 updated_at=sa.func.now(),
             )
@@ -264,7 +265,12 @@ async def _commit_chunk(
             "updated_at": sa.func.now(),
         }
         if finished:
-            values |= {"state": "succeeded", "finished_at": sa.func.now()}
+            # Blank lines at the end are read too: a finished job is done with every line.
+            values |= {
+                "state": "succeeded",
+                "finished_at": sa.func.now(),
+                "lines_done": sa.func.greatest(progress.last_line, import_jobs.c.lines_total),
+            }
         moved = await conn.execute(
             sa.update(import_jobs)
             .where(import_jobs.c.job_id == job.job_id, import_jobs.c.lines_done == done)
@@ -480,6 +486,10 @@ class ImportWorker:
     async def _run(self, job_id: uuid.UUID) -> None:
         try:
             await run_import_job(self.engine, job_id, chunk_size=self.chunk_size, after_chunk=self.after_chunk)
+        except TRANSIENT_ERRORS:
+            # The database or the network, not the job: retried without counting, after a pause.
+            log.warning("import job %s: run interrupted; retrying", job_id, exc_info=True)
+            await asyncio.sleep(self.poll_interval_s * 5)
         except Exception as exc:
             # Counted in `attempts`: the job is retried, and fails after MAX_ATTEMPTS runs.
             log.exception("import job %s: run failed", job_id)
@@ -487,7 +497,11 @@ class ImportWorker:
                 await conn.execute(
                     sa.update(import_jobs)
                     .where(import_jobs.c.job_id == job_id)
-                    .values(error=f"{type(exc).__name__}: {exc}"[:1000], updated_at=sa.func.now())
+                    .values(
+                        attempts=import_jobs.c.attempts + 1,
+                        error=f"{type(exc).__name__}: {exc}"[:1000],
+                        updated_at=sa.func.now(),
+                    )
                 )
             await asyncio.sleep(self.poll_interval_s)
 
