@@ -139,11 +139,24 @@ def test_import_job_api_refuses_bad_requests_and_hides_other_merchants_jobs(
 ) -> None:
     assert api.post("/v1/stock/imports", headers=merchant.auth, content=b"x").status_code == 415
     assert api.get(f"/v1/stock/imports/{'0' * 8}-0000-0000-0000-{'0' * 12}", headers=merchant.auth).status_code == 404
-    job = api.post(
-        "/v1/stock/imports", headers={**merchant.auth, "Content-Type": "text/csv"}, content=b"sku,on_hand\nJ-1,2\n"
-    )
+    body = b"sku,on_hand,location\nJ-1,2,\nJ\x00X,3,\nJ-2,3,shop\x01\n"
+    job = api.post("/v1/stock/imports", headers={**merchant.auth, "Content-Type": "text/csv"}, content=body)
     assert job.status_code == 202, job.text
     assert job.headers["Location"] == f"/v1/stock/imports/{job.json()['job_id']}"
+    done = wait_for(
+        lambda: (
+            (j := api.get(f"/v1/stock/imports/{job.json()['job_id']}", headers=merchant.auth).json())["state"]
+            not in ("queued", "running")
+            and j
+        )
+    )
+    # Control characters (a NUL cannot even be stored) are refused row by row, never a failed job.
+    assert (done["state"], done["applied"], done["refused"]) == ("succeeded", 1, 2)
+    report = api.get(done["refused_report"], headers=merchant.auth)
+    assert [(row["#line"], row["#field"]) for row in csv.DictReader(io.StringIO(report.text))] == [
+        ("3", "sku"),
+        ("4", "location"),
+    ]
     other = api.post("/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"})
     other_key = {"X-API-Key": other.json()["api_key"]}
     assert api.get(f"/v1/stock/imports/{job.json()['job_id']}", headers=other_key).status_code == 404

@@ -332,9 +332,17 @@ async def _run_atomic(engine: AsyncEngine, job: Any, rows: AsyncIterator[Snapsho
 
 
 async def _record_refusals(conn: AsyncConnection, job_id: uuid.UUID, refusals: Iterable[RejectedRow]) -> None:
-    values = [{"job_id": job_id, "line": r.line, "field": r.field, "message": r.message} for r in refusals]
+    values = [
+        {"job_id": job_id, "line": r.line, "field": _storable(r.field), "message": _storable(r.message)}
+        for r in refusals
+    ]
     if values:
         await conn.execute(sa.insert(import_job_refusals), values)
+
+
+def _storable(text: str | None) -> str | None:
+    """A field name comes from the file (a CSV column, a JSON key): keep it storable."""
+    return None if text is None else text.replace("\x00", "\\0")[:2000]
 
 
 async def fail_job(engine: AsyncEngine, job_id: uuid.UUID, error: str) -> None:
