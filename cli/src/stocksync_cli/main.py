@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the API refused (the field at fault is printed), 2 usag
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -249,14 +250,25 @@ def connections_resume(ctx: typer.Context, connection_id: ConnectionId) -> None:
 def connections_rotate_secret(
     ctx: typer.Context,
     connection_id: ConnectionId,
-    secret: Annotated[str | None, typer.Option(help="The new webhook secret; omitted: the API generates one.")] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="The new webhook secret; omitted: a random one, printed once.")
+    ] = None,
 ) -> None:
-    """Rotate a connection's webhook secret (the previous one stays valid until retired)."""
+    """Add a new webhook secret; the current one stays valid until `retire-secret`."""
     state = _state(ctx)
-    body = {"secret": secret} if secret else None
-    state.output.record(
-        state.client().post(f"/v1/connections/{connection_id}/webhook-secrets", body), title="webhook secrets"
-    )
+    new_secret = secret or secrets.token_urlsafe(32)
+    answer = state.client().post(f"/v1/connections/{connection_id}/webhook-secrets", {"secret": new_secret})
+    if secret is None:
+        answer["secret"] = new_secret  # shown once: set it on the channel's side
+    state.output.record(answer, title="webhook secrets")
+
+
+@connections.command("retire-secret")
+def connections_retire_secret(ctx: typer.Context, connection_id: ConnectionId) -> None:
+    """End a rotation: only the newest webhook secret is accepted from now on."""
+    state = _state(ctx)
+    answer = state.client().json("DELETE", f"/v1/connections/{connection_id}/webhook-secrets/previous")
+    state.output.record(answer, title="webhook secrets")
 
 
 @connections.command("drift")
