@@ -23,7 +23,7 @@ from tests.conftest import free_port, own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROWS = 30_000
+ROWS = 5_000
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def ledger(stack: Stack, port: int, name: str) -> ManagedProcess:
     process = ManagedProcess(
         name,
         [sys.executable, "-m", "stock_ledger", "serve"],
-        {**stack.service_env("stock-ledger"), "HTTP_PORT": str(port), "SNAPSHOT_CHUNK_ROWS": "50"},
+        {**stack.service_env("stock-ledger"), "HTTP_PORT": str(port), "SNAPSHOT_CHUNK_ROWS": "100"},
         stack.home / "logs" / f"{name}.log",
         f"http://127.0.0.1:{port}/readyz",
     )
@@ -101,7 +101,7 @@ def test_ledger_killed_during_an_import_job_resumes_it_and_applies_every_row_exa
             assert state["state"] == "running" and 0 < int(str(state["lines_done"])) < ROWS, state
 
             restarted = ledger(own_stack, port, "ledger-after-kill")
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + 600
             while (state := job_state(client, key, job["job_id"]))["state"] in ("queued", "running"):
                 assert time.monotonic() < deadline, state
                 time.sleep(0.2)

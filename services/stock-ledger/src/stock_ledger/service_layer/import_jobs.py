@@ -200,8 +200,13 @@ async def run_import_job(
     *,
     chunk_size: int,
     after_chunk: Callable[[], None] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Apply a claimed job from its first unapplied line to the end; the caller holds its lock."""
+    """Apply a claimed job from its first unapplied line to the end; the caller holds its lock.
+
+    When `stopping()` turns true (a graceful shutdown) it returns after the chunk in hand
+    commits; the job stays `running` and the next worker resumes it.
+    """
     async with engine.connect() as conn:
         job = (await conn.execute(sa.select(import_jobs).where(import_jobs.c.job_id == job_id))).one()
     if job.state not in ("queued", "running"):
@@ -220,7 +225,7 @@ async def run_import_job(
     if job.atomic:
         await _run_atomic(engine, job, rows)
     else:
-        await _run_in_chunks(engine, job, rows, chunk_size, after_chunk)
+        await _run_in_chunks(engine, job, rows, chunk_size, after_chunk, stopping)
     if after_chunk is not None:
         after_chunk()
 
@@ -231,6 +236,7 @@ async def _run_in_chunks(
     rows: AsyncIterator[SnapshotRow | RejectedRow],
     chunk_size: int,
     after_chunk: Callable[[], None] | None,
+    stopping: Callable[[], bool],
 ) -> None:
     done = int(job.lines_done)
     pending = _Progress([], [], done)
@@ -247,6 +253,8 @@ async def _run_in_chunks(
             pending = _Progress([], [], done)
             if after_chunk is not None:
                 after_chunk()
+            if stopping():
+                return
     await _commit_chunk(engine, job, pending, done, finished=True)
 
 
@@ -493,7 +501,13 @@ class ImportWorker:
 
     async def _run(self, job_id: uuid.UUID) -> None:
         try:
-            await run_import_job(self.engine, job_id, chunk_size=self.chunk_size, after_chunk=self.after_chunk)
+            await run_import_job(
+                self.engine,
+                job_id,
+                chunk_size=self.chunk_size,
+                after_chunk=self.after_chunk,
+                stopping=lambda: self._stopping,
+            )
         except TRANSIENT_ERRORS:
             # The database or the network, not the job: retried without counting, after a pause.
             log.warning("import job %s: run interrupted; retrying", job_id, exc_info=True)
