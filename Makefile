@@ -60,7 +60,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src
+	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src cli/src
 
 ## The AsyncAPI document of the topics (docs/asyncapi.yaml), from the registry and the contracts.
 asyncapi: $(STAMP)

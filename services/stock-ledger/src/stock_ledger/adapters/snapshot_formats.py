@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stocksync_common.bounds import Quantity, Sku, no_control_characters, storable_text
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 
 from stock_ledger.service_layer.snapshots import AttributeUpdate, RejectedRow, SnapshotRow
@@ -24,23 +25,31 @@ MAX_LINE_BYTES = 64 * 1024
 AS_OF_SKEW = timedelta(minutes=5)
 CSV_KNOWN_COLUMNS = ("sku", "on_hand", "location", "as_of", "brand", "category", "tags")
 CSV_TAG_SEPARATOR = "|"
+# Columns named "#..." are comments, ignored.
+CSV_COMMENT_PREFIX = "#"
 
 
-AttributeName = Annotated[str, Field(min_length=1, max_length=100)]
+# Every string of a row is refused with a control character (PostgreSQL text cannot hold
+# a NUL): a row that was accepted can always be stored.
+AttributeName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_control_characters)]
+Location = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_control_characters)]
+Tag = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_control_characters)]
+AttributeText = Annotated[str, Field(max_length=500), AfterValidator(storable_text)]
+Name = Annotated[str, Field(max_length=200), AfterValidator(storable_text)]
 
 
 class SnapshotRecord(BaseModel):
     """One SKU's stock as the ERP or catalogue reports it."""
 
     model_config = ConfigDict(extra="forbid")
-    sku: str = Field(min_length=1, max_length=200)
-    on_hand: int = Field(ge=0, le=1_000_000_000)
-    location: str = Field(DEFAULT_LOCATION, min_length=1, max_length=100)
+    sku: Sku
+    on_hand: Quantity
+    location: Location = DEFAULT_LOCATION
     as_of: AwareDatetime | None = Field(None, description="When the ERP counted; default: the upload's as_of")
-    brand: str | None = Field(None, max_length=200)
-    category: str | None = Field(None, max_length=200)
-    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, max_length=100)
-    attributes: dict[AttributeName, Annotated[str, Field(max_length=500)]] | None = Field(
+    brand: Name | None = None
+    category: Name | None = None
+    tags: list[Tag] | None = Field(None, max_length=100)
+    attributes: dict[AttributeName, AttributeText] | None = Field(
         None, max_length=100, description="Other catalogue attributes; an empty value removes one"
     )
 
@@ -117,7 +126,8 @@ async def read_json_lines(
 
 async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> AsyncIterator[SnapshotRow | RejectedRow]:
     """CSV with a header line: sku, on_hand, then optional location, as_of, brand, category,
-    tags (separated by "|"); any other column is a catalogue attribute of that name.
+    tags (separated by "|"); a column named "#..." is ignored; any other column is a
+    catalogue attribute of that name.
     """
     header: list[str] | None = None
     async for number, raw in read_lines(stream):
@@ -154,6 +164,8 @@ def _csv_document(header: list[str], cells: list[str]) -> dict[str, Any]:
     attributes: dict[str, str] = {}
     for name, value in zip(header, cells, strict=True):
         value = value.strip()
+        if name.startswith(CSV_COMMENT_PREFIX):
+            continue  # e.g. the line and reason columns of a refused-rows report sent again
         if name in ("location", "as_of"):
             if value:
                 document[name] = value

@@ -116,3 +116,57 @@ product_attributes = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Stock imports run as jobs (docs/stock.md). The uploaded file is kept in PostgreSQL, in
+# parts, so that a job survives a restart of any instance and the progress of a chunk
+# commits in the same transaction as the rows it applied.
+import_jobs = sa.Table(
+    "import_jobs",
+    metadata,
+    sa.Column("job_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    # csv, jsonl or json
+    sa.Column("format", sa.Text, nullable=False),
+    # All rows in one transaction, or none if any row is refused.
+    sa.Column("atomic", sa.Boolean, nullable=False),
+    sa.Column("default_as_of", sa.DateTime(timezone=True), nullable=False),
+    # queued, running, succeeded, failed
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("lines_total", sa.BigInteger, nullable=False),
+    # The last line of the file whose row (applied or refused) is committed: a restart
+    # resumes after it, so no row is applied twice.
+    sa.Column("lines_done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("applied", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("ignored_stale", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("refused", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_import_jobs_merchant", "merchant_id", "created_at"),
+    sa.Index("ix_import_jobs_pending", "created_at", postgresql_where=sa.text("state IN ('queued', 'running')")),
+)
+
+import_job_parts = sa.Table(
+    "import_job_parts",
+    metadata,
+    sa.Column(
+        "job_id", pg.UUID(as_uuid=True), sa.ForeignKey(import_jobs.c.job_id, ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("part", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+import_job_refusals = sa.Table(
+    "import_job_refusals",
+    metadata,
+    sa.Column(
+        "job_id", pg.UUID(as_uuid=True), sa.ForeignKey(import_jobs.c.job_id, ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("line", sa.BigInteger, primary_key=True),
+    sa.Column("field", sa.Text, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+)

@@ -9,14 +9,16 @@ from fastapi import FastAPI
 from stocksync_common.contracts import DeadLetterRecorded, OrderLineMoved
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.logging import causation
-from stocksync_common.runtime import Runtime, create_service_app
+from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
 from stocksync_common.topics import DEAD_LETTER_TOPICS, ORDERS
 
 from stock_ledger.adapters.tables import dead_letters, outbox
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints import dead_letters as dead_letters_api
+from stock_ledger.entrypoints import imports
 from stock_ledger.entrypoints.api import router
 from stock_ledger.service_layer.dead_letters import collect_dead_letters
+from stock_ledger.service_layer.import_jobs import ImportWorker
 from stock_ledger.service_layer.order_lines import apply_order_lines
 
 # The consumer group every instance joins: partitions of orders.v1 are shared among them.
@@ -46,11 +48,18 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     runtime.add_consumer([ORDERS], CONSUMER_GROUP, on_order_lines)
     # Not dead-lettered itself: a dead letter of a dead letter would loop.
     runtime.add_consumer(DEAD_LETTER_TOPICS, DEAD_LETTER_GROUP, on_dead_letters, dead_letter=False)
+    import_worker = ImportWorker(
+        runtime.engine, chunk_size=settings.snapshot_chunk_rows, after_chunk=runtime.wake_relay
+    )
+    runtime.add_worker(BackgroundWorker("import-worker", import_worker.run, import_worker.request_stop))
     app = create_service_app(
         title="Stocksync stock-ledger",
         description="Stock per SKU: on_hand, reserved, available, the append-only ledger, imports, oversells.",
         runtime=runtime,
     )
+    # Before `router`: its GET /v1/stock/{sku} would take GET /v1/stock/imports.
+    app.include_router(imports.router)
     app.include_router(router)
     app.include_router(dead_letters_api.router)
+    app.state.import_worker = import_worker
     return app

@@ -1,0 +1,1 @@
+"""The `stocksync` command line over the public API."""

@@ -1,0 +1,3 @@
+from stocksync_cli.main import main
+
+main()
