@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
 from stocksync_common.db import make_engine, ping
+from stocksync_common.errors import document_errors, install_error_handlers
 from stocksync_common.kafka import BatchConsumer, BatchHandler, make_producer
 from stocksync_common.logging import configure_logging
 from stocksync_common.metrics import instrument
@@ -163,6 +164,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.runtime = runtime
     instrument(app, runtime.service)
+    install_error_handlers(app)
+    document_errors(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -101,3 +101,18 @@ CHANNELS: dict[str, ChannelSpec] = {
     "walmart": ChannelSpec(WalmartCredentials, NoListingIds, NoInbound, True),
     "generic": ChannelSpec(GenericCredentials, NoListingIds, NoInbound, True),
 }
+
+
+class ConnectionSettings(_Strict):
+    """A connection's limits and options; each adapter reads those that apply to it."""
+
+    batch_limit: int | None = Field(
+        None, ge=1, le=10_000, description="Most quantities per call (capped by the channel)"
+    )
+    requests_per_second: float | None = Field(None, gt=0, le=1_000)
+    burst: int | None = Field(None, ge=1, le=1_000)
+    min_interval_s: float | None = Field(None, ge=0, le=3_600)
+    import_timeout_s: float | None = Field(None, gt=0, le=86_400)
+    restore_rate: float | None = Field(None, gt=0, le=100_000, description="Shopify: cost points restored per second")
+    drift_check_interval_s: float | None = Field(None, ge=60, le=86_400)
+    api_version: str | None = Field(None, description="Shopify: the Admin API version, e.g. 2026-10")

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stocksync_common.bounds import Label, Quantity, Sku, Timestamp
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 
 from stock_ledger.service_layer.snapshots import AttributeUpdate, RejectedRow, SnapshotRow
@@ -26,21 +27,21 @@ CSV_KNOWN_COLUMNS = ("sku", "on_hand", "location", "as_of", "brand", "category",
 CSV_TAG_SEPARATOR = "|"
 
 
-AttributeName = Annotated[str, Field(min_length=1, max_length=100)]
+AttributeName = Annotated[Label, Field(max_length=100)]
 
 
 class SnapshotRecord(BaseModel):
     """One SKU's stock as the ERP or catalogue reports it."""
 
     model_config = ConfigDict(extra="forbid")
-    sku: str = Field(min_length=1, max_length=200)
-    on_hand: int = Field(ge=0, le=1_000_000_000)
-    location: str = Field(DEFAULT_LOCATION, min_length=1, max_length=100)
-    as_of: AwareDatetime | None = Field(None, description="When the ERP counted; default: the upload's as_of")
-    brand: str | None = Field(None, max_length=200)
-    category: str | None = Field(None, max_length=200)
-    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, max_length=100)
-    attributes: dict[AttributeName, Annotated[str, Field(max_length=500)]] | None = Field(
+    sku: Sku
+    on_hand: Quantity
+    location: Label = DEFAULT_LOCATION
+    as_of: Timestamp | None = Field(None, description="When the ERP counted; default: the upload's as_of")
+    brand: Annotated[Label, Field(min_length=0)] | None = None
+    category: Annotated[Label, Field(min_length=0)] | None = None
+    tags: list[Annotated[Label, Field(max_length=100)]] | None = Field(None, max_length=100)
+    attributes: dict[AttributeName, Annotated[Label, Field(min_length=0, max_length=500)]] | None = Field(
         None, max_length=100, description="Other catalogue attributes; an empty value removes one"
     )
 
