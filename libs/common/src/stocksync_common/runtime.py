@@ -26,6 +26,7 @@ from stocksync_common.kafka import BatchConsumer, BatchHandler, make_producer
 from stocksync_common.logging import configure_logging
 from stocksync_common.metrics import instrument
 from stocksync_common.outbox import OutboxRelay
+from stocksync_common.secrets import configure_secrets
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import Topic
 
@@ -43,6 +44,7 @@ class Runtime:
     def __init__(self, service: str, settings: ServiceSettings, outbox: sa.Table | None) -> None:
         self.service = service
         self.settings = settings
+        configure_secrets(settings.secrets_key.get_secret_value(), settings.previous_secrets_keys)
         self.engine = make_engine(settings.database_url, settings.database_pool_size)
         self.outbox = outbox
         # aiokafka objects must be created inside the running event loop: see start().

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from stocksync_common.db import inbox_table, outbox_table, service_metadata
+from stocksync_common.secrets import EncryptedJSON, EncryptedTextArray
 
 metadata = service_metadata("channel_publisher")
 inbox = inbox_table(metadata)
@@ -20,8 +21,8 @@ connections = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("base_url", sa.Text, nullable=False),
     # Channel API credentials and inbound webhook secrets; never returned by the API.
-    sa.Column("credentials", pg.JSONB, nullable=False),
-    sa.Column("webhook_secrets", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("credentials", EncryptedJSON, nullable=False),
+    sa.Column("webhook_secrets", EncryptedTextArray, nullable=False),
     sa.Column("settings", pg.JSONB, nullable=False),
     sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("active", sa.Boolean, nullable=False),
