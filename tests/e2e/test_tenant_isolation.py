@@ -43,8 +43,9 @@ FILTERS: dict[tuple[str, str], dict[str, str]] = {
 UNSCOPED = {
     # Admin only: a merchant key is refused whatever the body.
     ("post", "/v1/merchants"),
-    # Writes only into the caller's own stock (checked below: the owner's is unchanged).
+    # Create in the caller's own namespace (checked below: the owner's are unchanged).
     ("post", "/v1/stock/snapshots"),
+    ("post", "/v1/connections"),
     # Authenticated by the channel's signature, not by a key: an intruder cannot sign.
     ("post", "/webhooks/{channel_type}/{connection_id}"),
 }

@@ -117,7 +117,7 @@ def _refuse(
 
 async def _read_body(request: Request, limit: int, channel_type: str) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _refuse(
             channel_type, "too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes"
         )

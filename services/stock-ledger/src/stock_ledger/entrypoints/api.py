@@ -165,7 +165,7 @@ async def post_snapshot(
     default_as_of = as_of or utcnow()
     declared = request.headers.get("content-length")
     limit = settings.snapshot_json_max_bytes if content_type == "application/json" else settings.snapshot_max_bytes
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes")
     rows: AsyncIterator[SnapshotRow | RejectedRow]
     if content_type == "application/json":
