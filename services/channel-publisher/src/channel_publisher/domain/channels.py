@@ -115,4 +115,6 @@ class ConnectionSettings(_Strict):
     import_timeout_s: float | None = Field(None, gt=0, le=86_400)
     restore_rate: float | None = Field(None, gt=0, le=100_000, description="Shopify: cost points restored per second")
     drift_check_interval_s: float | None = Field(None, ge=60, le=86_400)
+    pause_after_failures: int | None = Field(None, ge=1, le=1_000, description="Consecutive failures before a pause")
+    pause_duration_s: float | None = Field(None, gt=0, le=86_400, description="How long an automatic pause lasts")
     api_version: str | None = Field(None, description="Shopify: the Admin API version, e.g. 2026-10")
