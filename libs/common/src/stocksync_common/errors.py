@@ -129,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
 # ---- OpenAPI --------------------------------------------------------------------------
 
 _DESCRIPTIONS = {
-    400: "The request line cannot be forwarded (a control character in the path)",
+    400: "The body cannot be read (not JSON, or not UTF-8)",
     401: "Missing or invalid API key (or admin token)",
     404: "No such resource for this merchant (another merchant's resource answers the same)",
     413: "Body too large",
@@ -174,6 +174,8 @@ def document_errors(app: FastAPI, extra_codes: Sequence[int] = ()) -> None:
                     codes.add(404)
                 if operation.get("parameters") or operation.get("requestBody"):
                     codes.add(422)
+                if operation.get("requestBody"):
+                    codes.add(400)
                 for code in sorted(codes):
                     key = str(code)
                     existing = responses.get(key, {})

@@ -36,11 +36,17 @@ ROUTES: tuple[tuple[str, str], ...] = (
 
 log = logging.getLogger(__name__)
 
+UPSTREAM_KEEPALIVE_S = 2.0
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
 
 
 def create_gateway(upstreams: dict[str, str]) -> FastAPI:
-    client = httpx.AsyncClient(timeout=60.0, limits=httpx.Limits(max_keepalive_connections=100))
+    # Idle pooled connections are dropped before uvicorn closes them (its keep-alive is 5 s):
+    # a request never races the upstream's close on a connection about to die.
+    client = httpx.AsyncClient(
+        timeout=60.0, limits=httpx.Limits(max_keepalive_connections=100, keepalive_expiry=UPSTREAM_KEEPALIVE_S)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,7 +136,7 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
 
 
 _GATEWAY_ANSWERS = {
-    "400": "The request line cannot be forwarded (a control character in the path)",
+    "400": "The request cannot be forwarded or its body cannot be read",
     "502": "The service behind this path is unreachable",
     "504": "The service behind this path did not answer in time",
 }
