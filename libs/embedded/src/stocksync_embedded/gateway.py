@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 UPSTREAM_KEEPALIVE_S = 2.0
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
+_HOP_BY_HOP_BYTES = {name.encode() for name in _HOP_BY_HOP}
 
 
 def create_gateway(upstreams: dict[str, str]) -> FastAPI:
@@ -113,13 +114,16 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
             upstream = client.build_request(
                 request.method,
                 url,
-                headers=[(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP],
+                # As received (bytes): re-encoding would refuse what the client could send.
+                headers=[(k, v) for k, v in request.scope["headers"] if k.lower() not in _HOP_BY_HOP_BYTES],
                 content=await request.body(),
             )
         except httpx.InvalidURL as exc:
             return error_response(400, f"the request line cannot be forwarded: {exc}")
         try:
             answer = await _send(client, upstream)
+        except httpx.LocalProtocolError as exc:
+            return error_response(400, f"the request cannot be forwarded: {exc}")
         except httpx.TimeoutException:
             return error_response(504, f"{owner} did not answer in time")
         except httpx.TransportError as exc:

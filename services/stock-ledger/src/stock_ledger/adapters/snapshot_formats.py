@@ -116,6 +116,10 @@ async def read_json_lines(
             yield validation_error(number, exc)
 
 
+class UnreadableUpload(ValueError):
+    """The upload as a whole cannot be read (a CSV without its header): refused, nothing applied."""
+
+
 async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> AsyncIterator[SnapshotRow | RejectedRow]:
     """CSV with a header line: sku, on_hand, then optional location, as_of, brand, category,
     tags (separated by "|"); any other column is a catalogue attribute of that name.
@@ -138,8 +142,7 @@ async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> Asy
             missing = [name for name in ("sku", "on_hand") if name not in header]
             if missing or len(set(header)) != len(header):
                 problem = f"missing column {missing[0]}" if missing else "a column appears twice"
-                yield RejectedRow(number, missing[0] if missing else None, f"header: {problem}")
-                return
+                raise UnreadableUpload(f"header: {problem}")
             continue
         if len(cells) != len(header):
             yield RejectedRow(number, None, f"{len(cells)} cells where the header has {len(header)}")

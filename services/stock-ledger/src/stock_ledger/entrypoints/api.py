@@ -19,7 +19,7 @@ from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
-from stock_ledger.adapters.snapshot_formats import SnapshotRecord, read_csv, read_json_lines
+from stock_ledger.adapters.snapshot_formats import SnapshotRecord, UnreadableUpload, read_csv, read_json_lines
 from stock_ledger.adapters.tables import merchants
 from stock_ledger.config import LedgerSettings
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
@@ -179,14 +179,17 @@ async def post_snapshot(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json, application/x-ndjson or text/csv",
         )
-    report = await import_snapshot(
-        runtime.engine,
-        merchant_id,
-        rows,
-        chunk_size=settings.snapshot_chunk_rows,
-        keep_changed=content_type == "application/json",
-        after_chunk=runtime.wake_relay,
-    )
+    try:
+        report = await import_snapshot(
+            runtime.engine,
+            merchant_id,
+            rows,
+            chunk_size=settings.snapshot_chunk_rows,
+            keep_changed=content_type == "application/json",
+            after_chunk=runtime.wake_relay,
+        )
+    except UnreadableUpload as exc:  # raised before the first row: nothing was applied
+        raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": str(exc)}]) from None
     return _snapshot_result(report)
 
 
