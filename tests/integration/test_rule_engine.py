@@ -433,14 +433,24 @@ async def test_bad_rule_gets_422_naming_the_field_and_saves_nothing(
         assert (await api.get("/v1/rules", headers=merchant.auth)).json() == []
 
 
-async def test_another_merchants_rule_is_forbidden(rule_engine: RuleEngine) -> None:
+async def test_another_merchants_rule_answers_as_an_unknown_rule(rule_engine: RuleEngine) -> None:
     owner, intruder = Merchant(), Merchant()
     rule = {"name": "r", "condition": {"op": "always"}, "action": {"type": "set", "value": 0}}
     async with rule_engine() as api:
         rule_id = (await api.post("/v1/rules", headers=owner.auth, json=rule)).json()["rule_id"]
-        for method in ("GET", "DELETE"):
-            answer = await api.request(method, f"/v1/rules/{rule_id}", headers=intruder.auth)
-            assert answer.status_code == 403
-        patch = await api.patch(f"/v1/rules/{rule_id}", headers=intruder.auth, json={"enabled": False})
-        assert patch.status_code == 403
+        unknown = str(uuid.uuid4())
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("GET", "/history", None),
+            ("DELETE", "", None),
+            ("PATCH", "", {"enabled": False}),
+            ("PUT", "", rule),
+        ):
+            theirs = await api.request(method, f"/v1/rules/{rule_id}{suffix}", headers=intruder.auth, json=body)
+            nobodys = await api.request(method, f"/v1/rules/{unknown}{suffix}", headers=intruder.auth, json=body)
+            assert theirs.status_code == nobodys.status_code == 404
+            assert theirs.json()["code"] == nobodys.json()["code"] == "not_found"
+        preview = {"rule_id": rule_id, "delete": True}
+        theirs = await api.post("/v1/rules/preview", headers=intruder.auth, json=preview)
+        assert theirs.status_code == 404
         assert (await api.get(f"/v1/rules/{rule_id}", headers=owner.auth)).json()["enabled"] is True

@@ -40,7 +40,7 @@ def verify_api_key(secret: str, api_key: str) -> uuid.UUID | None:
         merchant_id = uuid.UUID(hex=parts[1])
     except ValueError:
         return None
-    if not hmac.compare_digest(_mac(secret, merchant_id, parts[2]), parts[3]):
+    if not hmac.compare_digest(_mac(secret, merchant_id, parts[2]).encode(), parts[3].encode()):
         return None
     return merchant_id
 
@@ -72,7 +72,8 @@ def require_admin(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     expected = _settings(request).admin_token.get_secret_value()
-    if credentials is None or not hmac.compare_digest(credentials.credentials, expected):
+    # Bytes: compare_digest refuses str holding non-ASCII characters (a header may).
+    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "admin token required")
 
 

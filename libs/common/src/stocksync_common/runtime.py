@@ -23,10 +23,12 @@ from fastapi.responses import ORJSONResponse
 from stocksync_common.asyncapi import build_document
 from stocksync_common.db import make_engine, ping
 from stocksync_common.dead_letters import DeadLetterStore
+from stocksync_common.errors import document_errors, install_error_handlers
 from stocksync_common.kafka import BatchConsumer, BatchHandler, make_producer
 from stocksync_common.logging import configure_logging
 from stocksync_common.metrics import instrument
 from stocksync_common.outbox import OutboxRelay
+from stocksync_common.secrets import configure_secrets
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import Topic
 
@@ -50,6 +52,7 @@ class Runtime:
     ) -> None:
         self.service = service
         self.settings = settings
+        configure_secrets(settings.secrets_key.get_secret_value(), settings.previous_secrets_keys)
         self.engine = make_engine(settings.database_url, settings.database_pool_size)
         self.outbox = outbox
         # Where this service's consumers put the events they cannot apply (needs the outbox).
@@ -211,6 +214,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.runtime = runtime
     instrument(app, runtime.service)
+    install_error_handlers(app)
+    document_errors(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> ORJSONResponse:

@@ -57,6 +57,10 @@ class ServiceSettings(BaseSettings):
     api_key_secret: SecretStr = SecretStr(DEV_SECRET)
     # Only for creating merchants.
     admin_token: SecretStr = SecretStr(DEV_SECRET)
+    # Encrypts channel credentials and webhook secrets at rest (stocksync_common.secrets);
+    # the previous keys (comma-separated) still decrypt during a rotation.
+    secrets_key: SecretStr = SecretStr(DEV_SECRET)
+    secrets_previous_keys: SecretStr = SecretStr("")
     outbox_poll_interval_s: float = Field(0.5, gt=0)
     # Published outbox rows are kept this long, so that a broker that lost what it held
     # (the embedded in-memory broker restarted) gets them again (docs/RELIABILITY.md).
@@ -96,11 +100,15 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> ServiceSettings:
         if self.environment == "production":
-            for name in ("api_key_secret", "admin_token"):
+            for name in ("api_key_secret", "admin_token", "secrets_key"):
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value() == DEV_SECRET or len(value.get_secret_value()) < 16:
                     raise ValueError(f"{name.upper()} must be set to a secret of 16+ characters in production")
         return self
+
+    @property
+    def previous_secrets_keys(self) -> list[str]:
+        return [key for key in self.secrets_previous_keys.get_secret_value().split(",") if key]
 
     @property
     def service_name(self) -> str:

@@ -35,8 +35,14 @@ def _secrets(home: Path) -> dict[str, str]:
     path = home / "secrets.json"
     if path.exists():
         loaded: dict[str, str] = json.loads(path.read_text())
+        # A home made before secrets were encrypted at rest: the key it stored nothing under.
+        loaded.setdefault("secrets_key", "dev-only-change-me")
         return loaded
-    values = {"api_key_secret": secrets.token_urlsafe(32), "admin_token": secrets.token_urlsafe(24)}
+    values = {
+        "api_key_secret": secrets.token_urlsafe(32),
+        "admin_token": secrets.token_urlsafe(24),
+        "secrets_key": secrets.token_urlsafe(32),
+    }
     home.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))
     path.chmod(0o600)
@@ -49,7 +55,12 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
     # seconds; a real Mirakl allows one a minute (leave the demo out with --no-demo).
     extra_env = {"MIRAKL_POLL_INTERVAL_OVERRIDE_S": str(DEMO_MIRAKL_INTERVAL_S)} if with_demo else {}
     stack = Stack(
-        home, ports, api_key_secret=values["api_key_secret"], admin_token=values["admin_token"], extra_env=extra_env
+        home,
+        ports,
+        api_key_secret=values["api_key_secret"],
+        admin_token=values["admin_token"],
+        secrets_key=values["secrets_key"],
+        extra_env=extra_env,
     )
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,9 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, ORJSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from stocksync_common.errors import error_response, install_error_handlers
 
 # Path prefix -> service. The Kubernetes Ingress (deploy/k8s) routes the same way.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -34,11 +38,20 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/asyncapi", "stock-ledger"),
 )
 
+log = logging.getLogger(__name__)
+
+UPSTREAM_KEEPALIVE_S = 2.0
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
+_HOP_BY_HOP_BYTES = {name.encode() for name in _HOP_BY_HOP}
 
 
 def create_gateway(upstreams: dict[str, str]) -> FastAPI:
-    client = httpx.AsyncClient(timeout=60.0, limits=httpx.Limits(max_keepalive_connections=100))
+    # Idle pooled connections are dropped before uvicorn closes them (its keep-alive is 5 s):
+    # a request never races the upstream's close on a connection about to die.
+    client = httpx.AsyncClient(
+        timeout=60.0, limits=httpx.Limits(max_keepalive_connections=100, keepalive_expiry=UPSTREAM_KEEPALIVE_S)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +59,7 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
         await client.aclose()
 
     app = FastAPI(title="Stocksync", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -80,7 +94,7 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
             spec = (await client.get(f"{base}/openapi.json")).json()
             for path, item in spec.get("paths", {}).items():
                 if any(path.startswith(prefix) for prefix, owner in ROUTES if owner == name):
-                    merged["paths"][path] = item
+                    merged["paths"][path] = _with_gateway_answers(item)
             for section in ("schemas", "securitySchemes"):
                 merged["components"][section].update(spec.get("components", {}).get(section, {}))
         return merged
@@ -91,32 +105,79 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     async def proxy(path: str, request: Request) -> Response:
-        full = "/" + path
-        owner = next((svc for prefix, svc in ROUTES if full.startswith(prefix)), None)
+        owner = next((svc for prefix, svc in ROUTES if request.url.path.startswith(prefix)), None)
         if owner is None:
-            return ORJSONResponse({"detail": "Not Found"}, status_code=404)
-        upstream = client.build_request(
-            request.method,
-            f"{upstreams[owner]}{full}",
-            params=request.query_params,
-            headers=[(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP],
-            content=await request.body(),
+            return error_response(404, "Not Found")
+        # The path as the client sent it, still percent-encoded: decoding it here would turn
+        # a SKU's %2F into a separator and make %12 unsendable.
+        target = request.scope["raw_path"] + (
+            b"?" + request.scope["query_string"] if request.scope["query_string"] else b""
         )
-        answer = await client.send(upstream, stream=True)
+        try:
+            url = httpx.URL(upstreams[owner]).copy_with(raw_path=target)
+            upstream = client.build_request(
+                request.method,
+                url,
+                # As received (bytes): re-encoding would refuse what the client could send.
+                headers=[(k, v) for k, v in request.scope["headers"] if k.lower() not in _HOP_BY_HOP_BYTES],
+                content=await request.body(),
+            )
+        except httpx.InvalidURL as exc:
+            return error_response(400, f"the request line cannot be forwarded: {exc}")
+        try:
+            answer = await _send(client, upstream)
+        except httpx.LocalProtocolError as exc:
+            return error_response(400, f"the request cannot be forwarded: {exc}")
+        except httpx.TimeoutException:
+            return error_response(504, f"{owner} did not answer in time")
+        except httpx.TransportError as exc:
+            log.warning("%s unreachable: %r", owner, exc)
+            return error_response(502, f"{owner} is unreachable")
         return StreamingResponse(
             answer.aiter_raw(),
             status_code=answer.status_code,
             headers={k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP},
-            background=_closer(answer),
+            background=BackgroundTask(answer.aclose),
         )
 
     return app
 
 
-def _closer(answer: httpx.Response) -> Any:
-    from starlette.background import BackgroundTask
+_GATEWAY_ANSWERS = {
+    "400": "The request cannot be forwarded or its body cannot be read",
+    "502": "The service behind this path is unreachable",
+    "504": "The service behind this path did not answer in time",
+}
 
-    return BackgroundTask(answer.aclose)
+
+def _with_gateway_answers(item: dict[str, Any]) -> dict[str, Any]:
+    """A service's path item with what the gateway itself may answer, in the error model."""
+    for operation in item.values():
+        if isinstance(operation, dict) and "responses" in operation:
+            for code, description in _GATEWAY_ANSWERS.items():
+                operation["responses"].setdefault(
+                    code,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+                    },
+                )
+    return item
+
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# A pooled keep-alive connection the upstream has closed fails on first use with one of
+# these, before any answer: an idempotent request is sent once more on a new connection.
+_DEAD_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ConnectError)
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    try:
+        return await client.send(request, stream=True)
+    except _DEAD_CONNECTION:
+        if request.method not in IDEMPOTENT:
+            raise
+        return await client.send(request, stream=True)
 
 
 def main() -> None:

@@ -179,6 +179,7 @@ class Stack:
     ports: Ports = field(default_factory=Ports)
     api_key_secret: str = "dev-only-change-me"
     admin_token: str = "dev-only-change-me"
+    secrets_key: str = "dev-only-change-me"
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -228,6 +229,7 @@ class Stack:
                 "HTTP_PORT": str(self.ports.of(service)),
                 "API_KEY_SECRET": self.api_key_secret,
                 "ADMIN_TOKEN": self.admin_token,
+                "SECRETS_KEY": self.secrets_key,
                 "PYTHONUNBUFFERED": "1",
             }
         )

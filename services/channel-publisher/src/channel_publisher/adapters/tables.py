@@ -7,6 +7,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from stocksync_common.db import inbox_table, outbox_broker_table, outbox_table, service_metadata
 from stocksync_common.dead_letters import dead_letters_table
+from stocksync_common.secrets import EncryptedJSON, EncryptedTextArray
 
 metadata = service_metadata("channel_publisher")
 inbox = inbox_table(metadata)
@@ -23,8 +24,8 @@ connections = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("base_url", sa.Text, nullable=False),
     # Channel API credentials and inbound webhook secrets; never returned by the API.
-    sa.Column("credentials", pg.JSONB, nullable=False),
-    sa.Column("webhook_secrets", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("credentials", EncryptedJSON, nullable=False),
+    sa.Column("webhook_secrets", EncryptedTextArray, nullable=False),
     sa.Column("settings", pg.JSONB, nullable=False),
     sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("active", sa.Boolean, nullable=False),

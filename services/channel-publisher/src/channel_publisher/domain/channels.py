@@ -139,32 +139,33 @@ class NoInbound(_Strict):
 Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
-class ConnectionSettings(BaseModel):
-    """The per-connection limits the adapters and the publisher read (docs/channels.md).
+class ConnectionSettings(_Strict):
+    """A connection's limits and options; each adapter reads those that apply to it
+    (docs/channels.md). Every key is checked here, so a wrong or unknown one is a 422
+    naming it, never an adapter that cannot be built."""
 
-    Keys the publisher does not know are kept (they are the merchant's notes); the known
-    ones are checked here, so a wrong value is a 422 naming it, never an adapter that
-    cannot be built."""
-
-    model_config = ConfigDict(extra="allow")
-    batch_limit: int | None = Field(None, ge=1, le=10_000)
-    requests_per_second: float | None = Field(None, gt=0, le=10_000)
-    burst: int | None = Field(None, ge=1, le=10_000)
-    pause_after_failures: int | None = Field(None, ge=1, le=10_000)
-    pause_duration_s: Seconds | None = None
-    drift_check_interval_s: Seconds | None = None
-    # WooCommerce: send manage_stock: true with the quantity (false: report products that do not manage stock).
-    manage_stock: StrictBool | None = None
-    # eBay: SKUs per bulk_update_price_quantity call (the safe reading of eBay's documents is 1).
-    skus_per_call: int | None = Field(None, ge=1, le=25)
-    # Mirakl: STO01, STO02 and STO03 spacing, and how long an import is waited for.
-    min_interval_s: Seconds | None = None
-    status_poll_interval_s: Seconds | None = None
-    error_report_interval_s: Seconds | None = None
-    import_timeout_s: Seconds | None = None
-    # Shopify.
-    api_version: str | None = Field(None, pattern=r"^\d{4}-\d{2}$")
-    restore_rate: float | None = Field(None, gt=0, le=100_000)
+    batch_limit: int | None = Field(
+        None, ge=1, le=10_000, description="Most quantities per call (capped by the channel)"
+    )
+    requests_per_second: float | None = Field(None, gt=0, le=1_000)
+    burst: int | None = Field(None, ge=1, le=1_000)
+    pause_after_failures: int | None = Field(None, ge=1, le=1_000, description="Consecutive failures before a pause")
+    pause_duration_s: Seconds | None = Field(None, description="How long an automatic pause lasts")
+    drift_check_interval_s: float | None = Field(None, ge=60, le=86_400)
+    manage_stock: StrictBool | None = Field(
+        None, description="WooCommerce: send manage_stock: true with the quantity (false: report unmanaged products)"
+    )
+    skus_per_call: int | None = Field(
+        None, ge=1, le=25, description="eBay: SKUs per bulk_update_price_quantity call (the safe reading is 1)"
+    )
+    min_interval_s: float | None = Field(None, ge=0, le=3_600, description="Mirakl: STO01 spacing")
+    status_poll_interval_s: Seconds | None = Field(None, description="Mirakl: STO02 spacing")
+    error_report_interval_s: Seconds | None = Field(None, description="Mirakl: STO03 spacing")
+    import_timeout_s: Seconds | None = Field(None, description="Mirakl: how long an import is waited for")
+    api_version: str | None = Field(
+        None, pattern=r"^\d{4}-\d{2}$", description="Shopify: the Admin API version, e.g. 2026-10"
+    )
+    restore_rate: float | None = Field(None, gt=0, le=100_000, description="Shopify: cost points restored per second")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,15 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
 from stocksync_common.auth import MerchantId
+from stocksync_common.bounds import Label, NonNegativeInt64, Sku, Timestamp, no_control_characters, storable_json
 from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
+from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
+from channel_publisher.adapters.channels.shopify import SUPPORTED_API_VERSIONS
 from channel_publisher.adapters.tables import (
     connections,
     drift_findings,
@@ -36,27 +39,32 @@ from channel_publisher.service_layer.publishing import Publisher
 
 router = APIRouter(prefix="/v1")
 
+WebhookSecret = Annotated[str, Field(min_length=8, max_length=500), AfterValidator(no_control_characters)]
+StorableObject = Annotated[dict[str, Any], AfterValidator(storable_json)]
+
 
 class ListingIn(BaseModel):
     """A SKU and its ids on the channel; which ids depends on the channel type."""
 
     model_config = ConfigDict(extra="allow")
-    sku: str = Field(min_length=1, max_length=200)
-    location: str = Field(DEFAULT_LOCATION, min_length=1, max_length=100)
+    sku: Sku
+    location: Label = DEFAULT_LOCATION
 
 
 class ConnectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: ChannelType
-    name: str = Field(min_length=1, max_length=200)
+    name: Label
     base_url: HttpUrl = Field(description="The channel API's base URL (a sandbox can stand in for the real one)")
-    credentials: dict[str, Any] = Field(description="Channel API credentials; never returned by the API")
-    webhook_secret: str | None = Field(
-        None, min_length=8, description="Secret that signs the channel's order webhooks; never returned"
+    credentials: StorableObject = Field(description="Channel API credentials; never returned by the API")
+    webhook_secret: WebhookSecret | None = Field(
+        None, description="Secret that signs the channel's order webhooks; never returned"
     )
-    inbound: dict[str, Any] = Field(default_factory=dict, description="Inbound settings (Amazon api_key, Mirakl poll)")
+    inbound: StorableObject = Field(default_factory=dict, description="Inbound settings (Amazon api_key, Mirakl poll)")
     listings: list[ListingIn] = Field(default_factory=list, max_length=100_000)
-    settings: dict[str, Any] = Field(default_factory=dict, description="Limits, e.g. batch_limit, api_version")
+    settings: ConnectionSettings = Field(
+        default_factory=ConnectionSettings, description="Limits, e.g. batch_limit; api_version for Shopify"
+    )
 
 
 def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
@@ -72,7 +80,7 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
             return {}
 
     credentials = check(spec.credentials, body.credentials, ["credentials"])
-    settings = check(ConnectionSettings, body.settings, ["settings"])
+    settings = body.settings.model_dump(mode="json", exclude_none=True)
     inbound = check(spec.inbound, body.inbound, ["inbound"])
     listing_rows = []
     for index, listing in enumerate(body.listings):
@@ -81,6 +89,15 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
     if spec.webhook_secret_required and not body.webhook_secret:
         errors.append(
             {"loc": ["body", "webhook_secret"], "msg": f"required for {body.type} connections", "type": "missing"}
+        )
+    if body.type == "shopify" and body.settings.api_version not in (None, *SUPPORTED_API_VERSIONS):
+        errors.append(
+            {
+                "loc": ["body", "settings", "api_version"],
+                "msg": f"Shopify API version {body.settings.api_version!r} is not spoken by Stocksync; "
+                f"supported: {', '.join(SUPPORTED_API_VERSIONS)}",
+                "type": "value_error",
+            }
         )
     skus = [(item.sku, item.location) for item in body.listings]
     if len(set(skus)) != len(skus):
@@ -185,7 +202,7 @@ async def get_connection(connection_id: uuid.UUID, request: Request, merchant_id
 
 class WebhookSecretIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    secret: str = Field(min_length=8, description="The new secret; the current one stays valid until retired")
+    secret: WebhookSecret = Field(description="The new secret; the current one stays valid until retired")
 
 
 class WebhookSecretsOut(BaseModel):
@@ -244,11 +261,13 @@ async def list_pushes(
     request: Request,
     merchant_id: MerchantId,
     connection_id: uuid.UUID | None = None,
-    sku: str | None = None,
-    push_status: Annotated[str | None, Query(alias="status")] = None,
-    since: Annotated[datetime | None, Query(description="Pushes finished at or after this time")] = None,
-    until: Annotated[datetime | None, Query(description="Pushes finished before this time")] = None,
-    after: Annotated[int, Query(ge=0, description="Return pushes with a larger push_id")] = 0,
+    sku: Annotated[Sku | None, Query()] = None,
+    push_status: Annotated[
+        Label | None, Query(alias="status", description="accepted, rejected, retrying, unmapped, ...")
+    ] = None,
+    since: Annotated[Timestamp | None, Query(description="Pushes finished at or after this time")] = None,
+    until: Annotated[Timestamp | None, Query(description="Pushes finished before this time")] = None,
+    after: Annotated[NonNegativeInt64, Query(description="Return pushes with a larger push_id")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PushOut]:
     query = sa.select(pushes).where(pushes.c.merchant_id == merchant_id, pushes.c.push_id > after)
@@ -274,7 +293,7 @@ def _publisher(request: Request) -> Publisher:
 
 class PauseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field("paused by the merchant", max_length=500)
+    reason: Annotated[Label, Field(max_length=500)] = "paused by the merchant"
 
 
 @router.post("/connections/{connection_id}/pause", response_model=ConnectionOut, tags=["connections"])
@@ -459,7 +478,12 @@ async def list_drift(
     return [DriftFindingOut.model_validate(dict(row._mapping)) for row in rows]
 
 
-@router.post("/connections/{connection_id}/drift-checks", response_model=list[DriftFindingOut], tags=["connections"])
+@router.post(
+    "/connections/{connection_id}/drift-checks",
+    response_model=list[DriftFindingOut],
+    tags=["connections"],
+    responses=error_responses(409, e409="The channel type cannot read quantities back"),
+)
 async def post_drift_check(
     connection_id: uuid.UUID, request: Request, merchant_id: MerchantId
 ) -> list[DriftFindingOut]:

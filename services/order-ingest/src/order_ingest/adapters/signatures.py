@@ -33,7 +33,7 @@ def verify_hmac_sha256_base64(secrets: Iterable[str], body: bytes, signature: st
         return False
     matched = False
     for secret in secrets:
-        matched |= hmac.compare_digest(_hmac_sha256_base64(secret.encode(), body), signature.strip())
+        matched |= hmac.compare_digest(_hmac_sha256_base64(secret.encode(), body).encode(), signature.strip().encode())
     return matched
 
 
@@ -62,7 +62,7 @@ def verify_standard_webhooks(
     The `webhook-signature` header is a space-separated list (the sender signs with
     several keys while it rotates); one match with any current secret is enough.
     """
-    if not webhook_id or not timestamp or not signatures or not timestamp.isdigit():
+    if not webhook_id or not timestamp or not signatures or not _is_decimal(timestamp):
         return False
     if abs(now - int(timestamp)) > tolerance_s:
         return False
@@ -72,7 +72,7 @@ def verify_standard_webhooks(
     for secret in secrets:
         expected = _hmac_sha256_base64(standard_webhooks_key(secret), signed)
         for candidate in offered:
-            matched |= hmac.compare_digest(expected, candidate)
+            matched |= hmac.compare_digest(expected.encode(), candidate.encode())
     return matched
 
 
@@ -161,3 +161,9 @@ def verify_ecdsa_sha1(public_key: ec.EllipticCurvePublicKey, body: bytes, signat
         except InvalidSignature:
             continue
     return False
+
+
+def _is_decimal(value: str) -> bool:
+    # str.isdigit alone takes "²", which int() refuses. Headers compare as bytes for the
+    # same reason: compare_digest refuses str with non-ASCII characters.
+    return value.isascii() and value.isdigit()

@@ -7,6 +7,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from stocksync_common.db import inbox_table, outbox_broker_table, outbox_table, service_metadata
 from stocksync_common.dead_letters import dead_letters_table
+from stocksync_common.secrets import EncryptedJSON, EncryptedTextArray
 
 metadata = service_metadata("order_ingest")
 inbox = inbox_table(metadata)
@@ -23,9 +24,9 @@ connections = sa.Table(
     sa.Column("channel_type", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("webhook_secrets", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("webhook_secrets", EncryptedTextArray, nullable=False),
     sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-    sa.Column("channel_api", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("channel_api", EncryptedJSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 

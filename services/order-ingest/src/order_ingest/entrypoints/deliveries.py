@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
 from stocksync_common.auth import MerchantId
+from stocksync_common.bounds import Timestamp
 from stocksync_common.runtime import Runtime
 
 from order_ingest.adapters.channels import MalformedDelivery
@@ -81,7 +82,7 @@ async def list_deliveries(
     request: Request,
     merchant_id: MerchantId,
     connection_id: uuid.UUID | None = None,
-    before: Annotated[datetime | None, Query(description="Only deliveries received before this time")] = None,
+    before: Annotated[Timestamp | None, Query(description="Only deliveries received before this time")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     """Deliveries of this merchant, newest first, kept for the configured retention."""

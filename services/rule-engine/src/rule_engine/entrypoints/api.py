@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stocksync_common.auth import MerchantId, api_key_id
 from stocksync_common.bounds import INT64_MAX, QUANTITY_MAX, Identifier, Label, Quantity, Sku
 from stocksync_common.contracts import utcnow
+from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
 from rule_engine.domain.rules import Action, ActionType, Condition, ConditionOp, Weekday
 from rule_engine.service_layer import rule_changes
 from rule_engine.service_layer.evaluation import rule_from_row
-from rule_engine.service_layer.rule_changes import RuleNotFound, RuleOfAnotherMerchant, UnknownChannels
+from rule_engine.service_layer.rule_changes import RuleNotFound, UnknownChannels
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 
@@ -344,8 +345,6 @@ def service_errors() -> Iterator[None]:
         yield
     except RuleNotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule {error.args[0]}") from None
-    except RuleOfAnotherMerchant as error:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"rule {error.args[0]} belongs to another merchant") from None
     except UnknownChannels as error:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -416,7 +415,11 @@ async def rule_history(rule_id: uuid.UUID, service: Service, merchant_id: Mercha
     return [RuleChangeOut.model_validate(row._mapping) for row in rows]
 
 
-@router.post("/rules/preview", response_model=PreviewOut)
+@router.post(
+    "/rules/preview",
+    response_model=PreviewOut,
+    responses=error_responses(404, e404="No rule `rule_id` for this merchant"),
+)
 async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantId) -> PreviewOut:
     """What saving would change, and to what, without saving; evaluated in memory on the projection."""
     with service_errors():

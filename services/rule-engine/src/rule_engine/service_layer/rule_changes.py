@@ -50,11 +50,8 @@ RULE_FIELDS = (
 
 
 class RuleNotFound(LookupError):
-    pass
-
-
-class RuleOfAnotherMerchant(PermissionError):
-    pass
+    """No such rule for this merchant: another merchant's rule is not found either, so that
+    an answer never tells whether an id exists."""
 
 
 class UnknownChannels(ValueError):
@@ -101,10 +98,8 @@ async def _check_channels(conn: AsyncConnection, merchant_id: uuid.UUID, connect
 
 async def _lock_rule(conn: AsyncConnection, merchant_id: uuid.UUID, rule_id: uuid.UUID) -> Any:
     row = (await conn.execute(sa.select(rules).where(rules.c.rule_id == rule_id).with_for_update())).one_or_none()
-    if row is None:
+    if row is None or row.merchant_id != merchant_id:
         raise RuleNotFound(rule_id)
-    if row.merchant_id != merchant_id:
-        raise RuleOfAnotherMerchant(rule_id)
     return row
 
 
@@ -228,10 +223,8 @@ async def _mark_in_force(conn: AsyncConnection, rule: Rule, at: datetime) -> Any
 async def get_rule(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uuid.UUID) -> Any:
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(rules).where(rules.c.rule_id == rule_id))).one_or_none()
-    if row is None:
+    if row is None or row.merchant_id != merchant_id:
         raise RuleNotFound(rule_id)
-    if row.merchant_id != merchant_id:
-        raise RuleOfAnotherMerchant(rule_id)
     return row
 
 
@@ -256,10 +249,10 @@ async def rule_history(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uui
             )
         ).all()
     if not rows:
-        await get_rule(engine, merchant_id, rule_id)  # 404 or 403 as appropriate
+        await get_rule(engine, merchant_id, rule_id)  # not found, or a rule with no history yet
         return []
     if rows[0].merchant_id != merchant_id:
-        raise RuleOfAnotherMerchant(rule_id)
+        raise RuleNotFound(rule_id)
     return list(rows)
 
 
@@ -302,10 +295,8 @@ async def preview_rule_change(
         before = None
         if rule_id is not None:
             row = (await conn.execute(sa.select(rules).where(rules.c.rule_id == rule_id))).one_or_none()
-            if row is None:
+            if row is None or row.merchant_id != merchant_id:
                 raise RuleNotFound(rule_id)
-            if row.merchant_id != merchant_id:
-                raise RuleOfAnotherMerchant(rule_id)
             before = rule_from_row(row)
         proposed_rule = None
         if values is not None:

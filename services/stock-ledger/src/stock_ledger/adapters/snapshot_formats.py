@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stocksync_common.bounds import Quantity, Sku, no_control_characters, storable_text
+from stocksync_common.bounds import Quantity, Sku, Timestamp, no_control_characters, storable_text
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 
 from stock_ledger.service_layer.snapshots import AttributeUpdate, RejectedRow, SnapshotRow
@@ -45,7 +45,7 @@ class SnapshotRecord(BaseModel):
     sku: Sku
     on_hand: Quantity
     location: Location = DEFAULT_LOCATION
-    as_of: AwareDatetime | None = Field(None, description="When the ERP counted; default: the upload's as_of")
+    as_of: Timestamp | None = Field(None, description="When the ERP counted; default: the upload's as_of")
     brand: Name | None = None
     category: Name | None = None
     tags: list[Tag] | None = Field(None, max_length=100)
@@ -124,6 +124,10 @@ async def read_json_lines(
             yield validation_error(number, exc)
 
 
+class UnreadableUpload(ValueError):
+    """The upload as a whole cannot be read (a CSV without its header): refused, nothing applied."""
+
+
 async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> AsyncIterator[SnapshotRow | RejectedRow]:
     """CSV with a header line: sku, on_hand, then optional location, as_of, brand, category,
     tags (separated by "|"); a column named "#..." is ignored; any other column is a
@@ -147,8 +151,7 @@ async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> Asy
             missing = [name for name in ("sku", "on_hand") if name not in header]
             if missing or len(set(header)) != len(header):
                 problem = f"missing column {missing[0]}" if missing else "a column appears twice"
-                yield RejectedRow(number, missing[0] if missing else None, f"header: {problem}")
-                return
+                raise UnreadableUpload(f"header: {problem}")
             continue
         if len(cells) != len(header):
             yield RejectedRow(number, None, f"{len(cells)} cells where the header has {len(header)}")

@@ -9,15 +9,17 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stocksync_common.auth import AdminOnly, MerchantId, issue_api_key
+from stocksync_common.bounds import Label, NonNegativeInt64, SignedQuantity, Sku, Text, Timestamp
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
+from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
-from stock_ledger.adapters.snapshot_formats import SnapshotRecord, read_csv, read_json_lines
+from stock_ledger.adapters.snapshot_formats import SnapshotRecord, UnreadableUpload, read_csv, read_json_lines
 from stock_ledger.adapters.tables import merchants
 from stock_ledger.config import LedgerSettings
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
@@ -26,8 +28,11 @@ from stock_ledger.service_layer.snapshots import ImportReport, RejectedRow, Snap
 
 router = APIRouter(prefix="/v1")
 
-Location = Annotated[str, Query(min_length=1, max_length=100, description="Stock location")]
+Location = Annotated[Label, Query(description="Stock location")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# A SKU in a path may hold "/" (sent as %2F or as is), "%", spaces and any other
+# character a SKU may hold: the path converter takes the rest of the path.
+SkuInPath = Annotated[Sku, Path(description="The SKU, percent-encoded", examples=["AB-12", "AB/12 blue"])]
 
 
 def _runtime(request: Request) -> Runtime:
@@ -42,7 +47,7 @@ def _settings(request: Request) -> LedgerSettings:
 
 class MerchantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Label
 
 
 class MerchantOut(BaseModel):
@@ -51,7 +56,13 @@ class MerchantOut(BaseModel):
     api_key: str = Field(description="Shown once; send it as the X-API-Key header")
 
 
-@router.post("/merchants", status_code=status.HTTP_201_CREATED, response_model=MerchantOut, tags=["merchants"])
+@router.post(
+    "/merchants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MerchantOut,
+    tags=["merchants"],
+    responses=error_responses(401, e401="Admin token required"),
+)
 async def create_merchant(body: MerchantIn, request: Request, _: AdminOnly) -> MerchantOut:
     runtime = _runtime(request)
     merchant_id = uuid.uuid4()
@@ -136,12 +147,12 @@ _SNAPSHOT_BODY: dict[str, Any] = {
     response_model=SnapshotResult,
     tags=["stock"],
     openapi_extra=_SNAPSHOT_BODY,
-    responses={413: {"description": "Body too large"}, 415: {"description": "Unsupported Content-Type"}},
+    responses=error_responses(413, 415),
 )
 async def post_snapshot(
     request: Request,
     merchant_id: MerchantId,
-    as_of: Annotated[AwareDatetime | None, Query(description="as_of of rows that carry none; default: now")] = None,
+    as_of: Annotated[Timestamp | None, Query(description="as_of of rows that carry none; default: now")] = None,
 ) -> SnapshotResult:
     """Absolute on_hand per SKU from the ERP or catalogue, as JSON, JSON lines or CSV (by Content-Type).
 
@@ -154,7 +165,7 @@ async def post_snapshot(
     default_as_of = as_of or utcnow()
     declared = request.headers.get("content-length")
     limit = settings.snapshot_json_max_bytes if content_type == "application/json" else settings.snapshot_max_bytes
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes")
     rows: AsyncIterator[SnapshotRow | RejectedRow]
     if content_type == "application/json":
@@ -168,14 +179,17 @@ async def post_snapshot(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/json, application/x-ndjson or text/csv",
         )
-    report = await import_snapshot(
-        runtime.engine,
-        merchant_id,
-        rows,
-        chunk_size=settings.snapshot_chunk_rows,
-        keep_changed=content_type == "application/json",
-        after_chunk=runtime.wake_relay,
-    )
+    try:
+        report = await import_snapshot(
+            runtime.engine,
+            merchant_id,
+            rows,
+            chunk_size=settings.snapshot_chunk_rows,
+            keep_changed=content_type == "application/json",
+            after_chunk=runtime.wake_relay,
+        )
+    except UnreadableUpload as exc:  # raised before the first row: nothing was applied
+        raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": str(exc)}]) from None
     return _snapshot_result(report)
 
 
@@ -247,11 +261,11 @@ def _snapshot_result(report: ImportReport) -> SnapshotResult:
 
 class AdjustmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sku: str = Field(min_length=1, max_length=200)
-    location: str = Field(DEFAULT_LOCATION, min_length=1, max_length=100)
-    delta: int = Field(ge=-1_000_000_000, le=1_000_000_000, description="Signed change of on_hand, not 0")
-    reason: str = Field(min_length=1, max_length=500, description="Why, e.g. 'damaged in warehouse'")
-    actor: str = Field(min_length=1, max_length=200, description="Who made the adjustment")
+    sku: Sku
+    location: Label = DEFAULT_LOCATION
+    delta: SignedQuantity = Field(description="Signed change of on_hand, not 0")
+    reason: Annotated[Text, Field(min_length=1, max_length=500, description="Why, e.g. 'damaged in warehouse'")]
+    actor: Label = Field(description="Who made the adjustment")
     adjustment_id: uuid.UUID = Field(
         default_factory=uuid.uuid4, description="Idempotency key: sending it again changes nothing"
     )
@@ -312,9 +326,11 @@ async def get_stock_list(
     request: Request,
     merchant_id: MerchantId,
     location: Location = DEFAULT_LOCATION,
-    after: Annotated[str | None, Query(max_length=200, description="Last SKU of the previous page")] = None,
+    after: Annotated[Sku | None, Query(description="Last SKU of the previous page")] = None,
     limit: Limit = 100,
-    available_at_most: Annotated[int | None, Query(description="Only SKUs with available <= this (low stock)")] = None,
+    available_at_most: Annotated[
+        SignedQuantity | None, Query(description="Only SKUs with available <= this (low stock)")
+    ] = None,
 ) -> StockPage:
     """Current stock of every SKU, by SKU, paged."""
     async with _runtime(request).engine.connect() as conn:
@@ -323,17 +339,6 @@ async def get_stock_list(
         )
     items = [StockOut.of(row) for row in rows]
     return StockPage(items=items, next_after=items[-1].sku if len(items) == limit else None)
-
-
-@router.get("/stock/{sku}", response_model=StockOut, tags=["stock"])
-async def get_stock(
-    sku: str, request: Request, merchant_id: MerchantId, location: Location = DEFAULT_LOCATION
-) -> StockOut:
-    async with _runtime(request).engine.connect() as conn:
-        row = await read_stock(conn, (merchant_id, sku, location))
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stock for SKU {sku!r}")
-    return StockOut.of(row)
 
 
 class LedgerEntryOut(BaseModel):
@@ -358,13 +363,14 @@ class LedgerPage(BaseModel):
     next_after: int | None
 
 
-@router.get("/stock/{sku}/ledger", response_model=LedgerPage, tags=["stock"])
+# Declared before GET /v1/stock/{sku}: the SKU path takes "/", so ".../ledger" must match first.
+@router.get("/stock/{sku:path}/ledger", response_model=LedgerPage, tags=["stock"])
 async def get_ledger(
-    sku: str,
+    sku: SkuInPath,
     request: Request,
     merchant_id: MerchantId,
     location: Location = DEFAULT_LOCATION,
-    after: Annotated[int | None, Query(ge=0, description="Last entry id of the previous page")] = None,
+    after: Annotated[NonNegativeInt64 | None, Query(description="Last entry id of the previous page")] = None,
     limit: Limit = 100,
     order: Literal["asc", "desc"] = "asc",
 ) -> LedgerPage:
@@ -373,6 +379,18 @@ async def get_ledger(
         rows = await ledger_page(conn, (merchant_id, sku, location), after_id=after, limit=limit, order=order)
     entries = [LedgerEntryOut.model_validate(row, from_attributes=True) for row in rows]
     return LedgerPage(entries=entries, next_after=entries[-1].id if len(entries) == limit else None)
+
+
+@router.get("/stock/{sku:path}", response_model=StockOut, tags=["stock"])
+async def get_stock(
+    sku: SkuInPath, request: Request, merchant_id: MerchantId, location: Location = DEFAULT_LOCATION
+) -> StockOut:
+    """One SKU's stock. A SKU that ends in `/ledger` is read from the list (`GET /v1/stock?after=`)."""
+    async with _runtime(request).engine.connect() as conn:
+        row = await read_stock(conn, (merchant_id, sku, location))
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no stock for this SKU")
+    return StockOut.of(row)
 
 
 class OversellOut(BaseModel):
@@ -392,7 +410,7 @@ async def get_oversells(
     request: Request,
     merchant_id: MerchantId,
     status_: Annotated[Literal["open", "resolved", "all"], Query(alias="status")] = "open",
-    sku: Annotated[str | None, Query(max_length=200)] = None,
+    sku: Annotated[Sku | None, Query()] = None,
     limit: Limit = 100,
 ) -> list[OversellOut]:
     """Oversells, newest first: open ones until available is back at zero or more."""

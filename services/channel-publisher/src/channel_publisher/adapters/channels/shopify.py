@@ -28,6 +28,9 @@ from channel_publisher.domain.pushes import (
 )
 
 API_VERSION = "2026-10"
+# The versions whose mutation document is the one below (2026-04 made `@idempotent` and
+# `changeFromQuantity` required); a connection naming another version is refused.
+SUPPORTED_API_VERSIONS = ("2026-04", "2026-07", "2026-10")
 MAX_ITEMS = 250
 # Cost of one call: an estimate until Shopify reports the real one (unverified).
 ESTIMATED_COST_BASE = 10

@@ -1,0 +1,191 @@
+"""Merchants are kept apart without an existence oracle.
+
+Walks every operation of the gateway's merged OpenAPI document with a second merchant's
+key: on the first merchant's ids (connection, rule, delivery, SKU) it must answer exactly
+what it answers for ids nobody has, lists must not show the first merchant's resources,
+and nothing of the first merchant may change. An operation the probe does not know fails
+the test: a new route is probed from the day it exists.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+
+from stocksync_embedded.stack import Stack
+from stocksync_sandboxes import generic_orders
+
+from tests.e2e.conftest import Merchant, wait_for
+
+RULE = {"name": "iso", "condition": {"op": "always"}, "action": {"type": "set", "value": 0}}
+# Bodies that would change a resource if the caller owned it.
+BODIES: dict[tuple[str, str], Any] = {
+    ("put", "/v1/rules/{rule_id}"): RULE,
+    ("patch", "/v1/rules/{rule_id}"): {"enabled": False},
+    ("post", "/v1/connections/{connection_id}/webhook-secrets"): {"secret": "intruder-secret-0001"},
+    ("post", "/v1/connections/{connection_id}/pause"): {"reason": "intruder"},
+    ("post", "/v1/stock/adjustments"): {"sku": "{sku}", "delta": -1, "reason": "probe", "actor": "intruder"},
+    ("post", "/v1/rules"): {**RULE, "channels": ["{connection_id}"]},
+    ("post", "/v1/rules/preview"): {"rule_id": "{rule_id}", "delete": True},
+}
+# Operations that read the caller's own collection, filtered by an id of the caller's choice.
+FILTERS: dict[tuple[str, str], dict[str, str]] = {
+    ("get", "/v1/pushes"): {"connection_id": "{connection_id}", "sku": "{sku}"},
+    ("get", "/v1/deliveries"): {"connection_id": "{connection_id}"},
+    ("get", "/v1/oversells"): {"sku": "{sku}"},
+    ("get", "/v1/stock"): {"after": "{sku}"},
+}
+# Not merchant-scoped, with why.
+UNSCOPED = {
+    # Admin only: a merchant key is refused whatever the body.
+    ("post", "/v1/merchants"),
+    # Create in the caller's own namespace (checked below: the owner's are unchanged).
+    ("post", "/v1/stock/snapshots"),
+    ("post", "/v1/connections"),
+    # Authenticated by the channel's signature, not by a key: an intruder cannot sign.
+    ("post", "/webhooks/{channel_type}/{connection_id}"),
+}
+
+
+def _fill(template: Any, ids: dict[str, str]) -> Any:
+    text = orjson.dumps(template).decode()
+    for name, value in ids.items():
+        text = text.replace("{" + name + "}", value.replace("\\", "\\\\").replace('"', '\\"'))
+    return orjson.loads(text)
+
+
+def _path(template: str, ids: dict[str, str]) -> str:
+    for name, value in ids.items():
+        template = template.replace("{" + name + "}", _quote(value))
+    return template
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _answer(response: httpx.Response, ids: dict[str, str]) -> tuple[int, str]:
+    """Status and body with the probed ids replaced by their names: what a caller learns."""
+    text = response.text
+    for name, value in ids.items():
+        text = text.replace(value, f"<{name}>")
+    return response.status_code, text
+
+
+def _owner_resources(api: httpx.Client, owner: Merchant, admin: dict[str, str]) -> dict[str, str]:
+    secret = generic_orders.new_secret()
+    connection = api.post(
+        "/v1/connections",
+        headers=owner.auth,
+        json={
+            "type": "generic",
+            "name": "isolation probe",
+            "base_url": "http://127.0.0.1:9",
+            "credentials": {"signing_secret": generic_orders.new_secret()},
+            "webhook_secret": secret,
+        },
+    )
+    assert connection.status_code == 201, connection.text
+    connection_id = connection.json()["connection_id"]
+    sku = f"ISO/{uuid.uuid4().hex[:6]} 50% blé"
+    snapshot = api.post("/v1/stock/snapshots", headers=owner.auth, json={"items": [{"sku": sku, "on_hand": 5}]})
+    assert snapshot.status_code == 200 and snapshot.json()["applied"] == 1, snapshot.text
+    rule = api.post("/v1/rules", headers=owner.auth, json={**RULE, "channels": [connection_id]})
+    assert rule.status_code == 201, rule.text
+
+    body = orjson.dumps(
+        {
+            "type": "order.created",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "data": {"order_id": "ISO-1", "lines": [{"line_id": "1", "sku": sku, "quantity": 1}]},
+        }
+    )
+
+    def deliver() -> str | None:
+        headers = generic_orders.sign(f"msg_{uuid.uuid4().hex}", int(time.time()), body, [secret])
+        answer = api.post(f"/webhooks/generic/{connection_id}", content=body, headers=headers)
+        return str(answer.json()["delivery_id"]) if answer.status_code == 200 else None
+
+    delivery_id = wait_for(deliver, timeout=60, interval=0.5)
+    return {
+        "connection_id": connection_id,
+        "rule_id": rule.json()["rule_id"],
+        "delivery_id": delivery_id,
+        "sku": sku,
+    }
+
+
+def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_route(
+    api: httpx.Client, merchant: Merchant, stack: Stack
+) -> None:
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    owner = merchant
+    created = api.post("/v1/merchants", json={"name": "intruder"}, headers=admin).json()
+    intruder = Merchant(created["merchant_id"], created["api_key"])
+    theirs = _owner_resources(api, owner, admin)
+    nobodys = {
+        "connection_id": str(uuid.uuid4()),
+        "rule_id": str(uuid.uuid4()),
+        "delivery_id": str(uuid.uuid4()),
+        "sku": f"NOBODY/{uuid.uuid4().hex[:6]} 50% blé",
+    }
+    stock_url = f"/v1/stock/{_quote(theirs['sku'])}"
+    # The order's reservation reaches the ledger asynchronously: wait for it first.
+    wait_for(lambda: api.get(stock_url, headers=owner.auth).json()["reserved"] == 1)
+    before = {
+        "rule": api.get(f"/v1/rules/{theirs['rule_id']}", headers=owner.auth).json(),
+        "connection": _connection_settings(api, owner, theirs["connection_id"]),
+        "stock": api.get(stock_url, headers=owner.auth).json(),
+    }
+    assert before["stock"]["sku"] == theirs["sku"]  # the SKU round-trips, "/", "%" and all
+
+    document = api.get("/openapi.json").json()
+    probed = 0
+    for template, item in document["paths"].items():
+        for method in item:
+            operation = (method, template)
+            if operation in UNSCOPED:
+                continue
+            has_ids = "{" in template or operation in BODIES or operation in FILTERS
+            if not has_ids:
+                # A list of the caller's own resources: none of the owner's show.
+                answer = api.request(method, template, headers=intruder.auth)
+                assert answer.status_code == 200, (operation, answer.text)
+                for value in theirs.values():
+                    assert value not in answer.text, (operation, value)
+                probed += 1
+                continue
+            assert "{" not in template or any("{" + name + "}" in template for name in theirs), (
+                f"the isolation probe does not know {operation}: give it an owner's resource"
+            )
+            answers = []
+            for ids in (theirs, nobodys):
+                answer = api.request(
+                    method,
+                    _path(template, ids),
+                    headers=intruder.auth,
+                    params=_fill(FILTERS.get(operation, {}), ids),
+                    json=_fill(BODIES[operation], ids) if operation in BODIES else None,
+                )
+                assert answer.status_code < 500, (operation, answer.text)
+                answers.append(_answer(answer, ids))
+            assert answers[0] == answers[1], (operation, answers)
+            if "{" in template and template != "/v1/stock/{sku}/ledger":
+                assert answers[0][0] == 404, (operation, answers[0])
+            probed += 1
+    assert probed >= 25
+
+    assert api.get(f"/v1/rules/{theirs['rule_id']}", headers=owner.auth).json() == before["rule"]
+    assert _connection_settings(api, owner, theirs["connection_id"]) == before["connection"]
+    assert api.get(stock_url, headers=owner.auth).json() == before["stock"]
+
+
+def _connection_settings(api: httpx.Client, owner: Merchant, connection_id: str) -> dict[str, Any]:
+    answer = api.get(f"/v1/connections/{connection_id}", headers=owner.auth).json()
+    return {key: answer[key] for key in ("name", "active", "paused", "pause_reason", "listings")}
