@@ -68,8 +68,10 @@ def test_settings_out_of_bounds_are_refused(settings: dict[str, Any]) -> None:
         ConnectionSettings.model_validate(settings)
 
 
-def test_unknown_settings_are_kept() -> None:
-    assert ConnectionSettings.model_validate({"note": "x"}).model_dump(exclude_none=True) == {"note": "x"}
+def test_an_unknown_setting_is_refused_rather_than_silently_ignored() -> None:
+    # A misspelt limit ("batch_limt") would otherwise be kept and never applied.
+    with pytest.raises(ValidationError):
+        ConnectionSettings.model_validate({"batch_limt": 10})
 
 
 def test_the_mirakl_error_report_gives_each_offer_skus_reason_from_the_second_column() -> None:
