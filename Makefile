@@ -31,7 +31,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src
+	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src services/console/src
 
 format: $(STAMP)
 	$(BIN)/ruff format .

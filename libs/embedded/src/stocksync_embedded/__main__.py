@@ -33,10 +33,15 @@ from stocksync_embedded.stack import Ports, Stack
 
 def _secrets(home: Path) -> dict[str, str]:
     path = home / "secrets.json"
-    if path.exists():
-        loaded: dict[str, str] = json.loads(path.read_text())
-        return loaded
-    values = {"api_key_secret": secrets.token_urlsafe(32), "admin_token": secrets.token_urlsafe(24)}
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = {
+        name: secrets.token_urlsafe(32)
+        for name in ("api_key_secret", "admin_token", "console_session_secret")
+        if name not in values
+    }
+    if not missing:
+        return values
+    values.update(missing)
     home.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))
     path.chmod(0o600)
@@ -49,7 +54,12 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
     # seconds; a real Mirakl allows one a minute (leave the demo out with --no-demo).
     extra_env = {"MIRAKL_POLL_INTERVAL_OVERRIDE_S": str(DEMO_MIRAKL_INTERVAL_S)} if with_demo else {}
     stack = Stack(
-        home, ports, api_key_secret=values["api_key_secret"], admin_token=values["admin_token"], extra_env=extra_env
+        home,
+        ports,
+        api_key_secret=values["api_key_secret"],
+        admin_token=values["admin_token"],
+        console_session_secret=values["console_session_secret"],
+        extra_env=extra_env,
     )
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -63,6 +73,7 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
             "",
             "Stocksync is running.",
             f"  Base URL:     {stack.base_url}",
+            f"  Console:      {stack.base_url}/console  (sign in with the merchant's API key)",
             f"  API docs:     {stack.base_url}/docs",
             f"  Database:     {stack.database_url}",
             f"  Broker:       {stack.kafka_bootstrap_servers}",
@@ -88,6 +99,8 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
                 f"  Shopify C1:   http://127.0.0.1:{c1.port}  (connection {c1.connection_id})",
                 f"  Shopify C2:   http://127.0.0.1:{c2.port}  (connection {c2.connection_id})",
                 *[f"  {c.type + ':':<13} {c.url}  (connection {c.connection_id})" for c in demo.channels],
+                "",
+                f"Open the console at {stack.base_url}/console and sign in with the API key above.",
                 "",
                 "Place a demo order of 1 x SKU-A on C1 (a signed webhook to Stocksync):",
                 f"  curl -s -X POST http://127.0.0.1:{c1.port}/_sandbox/orders -H 'content-type: application/json' "
@@ -137,6 +150,7 @@ def main() -> None:
         base + 4,
         int(os.environ.get("STOCKSYNC_POSTGRES_PORT", "55432")),
         int(os.environ.get("STOCKSYNC_BROKER_PORT", "59092")),
+        base + 5,
     )
     run(args.home.resolve(), ports, args.sandbox_port, not args.no_demo)
 

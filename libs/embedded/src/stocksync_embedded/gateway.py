@@ -28,6 +28,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/rules", "rule-engine"),
     ("/v1/connections", "channel-publisher"),
     ("/v1/pushes", "channel-publisher"),
+    ("/console", "console"),
 )
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}

@@ -11,9 +11,10 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stocksync_common.auth import AdminOnly, MerchantId, issue_api_key
+from stocksync_common.bounds import SKU_MAX_LENGTH, no_control_characters
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 from stocksync_common.runtime import Runtime
 
@@ -315,11 +316,22 @@ async def get_stock_list(
     after: Annotated[str | None, Query(max_length=200, description="Last SKU of the previous page")] = None,
     limit: Limit = 100,
     available_at_most: Annotated[int | None, Query(description="Only SKUs with available <= this (low stock)")] = None,
+    sku_prefix: Annotated[
+        str | None,
+        Query(max_length=SKU_MAX_LENGTH, description="Only SKUs starting with this"),
+        AfterValidator(lambda v: v if v is None else no_control_characters(v)),
+    ] = None,
 ) -> StockPage:
     """Current stock of every SKU, by SKU, paged."""
     async with _runtime(request).engine.connect() as conn:
         rows = await list_stock(
-            conn, merchant_id, location=location, after_sku=after, limit=limit, available_at_most=available_at_most
+            conn,
+            merchant_id,
+            location=location,
+            after_sku=after,
+            limit=limit,
+            available_at_most=available_at_most,
+            sku_prefix=sku_prefix,
         )
     items = [StockOut.of(row) for row in rows]
     return StockPage(items=items, next_after=items[-1].sku if len(items) == limit else None)
