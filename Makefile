@@ -21,8 +21,16 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS)
 run: $(STAMP)
 	$(BIN)/python -m stocksync_embedded run
 
-## The whole test suite: unit, integration and end-to-end, against a real PostgreSQL and broker.
-test: $(STAMP)
+# The console's browser tests drive Debian's chromium (never a browser downloaded by Playwright).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+
+## The whole test suite: unit, integration and end-to-end (the console's in headless chromium), against a real PostgreSQL and broker.
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
