@@ -8,13 +8,14 @@ session's CSRF token; the session cookie is sealed, HttpOnly and SameSite=Strict
 from __future__ import annotations
 
 import hmac
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from fastapi import Depends, FastAPI, Query, Request
@@ -35,6 +36,7 @@ HERE = Path(__file__).resolve().parent.parent
 PREFIX = "/console"
 PAGE_SIZE = 50
 API_KEY_MAX_LENGTH = 512
+SIGN_IN_COOKIE = "stocksync_console_sign_in"
 
 
 class NotSignedIn(Exception):
@@ -43,6 +45,25 @@ class NotSignedIn(Exception):
 
 class BadCsrfToken(Exception):
     pass
+
+
+def session_of(request: Request) -> Session:
+    sealer: SessionSealer = request.app.state.sealer
+    session = sealer.open(request.cookies.get(COOKIE_NAME))
+    if session is None:
+        raise NotSignedIn()
+    return session
+
+
+SignedIn = Annotated[Session, Depends(session_of)]
+
+
+def api_of(request: Request, session: SignedIn) -> StocksyncApi:
+    return StocksyncApi(request.app.state.client, session.api_key)
+
+
+Api = Annotated[StocksyncApi, Depends(api_of)]
+SkuFilter = Annotated[str | None, Query(max_length=SKU_MAX_LENGTH, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
@@ -65,22 +86,12 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app = FastAPI(title="Stocksync console", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
+    app.state.sealer = sealer
+    app.state.client = client
+
     # ---- session, CSRF and errors ---------------------------------------------------
 
-    def session_of(request: Request) -> Session:
-        session = sealer.open(request.cookies.get(COOKIE_NAME))
-        if session is None:
-            raise NotSignedIn()
-        return session
-
-    def api_of(session: Annotated[Session, Depends(session_of)]) -> StocksyncApi:
-        return StocksyncApi(client, session.api_key)
-
-    SignedIn = Annotated[Session, Depends(session_of)]
-    Api = Annotated[StocksyncApi, Depends(api_of)]
-
     async def checked_form(request: Request, session: Session) -> FormData:
-        _same_origin(request)
         form = await request.form()
         token = form.get("csrf")
         if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf_token):
@@ -158,32 +169,48 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         target = "channels" if sealer.open(request.cookies.get(COOKIE_NAME)) else "sign-in"
         return RedirectResponse(f"{PREFIX}/{target}", status_code=303)
 
+    def sign_in_form(request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
+        """The sign-in form with a fresh token, also set in a cookie: a form posted from elsewhere lacks it."""
+        token = secrets.token_urlsafe(24)
+        response = render(request, "sign_in.html", status_code, csrf=token, **context)
+        response.set_cookie(
+            SIGN_IN_COOKIE,
+            token,
+            max_age=3600,
+            path=f"{PREFIX}/sign-in",
+            httponly=True,
+            samesite="strict",
+            secure=settings.console_cookie_secure,
+        )
+        return response
+
     @app.get(f"{PREFIX}/sign-in", include_in_schema=False)
     async def sign_in_page(request: Request, expired: bool = False) -> HTMLResponse:
-        message = "Your session ended: sign in again." if expired else None
-        return render(request, "sign_in.html", message=message)
+        return sign_in_form(request, message="Your session ended: sign in again." if expired else None)
 
     @app.post(f"{PREFIX}/sign-in", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
-        _same_origin(request)
         form = await request.form()
+        token, expected = form.get("csrf"), request.cookies.get(SIGN_IN_COOKIE)
+        if not isinstance(token, str) or not expected or not hmac.compare_digest(token, expected):
+            return sign_in_form(request, 403, error="This form has expired: please sign in again.")
         key = form.get("api_key")
         key = key.strip() if isinstance(key, str) else ""
         if not key or len(key) > API_KEY_MAX_LENGTH or not key.isprintable():
-            return render(request, "sign_in.html", 400, error="Enter your Stocksync API key.")
+            return sign_in_form(request, 400, error="Enter your Stocksync API key.")
         try:
             await StocksyncApi(client, key).get("/v1/connections")
         except ApiError as exc:
             if exc.status_code in (401, 403):
-                return render(
+                return sign_in_form(
                     request,
-                    "sign_in.html",
                     401,
                     error="This API key was not accepted. Check that you copied the whole key, or ask for a new one.",
                 )
             raise
         response = RedirectResponse(f"{PREFIX}/channels", status_code=303)
         set_session(response, Session.new(key))
+        response.delete_cookie(SIGN_IN_COOKIE, path=f"{PREFIX}/sign-in")
         return response
 
     @app.post(f"{PREFIX}/sign-out", include_in_schema=False)
@@ -229,6 +256,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         until: datetime | None,
         before: int | None,
     ) -> dict[str, Any]:
+        # A time typed in the form has no offset: it is UTC, as the form says.
+        since, until = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (since, until))
         params: dict[str, Any] = {"connection_id": str(cid), "order": "desc", "limit": PAGE_SIZE}
         error_params: dict[str, Any] = {"connection_id": str(cid), "order": "desc", "limit": 1000}
         for name, value in (
@@ -578,16 +607,6 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         return render(request, "_live_panel.html", **await live_context(api))
 
     return app
-
-
-SkuFilter = Annotated[str | None, Query(max_length=SKU_MAX_LENGTH, pattern=r"^[^\x00-\x1f\x7f]*$")]
-
-
-def _same_origin(request: Request) -> None:
-    """Refuse a form posted from another site (SameSite=Strict already keeps the cookie from it)."""
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-        raise BadCsrfToken()
 
 
 def _form_errors(exc: ApiError) -> list[dict[str, str]]:
