@@ -209,8 +209,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                 )
             raise
         response = RedirectResponse(f"{PREFIX}/channels", status_code=303)
+        # One Set-Cookie only (the sign-in token expires by itself): the embedded gateway
+        # passes one value per header name.
         set_session(response, Session.new(key))
-        response.delete_cookie(SIGN_IN_COOKIE, path=f"{PREFIX}/sign-in")
         return response
 
     @app.post(f"{PREFIX}/sign-out", include_in_schema=False)
