@@ -19,7 +19,7 @@ COPY sandboxes sandboxes
 RUN /opt/stocksync/bin/pip install \
         ./libs/common \
         ./services/order-ingest ./services/stock-ledger \
-        ./services/rule-engine ./services/channel-publisher \
+        ./services/rule-engine ./services/channel-publisher ./services/console \
         ./sandboxes \
     # The root file system is read-only at run time: compile now, never at start.
     && /opt/stocksync/bin/python -m compileall -q /opt/stocksync/lib

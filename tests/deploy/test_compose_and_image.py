@@ -28,6 +28,7 @@ ENTRY_POINTS = {
     *(("python", "-m", module, "serve") for module in MODULES.values()),
     *(("python", "-m", module, "migrate") for module in MODULES.values()),
     ("python", "-m", "stocksync_common.create_topics"),
+    ("python", "-m", "merchant_console", "serve"),
 }
 
 

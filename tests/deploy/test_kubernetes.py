@@ -41,7 +41,9 @@ def builtin(resource: Resource) -> bool:
 def test_each_overlay_renders_the_four_services_with_their_companions(overlay: tuple[str, list[Resource]]) -> None:
     _, resources = overlay
     for kind in ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
-        assert sorted(r["metadata"]["name"] for r in of_kind(resources, kind)) == sorted(SERVICE_NAMES), kind
+        # The console is stateless and light: two replicas, no autoscaler.
+        expected = SERVICE_NAMES if kind == "HorizontalPodAutoscaler" else [*SERVICE_NAMES, "console"]
+        assert sorted(r["metadata"]["name"] for r in of_kind(resources, kind)) == sorted(expected), kind
     assert [r["metadata"]["name"] for r in of_kind(resources, "Job")] == ["stocksync-migrate"]
     assert len(of_kind(resources, "Ingress")) == 1
     assert len(of_kind(resources, "PrometheusRule")) == 1
@@ -144,7 +146,7 @@ def test_the_ingress_routes_every_public_path_as_the_embedded_gateway_does(prod:
     assert routed["/v1/oversells"] == "stock-ledger"
     assert routed["/v1/deliveries"] == "order-ingest"
     assert routed["/v1/rules"] == "rule-engine"
-    assert set(routed.values()) <= set(SERVICE_NAMES)
+    assert set(routed.values()) <= {*SERVICE_NAMES, "console"}
 
 
 def test_every_deployment_is_probed_bounded_and_runs_non_root_on_a_read_only_root(

@@ -149,8 +149,7 @@ def shot(page: Page, name: str) -> None:
 
 
 def sign_in(page: Page, base_url: str, api_key: str) -> None:
-    page.goto(f"{base_url}/console")
-    expect(page).to_have_url(f"{base_url}/console/sign-in")
+    page.goto(f"{base_url}/console/sign-in")
     page.get_by_label("API key").fill(api_key)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{base_url}/console/channels")

@@ -20,8 +20,10 @@ class ConsoleSettings(ServiceSettings):
     console_cookie_secure: bool = False
     console_api_timeout_s: float = Field(15.0, gt=0, le=120)
 
+    # Replaces the base's check (same name): the console holds no API key secret or
+    # admin token, only the key that seals its cookies.
     @model_validator(mode="after")
-    def _refuse_default_session_secret_in_production(self) -> ConsoleSettings:
+    def _refuse_default_secrets_in_production(self) -> ConsoleSettings:
         secret = self.console_session_secret.get_secret_value()
         if self.environment == "production" and (secret == DEV_SECRET or len(secret) < 16):
             raise ValueError("CONSOLE_SESSION_SECRET must be set to a secret of 16+ characters in production")

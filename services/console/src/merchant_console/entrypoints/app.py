@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BeforeValidator
 from starlette.datastructures import FormData
 
 from stocksync_common.bounds import SKU_MAX_LENGTH, is_valid_sku
@@ -64,6 +65,17 @@ def api_of(request: Request, session: SignedIn) -> StocksyncApi:
 
 Api = Annotated[StocksyncApi, Depends(api_of)]
 SkuFilter = Annotated[str | None, Query(max_length=SKU_MAX_LENGTH, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+def _moment(value: str | None) -> datetime | None:
+    """A time from a filter form: empty means no bound; without an offset it is UTC."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+Moment = Annotated[datetime | None, Query(max_length=40), BeforeValidator(_moment)]
 
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
@@ -257,8 +269,6 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         until: datetime | None,
         before: int | None,
     ) -> dict[str, Any]:
-        # A time typed in the form has no offset: it is UTC, as the form says.
-        since, until = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (since, until))
         params: dict[str, Any] = {"connection_id": str(cid), "order": "desc", "limit": PAGE_SIZE}
         error_params: dict[str, Any] = {"connection_id": str(cid), "order": "desc", "limit": 1000}
         for name, value in (
@@ -289,8 +299,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         cid: uuid.UUID,
         api: Api,
         sku: SkuFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment = None,
+        until: Moment = None,
         before: Annotated[int | None, Query(ge=1)] = None,
     ) -> HTMLResponse:
         connection, health, context = await gather(
@@ -318,8 +328,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         cid: uuid.UUID,
         api: Api,
         sku: SkuFilter = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Moment = None,
+        until: Moment = None,
     ) -> HTMLResponse:
         context = await history_context(api, cid, sku, since, until, None)
         return render(request, "_channel_activity.html", connection={"connection_id": str(cid)}, **context)
