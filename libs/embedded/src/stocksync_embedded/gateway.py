@@ -95,7 +95,7 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
         upstream = client.build_request(
             request.method,
             f"{upstreams[owner]}{full}",
-            params=request.query_params.multi_items(),  # a repeated parameter (?sku=A&sku=B) keeps every value
+            params=request.url.query,  # as sent: a repeated parameter (?sku=A&sku=B) keeps every value
             headers=[(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP],
             content=await request.body(),
         )
