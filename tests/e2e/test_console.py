@@ -371,3 +371,33 @@ def test_the_console_is_usable_with_the_keyboard_alone(stack: Stack, shop: Shop,
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{stack.base_url}/console/stock")
     expect(page.locator('tr[data-sku="LOW"]')).to_contain_text("low")
+
+
+def test_the_api_additions_the_console_reads(shop: Shop, api: httpx.Client) -> None:
+    auth = shop.merchant.auth
+    wait_for(lambda: {p["sku"] for p in published(api, shop, ["A", "LOW"])} == {"A", "LOW"})
+    # Repeated ?sku= parameters all reach the publisher, through the gateway too.
+    rows = published(api, shop, ["A", "LOW", "NOT-A-SKU"])
+    assert {r["sku"] for r in rows} == {"A", "LOW"}
+    assert {r["connection_id"] for r in rows} <= set(shop.ids.values())
+    assert all(r["quantity"] >= 0 and isinstance(r["rule_ids"], list) for r in rows)
+    assert api.get("/v1/pushes/published", headers=auth).status_code == 422
+    assert api.get("/v1/pushes/published", headers=auth, params={"sku": "a\x00b"}).status_code == 422
+
+    newest = api.get("/v1/pushes", headers=auth, params={"order": "desc", "limit": 5}).json()
+    ids = [p["push_id"] for p in newest]
+    assert ids == sorted(ids, reverse=True) and len(ids) >= 2
+    older = api.get("/v1/pushes", headers=auth, params={"order": "desc", "before": ids[0]}).json()
+    assert older and all(p["push_id"] < ids[0] for p in older)
+    assert api.get("/v1/pushes", headers=auth, params={"order": "sideways"}).status_code == 422
+
+    page = api.get("/v1/stock", headers=auth, params={"sku_prefix": "LO"}).json()
+    assert [i["sku"] for i in page["items"]] == ["LOW"]
+    assert api.get("/v1/stock", headers=auth, params={"sku_prefix": "\x01"}).status_code == 422
+
+
+def published(api: httpx.Client, shop: Shop, skus: list[str]) -> list[dict[str, Any]]:
+    answer = api.get("/v1/pushes/published", headers=shop.merchant.auth, params=[("sku", s) for s in skus])
+    assert answer.status_code == 200, answer.text
+    rows: list[dict[str, Any]] = answer.json()
+    return rows
