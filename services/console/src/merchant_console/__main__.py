@@ -15,7 +15,15 @@ def main() -> None:
     parser.add_argument("command", choices=["serve"])
     parser.parse_args()
     settings = ConsoleSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_level="warning")
+    # Idle connections are kept longer than a proxy's pool keeps them (httpx: 5 s), so the
+    # proxy, never the console, closes them: no request is sent on a connection closing under it.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        timeout_keep_alive=75,
+    )
 
 
 if __name__ == "__main__":

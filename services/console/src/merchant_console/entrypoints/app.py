@@ -89,7 +89,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     client = httpx.AsyncClient(
         base_url=settings.console_api_base_url,
         timeout=settings.console_api_timeout_s,
-        limits=httpx.Limits(max_keepalive_connections=50),
+        # Shorter than the API server's own keep-alive (uvicorn: 5 s), so that the console
+        # never sends a request on a connection the server is closing.
+        limits=httpx.Limits(max_keepalive_connections=50, keepalive_expiry=2.0),
     )
 
     @asynccontextmanager
