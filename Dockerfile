@@ -26,7 +26,7 @@ COPY services services
 RUN /opt/stocksync/bin/pip install --no-deps \
         ./libs/common \
         ./services/order-ingest ./services/stock-ledger \
-        ./services/rule-engine ./services/channel-publisher \
+        ./services/rule-engine ./services/channel-publisher ./services/console \
     && /opt/stocksync/bin/pip check \
     # The root file system is read-only at run time: compile now, never at start.
     && /opt/stocksync/bin/python -m compileall -q /opt/stocksync/lib

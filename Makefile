@@ -20,7 +20,7 @@ $(STAMP): requirements-dev.lock requirements-dev.txt $(PYPROJECTS)
 	touch $(STAMP)
 
 # The workspace's own packages: never pinned in the image locks (installed from source).
-OWN_PACKAGES := stocksync-common stocksync-order-ingest stocksync-stock-ledger stocksync-rule-engine \
+OWN_PACKAGES := stocksync-common stocksync-order-ingest stocksync-stock-ledger stocksync-rule-engine stocksync-console \
 	stocksync-channel-publisher stocksync-sandboxes
 LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11
 
@@ -50,8 +50,16 @@ audit: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m stocksync_embedded run
 
-## The whole test suite: unit, integration and end-to-end, against a real PostgreSQL and broker.
-test: $(STAMP)
+# The console's browser tests drive Debian's chromium (never a browser downloaded by Playwright).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+
+## The whole test suite: unit, integration and end-to-end (the console's in headless chromium), against a real PostgreSQL and broker.
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -60,7 +68,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src cli/src
+	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src cli/src services/console/src
 
 ## The AsyncAPI document of the topics (docs/asyncapi.yaml), from the registry and the contracts.
 asyncapi: $(STAMP)

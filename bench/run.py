@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     home = args.home or Path(tempfile.mkdtemp(prefix="stocksync-bench-"))
-    ports = Ports(*(free_port() for _ in range(7)))
+    ports = Ports(*(free_port() for _ in range(8)))
     # Every order of the bench comes from one connection; the per-connection webhook
     # limit (100/s by default, a guard against one misbehaving store) would cap the
     # bench at 100 orders/s, so it is lifted: the bench measures the pipeline.

@@ -29,6 +29,7 @@ ENTRY_POINTS = {
     *(("python", "-m", module, "migrate") for module in MODULES.values()),
     *(("python", "-m", module, "wait-for-migrations", "--timeout", "600") for module in MODULES.values()),
     ("python", "-m", "stocksync_common.create_topics"),
+    ("python", "-m", "merchant_console", "serve"),
 }
 
 

@@ -20,10 +20,12 @@ OWN = {
     "stocksync-stock-ledger",
     "stocksync-rule-engine",
     "stocksync-channel-publisher",
+    "stocksync-console",
+    "stocksync-cli",
 }
 IMAGE_PACKAGES = [
     "libs/common",
-    *(f"services/{s}" for s in ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher")),
+    *(f"services/{s}" for s in ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher", "console")),
 ]
 
 

@@ -33,16 +33,17 @@ from stocksync_embedded.stack import Ports, Stack
 
 def _secrets(home: Path) -> dict[str, str]:
     path = home / "secrets.json"
-    if path.exists():
-        loaded: dict[str, str] = json.loads(path.read_text())
-        # A home made before secrets were encrypted at rest: the key it stored nothing under.
-        loaded.setdefault("secrets_key", "dev-only-change-me")
-        return loaded
-    values = {
-        "api_key_secret": secrets.token_urlsafe(32),
-        "admin_token": secrets.token_urlsafe(24),
-        "secrets_key": secrets.token_urlsafe(32),
+    # A home made by an earlier version lacks the newer secrets: they are added (rows stored
+    # before encryption at rest are read as they are, whatever the key).
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = {
+        name: secrets.token_urlsafe(32)
+        for name in ("api_key_secret", "admin_token", "secrets_key", "console_session_secret")
+        if name not in values
     }
+    if not missing:
+        return values
+    values.update(missing)
     home.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))
     path.chmod(0o600)
@@ -60,6 +61,7 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
         api_key_secret=values["api_key_secret"],
         admin_token=values["admin_token"],
         secrets_key=values["secrets_key"],
+        console_session_secret=values["console_session_secret"],
         extra_env=extra_env,
     )
     stopping = threading.Event()
@@ -74,6 +76,7 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
             "",
             "Stocksync is running.",
             f"  Base URL:     {stack.base_url}",
+            f"  Console:      {stack.base_url}/console  (sign in with the merchant's API key)",
             f"  API docs:     {stack.base_url}/docs",
             f"  Database:     {stack.database_url}",
             f"  Broker:       {stack.kafka_bootstrap_servers}",
@@ -99,6 +102,8 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
                 f"  Shopify C1:   http://127.0.0.1:{c1.port}  (connection {c1.connection_id})",
                 f"  Shopify C2:   http://127.0.0.1:{c2.port}  (connection {c2.connection_id})",
                 *[f"  {c.type + ':':<13} {c.url}  (connection {c.connection_id})" for c in demo.channels],
+                "",
+                f"Open the console at {stack.base_url}/console and sign in with the API key above.",
                 "",
                 "Place a demo order of 1 x SKU-A on C1 (a signed webhook to Stocksync):",
                 f"  curl -s -X POST http://127.0.0.1:{c1.port}/_sandbox/orders -H 'content-type: application/json' "
@@ -147,6 +152,7 @@ def main() -> None:
         base + 4,
         int(os.environ.get("STOCKSYNC_POSTGRES_PORT", "55432")),
         int(os.environ.get("STOCKSYNC_BROKER_PORT", "59092")),
+        base + 5,
     )
     run(args.home.resolve(), ports, args.sandbox_port, not args.no_demo)
 

@@ -36,6 +36,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/pushes", "channel-publisher"),
     # The AsyncAPI document of the topics; every service serves the same one.
     ("/asyncapi", "stock-ledger"),
+    ("/console", "console"),
 )
 
 log = logging.getLogger(__name__)

@@ -79,6 +79,7 @@ class Ports:
     channel_publisher: int = 8004
     postgres: int = 55432
     broker: int = 59092
+    console: int = 8005
 
     def of(self, service: str) -> int:
         port: int = getattr(self, service.replace("-", "_"))
@@ -180,6 +181,7 @@ class Stack:
     api_key_secret: str = "dev-only-change-me"
     admin_token: str = "dev-only-change-me"
     secrets_key: str = "dev-only-change-me"
+    console_session_secret: str = "dev-only-change-me"
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -262,6 +264,7 @@ class Stack:
         started = [self.start_service(service) for service, _ in SERVICES]
         for process in started:
             process.wait_ready()
+        self.add_process(self.console_process())
         gateway = ManagedProcess(
             "gateway",
             [
@@ -271,6 +274,7 @@ class Stack:
                 "--port",
                 str(self.ports.gateway),
                 *[arg for service, _ in SERVICES for arg in ("--upstream", f"{service}={self.service_url(service)}")],
+                *("--upstream", f"console={self.service_url('console')}"),
             ],
             dict(os.environ),
             self.home / "logs" / "gateway.log",
@@ -279,6 +283,26 @@ class Stack:
         gateway.start()
         gateway.wait_ready()
         self.processes["gateway"] = gateway
+
+    def console_process(self) -> ManagedProcess:
+        """The merchant console: it calls the public API through the gateway, like a browser would."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "HTTP_PORT": str(self.ports.console),
+                "CONSOLE_API_BASE_URL": self.base_url,
+                "CONSOLE_SESSION_SECRET": self.console_session_secret,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return ManagedProcess(
+            "console",
+            [sys.executable, "-m", "merchant_console", "serve"],
+            env,
+            self.home / "logs" / "console.log",
+            f"{self.service_url('console')}/healthz",
+        )
 
     def wait_drained(self, group: str, topics: list[str]) -> int:
         """Wait until `group` has committed every record of `topics`; return what is left."""

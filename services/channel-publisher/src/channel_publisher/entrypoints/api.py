@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
 from stocksync_common.auth import MerchantId
-from stocksync_common.bounds import Label, NonNegativeInt64, Sku, Timestamp, no_control_characters, storable_json
+from stocksync_common.bounds import (
+    INT64_MAX,
+    SKU_MAX_LENGTH,
+    Label,
+    NonNegativeInt64,
+    Sku,
+    Timestamp,
+    is_valid_sku,
+    no_control_characters,
+    storable_json,
+)
 from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
@@ -20,6 +31,7 @@ from channel_publisher.adapters.channels.shopify import SUPPORTED_API_VERSIONS
 from channel_publisher.adapters.tables import (
     connections,
     drift_findings,
+    last_sent,
     listings,
     pending_pushes,
     pushes,
@@ -256,6 +268,15 @@ class PushOut(BaseModel):
     sync_window_ms: float | None
 
 
+def _valid_sku(value: str | None) -> str | None:
+    if value is not None and not is_valid_sku(value):
+        raise ValueError(f"a SKU is 1 to {SKU_MAX_LENGTH} characters without control characters")
+    return value
+
+
+SkuQuery = Annotated[str | None, Query(max_length=SKU_MAX_LENGTH), AfterValidator(_valid_sku)]
+
+
 @router.get("/pushes", response_model=list[PushOut], tags=["pushes"])
 async def list_pushes(
     request: Request,
@@ -268,9 +289,15 @@ async def list_pushes(
     since: Annotated[Timestamp | None, Query(description="Pushes finished at or after this time")] = None,
     until: Annotated[Timestamp | None, Query(description="Pushes finished before this time")] = None,
     after: Annotated[NonNegativeInt64, Query(description="Return pushes with a larger push_id")] = 0,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Return pushes with a smaller push_id")] = None,
+    order: Annotated[
+        Literal["asc", "desc"], Query(description="By push_id: oldest (asc) or newest (desc) first")
+    ] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PushOut]:
     query = sa.select(pushes).where(pushes.c.merchant_id == merchant_id, pushes.c.push_id > after)
+    if before is not None:
+        query = query.where(pushes.c.push_id < before)
     if connection_id is not None:
         query = query.where(pushes.c.connection_id == connection_id)
     if sku is not None:
@@ -281,9 +308,67 @@ async def list_pushes(
         query = query.where(pushes.c.finished_at >= since)
     if until is not None:
         query = query.where(pushes.c.finished_at < until)
+    ordering = pushes.c.push_id if order == "asc" else pushes.c.push_id.desc()
     async with _runtime(request).engine.connect() as conn:
-        rows = (await conn.execute(query.order_by(pushes.c.push_id).limit(limit))).all()
+        rows = (await conn.execute(query.order_by(ordering).limit(limit))).all()
     return [PushOut.model_validate(dict(row._mapping)) for row in rows]
+
+
+class PublishedOut(BaseModel):
+    connection_id: uuid.UUID
+    sku: str
+    location: str
+    quantity: int = Field(description="The newest quantity the channel accepted")
+    version: int
+    sent_at: datetime
+    rule_ids: list[uuid.UUID] = Field(description="Rules that decided the quantity (its accepted push)")
+
+
+@router.get("/pushes/published", response_model=list[PublishedOut], tags=["pushes"])
+async def list_published(
+    request: Request,
+    merchant_id: MerchantId,
+    sku: Annotated[
+        list[str], Query(min_length=1, max_length=500, description="SKUs to look up (repeat the parameter)")
+    ],
+) -> list[PublishedOut]:
+    """The quantity each channel last accepted for these SKUs (one row per connection, SKU and location)."""
+    if not all(is_valid_sku(s) for s in sku):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "sku"),
+                    "msg": f"a SKU is 1 to {SKU_MAX_LENGTH} characters without control characters",
+                    "input": None,
+                }
+            ]
+        )
+    decided_by = (
+        sa.select(pushes.c.rule_ids)
+        .where(
+            pushes.c.connection_id == last_sent.c.connection_id,
+            pushes.c.sku == last_sent.c.sku,
+            pushes.c.location == last_sent.c.location,
+            pushes.c.status == "accepted",
+        )
+        .order_by(pushes.c.push_id.desc())
+        .limit(1)
+        .lateral()
+    )
+    query = (
+        sa.select(last_sent, decided_by.c.rule_ids)
+        .select_from(
+            last_sent.join(connections, connections.c.connection_id == last_sent.c.connection_id).outerjoin(
+                decided_by, sa.true()
+            )
+        )
+        .where(connections.c.merchant_id == merchant_id, last_sent.c.sku.in_(sorted(set(sku))))
+        .order_by(last_sent.c.sku, last_sent.c.connection_id, last_sent.c.location)
+    )
+    async with _runtime(request).engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [PublishedOut.model_validate({**row._mapping, "rule_ids": row.rule_ids or []}) for row in rows]
 
 
 def _publisher(request: Request) -> Publisher:

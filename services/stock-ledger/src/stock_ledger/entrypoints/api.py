@@ -331,11 +331,18 @@ async def get_stock_list(
     available_at_most: Annotated[
         SignedQuantity | None, Query(description="Only SKUs with available <= this (low stock)")
     ] = None,
+    sku_prefix: Annotated[Sku | None, Query(description="Only SKUs starting with this")] = None,
 ) -> StockPage:
     """Current stock of every SKU, by SKU, paged."""
     async with _runtime(request).engine.connect() as conn:
         rows = await list_stock(
-            conn, merchant_id, location=location, after_sku=after, limit=limit, available_at_most=available_at_most
+            conn,
+            merchant_id,
+            location=location,
+            after_sku=after,
+            limit=limit,
+            available_at_most=available_at_most,
+            sku_prefix=sku_prefix,
         )
     items = [StockOut.of(row) for row in rows]
     return StockPage(items=items, next_after=items[-1].sku if len(items) == limit else None)

@@ -34,11 +34,15 @@ async def list_stock(
     after_sku: str | None,
     limit: int,
     available_at_most: int | None,
+    sku_prefix: str | None = None,
 ) -> Sequence[Row]:
     s = stock_items.c
     query = sa.select(stock_items).where(s.merchant_id == merchant_id, s.location == location)
     if after_sku is not None:
         query = query.where(s.sku.collate("C") > after_sku)
+    if sku_prefix:
+        # A range on the SKU's byte order, so that the key's index serves the search.
+        query = query.where(s.sku.collate("C") >= sku_prefix, s.sku.collate("C") < sku_prefix + "\U0010ffff")
     if available_at_most is not None:
         query = query.where(s.on_hand - s.reserved <= available_at_most)
     return (await conn.execute(query.order_by(s.sku.collate("C")).limit(limit))).all()
