@@ -32,7 +32,7 @@ import math
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rule_engine.domain.adaptive import AdaptiveBuffer, DecayedRate, DelayWindow, Exposure
 from rule_engine.domain.rules import Action, Condition, Funnel, Rule
@@ -207,6 +207,9 @@ class AdaptiveSettings:
     delay_window: int = 200
     min_samples: int = 20
     review_after_s: float = 300.0  # a SKU that hides units is re-evaluated at most this often
+    # The rates start from the day before (the same traffic, another seed), as a rule engine
+    # that has run for a day knows them; False starts every rate at 0.
+    warm_rates: bool = True
 
 
 def simulate(
@@ -229,6 +232,14 @@ def simulate(
     rates: dict[int, list[DecayedRate]] = {}
     delays = [DelayWindow(settings.default_delay_s, settings.delay_window, settings.min_samples) for _ in channels]
     connection_ids = [c.connection_id for c in channels]
+    if strategy.adaptive is not None and settings.warm_rates:
+        yesterday = replace(scenario, seed=scenario.seed + 100_000, flash_factor=1.0)
+        shift = scenario.hours * 3600
+        for demand in yesterday.demand():
+            sku_rates = rates.setdefault(demand.sku, [DecayedRate() for _ in channels])
+            sku_rates[demand.channel] = sku_rates[demand.channel].observe(
+                demand.quantity, demand.at - shift, settings.rate_tau_s
+            )
 
     def exposure_of(sku: int, now: float) -> Exposure | None:
         if strategy.adaptive is None:
@@ -342,13 +353,20 @@ def simulate(
     return outcome
 
 
-def strategies(intervals_min: Sequence[float] = (5, 15, 60), buffer: int = 3) -> list[Strategy]:
+ADAPTIVE = AdaptiveBuffer(confidence_pct=99.0, minimum=0, maximum=10)
+
+
+def strategies(
+    intervals_min: Sequence[float] = (5, 15, 60), buffer: int = 3, adaptive: AdaptiveBuffer | None = ADAPTIVE
+) -> list[Strategy]:
     out = []
     for minutes in intervals_min:
         out.append(Strategy(f"batch every {minutes:g} min", minutes * 60, None))
         out.append(Strategy(f"batch every {minutes:g} min + buffer {buffer}", minutes * 60, buffer))
     out.append(Strategy("Stocksync events", None, None))
     out.append(Strategy(f"Stocksync events + buffer {buffer}", None, buffer))
+    if adaptive is not None:
+        out.append(Strategy(f"Stocksync events + adaptive buffer {adaptive.confidence_pct:g}%", None, None, adaptive))
     return out
 
 

@@ -154,8 +154,12 @@ class Exposure:
         return max(0.0, self.total_rate - self.rates.get(connection_id, 0.0))
 
     def expected_elsewhere(self, connection_id: object) -> float:
-        """Units the other channels are expected to sell while this channel's listing is stale."""
-        return self.rate_elsewhere(connection_id) * self.delay(connection_id)
+        """Units sold while this channel's listing is stale: the other channels' sales, and its own.
+
+        Its own count too: a quantity computed before the channel's own sale and applied
+        after it overwrites the channel's decrement, so that sale is at risk as well.
+        """
+        return self.total_rate * self.delay(connection_id)
 
 
 NO_EXPOSURE = Exposure({}, {})
@@ -168,9 +172,9 @@ def explain(hidden: int, exposure: Exposure, connection_id: object, buffer: Adap
     """The sentence a push carries: what was hidden and from which figures."""
     if hidden == 0 and buffer.minimum == 0:
         return NOTHING_HIDDEN
-    per_hour = exposure.rate_elsewhere(connection_id) * 3600
+    per_hour = exposure.total_rate * 3600
     return (
-        f"adaptive buffer hid {hidden}: other channels sell {per_hour:.2f} units/h, this channel shows a "
+        f"adaptive buffer hid {hidden}: the SKU sells {per_hour:.2f} units/h, this channel shows a "
         f"change after {exposure.delay(connection_id):.0f} s (p95), "
         f"{exposure.expected_elsewhere(connection_id):.2f} units expected meanwhile, "
         f"{buffer.confidence_pct:g}% confidence, bounds {buffer.minimum}-{buffer.maximum}"
