@@ -2,6 +2,7 @@
 
     python -m bench.simulator [--seed 42] [--hours 24] [--buyers-per-hour 600] [--skus 2000]
                               [--buffer 3] [--intervals 5,15,60] [--bench-json bench/results/latest.json]
+                              [--confidence 99] [--shapes steady,flash,slow] [--seeds 42,7]
 
 The event path's latency comes from the latest benchmark (the Stocksync run at the
 lowest rate, its measured sync-window quantiles) when that file exists, else from the
@@ -14,17 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from concurrent.futures import ProcessPoolExecutor
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rule_engine.domain.adaptive import AdaptiveBuffer
+
 from bench.simulator.model import (
+    ADAPTIVE,
     Catalogue,
     LatencySampler,
     Outcome,
     Scenario,
+    Strategy,
     default_latency_table,
     simulate,
     strategies,
@@ -57,6 +63,41 @@ def latency_table(path: Path) -> tuple[list[float], list[float], str]:
     return values, grid, "default (no benchmark result found): log-normal, median 100 ms, p99 about 400 ms"
 
 
+# The traffic shapes compared: the default day, a flash sale (ten times the buyers from
+# noon for an hour), and a slow catalogue (a tenth of the buyers).
+SHAPES: dict[str, dict[str, float]] = {
+    "steady": {},
+    "flash sale 10x for an hour": {"flash_factor": 10.0},
+    "slow catalogue": {"buyers_per_hour_factor": 0.1},
+}
+SHAPE_KEYS = {"steady": "steady", "flash": "flash sale 10x for an hour", "slow": "slow catalogue"}
+
+
+def shape_scenario(base: Scenario, shape: str, seed: int) -> Scenario:
+    params = dict(SHAPES[shape])
+    factor = params.pop("buyers_per_hour_factor", 1.0)
+    return replace(base, seed=seed, buyers_per_hour=base.buyers_per_hour * factor, **params)
+
+
+def run_one(job: tuple[Scenario, Strategy, list[float], list[float], int]) -> dict[str, Any]:
+    scenario, strategy, values, grid, sampler_seed = job
+    return simulate(scenario, strategy, LatencySampler(values, grid, random.Random(sampler_seed))).as_row()
+
+
+def run_shapes(args: argparse.Namespace, base: Scenario, values: list[float], grid: list[float]) -> list[dict[str, Any]]:
+    """Events, events + buffer, events + adaptive buffer, per traffic shape and seed; the same buyers for each."""
+    adaptive = AdaptiveBuffer(args.confidence, 0, ADAPTIVE.maximum)
+    compared = [s for s in strategies((), args.buffer, adaptive) if s.batch_interval_s is None]
+    jobs = []
+    for shape in [SHAPE_KEYS[k.strip()] for k in args.shapes.split(",") if k.strip()]:
+        for seed in [int(x) for x in args.seeds.split(",") if x.strip()]:
+            scenario = shape_scenario(base, shape, seed)
+            jobs.extend((shape, seed, (scenario, s, values, grid, seed * 1000 + i)) for i, s in enumerate(compared))
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        rows = list(pool.map(run_one, [job for _, _, job in jobs]))
+    return [{"shape": shape, "seed": seed, **row} for (shape, seed, _), row in zip(jobs, rows, strict=True)]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     scenario = Scenario(
         seed=args.seed,
@@ -67,7 +108,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     values, grid, source = latency_table(args.bench_json)
     intervals = [float(x) for x in args.intervals.split(",") if x.strip()]
     outcomes: list[Outcome] = []
-    for index, strategy in enumerate(strategies(intervals, args.buffer)):
+    adaptive = AdaptiveBuffer(args.confidence, 0, ADAPTIVE.maximum)
+    for index, strategy in enumerate(strategies(intervals, args.buffer, adaptive)):
         sampler = LatencySampler(values, grid, random.Random(args.seed * 1000 + index))
         outcomes.append(simulate(scenario, strategy, sampler))
     # The same event path with channels that show a quantity the moment they accept it:
@@ -76,6 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     event_path = next(s for s in strategies(intervals, args.buffer) if s.batch_interval_s is None and s.buffer is None)
     instant_outcome = simulate(instant, event_path, LatencySampler(values, grid, random.Random(args.seed)))
     return {
+        "shapes": run_shapes(args, scenario, values, grid) if args.shapes else [],
         "instant_channels_oversold_units": instant_outcome.oversold_units,
         "scenario": {
             "seed": args.seed,
@@ -84,6 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "skus": args.skus,
             "stock": f"1 to {args.max_stock} per SKU",
             "buffer": args.buffer,
+            "confidence": args.confidence,
             "channels": [c.__dict__ for c in scenario.channels],
         },
         "latency_source": source,
@@ -105,8 +149,39 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def shapes_table(result: dict[str, Any]) -> str:
+    head = (
+        "| traffic | seed | strategy | orders | units sold | oversold units | unsold because of the buffer "
+        "| buyers turned away |"
+    )
+    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    for o in result["shapes"]:
+        rows.append(
+            f"| {o['shape']} | {o['seed']} | {o['strategy']} | {o['orders']:,} | {o['units_sold']:,} | "
+            f"{o['oversold_units']:,} | {o['unsold_because_of_buffer']:,} | {o['turned_away']:,} |"
+        )
+    return "\n".join(rows)
+
+
+def text_chart(result: dict[str, Any]) -> str:
+    """Oversold (o) and unsold-because-of-the-buffer (u) units as bars, one line per run, for a plain-text plot."""
+    rows = result["shapes"]
+    widest = max((max(o["oversold_units"], o["unsold_because_of_buffer"]) for o in rows), default=1) or 1
+    scale = 60 / widest
+    lines = []
+    for o in rows:
+        label = f"{o['shape'][:14]:14} {o['seed']:>3} {o['strategy'][10:]:28}"
+        lines.append(f"{label} o {'#' * round(o['oversold_units'] * scale):60} {o['oversold_units']}")
+        lines.append(f"{'':47} u {'=' * round(o['unsold_because_of_buffer'] * scale):60} {o['unsold_because_of_buffer']}")
+    return "\n".join(lines)
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # installed with the bench extras; the tables and the text chart need none
+        print(f"matplotlib is not installed: {path} left as it was")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -139,6 +214,28 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def shapes_section(result: dict[str, Any]) -> list[str]:
+    if not result.get("shapes"):
+        return []
+    return [
+        "## Traffic shapes and seeds",
+        "",
+        "The event path with no buffer, with the fixed buffer and with the adaptive buffer, on the same buyers per "
+        "row group: a steady day (as above), a flash sale (ten times the buyers from noon for an hour) and a slow "
+        "catalogue (a tenth of the buyers). The channels' delays are the assumed figures above (not measured on "
+        "the marketplaces; the sandboxes' delays are set by the tests).",
+        "",
+        shapes_table(result),
+        "",
+        "Oversold units (o) and units unsold because of the buffer (u), per run:",
+        "",
+        "```text",
+        text_chart(result),
+        "```",
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any], command: str) -> str:
     s = result["scenario"]
     channels = ", ".join(
@@ -168,6 +265,13 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"{result['latency_source']}.",
             f'- Buffer rule: "0 when quantity <= {s["buffer"]}" on every channel, evaluated by the rule engine\'s '
             "own code (`rule_engine.domain.rules.channel_quantity`).",
+            f"- Adaptive buffer: the rule engine's \"adaptive\" action on every channel (`docs/rules.md`), "
+            f"confidence {s['confidence']:g}%, at most 10 units hidden. Each channel hides the units the SKU is "
+            "expected to sell while that channel's listing is stale: the SKU's decayed sales rate per channel "
+            "(time constant 30 min, updated on each order, started from the previous day's traffic of another "
+            "seed) times the channel's p95 delay from order to display, measured in the run itself from every "
+            "push (120 s until 20 pushes are measured). A SKU that hides units is re-evaluated at most every "
+            "5 minutes, so that a falling rate shows its units again.",
             f"- Seed {s['seed']}: every strategy sees the very same buyers, and a rerun gives the same table.",
             "",
             "## Results",
@@ -180,6 +284,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "",
             "![simulator](img/simulator.png)",
             "",
+            *shapes_section(result),
             "## Reproduce",
             "",
             "```sh",
@@ -202,6 +307,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-stock", type=int, default=12)
     parser.add_argument("--buffer", type=int, default=3)
     parser.add_argument("--intervals", default="5,15,60", help="batch intervals in minutes")
+    parser.add_argument("--confidence", type=float, default=ADAPTIVE.confidence_pct, help="the adaptive buffer's, %%")
+    parser.add_argument("--shapes", default="steady,flash,slow", help="traffic shapes compared; empty for none")
+    parser.add_argument("--seeds", default="42,7", help="seeds compared per traffic shape")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the shapes' runs")
     parser.add_argument("--bench-json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument(
         "--docs",
