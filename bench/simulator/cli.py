@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from concurrent.futures import ProcessPoolExecutor
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from rule_engine.domain.adaptive import AdaptiveBuffer
 
 from bench.simulator.model import (
     ADAPTIVE,
@@ -35,6 +33,8 @@ from bench.simulator.model import (
     simulate,
     strategies,
 )
+
+from rule_engine.domain.adaptive import AdaptiveBuffer
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = [q / 2 for q in range(0, 199)] + [99.5, 99.9, 100.0]
@@ -84,7 +84,9 @@ def run_one(job: tuple[Scenario, Strategy, list[float], list[float], int]) -> di
     return simulate(scenario, strategy, LatencySampler(values, grid, random.Random(sampler_seed))).as_row()
 
 
-def run_shapes(args: argparse.Namespace, base: Scenario, values: list[float], grid: list[float]) -> list[dict[str, Any]]:
+def run_shapes(
+    args: argparse.Namespace, base: Scenario, values: list[float], grid: list[float]
+) -> list[dict[str, Any]]:
     """Events, events + buffer, events + adaptive buffer, per traffic shape and seed; the same buyers for each."""
     adaptive = AdaptiveBuffer(args.confidence, 0, ADAPTIVE.maximum)
     compared = [s for s in strategies((), args.buffer, adaptive) if s.batch_interval_s is None]
@@ -172,7 +174,9 @@ def text_chart(result: dict[str, Any]) -> str:
     for o in rows:
         label = f"{o['shape'][:14]:14} {o['seed']:>3} {o['strategy'][10:]:28}"
         lines.append(f"{label} o {'#' * round(o['oversold_units'] * scale):60} {o['oversold_units']}")
-        lines.append(f"{'':47} u {'=' * round(o['unsold_because_of_buffer'] * scale):60} {o['unsold_because_of_buffer']}")
+        lines.append(
+            f"{'':47} u {'=' * round(o['unsold_because_of_buffer'] * scale):60} {o['unsold_because_of_buffer']}"
+        )
     return "\n".join(lines)
 
 
@@ -265,7 +269,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"{result['latency_source']}.",
             f'- Buffer rule: "0 when quantity <= {s["buffer"]}" on every channel, evaluated by the rule engine\'s '
             "own code (`rule_engine.domain.rules.channel_quantity`).",
-            f"- Adaptive buffer: the rule engine's \"adaptive\" action on every channel (`docs/rules.md`), "
+            f'- Adaptive buffer: the rule engine\'s "adaptive" action on every channel (`docs/rules.md`), '
             f"confidence {s['confidence']:g}%, at most 10 units hidden. Each channel hides the units the SKU is "
             "expected to sell while that channel's listing is stale: the SKU's decayed sales rate per channel "
             "(time constant 30 min, updated on each order, started from the previous day's traffic of another "

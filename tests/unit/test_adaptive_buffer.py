@@ -8,6 +8,7 @@ import uuid
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rule_engine.domain.adaptive import (
     AdaptiveBuffer,
     DecayedRate,
@@ -110,7 +111,9 @@ def test_a_rarely_sold_sku_hides_nothing_on_any_channel() -> None:
 
 
 def test_a_higher_confidence_hides_more_and_the_bounds_hold() -> None:
-    busy = Exposure({SHOPIFY: 60 / HOUR, AMAZON: 10 / HOUR}, {SHOPIFY: 1.0, AMAZON: 120.0})  # 2.33 units expected meanwhile
+    busy = Exposure(
+        {SHOPIFY: 60 / HOUR, AMAZON: 10 / HOUR}, {SHOPIFY: 1.0, AMAZON: 120.0}
+    )  # 2.33 units expected meanwhile
     assert channel_quantity([adaptive_rule(95.0)], AMAZON, "S1", 20, exposure=busy).quantity == 15
     assert channel_quantity([adaptive_rule(99.0)], AMAZON, "S1", 20, exposure=busy).quantity == 13
     assert channel_quantity([adaptive_rule(99.0, maximum=3)], AMAZON, "S1", 20, exposure=busy).quantity == 17

@@ -104,8 +104,13 @@ def test_the_latency_sampler_stays_within_the_measured_range() -> None:
 def test_a_flash_sale_adds_buyers_in_its_hour_only() -> None:
     steady = Scenario(seed=3, hours=4, buyers_per_hour=400, catalogue=Catalogue(skus=150, max_stock=6))
     flash = Scenario(
-        seed=3, hours=4, buyers_per_hour=400, catalogue=Catalogue(skus=150, max_stock=6),
-        flash_factor=10.0, flash_start_h=1.0, flash_hours=1.0,
+        seed=3,
+        hours=4,
+        buyers_per_hour=400,
+        catalogue=Catalogue(skus=150, max_stock=6),
+        flash_factor=10.0,
+        flash_start_h=1.0,
+        flash_hours=1.0,
     )
     base, busy = steady.demand(), flash.demand()
     assert set(base) <= set(busy)
