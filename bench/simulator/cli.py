@@ -165,6 +165,28 @@ def shapes_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def targets(result: dict[str, Any]) -> list[str]:
+    """Per traffic shape and seed: the adaptive buffer against the fixed one, as the issue's targets read."""
+    lines = []
+    groups: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for o in result["shapes"]:
+        kind = "adaptive" if "adaptive" in o["strategy"] else "buffer" if "buffer" in o["strategy"] else "none"
+        groups.setdefault((o["shape"], o["seed"]), {})[kind] = o
+    for (shape, seed), g in groups.items():
+        if not {"adaptive", "buffer"} <= g.keys():
+            continue
+        a, b = g["adaptive"], g["buffer"]
+        within = a["oversold_units"] <= b["oversold_units"] + 1
+        quarter = a["unsold_because_of_buffer"] * 4 <= b["unsold_because_of_buffer"]
+        lines.append(
+            f"- {shape}, seed {seed}: oversold {a['oversold_units']} against {b['oversold_units']} "
+            f"({'within 1: met' if within else 'more than 1 above: missed'}); unsold because of the buffer "
+            f"{a['unsold_because_of_buffer']:,} against {b['unsold_because_of_buffer']:,} "
+            f"({'at most a quarter: met' if quarter else 'more than a quarter: missed'})."
+        )
+    return lines
+
+
 def text_chart(result: dict[str, Any]) -> str:
     """Oversold (o) and unsold-because-of-the-buffer (u) units as bars, one line per run, for a plain-text plot."""
     rows = result["shapes"]
@@ -230,6 +252,10 @@ def shapes_section(result: dict[str, Any]) -> list[str]:
         "the marketplaces; the sandboxes' delays are set by the tests).",
         "",
         shapes_table(result),
+        "",
+        "Targets (the adaptive buffer against the fixed buffer on the same buyers):",
+        "",
+        *targets(result),
         "",
         "Oversold units (o) and units unsold because of the buffer (u), per run:",
         "",

@@ -353,7 +353,7 @@ def simulate(
     return outcome
 
 
-ADAPTIVE = AdaptiveBuffer(confidence_pct=99.9, minimum=0, maximum=10)
+ADAPTIVE = AdaptiveBuffer(confidence_pct=99.99, minimum=0, maximum=10)
 
 
 def strategies(

@@ -141,3 +141,11 @@ def test_a_funnel_without_an_adaptive_rule_reads_no_exposure() -> None:
     fixed = [Rule(uuid.UUID(int=2), 20, Condition("<=", 3), Action("set", 0))]
     assert not Funnel(fixed, None).is_adaptive
     assert channel_quantity(fixed, AMAZON, "S1", 5, exposure=EXAMPLE) == channel_quantity(fixed, AMAZON, "S1", 5)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "minimum", "maximum"), [(49.9, 0, 1), (100.0, 0, 1), (95.0, -1, 1), (95.0, 3, 2)]
+)
+def test_parameters_out_of_bounds_are_refused(confidence: float, minimum: int, maximum: int) -> None:
+    with pytest.raises(ValueError):
+        AdaptiveBuffer(confidence, minimum, maximum)

@@ -145,6 +145,6 @@ def test_a_slow_channel_hides_the_last_units_before_a_fast_one() -> None:
         c.name: [channel_quantity(rules, c.connection_id, "1", q, exposure=exposure).quantity for q in range(11)]
         for c in (fast, slow)
     }
-    # 99.9%: the fast channel risks 0.0125 units (1 hidden), the slow one 1.0 unit (5 hidden).
+    # 99.99%: the fast channel risks 0.0125 units (1 hidden), the slow one 1.0 unit (6 hidden).
     assert shown["fast"] == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
-    assert shown["slow"] == [0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5]
+    assert shown["slow"] == [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]

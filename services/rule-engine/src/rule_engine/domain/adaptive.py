@@ -121,11 +121,17 @@ def poisson_quantile(expected: float, confidence: float) -> int:
 
 @dataclass(frozen=True)
 class AdaptiveBuffer:
-    """The rule action's parameters: confidence in percent (50-99.9), and bounds on what is hidden."""
+    """The rule action's parameters: confidence in percent (50-99.99), and bounds on what is hidden."""
 
     confidence_pct: float = 95.0
     minimum: int = 0
     maximum: int = 10
+
+    def __post_init__(self) -> None:
+        if not 50.0 <= self.confidence_pct <= 99.99:
+            raise ValueError("confidence_pct must be between 50 and 99.99")
+        if not 0 <= self.minimum <= self.maximum:
+            raise ValueError("need 0 <= minimum <= maximum")
 
     def hidden(self, expected_elsewhere: float) -> int:
         units = poisson_quantile(expected_elsewhere, self.confidence_pct / 100)
