@@ -182,7 +182,12 @@ def targets(result: dict[str, Any]) -> list[str]:
             f"- {shape}, seed {seed}: oversold {a['oversold_units']} against {b['oversold_units']} "
             f"({'within 1: met' if within else 'more than 1 above: missed'}); unsold because of the buffer "
             f"{a['unsold_because_of_buffer']:,} against {b['unsold_because_of_buffer']:,} "
-            f"({'at most a quarter: met' if quarter else 'more than a quarter: missed'})."
+            f"({'at most a quarter: met' if quarter else 'more than a quarter: missed'})"
+            + (
+                f"; fewer oversold units than the fixed buffer: {'met' if a['oversold_units'] < b['oversold_units'] else 'missed'}."
+                if shape.startswith("flash")
+                else "."
+            )
         )
     return lines
 

@@ -149,3 +149,19 @@ def test_a_funnel_without_an_adaptive_rule_reads_no_exposure() -> None:
 def test_parameters_out_of_bounds_are_refused(confidence: float, minimum: int, maximum: int) -> None:
     with pytest.raises(ValueError):
         AdaptiveBuffer(confidence, minimum, maximum)
+
+
+def test_an_adaptive_action_needs_its_parameters_and_only_it_has_them() -> None:
+    with pytest.raises(ValueError):
+        Action("adaptive", 0)
+    with pytest.raises(ValueError):
+        Action("set", 0, AdaptiveBuffer())
+
+
+def test_the_api_does_not_accept_the_adaptive_action_until_the_event_path_feeds_it() -> None:
+    from pydantic import ValidationError
+
+    from rule_engine.entrypoints.api import ActionIn
+
+    with pytest.raises(ValidationError):
+        ActionIn.model_validate({"type": "adaptive", "value": 0})
