@@ -178,16 +178,13 @@ def targets(result: dict[str, Any]) -> list[str]:
         a, b = g["adaptive"], g["buffer"]
         within = a["oversold_units"] <= b["oversold_units"] + 1
         quarter = a["unsold_because_of_buffer"] * 4 <= b["unsold_because_of_buffer"]
+        fewer = "met" if a["oversold_units"] < b["oversold_units"] else "missed"
         lines.append(
             f"- {shape}, seed {seed}: oversold {a['oversold_units']} against {b['oversold_units']} "
             f"({'within 1: met' if within else 'more than 1 above: missed'}); unsold because of the buffer "
             f"{a['unsold_because_of_buffer']:,} against {b['unsold_because_of_buffer']:,} "
             f"({'at most a quarter: met' if quarter else 'more than a quarter: missed'})"
-            + (
-                f"; fewer oversold units than the fixed buffer: {'met' if a['oversold_units'] < b['oversold_units'] else 'missed'}."
-                if shape.startswith("flash")
-                else "."
-            )
+            + (f"; fewer oversold units than the fixed buffer: {fewer}." if shape.startswith("flash") else ".")
         )
     return lines
 
