@@ -165,3 +165,25 @@ def test_the_api_does_not_accept_the_adaptive_action_until_the_event_path_feeds_
 
     with pytest.raises(ValidationError):
         ActionIn.model_validate({"type": "adaptive", "value": 0})
+
+
+@settings(max_examples=40)
+@given(
+    st.integers(0, 200),
+    st.floats(0.0, 0.05),
+    st.floats(0.0, 0.05),
+    st.floats(0.0, 600.0),
+    st.floats(0.0, 600.0),
+    st.sampled_from([50.0, 90.0, 99.0, 99.99]),
+)
+def test_a_slower_channel_never_shows_more_and_nothing_beyond_the_available(
+    available: int, rate_a: float, rate_b: float, delay_a: float, delay_b: float, confidence: float
+) -> None:
+    exposure = Exposure(
+        {SHOPIFY: rate_a, AMAZON: rate_b}, {SHOPIFY: min(delay_a, delay_b), AMAZON: max(delay_a, delay_b)}
+    )
+    rules = [adaptive_rule(confidence)]
+    fast = channel_quantity(rules, SHOPIFY, "S1", available, exposure=exposure).quantity
+    slow = channel_quantity(rules, AMAZON, "S1", available, exposure=exposure).quantity
+    assert 0 <= slow <= fast <= available
+    assert available - slow <= 10  # the maximum holds
