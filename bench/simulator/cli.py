@@ -296,7 +296,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "- Stocksync: after every change each channel is told after the event path's latency, "
             f"{result['latency_source']}.",
             f'- Buffer rule: "0 when quantity <= {s["buffer"]}" on every channel, evaluated by the rule engine\'s '
-            "own code (`rule_engine.domain.rules.channel_quantity`).",
+            "own code (`rule_engine.domain.rules.Funnel`).",
             f'- Adaptive buffer: the rule engine\'s "adaptive" action on every channel (`docs/rules.md`), '
             f"confidence {s['confidence']:g}%, at most 10 units hidden. Each channel hides the units the SKU is "
             "expected to sell while that channel's listing is stale: the SKU's decayed sales rate per channel "
@@ -322,6 +322,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "```sh",
             "make simulate",
             'make simulate SIM_ARGS="--seed 7 --buyers-per-hour 1200 --buffer 2"',
+            'make simulate SIM_ARGS="--confidence 99.9 --shapes steady,flash --seeds 42,7,11"',
             "```",
             "",
         ]

@@ -14,7 +14,10 @@ marketplaces do), and learns of every other change only through the sync:
   own update latency.
 
 Either can run with a buffer rule ("0 when quantity <= 3" by default), evaluated by the
-rule engine's own pure code (`rule_engine.domain.rules`). An order that the stock cannot
+rule engine's own pure code (`rule_engine.domain.rules`), or with the adaptive buffer
+(`rule_engine.domain.adaptive`): each channel hides what the SKU is expected to sell while
+that channel's listing is stale, from a decayed sales rate per SKU and channel updated on
+each order and a window of delays per channel measured from the run's own pushes. An order that the stock cannot
 cover is an oversell: the merchant cancels it (one cancelled order, its missing units
 counted as oversold) and the stock stays as it was. Units left unsold because of the
 buffer: at the end of the day, per SKU, the units still in stock that buyers asked for
