@@ -2,7 +2,7 @@
 
     python -m bench.simulator [--seed 42] [--hours 24] [--buyers-per-hour 600] [--skus 2000]
                               [--buffer 3] [--intervals 5,15,60] [--bench-json bench/results/latest.json]
-                              [--confidence 99] [--shapes steady,flash,slow] [--seeds 42,7]
+                              [--confidence 99.99] [--shapes steady,flash,slow] [--seeds 42,7,11]
 
 The event path's latency comes from the latest benchmark (the Stocksync run at the
 lowest rate, its measured sync-window quantiles) when that file exists, else from the
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--intervals", default="5,15,60", help="batch intervals in minutes")
     parser.add_argument("--confidence", type=float, default=ADAPTIVE.confidence_pct, help="the adaptive buffer's, %%")
     parser.add_argument("--shapes", default="steady,flash,slow", help="traffic shapes compared; empty for none")
-    parser.add_argument("--seeds", default="42,7", help="seeds compared per traffic shape")
+    parser.add_argument("--seeds", default="42,7,11", help="seeds compared per traffic shape")
     parser.add_argument("--workers", type=int, default=2, help="processes for the shapes' runs")
     parser.add_argument("--bench-json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument(
