@@ -14,7 +14,10 @@ marketplaces do), and learns of every other change only through the sync:
   own update latency.
 
 Either can run with a buffer rule ("0 when quantity <= 3" by default), evaluated by the
-rule engine's own pure code (`rule_engine.domain.rules`). An order that the stock cannot
+rule engine's own pure code (`rule_engine.domain.rules`), or with the adaptive buffer
+(`rule_engine.domain.adaptive`): each channel hides what the SKU is expected to sell while
+that channel's listing is stale, from a decayed sales rate per SKU and channel updated on
+each order and a window of delays per channel measured from the run's own pushes. An order that the stock cannot
 cover is an oversell: the merchant cancels it (one cancelled order, its missing units
 counted as oversold) and the stock stays as it was. Units left unsold because of the
 buffer: at the end of the day, per SKU, the units still in stock that buyers asked for
@@ -32,9 +35,10 @@ import math
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from rule_engine.domain.rules import Action, Condition, Rule, channel_quantity
+from rule_engine.domain.adaptive import AdaptiveBuffer, DecayedRate, DelayWindow, Exposure
+from rule_engine.domain.rules import Action, Condition, Funnel, Rule
 
 NAMESPACE = uuid.UUID("6f1d9f0e-5b7a-4c1e-9d8e-2a7e1c3b5d40")
 
@@ -85,6 +89,10 @@ class Scenario:
     buyers_per_hour: float = 600.0
     catalogue: Catalogue = Catalogue()
     channels: tuple[ChannelSpec, ...] = DEFAULT_CHANNELS
+    # Extra buyers from `flash_start_h` for `flash_hours`: `flash_factor` times the rate in all.
+    flash_factor: float = 1.0
+    flash_start_h: float = 12.0
+    flash_hours: float = 1.0
 
     def stock(self) -> list[int]:
         rng = random.Random(self.seed * 7919 + 1)
@@ -108,6 +116,17 @@ class Scenario:
                 sku = min(bisect.bisect_left(cumulative, rng.random() * total), len(weights) - 1)
                 out.append(Demand(at, index, sku, 1 if rng.random() < 0.9 else 2))
                 at += rng.expovariate(rate)
+        if self.flash_factor > 1.0:
+            # A separate stream, so that the steady part is the very same buyers as without the flash.
+            flash = random.Random(self.seed * 104729 + 17)
+            start, end = self.flash_start_h * 3600, min(horizon, (self.flash_start_h + self.flash_hours) * 3600)
+            for index, channel in enumerate(self.channels):
+                rate = self.buyers_per_hour * channel.share / 3600 * (self.flash_factor - 1.0)
+                at = start + flash.expovariate(rate)
+                while at < end:
+                    sku = min(bisect.bisect_left(cumulative, flash.random() * total), len(weights) - 1)
+                    out.append(Demand(at, index, sku, 1 if flash.random() < 0.9 else 2))
+                    at += flash.expovariate(rate)
         out.sort(key=lambda d: (d.at, d.channel))
         return out
 
@@ -117,8 +136,19 @@ class Strategy:
     name: str
     batch_interval_s: float | None  # None: the event path
     buffer: int | None  # "0 when quantity <= buffer" on every channel; None: no rule
+    adaptive: AdaptiveBuffer | None = None  # the adaptive buffer on every channel instead
 
     def rules(self, channels: Sequence[ChannelSpec]) -> list[Rule]:
+        if self.adaptive is not None:
+            return [
+                Rule(
+                    uuid.uuid5(NAMESPACE, "adaptive"),
+                    0,
+                    Condition("always"),
+                    Action("adaptive", 0, self.adaptive),
+                    frozenset(c.connection_id for c in channels),
+                )
+            ]
         if self.buffer is None:
             return []
         return [
@@ -168,28 +198,79 @@ class LatencySampler:
         return self.values[i - 1] + share * (self.values[i] - self.values[i - 1])
 
 
-_ORDER, _SHOW, _CYCLE = 0, 1, 2
+_ORDER, _SHOW, _CYCLE, _REVIEW = 0, 1, 2, 3
 
 
-def simulate(scenario: Scenario, strategy: Strategy, latency: LatencySampler | None = None) -> Outcome:
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """How the simulated rule engine estimates, as the service does (`docs/rules.md`)."""
+
+    rate_tau_s: float = 1800.0  # the sales rate's time constant
+    default_delay_s: float = 120.0  # a connection's delay until it has `min_samples` measurements
+    delay_window: int = 200
+    min_samples: int = 20
+    review_after_s: float = 300.0  # a SKU that hides units is re-evaluated at most this often
+    # The rates start from the day before (the same traffic, another seed), as a rule engine
+    # that has run for a day knows them; False starts every rate at 0.
+    warm_rates: bool = True
+
+
+def simulate(
+    scenario: Scenario,
+    strategy: Strategy,
+    latency: LatencySampler | None = None,
+    settings: AdaptiveSettings = AdaptiveSettings(),
+) -> Outcome:
     """Run the scenario's demand through one strategy."""
     if strategy.batch_interval_s is None and latency is None:
         raise ValueError("the event path needs a latency sampler")
     channels = scenario.channels
     rules = strategy.rules(channels)
+    funnel = Funnel(rules, None)  # the rule engine's own evaluation; the rules have no schedule
     stock = scenario.stock()
     version = [0] * len(stock)
+    # The adaptive buffer's estimators: a decayed sales rate per SKU and channel, updated on
+    # each order; a window of measured delays per channel, from the order's receipt to the
+    # moment the channel shows the change.
+    rates: dict[int, list[DecayedRate]] = {}
+    delays = [DelayWindow(settings.default_delay_s, settings.delay_window, settings.min_samples) for _ in channels]
+    connection_ids = [c.connection_id for c in channels]
+    if strategy.adaptive is not None and settings.warm_rates:
+        yesterday = replace(scenario, seed=scenario.seed + 100_000, flash_factor=1.0)
+        shift = scenario.hours * 3600
+        for demand in yesterday.demand():
+            sku_rates = rates.setdefault(demand.sku, [DecayedRate() for _ in channels])
+            sku_rates[demand.channel] = sku_rates[demand.channel].observe(
+                demand.quantity, demand.at - shift, settings.rate_tau_s
+            )
 
-    def publish(channel: int, sku: int) -> int:
-        return channel_quantity(rules, channels[channel].connection_id, str(sku), stock[sku]).quantity
+    def exposure_of(sku: int, now: float) -> Exposure | None:
+        if strategy.adaptive is None:
+            return None
+        sku_rates = rates.get(sku)
+        return Exposure(
+            {cid: r.value_at(now, settings.rate_tau_s) for cid, r in zip(connection_ids, sku_rates, strict=True)}
+            if sku_rates
+            else {},
+            {cid: d.p95 for cid, d in zip(connection_ids, delays, strict=True)},
+            settings.default_delay_s,
+        )
 
-    shown = [[publish(c, s) for s in range(len(stock))] for c in range(len(channels))]
+    def publish(channel: int, sku: int, now: float, exposure: Exposure | None = None) -> int:
+        if strategy.adaptive is not None and exposure is None:
+            exposure = exposure_of(sku, now)
+        if exposure is None:
+            return funnel.decide(connection_ids[channel], str(sku), stock[sku]).quantity
+        return funnel.decide(connection_ids[channel], str(sku), stock[sku], exposure=exposure).quantity
+
+    shown = [[publish(c, s, 0.0) for s in range(len(stock))] for c in range(len(channels))]
     shown_version = [[0] * len(stock) for _ in channels]
+    published = [[shown[c][s] for s in range(len(stock))] for c in range(len(channels))]
     outcome = Outcome(strategy.name, start_units=sum(stock))
-    events: list[tuple[float, int, int, tuple[int, ...]]] = []
+    events: list[tuple[float, int, int, tuple[float, ...]]] = []
     seq = 0
 
-    def push(at: float, kind: int, data: tuple[int, ...]) -> None:
+    def push(at: float, kind: int, data: tuple[float, ...]) -> None:
         nonlocal seq
         seq += 1
         heapq.heappush(events, (at, seq, kind, data))
@@ -198,11 +279,29 @@ def simulate(scenario: Scenario, strategy: Strategy, latency: LatencySampler | N
         push(demand.at, _ORDER, (demand.channel, demand.sku, demand.quantity))
     dirty: set[int] = set()
     hidden_wanted: dict[int, int] = {}  # units buyers wanted while the rule hid units in stock
+    review_due: set[int] = set()
     if strategy.batch_interval_s is not None:
         tick = strategy.batch_interval_s
         while tick < scenario.hours * 3600:
             push(tick, _CYCLE, ())
             tick += strategy.batch_interval_s
+
+    def tell_channels(at: float, sku: int, only_changed: bool) -> None:
+        assert latency is not None
+        delay = latency()
+        hides = False
+        exposure = exposure_of(sku, at)
+        for c in range(len(channels)):
+            quantity = publish(c, sku, at, exposure)
+            hides = hides or quantity < stock[sku]
+            if only_changed and quantity == published[c][sku]:
+                continue
+            published[c][sku] = quantity
+            push(at + delay + channels[c].update_latency_s, _SHOW, (c, sku, quantity, version[sku], at))
+        if strategy.adaptive is not None and hides and sku not in review_due:
+            # Bounded re-evaluation: a decaying rate may publish more, checked once per interval.
+            review_due.add(sku)
+            push(at + settings.review_after_s, _REVIEW, (sku,))
 
     def changed(at: float, sku: int) -> None:
         """The ledger moved (an order, or an oversold order and its cancellation)."""
@@ -210,23 +309,23 @@ def simulate(scenario: Scenario, strategy: Strategy, latency: LatencySampler | N
         if strategy.batch_interval_s is not None:
             dirty.add(sku)
             return
-        assert latency is not None
-        delay = latency()
-        for c in range(len(channels)):
-            push(at + delay + channels[c].update_latency_s, _SHOW, (c, sku, publish(c, sku), version[sku]))
+        tell_channels(at, sku, only_changed=False)
 
     while events:
         at, _, kind, data = heapq.heappop(events)
         if kind == _ORDER:
-            channel, sku, quantity = data
+            channel, sku, quantity = (int(x) for x in data)
             outcome.buyers += 1
             if shown[channel][sku] < quantity:
                 outcome.turned_away += 1
-                if rules and stock[sku] >= quantity and publish(channel, sku) < quantity:
+                if rules and stock[sku] >= quantity and publish(channel, sku, at) < quantity:
                     hidden_wanted[sku] = hidden_wanted.get(sku, 0) + quantity
                 continue
             shown[channel][sku] -= quantity  # a channel lowers its own listing when it sells
             outcome.orders += 1
+            if strategy.adaptive is not None:
+                sku_rates = rates.setdefault(sku, [DecayedRate() for _ in channels])
+                sku_rates[channel] = sku_rates[channel].observe(quantity, at, settings.rate_tau_s)
             if stock[sku] >= quantity:
                 stock[sku] -= quantity
                 outcome.units_sold += quantity
@@ -237,14 +336,19 @@ def simulate(scenario: Scenario, strategy: Strategy, latency: LatencySampler | N
                 outcome.oversells_per_sku[sku] = outcome.oversells_per_sku.get(sku, 0) + missing
             changed(at, sku)
         elif kind == _SHOW:
-            channel, sku, quantity, ver = data
+            channel, sku, quantity, ver = (int(x) for x in data[:4])
+            delays[channel].record(at - data[4])
             if ver >= shown_version[channel][sku]:
                 shown[channel][sku] = quantity
                 shown_version[channel][sku] = ver
+        elif kind == _REVIEW:
+            sku = int(data[0])
+            review_due.discard(sku)
+            tell_channels(at, sku, only_changed=True)
         else:  # a batch cycle reads the stock now; each channel shows it after its own latency
             for sku in sorted(dirty):
                 for c in range(len(channels)):
-                    push(at + channels[c].update_latency_s, _SHOW, (c, sku, publish(c, sku), version[sku]))
+                    push(at + channels[c].update_latency_s, _SHOW, (c, sku, publish(c, sku, at), version[sku], at))
             dirty.clear()
     outcome.end_units = sum(stock)
     # Units still in stock at the end that buyers wanted but the buffer hid from them.
@@ -252,13 +356,20 @@ def simulate(scenario: Scenario, strategy: Strategy, latency: LatencySampler | N
     return outcome
 
 
-def strategies(intervals_min: Sequence[float] = (5, 15, 60), buffer: int = 3) -> list[Strategy]:
+ADAPTIVE = AdaptiveBuffer(confidence_pct=99.99, minimum=0, maximum=10)
+
+
+def strategies(
+    intervals_min: Sequence[float] = (5, 15, 60), buffer: int = 3, adaptive: AdaptiveBuffer | None = ADAPTIVE
+) -> list[Strategy]:
     out = []
     for minutes in intervals_min:
         out.append(Strategy(f"batch every {minutes:g} min", minutes * 60, None))
         out.append(Strategy(f"batch every {minutes:g} min + buffer {buffer}", minutes * 60, buffer))
     out.append(Strategy("Stocksync events", None, None))
     out.append(Strategy(f"Stocksync events + buffer {buffer}", None, buffer))
+    if adaptive is not None:
+        out.append(Strategy(f"Stocksync events + adaptive buffer {adaptive.confidence_pct:g}%", None, None, adaptive))
     return out
 
 

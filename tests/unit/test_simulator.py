@@ -6,6 +6,7 @@ import random
 
 import pytest
 from bench.simulator.model import (
+    ADAPTIVE,
     Catalogue,
     ChannelSpec,
     LatencySampler,
@@ -74,7 +75,7 @@ def test_an_instant_sync_never_oversells() -> None:
 def test_without_a_buffer_no_unit_is_held_back() -> None:
     for strategy in strategies((15,), buffer=3):
         outcome = simulate(SMALL, strategy, sampler())
-        if strategy.buffer is None:
+        if strategy.buffer is None and strategy.adaptive is None:
             assert outcome.unsold_because_of_buffer == 0
 
 
@@ -98,3 +99,52 @@ def test_the_latency_sampler_stays_within_the_measured_range() -> None:
     draw = LatencySampler(values, grid, random.Random(9))
     samples = [draw() for _ in range(2000)]
     assert min(values) / 1000 <= min(samples) and max(samples) <= max(values) / 1000
+
+
+def test_a_flash_sale_adds_buyers_in_its_hour_only() -> None:
+    steady = Scenario(seed=3, hours=4, buyers_per_hour=400, catalogue=Catalogue(skus=150, max_stock=6))
+    flash = Scenario(
+        seed=3,
+        hours=4,
+        buyers_per_hour=400,
+        catalogue=Catalogue(skus=150, max_stock=6),
+        flash_factor=10.0,
+        flash_start_h=1.0,
+        flash_hours=1.0,
+    )
+    base, busy = steady.demand(), flash.demand()
+    assert set(base) <= set(busy)
+    extra = [d for d in busy if d not in set(base)]
+    assert extra and all(3600 <= d.at < 7200 for d in extra)
+    in_hour = sum(1 for d in base if 3600 <= d.at < 7200)
+    assert 6 * in_hour < len(extra) < 12 * in_hour  # nine times the hour's buyers, give or take
+
+
+def test_the_adaptive_buffer_hides_less_than_the_fixed_one_and_oversells_less_than_none() -> None:
+    busy = Scenario(seed=11, hours=8, buyers_per_hour=900, catalogue=Catalogue(skus=300, max_stock=8))
+    compared = {s.name: simulate(busy, s, sampler()) for s in strategies((), buffer=3) if s.batch_interval_s is None}
+    adaptive = compared[f"Stocksync events + adaptive buffer {ADAPTIVE.confidence_pct:g}%"]
+    fixed, none = compared["Stocksync events + buffer 3"], compared["Stocksync events"]
+    assert adaptive.unsold_because_of_buffer < fixed.unsold_because_of_buffer
+    assert adaptive.units_sold > fixed.units_sold
+    assert adaptive.oversold_units < none.oversold_units
+
+
+def test_a_slow_channel_hides_the_last_units_before_a_fast_one() -> None:
+    from rule_engine.domain.adaptive import Exposure
+    from rule_engine.domain.rules import channel_quantity
+
+    fast, slow = ChannelSpec("fast", 0.5, 1.0), ChannelSpec("slow", 0.5, 120.0)
+    rules = Strategy("a", None, None, ADAPTIVE).rules((fast, slow))
+    per_s = 30 / 3600  # 30 units an hour in all
+    exposure = Exposure(
+        {fast.connection_id: per_s / 2, slow.connection_id: per_s / 2},
+        {fast.connection_id: 1.5, slow.connection_id: 120.5},
+    )
+    shown = {
+        c.name: [channel_quantity(rules, c.connection_id, "1", q, exposure=exposure).quantity for q in range(11)]
+        for c in (fast, slow)
+    }
+    # 99.99%: the fast channel risks 0.0125 units (1 hidden), the slow one 1.0 unit (6 hidden).
+    assert shown["fast"] == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert shown["slow"] == [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]

@@ -20,8 +20,12 @@ from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from rule_engine.domain.adaptive import NO_EXPOSURE, AdaptiveBuffer, Exposure, explain
+
 ConditionOp = Literal["<=", "<", ">=", ">", "==", "between", "always"]
 ActionType = Literal["set", "subtract", "cap", "percent", "allocate"]
+# Not an API action yet: the event path does not maintain its rates and delays (docs/rules.md).
+AdaptiveActionType = Literal["adaptive"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -55,10 +59,16 @@ class Condition:
 
 @dataclass(frozen=True)
 class Action:
-    type: ActionType
-    value: int
+    type: ActionType | AdaptiveActionType
+    value: int = 0
+    # For "adaptive" only: the confidence and bounds of the units hidden (`domain.adaptive`).
+    adaptive: AdaptiveBuffer | None = None
 
-    def apply(self, quantity: int) -> int:
+    def __post_init__(self) -> None:
+        if (self.type == "adaptive") != (self.adaptive is not None):
+            raise ValueError("an adaptive action, and only one, carries its AdaptiveBuffer")
+
+    def apply(self, quantity: int, hidden: int = 0) -> int:
         match self.type:
             case "set":
                 return self.value
@@ -72,6 +82,9 @@ class Action:
             case "allocate":
                 # A fixed number of units reserved for this channel, whatever the stock.
                 return self.value
+            case "adaptive":
+                # `hidden` comes from `adaptive_hidden`: the units other channels may sell meanwhile.
+                return quantity - hidden
         raise ValueError(f"unknown action {self.type!r}")
 
 
@@ -231,6 +244,8 @@ class Rule:
 class Decision:
     quantity: int
     rule_ids: tuple[uuid.UUID, ...] = field(default=())
+    # Why a rule that depends on more than the quantity (the adaptive buffer) did what it did.
+    reasons: tuple[str, ...] = field(default=())
 
 
 class Funnel:
@@ -258,20 +273,37 @@ class Funnel:
             if (not r.skus or sku in r.skus) and (r.product_filter.is_empty or r.product_filter.matches(product))
         ]
 
+    @property
+    def is_adaptive(self) -> bool:
+        """Whether some rule in force reads sales rates and delays (its decisions are per SKU)."""
+        return any(r.action.type == "adaptive" for r in self.rules)
+
     @staticmethod
-    def decide_with(product_rules: Sequence[Rule], connection_id: uuid.UUID, available: int) -> Decision:
+    def decide_with(
+        product_rules: Sequence[Rule], connection_id: uuid.UUID, available: int, exposure: Exposure = NO_EXPOSURE
+    ) -> Decision:
         quantity = available
         decided_by: tuple[uuid.UUID, ...] = ()
+        reasons: tuple[str, ...] = ()
         for rule in product_rules:
             if (not rule.connection_ids or connection_id in rule.connection_ids) and rule.condition.holds(quantity):
-                quantity = rule.action.apply(quantity)
+                hidden = 0
+                if rule.action.adaptive is not None:
+                    hidden = rule.action.adaptive.hidden(exposure.expected_elsewhere(connection_id))
+                    reasons = (*reasons, explain(hidden, exposure, connection_id, rule.action.adaptive))
+                quantity = rule.action.apply(quantity, hidden)
                 decided_by = (*decided_by, rule.rule_id)
-        return Decision(max(0, int(quantity)), decided_by)
+        return Decision(max(0, int(quantity)), decided_by, reasons)
 
     def decide(
-        self, connection_id: uuid.UUID, sku: str, available: int, product: ProductAttributes = NO_ATTRIBUTES
+        self,
+        connection_id: uuid.UUID,
+        sku: str,
+        available: int,
+        product: ProductAttributes = NO_ATTRIBUTES,
+        exposure: Exposure = NO_EXPOSURE,
     ) -> Decision:
-        return self.decide_with(self.for_product(sku, product), connection_id, available)
+        return self.decide_with(self.for_product(sku, product), connection_id, available, exposure)
 
     def decisions(
         self,
@@ -301,6 +333,10 @@ def channel_quantity(
     available: int,
     product: ProductAttributes = NO_ATTRIBUTES,
     at: datetime | None = None,
+    exposure: Exposure = NO_EXPOSURE,
 ) -> Decision:
-    """One SKU on one channel; `at` None ignores schedules (every enabled rule is in force)."""
-    return Funnel(rules, at).decide(connection_id, sku, available, product)
+    """One SKU on one channel; `at` None ignores schedules (every enabled rule is in force).
+
+    `exposure` carries the SKU's sales rates and the channels' delays for an adaptive buffer.
+    """
+    return Funnel(rules, at).decide(connection_id, sku, available, product, exposure)

@@ -1,0 +1,189 @@
+"""The adaptive buffer's estimators and decision, against worked examples (docs/rules.md)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rule_engine.domain.adaptive import (
+    AdaptiveBuffer,
+    DecayedRate,
+    DelayWindow,
+    Exposure,
+    poisson_quantile,
+)
+from rule_engine.domain.rules import Action, Condition, Funnel, Rule, channel_quantity
+
+SHOPIFY = uuid.UUID("00000000-0000-0000-0000-00000000000a")
+AMAZON = uuid.UUID("00000000-0000-0000-0000-00000000000b")
+HOUR = 3600.0
+
+
+def adaptive_rule(confidence: float = 95.0, minimum: int = 0, maximum: int = 10, position: int = 10) -> Rule:
+    return Rule(
+        uuid.UUID(int=1),
+        position,
+        Condition("always"),
+        Action("adaptive", 0, AdaptiveBuffer(confidence, minimum, maximum)),
+    )
+
+
+# The worked example: 6 units/h on Shopify, 12 units/h on Amazon; Amazon shows a change
+# 150 s after the order (p95), Shopify 3 s after.
+EXAMPLE = Exposure({SHOPIFY: 6 / HOUR, AMAZON: 12 / HOUR}, {SHOPIFY: 3.0, AMAZON: 150.0})
+
+
+def test_a_single_sale_is_one_unit_over_the_time_constant_then_decays() -> None:
+    rate = DecayedRate().observe(1, at=1000.0, tau_s=600.0)
+    assert rate.value_at(1000.0, 600.0) == pytest.approx(1 / 600)
+    assert rate.value_at(1600.0, 600.0) == pytest.approx(math.exp(-1) / 600)
+    assert DecayedRate().value_at(5.0, 600.0) == 0.0
+
+
+def test_a_steady_flow_converges_to_its_rate() -> None:
+    rate = DecayedRate()
+    for i in range(2000):  # one unit every 10 s for 20,000 s (33 time constants)
+        rate = rate.observe(1, at=i * 10.0, tau_s=600.0)
+    assert rate.value_at(19_990.0, 600.0) == pytest.approx(0.1, rel=0.01)
+
+
+def test_a_late_movement_counts_as_if_seen_in_order() -> None:
+    in_order = DecayedRate().observe(1, 100.0, 600.0).observe(2, 200.0, 600.0)
+    late = DecayedRate().observe(2, 200.0, 600.0).observe(1, 100.0, 600.0)
+    assert late.value_at(300.0, 600.0) == pytest.approx(in_order.value_at(300.0, 600.0))
+
+
+def test_the_delay_is_the_default_until_enough_samples_then_nearest_rank() -> None:
+    window = DelayWindow(default_s=120.0, size=100, min_samples=20)
+    window.extend(float(s) for s in range(1, 20))
+    assert (window.measured, window.p50, window.p95) == (False, 120.0, 120.0)
+    window.extend(float(s) for s in range(20, 101))
+    assert (window.measured, window.p50, window.p95) == (True, 50.0, 95.0)
+
+
+def test_the_delay_window_slides() -> None:
+    window = DelayWindow(default_s=120.0, size=10, min_samples=5)
+    window.extend([500.0] * 10)
+    window.extend([2.0] * 10)
+    assert window.p95 == 2.0
+
+
+@pytest.mark.parametrize(
+    ("expected", "confidence", "units"),
+    [(0.0, 0.95, 0), (0.05, 0.95, 0), (0.06, 0.95, 1), (0.25, 0.95, 1), (2.0, 0.95, 5), (2.0, 0.99, 6)],
+)
+def test_poisson_quantile_worked_values(expected: float, confidence: float, units: int) -> None:
+    assert poisson_quantile(expected, confidence) == units
+
+
+@settings(max_examples=40)
+@given(st.floats(0.0, 50.0), st.floats(0.5, 0.999))
+def test_poisson_quantile_is_the_smallest_k_reaching_the_confidence(expected: float, confidence: float) -> None:
+    k = poisson_quantile(expected, confidence)
+
+    def cdf(n: int) -> float:
+        return sum(math.exp(-expected) * expected**i / math.factorial(i) for i in range(n + 1))
+
+    assert cdf(k) >= confidence - 1e-9
+    assert k == 0 or cdf(k - 1) < confidence + 1e-9
+
+
+def test_the_slow_channel_hides_a_unit_and_the_fast_one_none() -> None:
+    # The SKU sells 18/h = 1/200 per s. Amazon is stale for 150 s: 0.75 expected;
+    # P(0) = 0.47, P(<= 1) = 0.83, P(<= 2) = 0.96: 2 hidden.
+    # Shopify is stale for 3 s: 0.015 expected; P(0) = 0.985: nothing hidden.
+    rules = [adaptive_rule(95.0)]
+    amazon = channel_quantity(rules, AMAZON, "S1", 5, exposure=EXAMPLE)
+    shopify = channel_quantity(rules, SHOPIFY, "S1", 5, exposure=EXAMPLE)
+    assert (amazon.quantity, shopify.quantity) == (3, 5)
+    assert amazon.reasons and "hid 2" in amazon.reasons[0] and "150 s" in amazon.reasons[0]
+    assert amazon.rule_ids == (uuid.UUID(int=1),)
+
+
+def test_a_rarely_sold_sku_hides_nothing_on_any_channel() -> None:
+    rare = Exposure({SHOPIFY: 0.1 / HOUR, AMAZON: 0.1 / HOUR}, {SHOPIFY: 3.0, AMAZON: 150.0})
+    for channel in (SHOPIFY, AMAZON):
+        assert channel_quantity([adaptive_rule(99.0)], channel, "S1", 1, exposure=rare).quantity == 1
+
+
+def test_a_higher_confidence_hides_more_and_the_bounds_hold() -> None:
+    busy = Exposure(
+        {SHOPIFY: 60 / HOUR, AMAZON: 10 / HOUR}, {SHOPIFY: 1.0, AMAZON: 120.0}
+    )  # 2.33 units expected meanwhile
+    assert channel_quantity([adaptive_rule(95.0)], AMAZON, "S1", 20, exposure=busy).quantity == 15
+    assert channel_quantity([adaptive_rule(99.0)], AMAZON, "S1", 20, exposure=busy).quantity == 13
+    assert channel_quantity([adaptive_rule(99.0, maximum=3)], AMAZON, "S1", 20, exposure=busy).quantity == 17
+    assert channel_quantity([adaptive_rule(95.0, minimum=1)], SHOPIFY, "S1", 20, exposure=busy).quantity == 19
+    assert channel_quantity([adaptive_rule(99.0)], AMAZON, "S1", 3, exposure=busy).quantity == 0
+
+
+def test_without_measurements_a_channel_uses_the_default_delay() -> None:
+    exposure = Exposure({SHOPIFY: 36 / HOUR}, {}, default_delay_s=100.0)  # 1 unit expected while stale
+    assert channel_quantity([adaptive_rule(95.0)], AMAZON, "S1", 10, exposure=exposure).quantity == 7
+
+
+def test_it_composes_in_the_funnel_with_a_fixed_rule_after_it() -> None:
+    zero_under_3 = Rule(uuid.UUID(int=2), 20, Condition("<=", 3), Action("set", 0))
+    rules = [adaptive_rule(95.0), zero_under_3]
+    funnel = Funnel(rules, None)
+    assert funnel.is_adaptive
+    assert funnel.decide(AMAZON, "S1", 6, exposure=EXAMPLE).quantity == 4  # 6 - 2 = 4 > 3
+    decision = funnel.decide(AMAZON, "S1", 5, exposure=EXAMPLE)  # 5 - 2 = 3, then 0
+    assert (decision.quantity, decision.rule_ids) == (0, (uuid.UUID(int=1), uuid.UUID(int=2)))
+    assert funnel.decide(SHOPIFY, "S1", 4, exposure=EXAMPLE).quantity == 4
+
+
+def test_a_funnel_without_an_adaptive_rule_reads_no_exposure() -> None:
+    fixed = [Rule(uuid.UUID(int=2), 20, Condition("<=", 3), Action("set", 0))]
+    assert not Funnel(fixed, None).is_adaptive
+    assert channel_quantity(fixed, AMAZON, "S1", 5, exposure=EXAMPLE) == channel_quantity(fixed, AMAZON, "S1", 5)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "minimum", "maximum"), [(49.9, 0, 1), (100.0, 0, 1), (95.0, -1, 1), (95.0, 3, 2)]
+)
+def test_parameters_out_of_bounds_are_refused(confidence: float, minimum: int, maximum: int) -> None:
+    with pytest.raises(ValueError):
+        AdaptiveBuffer(confidence, minimum, maximum)
+
+
+def test_an_adaptive_action_needs_its_parameters_and_only_it_has_them() -> None:
+    with pytest.raises(ValueError):
+        Action("adaptive", 0)
+    with pytest.raises(ValueError):
+        Action("set", 0, AdaptiveBuffer())
+
+
+def test_the_api_does_not_accept_the_adaptive_action_until_the_event_path_feeds_it() -> None:
+    from pydantic import ValidationError
+
+    from rule_engine.entrypoints.api import ActionIn
+
+    with pytest.raises(ValidationError):
+        ActionIn.model_validate({"type": "adaptive", "value": 0})
+
+
+@settings(max_examples=40)
+@given(
+    st.integers(0, 200),
+    st.floats(0.0, 0.05),
+    st.floats(0.0, 0.05),
+    st.floats(0.0, 600.0),
+    st.floats(0.0, 600.0),
+    st.sampled_from([50.0, 90.0, 99.0, 99.99]),
+)
+def test_a_slower_channel_never_shows_more_and_nothing_beyond_the_available(
+    available: int, rate_a: float, rate_b: float, delay_a: float, delay_b: float, confidence: float
+) -> None:
+    exposure = Exposure(
+        {SHOPIFY: rate_a, AMAZON: rate_b}, {SHOPIFY: min(delay_a, delay_b), AMAZON: max(delay_a, delay_b)}
+    )
+    rules = [adaptive_rule(confidence)]
+    fast = channel_quantity(rules, SHOPIFY, "S1", available, exposure=exposure).quantity
+    slow = channel_quantity(rules, AMAZON, "S1", available, exposure=exposure).quantity
+    assert 0 <= slow <= fast <= available
+    assert available - slow <= 10  # the maximum holds
