@@ -195,8 +195,12 @@ class Traffic:
 
 class FaultStack:
     def __init__(self, home: Path, *, log: Callable[[str], None] | None = None) -> None:
-        ports = Ports(*(free_port() for _ in range(7)))
-        self.stack = Stack(home, ports, database_url="", kafka_bootstrap_servers="")
+        ports = Ports.free()
+        # A channel call gives up after 2 s (10 s by default), so a hanging channel is
+        # retried within the run.
+        self.stack = Stack(
+            home, ports, database_url="", kafka_bootstrap_servers="", extra_env={"CHANNEL_TIMEOUT_S": "2"}
+        )
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.units: dict[str, int] = dict.fromkeys(SKUS, 0)  # accepted units per SKU, all runs
         self.channels: list[Channel] = []
@@ -448,15 +452,15 @@ def restart_postgres(faults: FaultStack) -> None:
 
 
 def channel_errors(failures: int) -> Callable[[FaultStack], None]:
-    """C2's sandbox answers its next `failures` calls with 500, then the next `failures`
-    with 429: the publisher retries with backoff and C2 ends right. Keep 2 x `failures`
+    """C2's sandbox answers its next `failures` calls with 500, then `failures` with 429,
+    then hangs `failures` times past the publisher's timeout: the publisher retries with
+    backoff and C2 ends right, while C1 (its own drain) keeps receiving. Keep 3 x `failures`
     under the connection's `pause_after_failures` (8): past it the publisher pauses the
-    connection for `pause_duration_s` (300 s), by design. (A channel that hangs past the
-    timeout is not injected: the sandboxes cannot hang.)"""
+    connection for `pause_duration_s` (300 s), by design."""
 
     def fault(faults: FaultStack) -> None:
         c2 = faults.channels[1]
-        for mode in ("http_500", "http_429"):
+        for mode in ("http_500", "http_429", "hang"):
             answer = httpx.post(f"{c2.url}/_sandbox/fail-next", json={"mode": mode, "count": failures}, timeout=10)
             answer.raise_for_status()
 

@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
-    stack = Stack(home, Ports(*(free_port() for _ in range(8))))
+    stack = Stack(home, Ports.free())
     try:
         stack.start_infrastructure()
         stack.migrate()

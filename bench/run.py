@@ -44,7 +44,6 @@ from bench.targets import (
     FloorTarget,
     StocksyncTarget,
     accepted,
-    free_port,
 )
 from stocksync_embedded.stack import Ports, Stack
 
@@ -366,7 +365,7 @@ def main(argv: list[str] | None = None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     home = args.home or Path(tempfile.mkdtemp(prefix="stocksync-bench-"))
-    ports = Ports(*(free_port() for _ in range(8)))
+    ports = Ports.free()
     # Every order of the bench comes from one connection; the per-connection webhook
     # limit (100/s by default, a guard against one misbehaving store) would cap the
     # bench at 100 orders/s, so it is lifted: the bench measures the pipeline.

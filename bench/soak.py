@@ -54,7 +54,7 @@ def schedule(outage_s: float, seed: int) -> list[tuple[str, Callable[[FaultStack
         (f"broker frozen {outage_s:g} s, then a new empty broker", broker_outage(outage_s)),
         ("3 random SIGKILLs", kill_services_at_random(3, seed)),
         ("PostgreSQL restarted", restart_postgres),
-        ("C2 answers 500 x3, then 429 x3", channel_errors(3)),
+        ("C2 answers 500 x2, 429 x2, then hangs x2", channel_errors(2)),
         *[(f"{name} SIGKILL", kill_service(name)) for name in SERVICES if name != "stock-ledger"],
         ("no fault", nothing),
     ]

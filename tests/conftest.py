@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def free_ports() -> Ports:
-    return Ports(*(free_port() for _ in range(8)))
+    return Ports.free()
 
 
 @contextmanager

@@ -13,6 +13,7 @@ Run it: python -m stocksync_sandboxes.shopify --port 9101 --access-token T --web
 """
 
 import argparse
+import asyncio
 import hmac
 import itertools
 import secrets
@@ -121,6 +122,12 @@ class InjectedFailure(StrEnum):
     HTTP_429 = "http_429"
     THROTTLED = "throttled"  # Shopify's HTTP 200 "Throttled" answer, nothing applied
     HTTP_500_AFTER_APPLY = "http_500_after_apply"  # applied, then the answer is lost
+    HANG = "hang"  # no answer for HANG_S, past any client's timeout; nothing applied
+
+
+# How long a "hang" holds the call before it answers 504: longer than the publisher's
+# channel timeout (CHANNEL_TIMEOUT_S, 10 s by default), so the caller gives up first.
+HANG_S = 30.0
 
 
 @dataclass
@@ -505,6 +512,9 @@ def create_app(
         failure = store.pending_failures.popleft() if store.pending_failures else None
         if failure is not None:
             store.counts.injected_failures += 1
+            if failure is InjectedFailure.HANG:
+                await asyncio.sleep(HANG_S)
+                return _json(504, {"errors": "Gateway Timeout"}, headers)
             if failure is not InjectedFailure.HTTP_500_AFTER_APPLY:
                 return _failure_response(store, failure, headers)
         graphql_request = await _read_graphql_request(request)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,16 @@ class Ports:
     def of(self, service: str) -> int:
         port: int = getattr(self, service.replace("-", "_"))
         return port
+
+    @classmethod
+    def free(cls) -> Ports:
+        """A free port for every process (tests and benchmarks run stacks side by side)."""
+        ports = []
+        for _ in fields(cls):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+        return cls(*ports)
 
 
 @dataclass
