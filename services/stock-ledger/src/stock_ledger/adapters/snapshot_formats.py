@@ -128,6 +128,49 @@ class UnreadableUpload(ValueError):
     """The upload as a whole cannot be read (a CSV without its header): refused, nothing applied."""
 
 
+def csv_header(cells: list[str]) -> list[str]:
+    """The column names of a CSV upload's first line; UnreadableUpload if it cannot be one."""
+    header = [cell.strip() for cell in cells]
+    missing = [name for name in ("sku", "on_hand") if name not in header]
+    if missing or len(set(header)) != len(header):
+        problem = f"missing column {missing[0]}" if missing else "a column appears twice"
+        raise UnreadableUpload(f"header: {problem}")
+    return header
+
+
+async def checked_csv_upload(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The upload's bytes, unchanged, once its first non-empty line reads as a header:
+    a file that can never apply a row is refused before anything is stored."""
+    head = bytearray()
+    checked = False
+    async for chunk in stream:
+        if not checked:
+            head += chunk
+            lines = bytes(head).split(b"\n")
+            complete = [line for line in lines[:-1] if line.strip()]
+            if not complete and len(head) <= MAX_LINE_BYTES:
+                continue
+            first = complete[0] if complete else bytes(head)
+            try:
+                text = first.rstrip(b"\r").decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise UnreadableUpload("header: not UTF-8") from exc
+            csv_header(next(csv.reader([text])))
+            checked = True
+            chunk, head = bytes(head), bytearray()
+        yield chunk
+    if not checked:
+        lines = [line for line in bytes(head).split(b"\n") if line.strip()]
+        if not lines:
+            raise UnreadableUpload("the file is empty")
+        try:
+            text = lines[0].rstrip(b"\r").decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise UnreadableUpload("header: not UTF-8") from exc
+        csv_header(next(csv.reader([text])))
+        yield bytes(head)
+
+
 async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> AsyncIterator[SnapshotRow | RejectedRow]:
     """CSV with a header line: sku, on_hand, then optional location, as_of, brand, category,
     tags (separated by "|"); a column named "#..." is ignored; any other column is a
@@ -147,11 +190,7 @@ async def read_csv(stream: AsyncIterator[bytes], default_as_of: datetime) -> Asy
             continue
         cells = next(csv.reader([text]))
         if header is None:
-            header = [cell.strip() for cell in cells]
-            missing = [name for name in ("sku", "on_hand") if name not in header]
-            if missing or len(set(header)) != len(header):
-                problem = f"missing column {missing[0]}" if missing else "a column appears twice"
-                raise UnreadableUpload(f"header: {problem}")
+            header = csv_header(cells)
             continue
         if len(cells) != len(header):
             yield RejectedRow(number, None, f"{len(cells)} cells where the header has {len(header)}")

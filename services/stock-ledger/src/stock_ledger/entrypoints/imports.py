@@ -9,12 +9,14 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from stocksync_common.auth import MerchantId
+from stocksync_common.bounds import Timestamp
 from stocksync_common.contracts import utcnow
 from stocksync_common.runtime import Runtime
 
+from stock_ledger.adapters.snapshot_formats import UnreadableUpload, checked_csv_upload
 from stock_ledger.adapters.tables import import_jobs
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints.api import JSON_LINES_TYPES
@@ -93,13 +95,17 @@ def _runtime(request: Request) -> Runtime:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ImportJobOut,
     openapi_extra=_IMPORT_BODY,
-    responses={413: {"description": "Body too large"}, 415: {"description": "Unsupported Content-Type"}},
+    responses={
+        413: {"description": "Body too large"},
+        415: {"description": "Unsupported Content-Type"},
+        422: {"description": "A CSV whose first line is not a header with sku and on_hand"},
+    },
 )
 async def post_import(
     request: Request,
     response: Response,
     merchant_id: MerchantId,
-    as_of: Annotated[AwareDatetime | None, Query(description="as_of of rows that carry none; default: now")] = None,
+    as_of: Annotated[Timestamp | None, Query(description="as_of of rows that carry none; default: now")] = None,
     atomic: Annotated[
         bool, Query(description="Apply every row in one transaction, or none of them if any row is refused")
     ] = False,
@@ -120,11 +126,12 @@ async def post_import(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes")
+    upload = checked_csv_upload(request.stream()) if file_format == "csv" else request.stream()
     try:
         job_id = await store_import(
             runtime.engine,
             merchant_id,
-            request.stream(),
+            upload,
             file_format=file_format,
             atomic=atomic,
             default_as_of=as_of or utcnow(),
@@ -132,6 +139,8 @@ async def post_import(
         )
     except ImportTooLarge as exc:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"{exc}; nothing was stored") from exc
+    except UnreadableUpload as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{exc}; nothing was stored") from exc
     worker: ImportWorker = request.app.state.import_worker
     worker.wake()
     response.headers["Location"] = f"/v1/stock/imports/{job_id}"
