@@ -75,7 +75,7 @@ class DeadLetterPage(BaseModel):
     next: uuid.UUID | None = Field(description="Pass as `before` for the next page; None on the last page")
 
 
-class ReplayOut(BaseModel):
+class DeadLetterReplayOut(BaseModel):
     replayed: list[uuid.UUID] = Field(description="Dead letters put back on their topics")
 
 
@@ -93,13 +93,13 @@ async def _page(request: Request, merchant_id: uuid.UUID | None, limit: int, **f
 
 async def _replay(
     request: Request, merchant_id: uuid.UUID | None, dead_letter_id: uuid.UUID | None, topic: str | None
-) -> ReplayOut:
+) -> DeadLetterReplayOut:
     runtime = _runtime(request)
     ids = await replay_dead_letters(runtime.engine, merchant_id=merchant_id, dead_letter_id=dead_letter_id, topic=topic)
     if dead_letter_id is not None and not ids:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
     runtime.wake_relay()
-    return ReplayOut(replayed=ids)
+    return DeadLetterReplayOut(replayed=ids)
 
 
 @router.get("/dead-letters", response_model=DeadLetterPage)
@@ -118,14 +118,20 @@ async def get_dead_letters(
     )
 
 
-@router.post("/dead-letters/replay", response_model=ReplayOut, status_code=status.HTTP_202_ACCEPTED)
-async def replay_all_dead_letters(request: Request, merchant_id: MerchantId, topic: TopicFilter = None) -> ReplayOut:
+@router.post("/dead-letters/replay", response_model=DeadLetterReplayOut, status_code=status.HTTP_202_ACCEPTED)
+async def replay_all_dead_letters(
+    request: Request, merchant_id: MerchantId, topic: TopicFilter = None
+) -> DeadLetterReplayOut:
     """Put every dead letter of the merchant not replayed yet back on its topic (after a fix)."""
     return await _replay(request, merchant_id, None, topic)
 
 
-@router.post("/dead-letters/{dead_letter_id}/replay", response_model=ReplayOut, status_code=status.HTTP_202_ACCEPTED)
-async def replay_dead_letter(request: Request, merchant_id: MerchantId, dead_letter_id: uuid.UUID) -> ReplayOut:
+@router.post(
+    "/dead-letters/{dead_letter_id}/replay", response_model=DeadLetterReplayOut, status_code=status.HTTP_202_ACCEPTED
+)
+async def replay_dead_letter(
+    request: Request, merchant_id: MerchantId, dead_letter_id: uuid.UUID
+) -> DeadLetterReplayOut:
     """Put one dead letter back on its topic; applied once whatever the number of replays."""
     return await _replay(request, merchant_id, dead_letter_id, None)
 
@@ -146,8 +152,10 @@ async def get_all_dead_letters(
 
 
 @router.post(
-    "/admin/dead-letters/{dead_letter_id}/replay", response_model=ReplayOut, status_code=status.HTTP_202_ACCEPTED
+    "/admin/dead-letters/{dead_letter_id}/replay",
+    response_model=DeadLetterReplayOut,
+    status_code=status.HTTP_202_ACCEPTED,
 )
-async def replay_any_dead_letter(request: Request, _: AdminOnly, dead_letter_id: uuid.UUID) -> ReplayOut:
+async def replay_any_dead_letter(request: Request, _: AdminOnly, dead_letter_id: uuid.UUID) -> DeadLetterReplayOut:
     """Replay any merchant's dead letter (admin token)."""
     return await _replay(request, None, dead_letter_id, None)
