@@ -16,10 +16,12 @@ from typing import Any
 import httpx
 import orjson
 
+from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 from stocksync_sandboxes import generic_orders
 
 from tests.e2e.conftest import Merchant, wait_for
+from tests.e2e.test_poison_events import LONG_SKU, _order_line, dead_letters, put_on_every_partition
 
 RULE = {"name": "iso", "condition": {"op": "always"}, "action": {"type": "set", "value": 0}}
 # Bodies that would change a resource if the caller owned it.
@@ -38,13 +40,17 @@ FILTERS: dict[tuple[str, str], dict[str, str]] = {
     ("get", "/v1/deliveries"): {"connection_id": "{connection_id}"},
     ("get", "/v1/oversells"): {"sku": "{sku}"},
     ("get", "/v1/stock"): {"after": "{sku}"},
+    ("get", "/v1/pushes/published"): {"sku": "{sku}"},
 }
 # Not merchant-scoped, with why.
 UNSCOPED = {
-    # Admin only: a merchant key is refused whatever the body.
+    # Admin only: a merchant key is refused whatever the body (checked below).
     ("post", "/v1/merchants"),
+    ("get", "/v1/admin/dead-letters"),
+    ("post", "/v1/admin/dead-letters/{dead_letter_id}/replay"),
     # Create in the caller's own namespace (checked below: the owner's are unchanged).
     ("post", "/v1/stock/snapshots"),
+    ("post", "/v1/stock/imports"),
     ("post", "/v1/connections"),
     # Authenticated by the channel's signature, not by a key: an intruder cannot sign.
     ("post", "/webhooks/{channel_type}/{connection_id}"),
@@ -78,7 +84,7 @@ def _answer(response: httpx.Response, ids: dict[str, str]) -> tuple[int, str]:
     return response.status_code, text
 
 
-def _owner_resources(api: httpx.Client, owner: Merchant, admin: dict[str, str]) -> dict[str, str]:
+def _owner_resources(api: httpx.Client, owner: Merchant, stack: Stack) -> dict[str, str]:
     secret = generic_orders.new_secret()
     connection = api.post(
         "/v1/connections",
@@ -113,10 +119,19 @@ def _owner_resources(api: httpx.Client, owner: Merchant, admin: dict[str, str]) 
         return str(answer.json()["delivery_id"]) if answer.status_code == 200 else None
 
     delivery_id = wait_for(deliver, timeout=60, interval=0.5)
+    job = api.post(
+        "/v1/stock/imports", headers={**owner.auth, "Content-Type": "text/csv"}, content=f'sku,on_hand\n"{sku}",5\n'
+    )
+    assert job.status_code == 202, job.text
+    # A dead letter of the owner's: an order line no ledger can store.
+    put_on_every_partition(stack, ORDERS, [_order_line(owner.merchant_id, LONG_SKU)])
+    letter = wait_for(lambda: dead_letters(api, owner, topic="orders.v1", replayed="false"), timeout=120)
     return {
         "connection_id": connection_id,
         "rule_id": rule.json()["rule_id"],
         "delivery_id": delivery_id,
+        "job_id": job.json()["job_id"],
+        "dead_letter_id": letter[0]["dead_letter_id"],
         "sku": sku,
     }
 
@@ -128,11 +143,13 @@ def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_rou
     owner = merchant
     created = api.post("/v1/merchants", json={"name": "intruder"}, headers=admin).json()
     intruder = Merchant(created["merchant_id"], created["api_key"])
-    theirs = _owner_resources(api, owner, admin)
+    theirs = _owner_resources(api, owner, stack)
     nobodys = {
         "connection_id": str(uuid.uuid4()),
         "rule_id": str(uuid.uuid4()),
         "delivery_id": str(uuid.uuid4()),
+        "job_id": str(uuid.uuid4()),
+        "dead_letter_id": str(uuid.uuid4()),
         "sku": f"NOBODY/{uuid.uuid4().hex[:6]} 50% blé",
     }
     stock_url = f"/v1/stock/{_quote(theirs['sku'])}"
@@ -156,7 +173,8 @@ def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_rou
             if not has_ids:
                 # A list of the caller's own resources: none of the owner's show.
                 answer = api.request(method, template, headers=intruder.auth)
-                assert answer.status_code == 200, (operation, answer.text)
+                # A POST without ids acts on the caller's own collection (replay all: 202).
+                assert answer.status_code == (200 if method == "get" else 202), (operation, answer.text)
                 for value in theirs.values():
                     assert value not in answer.text, (operation, value)
                 probed += 1
@@ -184,6 +202,13 @@ def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_rou
     assert api.get(f"/v1/rules/{theirs['rule_id']}", headers=owner.auth).json() == before["rule"]
     assert _connection_settings(api, owner, theirs["connection_id"]) == before["connection"]
     assert api.get(stock_url, headers=owner.auth).json() == before["stock"]
+    # The owner's dead letter was not replayed by anyone, and admin routes refuse a merchant key.
+    owners = {d["dead_letter_id"]: d for d in dead_letters(api, owner, topic="orders.v1")}
+    assert owners[theirs["dead_letter_id"]]["replayed_at"] is None
+    for method, template in sorted(UNSCOPED):
+        if template.startswith(("/v1/admin/", "/v1/merchants")):
+            refused = api.request(method, _path(template, theirs), headers=intruder.auth, json={"name": "x"})
+            assert refused.status_code in (401, 403), (method, template, refused.text)
 
 
 def _connection_settings(api: httpx.Client, owner: Merchant, connection_id: str) -> dict[str, Any]:
