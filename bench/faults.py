@@ -321,17 +321,22 @@ class FaultStack:
         return c1 == available and c2 == {sku: max(0, q - BUFFER) for sku, q in available.items()}
 
     def dead_letters(self) -> int | None:
-        """Dead letters of the merchant, where the API lists them (None where it does not)."""
+        """Dead letters of the merchant (every page); None when the API cannot be read."""
         assert self.api is not None
-        try:
-            answer = self.api.get("/v1/dead-letters", headers=self.auth)
-        except httpx.HTTPError:
-            return None
-        if answer.status_code != 200:
-            return None
-        body = answer.json()
-        items = body.get("items", body) if isinstance(body, dict) else body
-        return len(items) if isinstance(items, list) else None
+        count, before = 0, None
+        while True:
+            params = {"limit": 500, **({"before": before} if before else {})}
+            try:
+                answer = self.api.get("/v1/dead-letters", headers=self.auth, params=params)
+            except httpx.HTTPError:
+                return None
+            if answer.status_code != 200:
+                return None
+            page = answer.json()
+            count += len(page["dead_letters"])
+            before = page.get("next")
+            if not before:
+                return count
 
     def _wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
         started = time.monotonic()
