@@ -19,9 +19,10 @@ from tests.e2e.conftest import Merchant, wait_for
 
 def test_no_answer_log_or_column_holds_a_secret_in_clear(api: httpx.Client, merchant: Merchant, stack: Stack) -> None:
     webhook_secret, rotated = generic_orders.new_secret(), generic_orders.new_secret()
-    signing_secret, amazon_token = generic_orders.new_secret(), f"Atza|{secrets.token_hex(16)}"
+    signing_secret, amazon_token = generic_orders.new_secret(), f"Atzr|{secrets.token_hex(16)}"
+    amazon_client_secret = f"amzn1.oa2-cs.v1.{secrets.token_hex(16)}"
     amazon_inbound_key = secrets.token_hex(16)
-    created = [webhook_secret, rotated, signing_secret, amazon_token, amazon_inbound_key]
+    created = [webhook_secret, rotated, signing_secret, amazon_token, amazon_client_secret, amazon_inbound_key]
     answers: list[httpx.Response] = []
 
     def call(method: str, url: str, **kwargs: object) -> httpx.Response:
@@ -49,7 +50,13 @@ def test_no_answer_log_or_column_holds_a_secret_in_clear(api: httpx.Client, merc
             "type": "amazon",
             "name": "secret scan amazon",
             "base_url": "http://127.0.0.1:9",
-            "credentials": {"seller_id": "S1", "marketplace_ids": ["M1"], "access_token": amazon_token},
+            "credentials": {
+                "seller_id": "S1",
+                "marketplace_ids": ["M1"],
+                "client_id": "amzn1.application-oa2-client.scan",
+                "client_secret": amazon_client_secret,
+                "refresh_token": amazon_token,
+            },
             "inbound": {"api_key": amazon_inbound_key},
         },
     )
