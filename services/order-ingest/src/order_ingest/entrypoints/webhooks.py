@@ -24,14 +24,12 @@ from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 
-from stocksync_common.bounds import IDENTIFIER_MAX_LENGTH, QUANTITY_MAX, is_valid_sku, no_control_characters
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
 from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
 from order_ingest.adapters.channels.registry import WebhookChannel
 from order_ingest.config import IngestSettings
-from order_ingest.domain.movements import Notification
 from order_ingest.service_layer.ingest import accept_delivery, now
 
 log = logging.getLogger(__name__)
@@ -62,50 +60,6 @@ class ConnectionRateLimits:
             return False
         await limiter.acquire()
         return True
-
-
-def storable(notification: Notification) -> Notification:
-    """The parsed notification, or MalformedDelivery if a value could not be stored or applied.
-
-    Parsers bound what they read; this is the edge's own check that nothing they return
-    (an id with a NUL, a quantity past what the ledger holds) fails later in PostgreSQL.
-    """
-    errors: list[dict[str, object]] = []
-
-    def check(value: str, loc: list[str | int], valid: bool) -> None:
-        if not valid:
-            errors.append(
-                {"loc": ["body", *loc], "msg": "empty, too long or holding a control character", "type": "value_error"}
-            )
-
-    check(notification.channel_event_id, ["event_id"], _is_identifier(notification.channel_event_id))
-    check(notification.topic, ["topic"], _is_identifier(notification.topic))
-    for index, line in enumerate(notification.lines):
-        check(line.external_order_id, ["lines", index, "order_id"], _is_identifier(line.external_order_id))
-        check(line.line_id, ["lines", index, "line_id"], _is_identifier(line.line_id))
-        check(line.sku, ["lines", index, "sku"], is_valid_sku(line.sku))
-        for name in ("ordered", "shipped", "cancelled", "returned"):
-            if not 0 <= getattr(line, name) <= QUANTITY_MAX:
-                errors.append(
-                    {
-                        "loc": ["body", "lines", index, name],
-                        "msg": f"a quantity from 0 to {QUANTITY_MAX}",
-                        "type": "value_error",
-                    }
-                )
-    if errors:
-        raise MalformedDelivery(errors)
-    return notification
-
-
-def _is_identifier(value: object) -> bool:
-    if not isinstance(value, str) or not 0 < len(value) <= IDENTIFIER_MAX_LENGTH:
-        return False
-    try:
-        no_control_characters(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _refuse(
@@ -192,7 +146,8 @@ async def receive_webhook(
     if not verified:
         raise _refuse(channel_type, "bad_signature", status.HTTP_401_UNAUTHORIZED, "invalid webhook signature")
     try:
-        notification = storable(channel.parse(headers, body))
+        # The registry's parsers are bounded: what they return can be stored and applied.
+        notification = channel.parse(headers, body)
     except MalformedDelivery as exc:
         raise _refuse(channel_type, "malformed", status.HTTP_422_UNPROCESSABLE_ENTITY, exc.detail) from None
 
