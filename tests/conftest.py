@@ -14,8 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from stocksync_embedded.stack import Ports, Stack
+
+# Examples are bounded per test; a wall-clock deadline per example only measures how loaded
+# the shared machine is (speed is a benchmark's business, never a test's).
+settings.register_profile("stocksync", deadline=None)
+settings.load_profile("stocksync")
 
 
 def free_port() -> int:
