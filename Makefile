@@ -6,6 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
+# `make test` runs test files in parallel processes (pytest-xdist; a file stays on one
+# worker, so its module fixtures start once). Most of the suite waits on processes,
+# brokers and channels rather than computing: 3 workers on 2 cores. PYTEST_WORKERS=0
+# runs everything in one process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: install run test test-unit lint format clean bench simulate bench-ledger soak asyncapi lock audit
 
@@ -60,7 +65,7 @@ $(CHROMIUM):
 
 ## The whole test suite: unit, integration and end-to-end (the console's in headless chromium), against a real PostgreSQL and broker.
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
