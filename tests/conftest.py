@@ -8,7 +8,9 @@ their own merchant, so they never need to clean the database.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,28 @@ from stocksync_embedded.stack import Ports, Stack
 # the shared machine is (speed is a benchmark's business, never a test's).
 settings.register_profile("stocksync", deadline=None)
 settings.load_profile("stocksync")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's temporary files live in a directory of their own, not under pytest's
+    default /tmp/pytest-of-<user>: every pytest session that starts on the machine takes the
+    group and other permissions off that directory, and an embedded PostgreSQL started as
+    root runs as its own system user, so another session starting beside this one (a second
+    checkout's tests) made every PostgreSQL of this one fail ("could not stat data
+    directory: Permission denied"). xdist workers get their own folder inside it."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="stocksync-pytest-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
 
 
 def free_port() -> int:
