@@ -31,6 +31,7 @@ from stocksync_common.outbox import OutboxRelay
 from stocksync_common.secrets import configure_secrets
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import Topic
+from stocksync_common.tracing import configure_tracing, instrument_app, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class Runtime:
             await _drain([self._relay_task], timeout)
         await self.producer.stop()
         await self.engine.dispose()
+        shutdown_tracing()
 
     def dead_tasks(self) -> list[str]:
         """The consumers, lag reporters, workers and relay that ended while the process
@@ -191,6 +193,7 @@ def create_service_app(
     """The FastAPI app of a service with `/healthz`, `/readyz`, `/metrics` and its runtime."""
     settings = runtime.settings
     configure_logging(runtime.service, settings.log_level)
+    configure_tracing(runtime.service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -214,6 +217,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.runtime = runtime
     instrument(app, runtime.service)
+    instrument_app(app)
     install_error_handlers(app)
     document_errors(app)
 
