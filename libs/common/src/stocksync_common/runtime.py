@@ -54,6 +54,8 @@ class Runtime:
         self.service = service
         self.settings = settings
         configure_secrets(settings.secrets_key.get_secret_value(), settings.previous_secrets_keys)
+        # Before the service builds its HTTP clients, so that they can be instrumented.
+        configure_tracing(service)
         self.engine = make_engine(settings.database_url, settings.database_pool_size)
         self.outbox = outbox
         # Where this service's consumers put the events they cannot apply (needs the outbox).
@@ -193,7 +195,6 @@ def create_service_app(
     """The FastAPI app of a service with `/healthz`, `/readyz`, `/metrics` and its runtime."""
     settings = runtime.settings
     configure_logging(runtime.service, settings.log_level)
-    configure_tracing(runtime.service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
