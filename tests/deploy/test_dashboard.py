@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from tests.deploy.conftest import REPO, named, render
-from tests.deploy.test_kubernetes import registered_metric_names
+from tests.deploy.test_kubernetes import alert_rules, promql_metrics, registered_metric_names
 
 DASHBOARD = REPO / "deploy" / "k8s" / "base" / "dashboards" / "stocksync.json"
 
@@ -59,6 +59,22 @@ def test_the_dashboard_asks_only_for_exported_metrics() -> None:
         for metric in re.findall(r"\bstocksync_[a-z_]+", expr):
             family = re.sub(r"_bucket$", "", metric)
             assert family in exported, metric
+
+
+def test_every_panel_query_is_valid_promql() -> None:
+    for expr in expressions():
+        # Grafana fills in the namespace variable before Prometheus sees the query.
+        assert promql_metrics(expr.replace("$namespace", ".*")), expr
+
+
+def test_every_metric_an_alert_watches_has_a_panel() -> None:
+    shown = set().union(*(promql_metrics(expr) for expr in expressions()))
+    watched = set().union(*(promql_metrics(alert["expr"]) for alert in alert_rules(render("prod"))))
+    # A histogram's panel reads its _bucket series; an alert may read _count or _sum.
+    shown |= {re.sub(r"_bucket$", suffix, m) for m in shown for suffix in ("_count", "_sum", "_bucket")}
+    assert watched <= shown, watched - shown
+    panels = " ".join(panel["title"] for panel in dashboard()["panels"])
+    assert "Dead-lettered" in panels and "Scrape targets" in panels
 
 
 def test_the_dashboard_ships_as_a_configmap_for_the_grafana_sidecar() -> None:

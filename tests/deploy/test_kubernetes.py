@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 from prometheus_client import REGISTRY
@@ -278,6 +279,20 @@ def registered_metric_names() -> set[str]:
     return {name for name in REGISTRY._names_to_collectors if name.startswith("stocksync_")}
 
 
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names an expression selects, read from its parse tree: a PromQL parser
+    (promql-parser, Prometheus's grammar and function signatures) refuses what Prometheus
+    would refuse, so an expression that passes here loads into Prometheus."""
+    names: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
 def alert_rules(resources: list[Resource]) -> list[dict[str, Any]]:
     rules = named(resources, "PrometheusRule", "stocksync")
     return [rule for group in rules["spec"]["groups"] for rule in group["rules"]]
@@ -302,6 +317,23 @@ def test_every_alert_uses_a_metric_that_a_service_exports(prod: list[Resource]) 
         if not used:  # the scrape targets themselves
             assert re.search(r"\bup\{job=~\"\.\+/stocksync\"", alert["expr"]), alert["alert"]
         assert used <= exported, alert["alert"]
+
+
+def test_every_alert_expression_is_valid_promql_over_exported_metrics(prod: list[Resource]) -> None:
+    exported = registered_metric_names()
+    for alert in alert_rules(prod):
+        try:
+            used = promql_metrics(alert["expr"])
+        except ValueError as exc:
+            raise AssertionError(f"{alert['alert']}: {exc}") from exc
+        assert used and used <= exported | {"up"}, alert["alert"]
+
+
+def test_the_promql_check_refuses_what_prometheus_refuses() -> None:
+    for broken in ("rate(stocksync_pushes_total)", "sum(rate(stocksync_pushes_total[5m])", "no_such_fn(up)"):
+        with pytest.raises(ValueError):
+            promql_metrics(broken)
+    assert promql_metrics('sum by (le) (rate(a_bucket{x="1"}[5m])) / on() absent(up)') == {"a_bucket", "up"}
 
 
 def test_push_errors_leave_throttling_out(prod: list[Resource]) -> None:

@@ -16,10 +16,22 @@ import pytest
 from stocksync_embedded.stack import ManagedProcess, Stack
 
 from tests.conftest import free_port
+from tests.e2e.otlp import TraceReceiver
 
 
 @pytest.fixture(scope="session")
-def stack(infrastructure: Stack) -> Iterator[Stack]:
+def traces() -> Iterator[TraceReceiver]:
+    """The OTLP/HTTP receiver the session's services export their spans to."""
+    receiver = TraceReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(infrastructure: Stack, traces: TraceReceiver) -> Iterator[Stack]:
+    # Tracing on, as an operator turns it on (docs/operations.md): each service process
+    # exports over OTLP/HTTP; a short batch delay so a test sees its spans soon.
+    infrastructure.extra_env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
     infrastructure.start_services()
     yield infrastructure
     for name in list(infrastructure.processes):

@@ -80,6 +80,9 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("event_type", sa.Text, nullable=False),
         sa.Column("causation_id", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        # The W3C traceparent the event's record carries (stocksync_common.tracing); NULL
+        # when tracing is off.
+        sa.Column("trace_context", sa.Text, nullable=True),
         # Set when the broker acknowledged the row; the row is kept for the retention
         # window after that. The relay reads unpublished rows through the partial index.
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),

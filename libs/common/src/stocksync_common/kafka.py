@@ -36,6 +36,7 @@ from stocksync_common.dead_letters import (
 )
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import ALL_TOPICS, BY_NAME, Topic
+from stocksync_common.tracing import consuming, enabled, header_trace_context
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ class ConsumedEvent:
     # The record as consumed: what a dead letter keeps, so it can be replayed as it was.
     key: bytes | None = None
     value: bytes = b""
+    # The record's W3C traceparent header, read only while tracing is on (stocksync_common.tracing).
+    trace_context: str | None = None
 
 
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
@@ -183,7 +186,10 @@ class BatchConsumer:
             attempt = 0
             while True:
                 try:
-                    failed = await isolate_failures(batch, self.handler)
+                    with consuming(batch, self.group_id) as spans:
+                        failed = await isolate_failures(batch, self.handler)
+                        for item, error in failed:
+                            spans.failed(item, error)
                     await self._dead_letter([*rejected, *(self._letter(item, error) for item, error in failed)])
                     await self._consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
                     break
@@ -239,6 +245,7 @@ class BatchConsumer:
     ) -> tuple[list[ConsumedEvent], list[DeadLetter]]:
         batch: list[ConsumedEvent] = []
         rejected: list[DeadLetter] = []
+        traced = enabled()
         for tp, msgs in records.items():
             topic = BY_NAME[tp.topic]
             BATCH_SIZE.labels(tp.topic).observe(len(msgs))
@@ -262,7 +269,8 @@ class BatchConsumer:
                     )
                     continue
                 CONSUMED.labels(tp.topic).inc()
-                batch.append(ConsumedEvent(topic, event, tp.partition, msg.offset, msg.key, value))
+                trace_context = header_trace_context(msg.headers) if traced else None
+                batch.append(ConsumedEvent(topic, event, tp.partition, msg.offset, msg.key, value, trace_context))
         return batch, rejected
 
 

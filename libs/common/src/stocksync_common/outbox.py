@@ -35,6 +35,7 @@ from stocksync_common.contracts import Event
 from stocksync_common.kafka import encode_event, ensure_topics
 from stocksync_common.raw_connection import raw_transaction
 from stocksync_common.topics import topic_for
+from stocksync_common.tracing import TRACEPARENT, trace_context_of
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,21 @@ PRUNE_INTERVAL_S = 30.0
 BACKLOG_SAMPLE_INTERVAL_S = 5.0
 
 
-OUTBOX_COLUMNS = ("topic", "key", "payload", "event_type", "causation_id")
+# trace_context: the W3C traceparent the row carries to its record (stocksync_common.tracing), or NULL.
+OUTBOX_COLUMNS = ("topic", "key", "payload", "event_type", "causation_id", "trace_context")
 
 
-def outbox_row(event: Event) -> tuple[str, bytes, bytes, str, str]:
+def outbox_row(event: Event) -> tuple[str, bytes, bytes, str, str, str | None]:
     """The values of an event's outbox row, in the order of `OUTBOX_COLUMNS`."""
     topic = topic_for(event)
-    return topic.name, topic.key_of(event), encode_event(event), type(event).__name__, event.causation_id
+    return (
+        topic.name,
+        topic.key_of(event),
+        encode_event(event),
+        type(event).__name__,
+        event.causation_id,
+        trace_context_of(event),
+    )
 
 
 def outbox_arrays(events: Iterable[Event]) -> tuple[list[Any], ...]:
@@ -68,15 +77,16 @@ def outbox_arrays(events: Iterable[Event]) -> tuple[list[Any], ...]:
 
 
 def outbox_insert_sql(outbox: sa.Table, first_parameter: int) -> str:
-    """An INSERT of outbox rows from five array parameters ($n to $n+4, `outbox_arrays`),
+    """An INSERT of outbox rows from six array parameters ($n to $n+5, `outbox_arrays`),
     for asyncpg (stocksync_common.raw_connection); ids are given in array order and
     returned. Usable as a CTE beside the state change it announces."""
     n = first_parameter
     return (
         f"INSERT INTO {outbox.fullname} ({', '.join(OUTBOX_COLUMNS)}) "
-        "SELECT o.topic, o.key, o.payload, o.event_type, o.causation_id "
-        f"FROM unnest(${n}::text[], ${n + 1}::bytea[], ${n + 2}::bytea[], ${n + 3}::text[], ${n + 4}::text[]) "
-        "WITH ORDINALITY AS o(topic, key, payload, event_type, causation_id, n) "
+        "SELECT o.topic, o.key, o.payload, o.event_type, o.causation_id, o.trace_context "
+        f"FROM unnest(${n}::text[], ${n + 1}::bytea[], ${n + 2}::bytea[], ${n + 3}::text[], ${n + 4}::text[], "
+        f"${n + 5}::text[]) "
+        "WITH ORDINALITY AS o(topic, key, payload, event_type, causation_id, trace_context, n) "
         "ORDER BY o.n RETURNING id"
     )
 
@@ -87,6 +97,13 @@ async def add_to_outbox(conn: AsyncConnection, outbox: sa.Table, events: Iterabl
         return []
     result = await conn.execute(sa.insert(outbox).returning(outbox.c.id), rows)
     return list(result.scalars().all())
+
+
+def _headers(row: Any) -> list[tuple[str, bytes]]:
+    headers = [("event_type", row["event_type"].encode()), ("causation_id", row["causation_id"].encode())]
+    if row["trace_context"] is not None:
+        headers.append((TRACEPARENT, row["trace_context"].encode()))
+    return headers
 
 
 class OutboxRelay:
@@ -204,10 +221,7 @@ class OutboxRelay:
                 row["topic"],
                 row["payload"],
                 key=row["key"],
-                headers=[
-                    ("event_type", row["event_type"].encode()),
-                    ("causation_id", row["causation_id"].encode()),
-                ],
+                headers=_headers(row),
             )
             for row in rows
         ]

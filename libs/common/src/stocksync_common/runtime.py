@@ -31,6 +31,7 @@ from stocksync_common.outbox import OutboxRelay
 from stocksync_common.secrets import configure_secrets
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import Topic
+from stocksync_common.tracing import configure_tracing, instrument_app, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class Runtime:
         self.service = service
         self.settings = settings
         configure_secrets(settings.secrets_key.get_secret_value(), settings.previous_secrets_keys)
+        # Before the service builds its HTTP clients, so that they can be instrumented.
+        configure_tracing(service)
         self.engine = make_engine(settings.database_url, settings.database_pool_size)
         self.outbox = outbox
         # Where this service's consumers put the events they cannot apply (needs the outbox).
@@ -140,6 +143,7 @@ class Runtime:
             await _drain([self._relay_task], timeout)
         await self.producer.stop()
         await self.engine.dispose()
+        shutdown_tracing()
 
     def dead_tasks(self) -> list[str]:
         """The consumers, lag reporters, workers and relay that ended while the process
@@ -214,6 +218,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.runtime = runtime
     instrument(app, runtime.service)
+    instrument_app(app)
     install_error_handlers(app)
     document_errors(app)
 

@@ -67,6 +67,8 @@ pending_pushes = sa.Table(
     sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    # The W3C traceparent of the quantity's trace (stocksync_common.tracing); NULL when off.
+    sa.Column("trace_context", sa.Text, nullable=True),
 )
 
 # The newest version the channel accepted per SKU: nothing older is ever sent.

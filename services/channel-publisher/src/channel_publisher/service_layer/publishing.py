@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from stocksync_common.contracts import utcnow
 from stocksync_common.logging import causation
 from stocksync_common.raw_connection import raw_connection, raw_transaction, uuid_array_literal
+from stocksync_common.tracing import instrument_client, pushing
 
 from channel_publisher.adapters.channels.access_tokens import AccessTokens, grant_for
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
@@ -127,7 +128,7 @@ WITH drain_lock AS MATERIALIZED (
 SELECT c.paused_at, c.resume_at, c.consecutive_failures,
        p.connection_id, p.sku, p.location, p.merchant_id, p.quantity, p.version, p.stock_version, p.rule_ids,
        p.causation_id, p.origin_received_at, p.attempts, coalesce(s.version, 0) AS sent_version,
-       l.external::text AS external
+       l.external::text AS external, p.trace_context
 FROM drain_lock
 JOIN {connections.fullname} c ON drain_lock.held
 LEFT JOIN LATERAL (
@@ -245,6 +246,7 @@ class _Pending:
     attempts: int
     sent_version: int
     external: dict[str, Any] | None
+    trace_context: str | None = None
 
     @classmethod
     def of(cls, record: Any) -> _Pending:
@@ -263,6 +265,7 @@ class _Pending:
             record["attempts"],
             record["sent_version"],
             None if external is None else orjson.loads(external),
+            record["trace_context"],
         )
 
 
@@ -280,6 +283,7 @@ class Publisher:
         self.engine = engine
         self.settings = settings
         self.http = httpx.AsyncClient(timeout=settings.channel_timeout_s)
+        instrument_client(self.http)
         self._wake = asyncio.Event()
         self._stopping = False
         self._drains: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -417,7 +421,10 @@ class Publisher:
             credentials_error: str | None = None
             if to_send:
                 items = [PushItem(r.sku, r.location, r.quantity, dict(r.external or {}), r.version) for r in to_send]
-                with causation(to_send[0].causation_id if len(to_send) == 1 else None):
+                with (
+                    causation(to_send[0].causation_id if len(to_send) == 1 else None),
+                    pushing(connection.channel_type, connection_id, to_send) as spans,
+                ):
                     try:
                         outcomes = (await adapter.push(items)).outcomes
                     except TransientChannelError as exc:
@@ -429,6 +436,9 @@ class Publisher:
                         # The connection's problem: its quantities wait, no SKU is blamed.
                         credentials_error = f"credentials: {exc}"
                         outcomes = {i: ItemOutcome("retry", credentials_error) for i in range(len(to_send))}
+                    if spans.spans:
+                        for index, answer in outcomes.items():
+                            spans.answered(index, answer.status, answer.channel_response)
             finished = utcnow()
             accepted, retrying = [], []
             for index, row in enumerate(to_send):

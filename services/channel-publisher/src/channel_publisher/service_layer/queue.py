@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.contracts import ChannelQuantityChanged, utcnow
 from stocksync_common.raw_connection import raw_connection, uuid_array_literal
 from stocksync_common.topics import CHANNEL_QUANTITY
+from stocksync_common.tracing import trace_context_of
 
 from channel_publisher.adapters.tables import inbox, last_sent, pending_pushes
 
@@ -29,9 +30,9 @@ WITH claimed AS (
 ), queued AS (
     SELECT c.*
     FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::bigint[], $9::bigint[],
-                $10::bigint[], $11::text[], $12::text[], $13::timestamptz[]) WITH ORDINALITY
+                $10::bigint[], $11::text[], $12::text[], $13::timestamptz[], $15::text[]) WITH ORDINALITY
         AS c(event_id, connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids,
-             causation_id, origin_received_at, n)
+             causation_id, origin_received_at, trace_context, n)
     WHERE c.event_id IN (SELECT event_id FROM claimed)
       AND NOT EXISTS (
           SELECT FROM {last_sent.fullname} s
@@ -41,16 +42,16 @@ WITH claimed AS (
 ), upserted AS (
     INSERT INTO {pending_pushes.fullname} AS p
         (connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids, causation_id,
-         origin_received_at, enqueued_at, attempts, not_before)
+         origin_received_at, enqueued_at, attempts, not_before, trace_context)
     SELECT connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids::uuid[],
-           causation_id, origin_received_at, $14::timestamptz, 0, NULL
+           causation_id, origin_received_at, $14::timestamptz, 0, NULL, trace_context
     FROM queued
     ORDER BY n
     ON CONFLICT (connection_id, sku, location) DO UPDATE SET
         merchant_id = excluded.merchant_id, quantity = excluded.quantity, version = excluded.version,
         stock_version = excluded.stock_version, rule_ids = excluded.rule_ids, causation_id = excluded.causation_id,
         origin_received_at = excluded.origin_received_at, enqueued_at = excluded.enqueued_at,
-        attempts = excluded.attempts, not_before = excluded.not_before
+        attempts = excluded.attempts, not_before = excluded.not_before, trace_context = excluded.trace_context
     -- A newer version replaces an older one; an older one arriving late does not.
     WHERE p.version < excluded.version
 )
@@ -86,5 +87,6 @@ async def enqueue_channel_quantities(engine: AsyncEngine, changes: Sequence[Chan
             [c.causation_id for c in candidates],
             [c.origin_received_at for c in candidates],
             utcnow(),
+            [trace_context_of(c) for c in candidates],
         )
     return {row["connection_id"] for row in rows}

@@ -1,0 +1,29 @@
+"""trace context: the W3C traceparent an outbox row carries to its Kafka record
+
+Revision ID: 0007_ops_trace_context
+Revises: 0006_tokens_unmapped
+Create Date: 2026-11-30 08:20:00
+
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+# revision identifiers, used by Alembic.
+revision: str = '0007_ops_trace_context'
+down_revision: Union[str, Sequence[str], None] = '0006_tokens_unmapped'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    op.add_column('outbox', sa.Column('trace_context', sa.Text(), nullable=True), schema='channel_publisher')
+    op.add_column('pending_pushes', sa.Column('trace_context', sa.Text(), nullable=True), schema='channel_publisher')
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
+    op.drop_column('pending_pushes', 'trace_context', schema='channel_publisher')
+    op.drop_column('outbox', 'trace_context', schema='channel_publisher')
