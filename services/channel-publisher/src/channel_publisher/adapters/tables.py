@@ -67,6 +67,9 @@ pending_pushes = sa.Table(
     sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    # Queued by a resync (POST /v1/connections/{id}/resync): sent even at the version the
+    # channel already accepted. A newer quantity replacing it is sent anyway.
+    sa.Column("resync", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # The newest version the channel accepted per SKU: nothing older is ever sent.
