@@ -106,6 +106,16 @@ pushes = sa.Table(
     sa.Index("ix_pushes_merchant", "merchant_id", "push_id"),
     sa.Index("ix_pushes_connection_sku", "connection_id", "sku", "push_id"),
     sa.Index("ix_pushes_connection_finished", "connection_id", "finished_at"),
+    # A channel's errors (every status but accepted, a small share of the history) and a
+    # SKU's pushes on every channel, newest first: the console's channel and SKU pages.
+    sa.Index(
+        "ix_pushes_connection_problems",
+        "connection_id",
+        "status",
+        "push_id",
+        postgresql_where=sa.text("status <> 'accepted'"),
+    ),
+    sa.Index("ix_pushes_merchant_sku", "merchant_id", "sku", "push_id"),
 )
 
 # What a read-back found on the channel that differs from what Stocksync last sent
