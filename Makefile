@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # runs everything in one process.
 PYTEST_WORKERS ?= 3
 
-.PHONY: install run test test-unit lint format clean bench simulate bench-ledger soak asyncapi lock audit
+.PHONY: install run test test-unit lint format clean bench bench-console simulate bench-ledger soak asyncapi lock audit
 
 install: $(STAMP)
 
@@ -95,6 +95,10 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 ## The benchmark: Stocksync and the bare floor under open-loop webhook load; rewrites docs/BENCHMARKS.md.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Console page times with 100,000 SKUs (median and p95 per page); writes docs/BENCHMARKS-console.md.
+bench-console: $(STAMP)
+	$(BIN)/python -m bench.console_bench $(CONSOLE_BENCH_ARGS)
 
 ## Stock-ledger throughput (order lines/s, one hot SKU and 10,000 SKUs; CSV import); writes bench/results/ledger.json.
 bench-ledger: $(STAMP)

@@ -18,6 +18,7 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stocksync_common.topics import ALL_TOPICS
+from stocksync_embedded.gateway import ROUTES
 from stocksync_embedded.stack import SERVICES, ManagedProcess, Stack
 
 from tests.conftest import free_port
@@ -108,6 +109,40 @@ def test_compose_runs_kafka_in_kraft_mode_and_starts_services_after_topics_and_m
         assert "/readyz" in " ".join(service["healthcheck"]["test"])
         assert service["environment"]["HTTP_HOST"] == "0.0.0.0"
     assert services["sandbox-shopify"]["profiles"] == ["sandboxes"]
+
+
+def gateway_locations() -> dict[str, tuple[str, str]]:
+    """deploy/compose/gateway.conf: each `location` prefix -> (upstream, the block's text)."""
+    text = (REPO / "deploy" / "compose" / "gateway.conf").read_text()
+    found = {}
+    for prefix, body in re.findall(r"^\s*location (/\S*) \{(.*?)\}", text, re.MULTILINE | re.DOTALL):
+        upstream = re.search(r"proxy_pass http://([\w-]+);", body)
+        if upstream:
+            found[prefix] = (upstream.group(1), body)
+    return found
+
+
+def test_compose_serves_every_public_path_and_the_console_on_one_base_url_as_the_embedded_gateway() -> None:
+    services = compose()["services"]
+    gateway = services["gateway"]
+    assert "./deploy/compose/gateway.conf:/etc/nginx/conf.d/default.conf:ro" in gateway["volumes"]
+    assert gateway["ports"] == ["8000:8000"]
+    locations = gateway_locations()
+    for prefix, owner in ROUTES:
+        assert locations.get(prefix, ("",))[0] == owner, prefix
+    assert {upstream for upstream, _ in locations.values()} <= set(services)
+    assert set(locations) == {prefix for prefix, _ in ROUTES}
+    # The console's server-sent events pass as they come and stay open.
+    console_block = locations["/console"][1]
+    assert "proxy_buffering off;" in console_block and "proxy_read_timeout 1h;" in console_block
+
+    console = services["console"]
+    assert split_shell(console["command"]) == [("python", "-m", "merchant_console", "serve")]
+    assert console["environment"]["CONSOLE_API_BASE_URL"] == "http://gateway:8000"
+    assert console["environment"]["HTTP_HOST"] == "0.0.0.0"
+    assert console["depends_on"]["gateway"]["condition"] == "service_healthy"
+    assert "/readyz" in " ".join(console["healthcheck"]["test"])
+    assert "CONSOLE_SESSION_SECRET" in console["environment"]
 
 
 def test_kafka_and_postgresql_keep_their_data_on_named_volumes() -> None:

@@ -254,6 +254,45 @@ def test_follow_prints_each_new_push_as_a_json_line_while_an_order_is_placed(
     assert {(p["connection_id"], p["sku"], p["status"]) for p in lines} == {(c2_id, "A", "accepted")}
     assert lines[0]["push_id"] < lines[1]["push_id"]
 
+    # An operator resyncs C2: its one listed SKU is sent again with the quantity it has.
+    resync = run(stack, merchant, "--json", "connections", "resync", c2_id)
+    assert resync.returncode == 0, resync.stderr
+    answer = as_json(resync)
+    assert (answer["queued"] + answer["already_pending"], answer["without_quantity"]) == (1, 0)
+
+    def history() -> list[tuple[int, str, bool]]:
+        pushes = api.get("/v1/pushes", headers=merchant.auth, params={"connection_id": c2_id}).json()
+        return [(p["quantity"], p["status"], p["causation_id"].startswith("resync:")) for p in pushes]
+
+    # Sent and accepted once more although C2 already had version and quantity 3 (the
+    # sandbox records no change for a quantity it already shows).
+    wait_for(lambda: history() == [(5, "accepted", False), (3, "accepted", False), (3, "accepted", True)])
+    assert c2.quantities(ITEM_C2) == [5, 3]
+    unknown = run(stack, merchant, "connections", "resync", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr
+
+
+def test_operators_see_lag_and_backlog_per_service_and_dead_letters(stack: Stack, merchant: Merchant) -> None:
+    admin = {"STOCKSYNC_ADMIN_TOKEN": stack.admin_token}
+    backlog = run(stack, None, "--json", "backlog", **admin)
+    assert backlog.returncode == 0, backlog.stderr
+    rows = as_json(backlog)
+    assert [r["service"] for r in rows] == ["order-ingest", "stock-ledger", "rule-engine", "channel-publisher"]
+    for row in rows:
+        assert row["consumer_lag"] == sum(p["lag"] for p in row["partitions"]) >= 0
+        assert isinstance(row["outbox_backlog"], int) and row["outbox_backlog"] >= 0
+    table = run(stack, None, "backlog", **admin)
+    assert table.returncode == 0 and "channel-publisher" in table.stdout and "outbox backlog" in table.stdout
+    assert run(stack, merchant, "backlog").returncode == 2  # no admin token
+    assert run(stack, None, "backlog", STOCKSYNC_ADMIN_TOKEN="wrong").returncode == 1
+
+    mine = run(stack, merchant, "--json", "dead-letters", "list", "--not-replayed")
+    assert mine.returncode == 0, mine.stderr
+    assert as_json(mine)["dead_letters"] == []  # a new merchant has none
+    every = run(stack, None, "--json", "dead-letters", "list", "--all-merchants", "--limit", "5", **admin)
+    assert every.returncode == 0, every.stderr
+    assert isinstance(as_json(every)["dead_letters"], list)
+
 
 # ---- exit codes and errors -----------------------------------------------------------------
 

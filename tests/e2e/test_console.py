@@ -270,6 +270,8 @@ def test_an_order_changes_the_other_channels_rows_and_history_without_reloading(
     history.goto(f"{stack.base_url}/console/channels/{shop.ids['C2']}?sku=A")
     for page in (stock, history):
         page.evaluate("window.__notReloaded = true")
+        # The pages listen to the console's server-sent events (there is no polling).
+        expect(page.locator("html")).to_have_attribute("data-live", "open")
 
     webhook = f"{stack.base_url}/webhooks/shopify/{shop.ids['C1']}"
     order = shop.c1.order(webhook, [{"sku": "A", "quantity": 2}])
@@ -285,6 +287,8 @@ def test_an_order_changes_the_other_channels_rows_and_history_without_reloading(
     expect(first).to_contain_text("shopify:")  # why: the order that caused it
     for page in (stock, history):
         assert page.evaluate("window.__notReloaded") is True
+        # What changed them: a fragment fetched because the event stream said so.
+        assert int(page.evaluate("document.documentElement.dataset.liveRefreshes || '0'")) >= 1
     shot(stock, "console-stock-after-order")
     shot(history, "console-c2-history")
 
@@ -402,3 +406,56 @@ def published(api: httpx.Client, shop: Shop, skus: list[str]) -> list[dict[str, 
     assert answer.status_code == 200, answer.text
     rows: list[dict[str, Any]] = answer.json()
     return rows
+
+
+def test_the_stock_table_sorts_by_a_column_on_the_server_and_pages_in_that_order(
+    stack: Stack, shop: Shop, context: BrowserContext, api: httpx.Client
+) -> None:
+    page = context.new_page()
+    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page.goto(f"{stack.base_url}/console/stock")
+    page.get_by_role("link", name="Available").click()
+    expect(page.locator("th[aria-sort='ascending']")).to_contain_text("Available")
+    rows = page.locator("#stock-table tbody tr")
+    available = [int(v) for v in rows.evaluate_all("rows => rows.map(r => r.querySelectorAll('td')[2].textContent)")]
+    assert available == sorted(available) and available[0] == 2  # LOW first
+    expect(rows.first).to_have_attribute("data-sku", "LOW")
+    page.get_by_role("link", name="Available").click()  # again: the other way
+    expect(page.locator("th[aria-sort='descending']")).to_contain_text("Available")
+    expect(rows.last).to_have_attribute("data-sku", "LOW")
+    shot(page, "console-stock-sorted")
+
+    auth = shop.merchant.auth
+    first = api.get("/v1/stock", headers=auth, params={"sort": "available", "order": "desc", "limit": 1}).json()
+    assert first["next_after"] is None and first["next_cursor"]
+    second = api.get(
+        "/v1/stock",
+        headers=auth,
+        params={"sort": "available", "order": "desc", "limit": 5, "cursor": first["next_cursor"]},
+    ).json()
+    every = [*first["items"], *second["items"]]
+    keys = [(-i["available"], i["sku"]) for i in every]
+    assert keys == sorted(keys) and {i["sku"] for i in every} == {"A", "B", "LOW"}
+    # A cursor of another sort, a made-up one and `after` with a sort other than SKU: 422.
+    for params in (
+        {"sort": "on_hand", "cursor": first["next_cursor"]},
+        {"sort": "available", "order": "desc", "cursor": "bm90IGEgY3Vyc29y"},
+        {"sort": "available", "after": "A"},
+        {"sort": "colour"},
+    ):
+        answer = api.get("/v1/stock", headers=auth, params=params)
+        assert answer.status_code == 422, (params, answer.text)
+
+
+def test_the_event_stream_needs_a_session_and_says_it_is_ready(
+    stack: Stack, shop: Shop, context: BrowserContext
+) -> None:
+    # Streamed, so that a stream answered by mistake fails at once instead of running on.
+    with httpx.stream(
+        "GET", f"{stack.base_url}/console/events", headers={"X-Console-Fragment": "1"}, timeout=30
+    ) as signed_out:
+        assert signed_out.status_code == 401
+        assert signed_out.headers["content-type"].startswith("application/json")
+    page = context.new_page()
+    sign_in(page, stack.base_url, shop.merchant.api_key)
+    expect(page.locator("html")).to_have_attribute("data-live", "open")

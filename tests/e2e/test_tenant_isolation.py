@@ -48,6 +48,10 @@ UNSCOPED = {
     ("post", "/v1/merchants"),
     ("get", "/v1/admin/dead-letters"),
     ("post", "/v1/admin/dead-letters/{dead_letter_id}/replay"),
+    ("get", "/v1/admin/backlog/order-ingest"),
+    ("get", "/v1/admin/backlog/stock-ledger"),
+    ("get", "/v1/admin/backlog/rule-engine"),
+    ("get", "/v1/admin/backlog/channel-publisher"),
     # Create in the caller's own namespace (checked below: the owner's are unchanged).
     ("post", "/v1/stock/snapshots"),
     ("post", "/v1/stock/imports"),

@@ -32,9 +32,11 @@ answer as one JSON document, or one JSON object per line with `--follow`.
 
 Shell completion: `stocksync --install-completion` (bash, zsh, fish, PowerShell).
 
-Not in this version, because the API has no route for them yet: resyncing a connection,
-consumer lag and outbox backlog per service (see the metrics in docs/operations.md), and
-API key management beyond the first key `merchants create` returns.
+Operators (admin token: `--admin-token` or `STOCKSYNC_ADMIN_TOKEN`): `stocksync backlog`
+shows each service's consumer lag and outbox backlog (`GET /v1/admin/backlog/<service>`),
+`dead-letters list --all-merchants` and `dead-letters replay --all-merchants` every
+merchant's dead letters. `connections resync` takes the merchant's key
+(`POST /v1/connections/{id}/resync`).
 """
 
 

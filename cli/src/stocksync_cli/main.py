@@ -246,6 +246,18 @@ def connections_resume(ctx: typer.Context, connection_id: ConnectionId) -> None:
     state.output.done(f"connection {connection_id} resumed", answer)
 
 
+@connections.command("resync")
+def connections_resync(ctx: typer.Context, connection_id: ConnectionId) -> None:
+    """Operator: send every listed SKU's current quantity to the channel again (idempotent)."""
+    state = _state(ctx)
+    answer = state.client().post(f"/v1/connections/{connection_id}/resync")
+    state.output.done(
+        f"connection {connection_id}: {answer['queued']} SKUs queued to be sent again, "
+        f"{answer['already_pending']} already waiting, {answer['without_quantity']} without a quantity yet",
+        answer,
+    )
+
+
 @connections.command("rotate-secret")
 def connections_rotate_secret(
     ctx: typer.Context,
@@ -728,21 +740,98 @@ dead_letters = typer.Typer(cls=_Commands, help="Operator: events that failed, an
 app.add_typer(dead_letters, name="dead-letters")
 
 
+DEAD_LETTER_COLUMNS: list[Column] = [
+    ("id", f("dead_letter_id")),
+    ("when", f("dead_lettered_at")),
+    ("service", f("service")),
+    ("topic", f("topic")),
+    ("key", f("key")),
+    ("error", f("error")),
+    ("replays", f("replay_count")),
+]
+AllMerchants = Annotated[
+    bool, typer.Option("--all-merchants", help="Every merchant's, with the admin token (operators).")
+]
+
+
+def _admin_client(state: State) -> Client:
+    client = state.client(need_key=False)
+    if not client.admin_token:
+        raise UsageProblem("this needs --admin-token (or STOCKSYNC_ADMIN_TOKEN)")
+    return client
+
+
 @dead_letters.command("list")
-def dead_letters_list(ctx: typer.Context, limit: Limit = 100) -> None:
-    """Dead-lettered events with their error."""
+def dead_letters_list(
+    ctx: typer.Context,
+    all_merchants: AllMerchants = False,
+    topic: Annotated[str | None, typer.Option(help="Only this topic's, e.g. orders.v1.")] = None,
+    replayed: Annotated[
+        bool | None, typer.Option("--replayed/--not-replayed", help="Only replayed ones, or not.")
+    ] = None,
+    limit: Limit = 100,
+) -> None:
+    """Dead-lettered events with their error, newest first."""
     state = _state(ctx)
-    items = state.client().get("/v1/dead-letters", limit=limit)
-    columns: list[Column] = [(name, f(name)) for name in sorted({k for item in items for k in item})]
-    state.output.table(items, columns, title="dead letters")
+    params: dict[str, Any] = {"limit": limit, "topic": topic}
+    if replayed is not None:
+        params["replayed"] = str(replayed).lower()
+    if all_merchants:
+        page = _admin_client(state).json("GET", "/v1/admin/dead-letters", params=params, admin=True)
+    else:
+        page = state.client().get("/v1/dead-letters", **params)
+    if state.output.as_json:
+        state.output.document(page)
+        return
+    state.output.table(page["dead_letters"], DEAD_LETTER_COLUMNS, title="dead letters")
 
 
 @dead_letters.command("replay")
-def dead_letters_replay(ctx: typer.Context, dead_letter_id: Annotated[str, typer.Argument(help="Its id.")]) -> None:
-    """Replay a dead-lettered event."""
+def dead_letters_replay(
+    ctx: typer.Context,
+    dead_letter_id: Annotated[str, typer.Argument(help="Its id (from `dead-letters list`).")],
+    all_merchants: AllMerchants = False,
+) -> None:
+    """Replay a dead-lettered event: put it back on its topic (applied once, however often replayed)."""
     state = _state(ctx)
-    answer = state.client().post(f"/v1/dead-letters/{dead_letter_id}/replay")
+    if all_merchants:
+        path = f"/v1/admin/dead-letters/{dead_letter_id}/replay"
+        answer = _admin_client(state).json("POST", path, admin=True)
+    else:
+        answer = state.client().post(f"/v1/dead-letters/{dead_letter_id}/replay")
     state.output.done(f"dead letter {dead_letter_id} replayed", answer)
+
+
+# ---- operators -----------------------------------------------------------------------------
+
+SERVICES = ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher")
+
+
+@app.command("backlog")
+def backlog(ctx: typer.Context) -> None:
+    """Operator: consumer lag and outbox backlog per service (admin token); exit 3 if a service does not answer."""
+    state = _state(ctx)
+    client = _admin_client(state)
+    rows: list[dict[str, Any]] = []
+    unreachable = []
+    for service in SERVICES:
+        try:
+            rows.append(client.json("GET", f"/v1/admin/backlog/{service}", admin=True))
+        except Unreachable as exc:
+            unreachable.append(service)
+            rows.append({"service": service, "error": str(exc)})
+    if state.output.as_json:
+        state.output.document(rows)
+    else:
+        columns: list[Column] = [
+            ("service", f("service")),
+            ("consumer lag", lambda r: r.get("consumer_lag", "unreachable")),
+            ("partitions", lambda r: len(r["partitions"]) if "partitions" in r else None),
+            ("outbox backlog", lambda r: r.get("outbox_backlog")),
+        ]
+        state.output.table(rows, columns, title="backlog")
+    if unreachable:
+        raise typer.Exit(EXIT_UNREACHABLE)
 
 
 def _command_index() -> str:

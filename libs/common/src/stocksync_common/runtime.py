@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
 from stocksync_common.asyncapi import build_document
+from stocksync_common.backlog import backlog_router
 from stocksync_common.db import make_engine, ping
 from stocksync_common.dead_letters import DeadLetterStore
 from stocksync_common.errors import document_errors, install_error_handlers
@@ -220,6 +221,7 @@ def create_service_app(
     instrument(app, runtime.service)
     instrument_app(app)
     install_error_handlers(app)
+    app.include_router(backlog_router(runtime.service))
     document_errors(app)
 
     @app.get("/healthz", tags=["operations"])

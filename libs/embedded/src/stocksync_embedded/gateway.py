@@ -34,6 +34,11 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/rules", "rule-engine"),
     ("/v1/connections", "channel-publisher"),
     ("/v1/pushes", "channel-publisher"),
+    # Each service's consumer lag and outbox backlog (admin token; `stocksync backlog`).
+    ("/v1/admin/backlog/order-ingest", "order-ingest"),
+    ("/v1/admin/backlog/stock-ledger", "stock-ledger"),
+    ("/v1/admin/backlog/rule-engine", "rule-engine"),
+    ("/v1/admin/backlog/channel-publisher", "channel-publisher"),
     # The AsyncAPI document of the topics; every service serves the same one.
     ("/asyncapi", "stock-ledger"),
     ("/console", "console"),

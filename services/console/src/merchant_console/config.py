@@ -19,6 +19,12 @@ class ConsoleSettings(ServiceSettings):
     # Set behind HTTPS so that the browser sends the cookie over TLS only.
     console_cookie_secure: bool = False
     console_api_timeout_s: float = Field(15.0, gt=0, le=120)
+    # Live pages: how often the console asks the API what changed (once per signed-in
+    # merchant with a page open, whatever the number of tabs), and how long one
+    # server-sent event stream lasts before the browser reconnects (and the session
+    # cookie is checked again).
+    console_live_interval_s: float = Field(1.0, ge=0.1, le=60)
+    console_live_stream_max_s: float = Field(300.0, ge=5, le=3600)
 
     # Replaces the base's check (same name): the console holds no API key secret or
     # admin token, only the key that seals its cookies.

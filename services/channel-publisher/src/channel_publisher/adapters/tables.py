@@ -69,6 +69,9 @@ pending_pushes = sa.Table(
     sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
     # The W3C traceparent of the quantity's trace (stocksync_common.tracing); NULL when off.
     sa.Column("trace_context", sa.Text, nullable=True),
+    # Queued by a resync (POST /v1/connections/{id}/resync): sent even at the version the
+    # channel already accepted. A newer quantity replacing it is sent anyway.
+    sa.Column("resync", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # The newest version the channel accepted per SKU: nothing older is ever sent.
@@ -105,6 +108,16 @@ pushes = sa.Table(
     sa.Index("ix_pushes_merchant", "merchant_id", "push_id"),
     sa.Index("ix_pushes_connection_sku", "connection_id", "sku", "push_id"),
     sa.Index("ix_pushes_connection_finished", "connection_id", "finished_at"),
+    # A channel's errors (every status but accepted, a small share of the history) and a
+    # SKU's pushes on every channel, newest first: the console's channel and SKU pages.
+    sa.Index(
+        "ix_pushes_connection_problems",
+        "connection_id",
+        "status",
+        "push_id",
+        postgresql_where=sa.text("status <> 'accepted'"),
+    ),
+    sa.Index("ix_pushes_merchant_sku", "merchant_id", "sku", "push_id"),
 )
 
 # What a read-back found on the channel that differs from what Stocksync last sent

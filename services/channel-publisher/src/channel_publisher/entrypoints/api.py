@@ -48,6 +48,7 @@ from channel_publisher.service_layer.connections import (
 from channel_publisher.service_layer.drift import DriftCheckUnsupported, check_drift
 from channel_publisher.service_layer.health_report import connection_health
 from channel_publisher.service_layer.publishing import Publisher
+from channel_publisher.service_layer.resync import resync_connection
 
 router = APIRouter(prefix="/v1")
 
@@ -400,6 +401,36 @@ async def post_resume(connection_id: uuid.UUID, request: Request, merchant_id: M
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     _publisher(request).wake()
     return await _connection_out(runtime, merchant_id, connection_id)
+
+
+class ResyncOut(BaseModel):
+    resync_id: uuid.UUID = Field(description="The pushes it queued carry `resync:<resync_id>` as their causation")
+    queued: int = Field(description="Listed SKUs queued to be sent again with the quantity the channel last accepted")
+    already_pending: int = Field(description="Listed SKUs already waiting to be sent (a newer quantity, or a resync)")
+    without_quantity: int = Field(description="Listed SKUs no quantity was ever decided for yet: nothing to send")
+
+
+@router.post(
+    "/connections/{connection_id}/resync",
+    response_model=ResyncOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["connections"],
+    responses=error_responses(404),
+)
+async def post_resync(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ResyncOut:
+    """Send every listed SKU's current quantity to the channel again (after the channel lost
+    or changed them). Idempotent: a SKU already waiting is not queued twice. A paused
+    connection sends them when resumed."""
+    resync = await resync_connection(_runtime(request).engine, merchant_id, connection_id)
+    if resync is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    _publisher(request).drain_now([connection_id])
+    return ResyncOut(
+        resync_id=resync.resync_id,
+        queued=resync.queued,
+        already_pending=resync.already_pending,
+        without_quantity=resync.without_quantity,
+    )
 
 
 class SyncWindowOut(BaseModel):

@@ -127,7 +127,7 @@ WITH drain_lock AS MATERIALIZED (
 )
 SELECT c.paused_at, c.resume_at, c.consecutive_failures,
        p.connection_id, p.sku, p.location, p.merchant_id, p.quantity, p.version, p.stock_version, p.rule_ids,
-       p.causation_id, p.origin_received_at, p.attempts, coalesce(s.version, 0) AS sent_version,
+       p.causation_id, p.origin_received_at, p.attempts, p.resync, coalesce(s.version, 0) AS sent_version,
        l.external::text AS external, p.trace_context
 FROM drain_lock
 JOIN {connections.fullname} c ON drain_lock.held
@@ -244,6 +244,7 @@ class _Pending:
     causation_id: str
     origin_received_at: datetime | None
     attempts: int
+    resync: bool
     sent_version: int
     external: dict[str, Any] | None
     trace_context: str | None = None
@@ -263,6 +264,7 @@ class _Pending:
             record["causation_id"],
             record["origin_received_at"],
             record["attempts"],
+            record["resync"],
             record["sent_version"],
             None if external is None else orjson.loads(external),
             record["trace_context"],
@@ -410,8 +412,8 @@ class Publisher:
             unmapped = []
             history: list[dict[str, Any]] = []
             for row in rows:
-                if row.sent_version >= row.version:
-                    continue  # stale: the channel already has something newer
+                if row.sent_version > row.version or (row.sent_version == row.version and not row.resync):
+                    continue  # stale: the channel already has this or something newer
                 if row.external is None:
                     unmapped.append(row)
                     continue

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
 
 import httpx
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator
@@ -28,6 +30,7 @@ from starlette.datastructures import FormData
 from stocksync_common.bounds import SKU_MAX_LENGTH, is_valid_sku
 
 from merchant_console.adapters.api import ApiError, ApiUnavailable, StocksyncApi, field_name, gather
+from merchant_console.adapters.live_feed import SIGNED_OUT, LiveFeeds
 from merchant_console.adapters.session import COOKIE_NAME, Session, SessionSealer
 from merchant_console.config import ConsoleSettings
 from merchant_console.domain.channel_activity import error_rate, group_errors, sync_window_chart
@@ -38,6 +41,8 @@ PREFIX = "/console"
 PAGE_SIZE = 50
 API_KEY_MAX_LENGTH = 512
 SIGN_IN_COOKIE = "stocksync_console_sign_in"
+# A comment line on a quiet stream, so that no proxy on the way closes it as idle.
+KEEPALIVE_S = 15.0
 
 
 class NotSignedIn(Exception):
@@ -80,11 +85,55 @@ def _moment(value: str | None) -> datetime | None:
 Moment = Annotated[datetime | None, Query(), BeforeValidator(_moment)]
 
 
+STOCK_SORTS = {"sku": "SKU", "on_hand": "On hand", "reserved": "Reserved", "available": "Available"}
+
+
+@dataclass(frozen=True)
+class StockView:
+    """What the stock table shows: a SKU prefix, low stock, a sort and a page (the API's cursor)."""
+
+    q: str | None = None
+    low: int | None = None
+    sort: str = "sku"
+    order: str = "asc"
+    cursor: str | None = None
+
+    def link(self, **changes: Any) -> str:
+        """This view's query string with `changes` (None drops one); page 1 unless a cursor is given."""
+        values = {"q": self.q, "low": self.low, "sort": self.sort, "order": self.order, "cursor": None, **changes}
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+    def sort_link(self, column: str) -> str:
+        """The header link: by this column ascending, or the other way when it is already sorted by it."""
+        order = "desc" if self.sort == column and self.order == "asc" else "asc"
+        return self.link(sort=column, order=order)
+
+    def aria_sort(self, column: str) -> str:
+        if self.sort != column:
+            return "none"
+        return "ascending" if self.order == "asc" else "descending"
+
+
+def stock_view(
+    q: SkuFilter = None,
+    low: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
+    sort: Annotated[Literal["sku", "on_hand", "reserved", "available", "updated_at"], Query()] = "sku",
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    cursor: Annotated[str | None, Query(max_length=2048, pattern=r"^[A-Za-z0-9_=-]*$")] = None,
+) -> StockView:
+    return StockView(q, low, sort, order, cursor)
+
+
+View = Annotated[StockView, Depends(stock_view)]
+
+
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     settings = settings or ConsoleSettings()
     sealer = SessionSealer(settings.console_session_secret.get_secret_value(), settings.console_session_max_age_s)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(prefix=PREFIX, conditions=CONDITIONS, actions=ACTIONS, weekdays=WEEKDAYS)
+    templates.env.globals.update(
+        prefix=PREFIX, conditions=CONDITIONS, actions=ACTIONS, weekdays=WEEKDAYS, sorts=STOCK_SORTS
+    )
     templates.env.filters["when"] = _when
     client = httpx.AsyncClient(
         base_url=settings.console_api_base_url,
@@ -94,9 +143,12 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         limits=httpx.Limits(max_keepalive_connections=50, keepalive_expiry=2.0),
     )
 
+    feeds = LiveFeeds(lambda key: StocksyncApi(client, key), settings.console_live_interval_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await feeds.close()
         await client.aclose()
 
     app = FastAPI(title="Stocksync console", docs_url=None, redoc_url=None, lifespan=lifespan)
@@ -104,6 +156,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     app.state.sealer = sealer
     app.state.client = client
+    app.state.feeds = feeds
 
     # ---- session, CSRF and errors ---------------------------------------------------
 
@@ -468,14 +521,14 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     # ---- stock ------------------------------------------------------------------------
 
-    async def stock_context(api: StocksyncApi, q: str | None, after: str | None, low: int | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": PAGE_SIZE}
-        if q:
-            params["sku_prefix"] = q
-        if after:
-            params["after"] = after
-        if low is not None:
-            params["available_at_most"] = low
+    async def stock_context(api: StocksyncApi, view: StockView) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": PAGE_SIZE, "sort": view.sort, "order": view.order}
+        if view.q:
+            params["sku_prefix"] = view.q
+        if view.cursor:
+            params["cursor"] = view.cursor
+        if view.low is not None:
+            params["available_at_most"] = view.low
         page, (connections, names) = await gather(api.get("/v1/stock", params), channel_names(api))
         items = page["items"]
         published: list[dict[str, Any]] = (
@@ -486,41 +539,21 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             by_sku.setdefault(row["sku"], {})[row["connection_id"]] = row
         return {
             "items": items,
-            "next_after": page["next_after"],
+            "next_cursor": page["next_cursor"],
             "connections": connections,
             "published": by_sku,
             "names": names,
+            "view": view,
         }
 
     @app.get(f"{PREFIX}/stock", include_in_schema=False)
-    async def stock_page(
-        request: Request,
-        api: Api,
-        q: SkuFilter = None,
-        after: SkuFilter = None,
-        low: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
-    ) -> HTMLResponse:
-        context = await stock_context(api, q, after, low)
-        return render(
-            request,
-            "stock.html",
-            page="stock",
-            q=q or "",
-            after=after or "",
-            low=low,
-            query=request.url.query,
-            **context,
-        )
+    async def stock_page(request: Request, api: Api, view: View) -> HTMLResponse:
+        context = await stock_context(api, view)
+        return render(request, "stock.html", page="stock", query=request.url.query, **context)
 
     @app.get(f"{PREFIX}/stock/rows", include_in_schema=False)
-    async def stock_rows(
-        request: Request,
-        api: Api,
-        q: SkuFilter = None,
-        after: SkuFilter = None,
-        low: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
-    ) -> HTMLResponse:
-        return render(request, "_stock_table.html", **await stock_context(api, q, after, low))
+    async def stock_rows(request: Request, api: Api, view: View) -> HTMLResponse:
+        return render(request, "_stock_table.html", **await stock_context(api, view))
 
     @app.get(f"{PREFIX}/stock/{{sku:path}}", include_in_schema=False)
     async def sku_page(request: Request, sku: str, api: Api) -> HTMLResponse:
@@ -578,6 +611,30 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         return RedirectResponse(f"{PREFIX}/orders?replayed={answer['events']}", status_code=303)
 
     # ---- live -------------------------------------------------------------------------
+
+    @app.get(f"{PREFIX}/events", include_in_schema=False)
+    async def events(request: Request, session: SignedIn) -> StreamingResponse:
+        """Server-sent events: one `event: <topic>` when the merchant's pushes, deliveries,
+        stock, oversells or channels changed; the page then fetches what it shows."""
+
+        async def stream() -> AsyncIterator[bytes]:
+            ends_at = time.monotonic() + settings.console_live_stream_max_s
+            async with feeds.subscribe(session.api_key) as subscriber:
+                yield b"retry: 2000\nevent: ready\ndata: {}\n\n"
+                while (left := ends_at - time.monotonic()) > 0:
+                    topics = await subscriber.next(min(KEEPALIVE_S, left))
+                    if not topics:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield b"".join(f"event: {topic}\ndata: {{}}\n\n".encode() for topic in sorted(topics))
+                    if SIGNED_OUT in topics:
+                        return
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def live_context(api: StocksyncApi) -> dict[str, Any]:
         now = datetime.now(UTC)

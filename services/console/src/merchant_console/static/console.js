@@ -1,25 +1,50 @@
-// The console's only script: live regions that refresh themselves, the rule form's
+// The console's only script: live regions refreshed on server-sent events, the rule form's
 // check-as-you-type (the API's own field errors, or the preview), and confirmations.
 "use strict";
 
+// Live regions (data-live: the fragment's URL, data-live-topics: what it shows) are
+// refreshed when the console's server-sent events (/console/events) say a topic changed.
 function refresh(el) {
-  if (document.hidden) return;
+  if (document.hidden) { el.dataset.stale = "1"; return; }
   // Never replace a region the user is working in (focus or an open selection).
-  if (el.contains(document.activeElement) && document.activeElement !== document.body) return;
-  fetch(el.dataset.poll, { headers: { "X-Console-Fragment": "1" }, credentials: "same-origin" })
+  if (el.contains(document.activeElement) && document.activeElement !== document.body) { el.dataset.stale = "1"; return; }
+  delete el.dataset.stale;
+  fetch(el.dataset.live, { headers: { "X-Console-Fragment": "1" }, credentials: "same-origin" })
     .then((answer) => {
       if (answer.status === 401) { window.location.reload(); return null; }
       return answer.ok ? answer.text() : null;
     })
-    .then((html) => { if (html !== null && html !== undefined) el.innerHTML = html; })
+    .then((html) => {
+      if (html === null || html === undefined) return;
+      el.innerHTML = html;
+      const root = document.documentElement.dataset;
+      root.liveRefreshes = String(parseInt(root.liveRefreshes || "0", 10) + 1);
+    })
     .catch(() => {});
 }
 
-function startPolling() {
-  document.querySelectorAll("[data-poll]").forEach((el) => {
-    const every = parseInt(el.dataset.interval || "2000", 10);
-    window.setInterval(() => refresh(el), every);
-  });
+function startLive() {
+  const regions = Array.from(document.querySelectorAll("[data-live]"));
+  if (!regions.length || !window.EventSource) return;
+  const root = document.documentElement.dataset;
+  const source = new EventSource(document.body.dataset.events);
+  source.addEventListener("ready", () => { root.live = "open"; });
+  source.addEventListener("signed-out", () => { source.close(); window.location.reload(); });
+  source.onerror = () => {
+    root.live = "reconnecting";
+    // Closed for good (the session ended: the stream answered 401): sign in again.
+    if (source.readyState === EventSource.CLOSED) window.location.reload();
+  };
+  for (const topic of ["pushes", "deliveries", "stock", "oversells", "channels"]) {
+    source.addEventListener(topic, () => {
+      regions
+        .filter((el) => (el.dataset.liveTopics || "").split(" ").includes(topic))
+        .forEach(refresh);
+    });
+  }
+  const catchUp = () => regions.filter((el) => el.dataset.stale).forEach(refresh);
+  document.addEventListener("visibilitychange", catchUp);
+  document.addEventListener("focusout", () => window.setTimeout(catchUp, 0));
 }
 
 function startRuleForm() {
@@ -64,7 +89,7 @@ function startConfirmations() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  startPolling();
+  startLive();
   startRuleForm();
   startConfirmations();
 });

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -11,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from stocksync_common.auth import AdminOnly, MerchantId, issue_api_key
 from stocksync_common.bounds import Label, NonNegativeInt64, SignedQuantity, Sku, Text, Timestamp
@@ -23,7 +25,7 @@ from stock_ledger.adapters.snapshot_formats import SnapshotRecord, UnreadableUpl
 from stock_ledger.adapters.tables import merchants
 from stock_ledger.config import LedgerSettings
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
-from stock_ledger.service_layer.reading import ledger_page, list_oversells, list_stock, read_stock
+from stock_ledger.service_layer.reading import StockSort, ledger_page, list_oversells, list_stock, read_stock
 from stock_ledger.service_layer.snapshots import ImportReport, RejectedRow, SnapshotRow, import_snapshot
 
 router = APIRouter(prefix="/v1")
@@ -318,7 +320,53 @@ async def post_adjustment(
 
 class StockPage(BaseModel):
     items: list[StockOut]
-    next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page")
+    next_after: str | None = Field(
+        description="Sorted by SKU: pass as `after` for the next page; null on the last page"
+    )
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` (with the same sort and order) for the next page; null on the last page"
+    )
+
+
+STOCK_CURSOR_MAX_LENGTH = 2048
+
+
+def _stock_cursor(sort: StockSort, order: Literal["asc", "desc"], item: StockOut) -> str:
+    """Opaque to clients: the sort, the order and the last row's (value, SKU)."""
+    value = getattr(item, sort)
+    position = [sort, order, value.isoformat() if isinstance(value, datetime) else value, item.sku]
+    return base64.urlsafe_b64encode(orjson.dumps(position)).decode()
+
+
+def _read_stock_cursor(cursor: str, sort: StockSort, order: Literal["asc", "desc"]) -> tuple[Any, str]:
+    """(value, SKU) after which the page starts; a cursor of another sort or order is refused."""
+
+    def refused(message: str) -> RequestValidationError:
+        return RequestValidationError([{"type": "value_error", "loc": ("query", "cursor"), "msg": message}])
+
+    try:
+        position = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error):
+        raise refused("not a cursor this API gave") from None
+    if not (isinstance(position, list) and len(position) == 4 and position[:2] == [sort, order]):
+        raise refused(f"not a cursor of sort={sort}&order={order}")
+    value, sku = position[2], position[3]
+    if not isinstance(sku, str):
+        raise refused("not a cursor this API gave")
+    try:
+        sku = _SKU.validate_python(sku)
+        if sort == "updated_at":
+            value = _TIMESTAMP.validate_python(value)
+        elif sort != "sku":
+            value = _QUANTITY.validate_python(value)
+    except ValidationError:
+        raise refused("not a cursor this API gave") from None
+    return value, sku
+
+
+_SKU: TypeAdapter[str] = TypeAdapter(Sku)
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+_QUANTITY: TypeAdapter[int] = TypeAdapter(SignedQuantity)
 
 
 @router.get("/stock", response_model=StockPage, tags=["stock"])
@@ -326,14 +374,33 @@ async def get_stock_list(
     request: Request,
     merchant_id: MerchantId,
     location: Location = DEFAULT_LOCATION,
-    after: Annotated[Sku | None, Query(description="Last SKU of the previous page")] = None,
+    after: Annotated[
+        Sku | None, Query(description="Sorted by SKU: the last SKU of the previous page (or use `cursor`)")
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=STOCK_CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page, any sort"),
+    ] = None,
     limit: Limit = 100,
     available_at_most: Annotated[
         SignedQuantity | None, Query(description="Only SKUs with available <= this (low stock)")
     ] = None,
     sku_prefix: Annotated[Sku | None, Query(description="Only SKUs starting with this")] = None,
+    sort: Annotated[StockSort, Query(description="The column the page is ordered by; ties by SKU")] = "sku",
+    order: Annotated[Literal["asc", "desc"], Query(description="Ascending or descending")] = "asc",
 ) -> StockPage:
-    """Current stock of every SKU, by SKU, paged."""
+    """Current stock of every SKU, keyset-paged: by SKU unless `sort` names another column."""
+    after_value: Any = None
+    if cursor is not None and after is not None:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "after"), "msg": "give `after` or `cursor`, not both"}]
+        )
+    if after is not None and sort != "sku":
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "after"), "msg": "`after` pages by SKU: use `cursor`"}]
+        )
+    if cursor is not None:
+        after_value, after = _read_stock_cursor(cursor, sort, order)
     async with _runtime(request).engine.connect() as conn:
         rows = await list_stock(
             conn,
@@ -343,9 +410,17 @@ async def get_stock_list(
             limit=limit,
             available_at_most=available_at_most,
             sku_prefix=sku_prefix,
+            sort=sort,
+            descending=order == "desc",
+            after_value=after_value,
         )
     items = [StockOut.of(row) for row in rows]
-    return StockPage(items=items, next_after=items[-1].sku if len(items) == limit else None)
+    full = len(items) == limit
+    return StockPage(
+        items=items,
+        next_after=items[-1].sku if full and sort == "sku" else None,
+        next_cursor=_stock_cursor(sort, order, items[-1]) if full else None,
+    )
 
 
 class LedgerEntryOut(BaseModel):
