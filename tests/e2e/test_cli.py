@@ -294,6 +294,79 @@ def test_operators_see_lag_and_backlog_per_service_and_dead_letters(stack: Stack
     assert isinstance(as_json(every)["dead_letters"], list)
 
 
+# ---- API keys ------------------------------------------------------------------------------
+
+# Every service that answers /v1 routes, through the gateway: a key refused by one is
+# refused by all (each verifies it through the stock-ledger, cached for a few seconds).
+ROUTE_PER_SERVICE = {
+    "stock-ledger": "/v1/stock",
+    "rule-engine": "/v1/rules",
+    "channel-publisher": "/v1/connections",
+    "order-ingest": "/v1/deliveries",
+}
+
+
+def statuses(api: httpx.Client, key: str) -> dict[str, int]:
+    return {
+        service: api.get(path, headers={"X-API-Key": key}).status_code for service, path in ROUTE_PER_SERVICE.items()
+    }
+
+
+def test_keys_are_created_listed_rotated_and_revoked_from_the_command_line_on_every_service(
+    stack: Stack, merchant: Merchant, api: httpx.Client
+) -> None:
+    created = run(stack, merchant, "--json", "keys", "create", "ERP nightly")
+    assert created.returncode == 0, created.stderr
+    key = as_json(created)
+    assert key["api_key"].startswith(f"ssk2_{key['key_id']}_") and key["state"] == "active"
+    assert set(statuses(api, key["api_key"]).values()) == {200}
+
+    listed = run(stack, merchant, "--json", "keys", "list")
+    assert listed.returncode == 0, listed.stderr
+    by_id = {item["key_id"]: item for item in as_json(listed)}
+    assert by_id[key["key_id"]]["name"] == "ERP nightly" and by_id[key["key_id"]]["last_used_at"] is not None
+    assert {item["name"] for item in by_id.values()} >= {"creation key", "ERP nightly"}
+    assert key["api_key"] not in listed.stdout and merchant.api_key not in listed.stdout
+    table = run(stack, merchant, "keys", "list")
+    assert table.returncode == 0 and "ERP nightly" in table.stdout and "creation key" in table.stdout
+
+    # Rotation with no grace: the old key stops at once (within the services' cache life).
+    rotated = run(stack, merchant, "--json", "keys", "rotate", key["key_id"], "--grace", "0")
+    assert rotated.returncode == 0, rotated.stderr
+    new = as_json(rotated)
+    assert new["name"] == "ERP nightly" and new["key_id"] != key["key_id"]
+    wait_for(lambda: set(statuses(api, key["api_key"]).values()) == {401}, timeout=30, interval=0.5)
+    assert set(statuses(api, new["api_key"]).values()) == {200}
+
+    # Rotation with a grace period keeps the old key valid; revoking ends it everywhere.
+    graced = as_json(run(stack, merchant, "--json", "keys", "rotate", new["key_id"], "--grace", "600"))
+    assert set(statuses(api, new["api_key"]).values()) == {200}
+    revoked = run(stack, merchant, "--json", "keys", "revoke", new["key_id"])
+    assert revoked.returncode == 0, revoked.stderr
+    assert as_json(revoked)["state"] == "revoked"
+    wait_for(lambda: set(statuses(api, new["api_key"]).values()) == {401}, timeout=30, interval=0.5)
+    assert set(statuses(api, graced["api_key"]).values()) == {200}
+    refused = run(stack, None, "stock", "list", STOCKSYNC_API_KEY=new["api_key"])
+    assert refused.returncode == 1 and "invalid or revoked API key" in refused.stderr
+
+
+def test_the_last_active_key_cannot_be_revoked_and_unknown_keys_are_404(
+    stack: Stack, api: httpx.Client, merchant: Merchant
+) -> None:
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    alone = api.post("/v1/merchants", json={"name": "one key"}, headers=admin).json()
+    owner = Merchant(alone["merchant_id"], alone["api_key"])
+    (only,) = as_json(run(stack, owner, "--json", "keys", "list"))
+    last = run(stack, owner, "keys", "revoke", only["key_id"])
+    assert last.returncode == 1 and "HTTP 409" in last.stderr and "last active API key" in last.stderr
+    # Another merchant's key id answers what an unknown one does.
+    other = run(stack, merchant, "keys", "revoke", only["key_id"])
+    unknown = run(stack, merchant, "keys", "revoke", "0" * 16)
+    assert other.returncode == unknown.returncode == 1
+    assert "HTTP 404" in other.stderr and other.stderr == unknown.stderr
+    assert run(stack, owner, "keys", "rotate", only["key_id"], "--grace", "-1").returncode == 2
+
+
 # ---- exit codes and errors -----------------------------------------------------------------
 
 

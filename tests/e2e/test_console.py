@@ -183,9 +183,25 @@ def test_a_wrong_api_key_gets_a_clear_message_and_no_session(stack: Stack, conte
     expect(page).to_have_url(f"{stack.base_url}/console/sign-in")
     page.get_by_label("API key").fill("sk_not_a_real_key")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_contain_text("This API key was not accepted")
+    expect(page.get_by_role("alert")).to_contain_text("This API key is not accepted")
     assert not [c for c in context.cookies() if c["name"] == "stocksync_console"]
     shot(page, "console-wrong-key")
+
+
+def test_a_revoked_api_key_is_refused_at_sign_in_with_a_clear_message(
+    stack: Stack, shop: Shop, context: BrowserContext, api: httpx.Client
+) -> None:
+    created = api.post("/v1/api-keys", headers=shop.merchant.auth, json={"name": "console, revoked"})
+    assert created.status_code == 201, created.text
+    key = created.json()
+    revoked = api.post(f"/v1/api-keys/{key['key_id']}/revoke", headers=shop.merchant.auth)
+    assert revoked.status_code == 200, revoked.text
+    page = context.new_page()
+    page.goto(f"{stack.base_url}/console/sign-in")
+    page.get_by_label("API key").fill(key["api_key"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("it has been revoked or rotated")
+    assert not [c for c in context.cookies() if c["name"] == "stocksync_console"]
 
 
 def test_the_session_cookie_is_sealed_httponly_strict_and_sign_out_ends_it(

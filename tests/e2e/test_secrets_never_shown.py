@@ -72,6 +72,15 @@ def test_no_answer_log_or_column_holds_a_secret_in_clear(api: httpx.Client, merc
     call("GET", f"/v1/connections/{connection_id}")
     call("GET", "/v1/connections")
     call("GET", f"/v1/connections/{connection_id}/health")
+    # API keys: shown once at creation and rotation, never in a list or any other answer.
+    key = call("POST", "/v1/api-keys", json={"name": "secret scan"})
+    assert key.status_code == 201, key.text
+    rotated_key = api.post(f"/v1/api-keys/{key.json()['key_id']}/rotate", headers=merchant.auth, json={})
+    assert rotated_key.status_code == 201, rotated_key.text
+    api_keys = [key.json()["api_key"], rotated_key.json()["api_key"]]
+    call("GET", "/v1/api-keys")
+    call("POST", f"/v1/api-keys/{rotated_key.json()['key_id']}/revoke")
+    answers.remove(key)  # the two answers that show a key, once
 
     body = (
         b'{"type": "order.created", "timestamp": "2026-01-01T00:00:00Z", '
@@ -88,17 +97,17 @@ def test_no_answer_log_or_column_holds_a_secret_in_clear(api: httpx.Client, merc
     call("GET", "/v1/deliveries", params={"connection_id": connection_id})
 
     for answer in answers:
-        for secret in created:
+        for secret in [*created, *api_keys, merchant.api_key]:
             assert secret not in answer.text, (answer.request.url, answer.text)
     logs = sorted((stack.home / "logs").glob("*.log"))
     assert logs
     for path in logs:
         text = path.read_text(errors="replace")
-        for secret in [*created, merchant.api_key, stack.admin_token]:
+        for secret in [*created, *api_keys, merchant.api_key, stack.admin_token]:
             assert secret not in text, f"{path.name} holds a secret"
 
     stored = asyncio.run(_stored_secret_columns(stack))
-    assert stored and all(secret not in stored for secret in created)
+    assert stored and all(secret not in stored for secret in [*created, *api_keys, merchant.api_key])
     assert "fernet:" in stored
 
 
@@ -112,6 +121,10 @@ async def _stored_secret_columns(stack: Stack) -> str:
         ingest = await conn.fetch(
             "SELECT webhook_secrets::text || channel_api::text AS s FROM order_ingest.connections"
         )
+        keys = await conn.fetch("SELECT key_id || digest AS s FROM stock_ledger.api_keys")
+        tokens = await conn.fetch(
+            "SELECT coalesce(access_token, '') || coalesce(refresh_token, '') AS s FROM channel_publisher.access_tokens"
+        )
     finally:
         await conn.close()
-    return " ".join(row["s"] for row in [*rows, *ingest])
+    return " ".join(row["s"] for row in [*rows, *ingest, *keys, *tokens])

@@ -56,6 +56,7 @@ UNSCOPED = {
     ("post", "/v1/stock/snapshots"),
     ("post", "/v1/stock/imports"),
     ("post", "/v1/connections"),
+    ("post", "/v1/api-keys"),
     # Authenticated by the channel's signature, not by a key: an intruder cannot sign.
     ("post", "/webhooks/{channel_type}/{connection_id}"),
 }
@@ -123,6 +124,8 @@ def _owner_resources(api: httpx.Client, owner: Merchant, stack: Stack) -> dict[s
         return str(answer.json()["delivery_id"]) if answer.status_code == 200 else None
 
     delivery_id = wait_for(deliver, timeout=60, interval=0.5)
+    key = api.post("/v1/api-keys", headers=owner.auth, json={"name": "isolation probe"})
+    assert key.status_code == 201, key.text
     job = api.post(
         "/v1/stock/imports", headers={**owner.auth, "Content-Type": "text/csv"}, content=f'sku,on_hand\n"{sku}",5\n'
     )
@@ -136,6 +139,7 @@ def _owner_resources(api: httpx.Client, owner: Merchant, stack: Stack) -> dict[s
         "delivery_id": delivery_id,
         "job_id": job.json()["job_id"],
         "dead_letter_id": letter[0]["dead_letter_id"],
+        "key_id": key.json()["key_id"],
         "sku": sku,
     }
 
@@ -154,6 +158,7 @@ def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_rou
         "delivery_id": str(uuid.uuid4()),
         "job_id": str(uuid.uuid4()),
         "dead_letter_id": str(uuid.uuid4()),
+        "key_id": uuid.uuid4().hex[:16],
         "sku": f"NOBODY/{uuid.uuid4().hex[:6]} 50% blé",
     }
     stock_url = f"/v1/stock/{_quote(theirs['sku'])}"
@@ -206,6 +211,9 @@ def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_rou
     assert api.get(f"/v1/rules/{theirs['rule_id']}", headers=owner.auth).json() == before["rule"]
     assert _connection_settings(api, owner, theirs["connection_id"]) == before["connection"]
     assert api.get(stock_url, headers=owner.auth).json() == before["stock"]
+    # The owner's key was neither revoked nor rotated by the intruder's attempts.
+    keys = {k["key_id"]: k for k in api.get("/v1/api-keys", headers=owner.auth).json()["items"]}
+    assert (keys[theirs["key_id"]]["state"], keys[theirs["key_id"]]["replaced_by"]) == ("active", None)
     # The owner's dead letter was not replayed by anyone, and admin routes refuse a merchant key.
     owners = {d["dead_letter_id"]: d for d in dead_letters(api, owner, topic="orders.v1")}
     assert owners[theirs["dead_letter_id"]]["replayed_at"] is None

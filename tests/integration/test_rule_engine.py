@@ -19,7 +19,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stocksync_common.auth import issue_api_key
+from stocksync_common.auth import ApiKeyVerifier, issue_api_key
 from stocksync_common.contracts import (
     ChannelQuantityChanged,
     ConnectionChanged,
@@ -28,12 +28,14 @@ from stocksync_common.contracts import (
     StockChanged,
     utcnow,
 )
+from stocksync_common.db import make_engine
 from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import CHANNEL_QUANTITY, topic_for
 from stocksync_embedded.stack import Stack
 
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.app import create_app
+from stock_ledger.adapters.api_key_store import ApiKeyStore
 from tests.conftest import own_infrastructure
 
 pytestmark = pytest.mark.integration
@@ -128,10 +130,18 @@ def rule_engine(database_url: str, kafka_bootstrap_servers: str) -> RuleEngine:
     @asynccontextmanager
     async def running() -> AsyncIterator[httpx.AsyncClient]:
         app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://rule-engine", timeout=30) as client:
-                yield client
+        # No stock-ledger runs here: the rule-engine verifies keys with the ledger's own
+        # store over the same database, instead of over HTTP.
+        engine = make_engine(database_url)
+        store = ApiKeyStore(engine, settings.api_key_secret.get_secret_value())
+        app.state.api_keys = ApiKeyVerifier(store.verify, ttl_s=5, negative_ttl_s=5)
+        try:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://rule-engine", timeout=30) as client:
+                    yield client
+        finally:
+            await engine.dispose()
 
     return running
 

@@ -3,6 +3,7 @@ read with the wrong key."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,19 @@ from cryptography.fernet import InvalidToken
 from sqlalchemy.dialects import postgresql
 
 from stocksync_common import secrets as at_rest
-from stocksync_common.secrets import EncryptedJSON, EncryptedTextArray, configure_secrets, decrypt, encrypt
+from stocksync_common.contracts import ConnectionChanged
+from stocksync_common.kafka import decode_event, encode_event
+from stocksync_common.secrets import (
+    EncryptedJSON,
+    EncryptedText,
+    EncryptedTextArray,
+    configure_secrets,
+    decrypt,
+    encrypt,
+    open_connection,
+    seal_connection,
+)
+from stocksync_common.topics import CONNECTIONS
 
 DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -56,3 +69,50 @@ def test_a_rotated_key_still_reads_what_the_previous_one_wrote_and_a_wrong_key_f
     configure_secrets("another-key-0123456789")
     with pytest.raises(InvalidToken):
         decrypt(stored)
+
+
+def _connection(**secrets: object) -> ConnectionChanged:
+    return ConnectionChanged(
+        merchant_id=uuid.uuid4(),
+        connection_id=uuid.uuid4(),
+        channel_type="mirakl",
+        name="M",
+        active=True,
+        causation_id="test",
+        **secrets,  # type: ignore[arg-type]
+    )
+
+
+def test_connections_v1_carries_its_secrets_sealed_and_opens_them_back() -> None:
+    configure_secrets("k" * 32)
+    event = _connection(
+        webhook_secrets=("whsec_one", "whsec_two"),
+        inbound={"api_key": "inbound-key", "poll_interval_s": 60},
+        channel_api={"base_url": "https://m.example", "api_key": "mirakl-key"},
+    )
+    sealed = seal_connection(event)
+    wire = encode_event(sealed).decode()
+    for secret in ("whsec_one", "whsec_two", "inbound-key", "mirakl-key", "m.example"):
+        assert secret not in wire
+    received = decode_event(CONNECTIONS, wire.encode())
+    assert isinstance(received, ConnectionChanged)
+    opened = open_connection(received)
+    assert (opened.webhook_secrets, opened.inbound, opened.channel_api) == (
+        event.webhook_secrets,
+        event.inbound,
+        event.channel_api,
+    )
+
+
+def test_a_connection_event_published_before_sealing_is_read_as_it_is() -> None:
+    event = _connection(webhook_secrets=("clear",), inbound={"signature_header": "x"}, channel_api={"api_key": "k"})
+    assert open_connection(event) == event
+
+
+def test_an_oauth_token_column_is_encrypted() -> None:
+    configure_secrets("k" * 32)
+    column = EncryptedText()
+    stored = column.process_bind_param("Atzr|token", DIALECT)
+    assert stored.startswith("fernet:") and "Atzr" not in stored
+    assert column.process_result_value(stored, DIALECT) == "Atzr|token"
+    assert column.process_result_value("written before", DIALECT) == "written before"

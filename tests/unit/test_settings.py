@@ -45,3 +45,19 @@ def test_sources_rank_environment_then_mounted_secrets_then_dotenv_then_default(
     assert settings.admin_token.get_secret_value() == "from-secret-file"
     assert settings.http_host == "from-dotenv"
     assert settings.database_pool_size == 10
+
+
+def test_a_setting_file_named_by_its_file_variable_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = tmp_path / "admin-token"
+    token.write_text("from-a-mounted-file\n")
+    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("ADMIN_TOKEN_FILE", str(token))
+    assert ServiceSettings(_env_file=None).admin_token.get_secret_value() == "from-a-mounted-file"
+    monkeypatch.setenv("ADMIN_TOKEN", "from-environment")  # the environment still wins
+    assert ServiceSettings(_env_file=None).admin_token.get_secret_value() == "from-environment"
+
+
+def test_an_unreadable_setting_file_stops_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRETS_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="SECRETS_KEY_FILE"):
+        ServiceSettings(_env_file=None)

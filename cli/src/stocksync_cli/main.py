@@ -181,6 +181,70 @@ def merchants_create(ctx: typer.Context, name: Annotated[str, typer.Argument(hel
     state.output.record(client.post("/v1/merchants", {"name": name}, admin=True), title="merchant")
 
 
+# ---- API keys ---------------------------------------------------------------------------
+
+keys = typer.Typer(cls=_Commands, help="The merchant's API keys: create, list, revoke, rotate.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+KEY_COLUMNS: list[Column] = [
+    ("key id", f("key_id")),
+    ("name", f("name")),
+    ("state", f("state")),
+    ("legacy", f("legacy")),
+    ("created", f("created_at")),
+    ("last used", f("last_used_at")),
+    ("expires", f("expires_at")),
+    ("revoked", f("revoked_at")),
+]
+KeyId = Annotated[str, typer.Argument(help="The key's id (the part after `ssk2_`; see `keys list`).")]
+KEY_SHOWN_ONCE = ["api_key", "key_id", "name", "state", "created_at", "expires_at"]
+
+
+@keys.command("create")
+def keys_create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="What the key is for.")]) -> None:
+    """Create an API key; it is printed once, store it now."""
+    state = _state(ctx)
+    state.output.record(state.client().post("/v1/api-keys", {"name": name}), title="api key", fields=KEY_SHOWN_ONCE)
+
+
+@keys.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """List the API keys (never the keys themselves): state, last use, legacy ones flagged."""
+    state = _state(ctx)
+    client = state.client()
+    items: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        page = client.get("/v1/api-keys", limit=1000, after=after)
+        items.extend(page["items"])
+        after = page["next_after"]
+        if not after:
+            break
+    state.output.table(items, KEY_COLUMNS, title="api keys")
+
+
+@keys.command("revoke")
+def keys_revoke(ctx: typer.Context, key_id: KeyId) -> None:
+    """Revoke a key: refused everywhere within seconds. The last active key cannot be revoked."""
+    state = _state(ctx)
+    answer = state.client().post(f"/v1/api-keys/{key_id}/revoke")
+    state.output.done(f"API key {key_id} revoked", answer)
+
+
+@keys.command("rotate")
+def keys_rotate(
+    ctx: typer.Context,
+    key_id: KeyId,
+    grace: Annotated[
+        int,
+        typer.Option(min=0, max=7 * 86_400, help="Seconds the old key stays valid (0: revoked at once)."),
+    ] = 3600,
+) -> None:
+    """Replace a key by a new one (printed once); the old one stays valid for --grace seconds."""
+    state = _state(ctx)
+    answer = state.client().post(f"/v1/api-keys/{key_id}/rotate", {"grace_period_s": grace})
+    state.output.record(answer, title="api key", fields=KEY_SHOWN_ONCE)
+
+
 # ---- connections ---------------------------------------------------------------------------
 
 connections = typer.Typer(cls=_Commands, help="Channel connections and their health.", no_args_is_help=True)

@@ -119,8 +119,11 @@ class ProductAttributesChanged(Event):
 class ConnectionChanged(Event):
     """connections.v1 (compacted): a channel connection's public configuration.
 
-    It carries the inbound webhook secret because order-ingest must verify signatures
-    and does not own connections; the topic must be readable only by Stocksync services.
+    It carries the inbound webhook secrets because order-ingest must verify signatures
+    and does not own connections. The secret fields travel encrypted under `SECRETS_KEY`
+    (stocksync_common.secrets.seal_connection): each webhook secret as `fernet:<token>`,
+    `inbound` and `channel_api` as `{"fernet": "<token>"}`; a consumer opens them with
+    `open_connection`, which reads events published before sealing as they are.
     """
 
     connection_id: uuid.UUID

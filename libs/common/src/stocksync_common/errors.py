@@ -136,6 +136,7 @@ _DESCRIPTIONS = {
     415: "Unsupported Content-Type",
     422: "Invalid input: `field` names the first field at fault, `detail` lists them all",
     429: "Too many requests (see Retry-After)",
+    503: "The API key could not be verified right now (the stock-ledger is unreachable); retry",
 }
 
 
@@ -169,7 +170,7 @@ def document_errors(app: FastAPI, extra_codes: Sequence[int] = ()) -> None:
                 responses = operation.setdefault("responses", {})
                 codes = set(extra_codes)
                 if operation.get("security"):
-                    codes.add(401)
+                    codes.update((401, 503))  # 503: the key could not be verified now
                 if "{" in path:
                     codes.add(404)
                 if operation.get("parameters") or operation.get("requestBody"):

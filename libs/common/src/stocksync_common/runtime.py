@@ -22,6 +22,7 @@ from fastapi.responses import ORJSONResponse
 
 from stocksync_common.asyncapi import build_document
 from stocksync_common.backlog import backlog_router
+from stocksync_common.auth import LedgerKeyLookup, ledger_key_verifier
 from stocksync_common.db import make_engine, ping
 from stocksync_common.dead_letters import DeadLetterStore
 from stocksync_common.errors import document_errors, install_error_handlers
@@ -208,6 +209,9 @@ def create_service_app(
         finally:
             log.info("service stopping")
             await runtime.stop()
+            lookup = app.state.api_keys.lookup
+            if isinstance(lookup, LedgerKeyLookup):
+                await lookup.close()
 
     app = FastAPI(
         title=title,
@@ -218,6 +222,8 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.runtime = runtime
+    # The stock-ledger replaces it with one that reads its own table.
+    app.state.api_keys = ledger_key_verifier(settings)
     instrument(app, runtime.service)
     instrument_app(app)
     install_error_handlers(app)

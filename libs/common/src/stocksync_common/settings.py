@@ -1,19 +1,44 @@
 """The settings base every service extends: one place per service for every setting.
 
-Each value comes from, in this order: the environment; a file under `/run/secrets`
-named like the setting (how Kubernetes and compose mount secrets); a `.env` file; the
-default (docs/configuration.md). Outside development a default secret is refused.
+Each value comes from, in this order: the environment; the file named by
+`<SETTING>_FILE` (e.g. `ADMIN_TOKEN_FILE=/etc/stocksync/admin-token`); a file under
+`/run/secrets` named like the setting (how Kubernetes and compose mount secrets); a `.env`
+file; the default (docs/configuration.md). Outside development a default secret is refused.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-only-change-me"
+
+
+class FileVariableSettingsSource(PydanticBaseSettingsSource):
+    """`<SETTING>_FILE=<path>`: the setting is the content of that file (trailing newline
+    dropped), the convention of the official container images for mounted secrets."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"{field_name.upper()}_FILE")
+        if not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text().rstrip("\r\n"), field_name, False
+        except OSError as error:
+            raise ValueError(f"{field_name.upper()}_FILE: cannot read {path}: {error.strerror}") from None
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[key] = value
+        return values
 
 
 class ServiceSettings(BaseSettings):
@@ -53,14 +78,26 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
-    # Signs merchant API keys (stateless verification in every service).
+    # Verifies the legacy merchant API keys (HMAC, issued before stored keys): used by the
+    # stock-ledger only (stocksync_common.auth).
     api_key_secret: SecretStr = SecretStr(DEV_SECRET)
+    # Where every other service asks whether a presented API key is valid: the stock-ledger.
+    api_keys_url: str = "http://127.0.0.1:8002"
+    # How long a service trusts the stock-ledger's answer about a key: a revoked key is
+    # refused everywhere at most this long after its revocation.
+    api_key_cache_ttl_s: float = Field(5.0, ge=0, le=60)
+    # How long an unknown or revoked key is refused without asking again.
+    api_key_negative_cache_ttl_s: float = Field(5.0, ge=0, le=60)
     # Only for creating merchants.
     admin_token: SecretStr = SecretStr(DEV_SECRET)
     # Encrypts channel credentials and webhook secrets at rest (stocksync_common.secrets);
     # the previous keys (comma-separated) still decrypt during a rotation.
     secrets_key: SecretStr = SecretStr(DEV_SECRET)
     secrets_previous_keys: SecretStr = SecretStr("")
+    # Whether a channel connection may point at a loopback, link-local (cloud metadata),
+    # private or otherwise non-public address (stocksync_common.channel_hosts). Unset: yes
+    # outside production (the sandbox marketplaces listen on 127.0.0.1), no in production.
+    allow_private_channel_hosts: bool | None = None
     outbox_poll_interval_s: float = Field(0.5, gt=0)
     # Published outbox rows are kept this long, so that a broker that lost what it held
     # (the embedded in-memory broker restarted) gets them again (docs/RELIABILITY.md).
@@ -78,8 +115,9 @@ class ServiceSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # A mounted secret outranks a stray .env file (pydantic-settings' own order puts
-        # .env first); the environment outranks both.
-        return init_settings, env_settings, file_secret_settings, dotenv_settings
+        # .env first); the environment outranks both, and `<SETTING>_FILE` comes right after it.
+        files = FileVariableSettingsSource(settings_cls)
+        return init_settings, env_settings, files, file_secret_settings, dotenv_settings
 
     @field_validator("database_url")
     @classmethod
@@ -105,6 +143,12 @@ class ServiceSettings(BaseSettings):
                 if value.get_secret_value() == DEV_SECRET or len(value.get_secret_value()) < 16:
                     raise ValueError(f"{name.upper()} must be set to a secret of 16+ characters in production")
         return self
+
+    @property
+    def private_channel_hosts_allowed(self) -> bool:
+        if self.allow_private_channel_hosts is None:
+            return self.environment != "production"
+        return self.allow_private_channel_hosts
 
     @property
     def previous_secrets_keys(self) -> list[str]:

@@ -27,6 +27,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/webhooks/", "order-ingest"),
     ("/v1/deliveries", "order-ingest"),
     ("/v1/merchants", "stock-ledger"),
+    ("/v1/api-keys", "stock-ledger"),
     ("/v1/stock", "stock-ledger"),
     ("/v1/oversells", "stock-ledger"),
     ("/v1/dead-letters", "stock-ledger"),

@@ -241,6 +241,7 @@ class Stack:
                 "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
                 "HTTP_PORT": str(self.ports.of(service)),
                 "API_KEY_SECRET": self.api_key_secret,
+                "API_KEYS_URL": self.service_url("stock-ledger"),
                 "ADMIN_TOKEN": self.admin_token,
                 "SECRETS_KEY": self.secrets_key,
                 "PYTHONUNBUFFERED": "1",

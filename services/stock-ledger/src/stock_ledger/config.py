@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from stocksync_common.settings import ServiceSettings
 
@@ -16,6 +16,9 @@ class LedgerSettings(ServiceSettings):
     # Fault injection for the crash test: exit right after a batch's database commit,
     # before its offsets are committed. Refused in production.
     fault_exit_after_db_commit: bool = False
+    # Legacy API keys (HMACs under API_KEY_SECRET, issued before stored keys) are refused
+    # from this instant on (RFC 3339); unset, they are accepted until revoked (docs/SECURITY.md).
+    legacy_api_keys_until: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _no_fault_injection_in_production(self) -> LedgerSettings:

@@ -7,7 +7,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from stocksync_common.db import inbox_table, outbox_broker_table, outbox_table, service_metadata
 from stocksync_common.dead_letters import dead_letters_table
-from stocksync_common.secrets import EncryptedJSON, EncryptedTextArray
+from stocksync_common.secrets import EncryptedJSON, EncryptedText, EncryptedTextArray
 
 metadata = service_metadata("channel_publisher")
 inbox = inbox_table(metadata)
@@ -146,9 +146,10 @@ access_tokens = sa.Table(
     "access_tokens",
     metadata,
     sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
-    sa.Column("access_token", sa.Text, nullable=True),
+    # Encrypted like the connection's credentials they come from.
+    sa.Column("access_token", EncryptedText, nullable=True),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("refresh_token", sa.Text, nullable=True),
+    sa.Column("refresh_token", EncryptedText, nullable=True),
     sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),

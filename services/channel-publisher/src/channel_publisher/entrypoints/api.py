@@ -23,6 +23,7 @@ from stocksync_common.bounds import (
     no_control_characters,
     storable_json,
 )
+from stocksync_common.channel_hosts import url_refusal
 from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
@@ -120,6 +121,22 @@ def _validated(body: ConnectionIn) -> tuple[dict[str, Any], dict[str, Any], list
     return credentials, inbound, listing_rows, settings
 
 
+async def _refuse_non_public_hosts(runtime: Runtime, base_url: HttpUrl, credentials: dict[str, Any]) -> None:
+    """Every URL Stocksync will call for the connection must reach a public address
+    (stocksync_common.channel_hosts: server-side request forgery); a 422 names the field."""
+    allowed = runtime.settings.private_channel_hosts_allowed
+    urls: list[tuple[list[str | int], str]] = [(["body", "base_url"], str(base_url))]
+    if isinstance(credentials.get("token_url"), str):
+        urls.append((["body", "credentials", "token_url"], credentials["token_url"]))
+    errors = [
+        {"loc": loc, "msg": f"Stocksync calls public addresses only: {reason}", "type": "value_error"}
+        for loc, url in urls
+        if (reason := await url_refusal(url, allowed)) is not None
+    ]
+    if errors:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, errors)
+
+
 class ConnectionOut(BaseModel):
     connection_id: uuid.UUID
     type: str
@@ -174,6 +191,7 @@ async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_i
 async def post_connection(body: ConnectionIn, request: Request, merchant_id: MerchantId) -> ConnectionOut:
     credentials, inbound, listing_rows, settings = _validated(body)
     runtime = _runtime(request)
+    await _refuse_non_public_hosts(runtime, body.base_url, credentials)
     connection_id = await create_connection(
         runtime.engine,
         merchant_id=merchant_id,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import ConnectionChanged
 from stocksync_common.outbox import add_to_outbox
+from stocksync_common.secrets import seal_connection
 
 from channel_publisher.adapters.tables import connections, listings, outbox, pending_pushes
 
@@ -28,17 +29,20 @@ class Connection:
 
 
 def _announcement(row: Any) -> ConnectionChanged:
-    return ConnectionChanged(
-        merchant_id=row.merchant_id,
-        connection_id=row.connection_id,
-        channel_type=row.channel_type,
-        name=row.name,
-        active=row.active,
-        webhook_secrets=tuple(row.webhook_secrets),
-        inbound=dict(row.inbound),
-        # order-ingest polls Mirakl's OR11 and fetches eBay's public keys itself.
-        channel_api={"base_url": row.base_url, **row.credentials} if row.channel_type in ("mirakl", "ebay") else {},
-        causation_id=f"connection:{row.connection_id}",
+    """The connection as connections.v1 carries it, its secrets sealed for the broker."""
+    return seal_connection(
+        ConnectionChanged(
+            merchant_id=row.merchant_id,
+            connection_id=row.connection_id,
+            channel_type=row.channel_type,
+            name=row.name,
+            active=row.active,
+            webhook_secrets=tuple(row.webhook_secrets),
+            inbound=dict(row.inbound),
+            # order-ingest polls Mirakl's OR11 and fetches eBay's public keys itself.
+            channel_api={"base_url": row.base_url, **row.credentials} if row.channel_type in ("mirakl", "ebay") else {},
+            causation_id=f"connection:{row.connection_id}",
+        )
     )
 
 

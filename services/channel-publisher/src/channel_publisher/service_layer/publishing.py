@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from stocksync_common.channel_hosts import channel_http_client
 from stocksync_common.contracts import utcnow
 from stocksync_common.logging import causation
 from stocksync_common.raw_connection import raw_connection, raw_transaction, uuid_array_literal
@@ -284,7 +284,7 @@ class Publisher:
     def __init__(self, engine: AsyncEngine, settings: PublisherSettings) -> None:
         self.engine = engine
         self.settings = settings
-        self.http = httpx.AsyncClient(timeout=settings.channel_timeout_s)
+        self.http = channel_http_client(settings.private_channel_hosts_allowed, settings.channel_timeout_s)
         instrument_client(self.http)
         self._wake = asyncio.Event()
         self._stopping = False

@@ -43,6 +43,7 @@ API_KEY_MAX_LENGTH = 512
 SIGN_IN_COOKIE = "stocksync_console_sign_in"
 # A comment line on a quiet stream, so that no proxy on the way closes it as idle.
 KEEPALIVE_S = 15.0
+KEY_REFUSED = "This API key is not accepted: it is unknown, or it has been revoked or rotated."
 
 
 class NotSignedIn(Exception):
@@ -206,7 +207,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         if exc.status_code == 401:
-            response = RedirectResponse(f"{PREFIX}/sign-in?expired=1", status_code=303)
+            # The key itself was refused: revoked, or rotated past its grace period.
+            response = RedirectResponse(f"{PREFIX}/sign-in?refused=1", status_code=303)
             response.delete_cookie(COOKIE_NAME, path=PREFIX)
             return response
         status_code = exc.status_code if exc.status_code < 500 else 502
@@ -254,7 +256,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         return response
 
     @app.get(f"{PREFIX}/sign-in", include_in_schema=False)
-    async def sign_in_page(request: Request, expired: bool = False) -> HTMLResponse:
+    async def sign_in_page(request: Request, expired: bool = False, refused: bool = False) -> HTMLResponse:
+        if refused:
+            return sign_in_form(request, message=KEY_REFUSED + " Sign in with a current key.")
         return sign_in_form(request, message="Your session ended: sign in again." if expired else None)
 
     @app.post(f"{PREFIX}/sign-in", include_in_schema=False)
@@ -274,7 +278,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                 return sign_in_form(
                     request,
                     401,
-                    error="This API key was not accepted. Check that you copied the whole key, or ask for a new one.",
+                    error=KEY_REFUSED + " Check that you copied the whole key, or create a new one.",
                 )
             raise
         response = RedirectResponse(f"{PREFIX}/channels", status_code=303)

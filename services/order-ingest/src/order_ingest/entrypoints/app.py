@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from stocksync_common.channel_hosts import channel_http_client
 from stocksync_common.contracts import ConnectionChanged
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.runtime import Runtime, create_service_app
@@ -24,7 +25,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
     runtime = Runtime("order-ingest", settings, outbox, dead_letters)
     # One client for the calls order-ingest makes to channels (OR11, eBay public keys).
-    http = httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0))
+    http = channel_http_client(settings.private_channel_hosts_allowed, httpx.Timeout(20.0, connect=5.0))
 
     directory = ConnectionDirectory(runtime.engine)
 

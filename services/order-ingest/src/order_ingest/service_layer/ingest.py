@@ -25,6 +25,7 @@ from stocksync_common.contracts import ConnectionChanged, OrderLineMoved, utcnow
 from stocksync_common.db import claim_events
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import raw_transaction
+from stocksync_common.secrets import open_connection
 from stocksync_common.topics import CONNECTIONS
 
 from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
@@ -317,7 +318,7 @@ async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[Connec
         new_ids = await claim_events(conn, inbox, CONNECTIONS.name, (c.event_id for c in changes))
         for change in changes:
             if change.event_id in new_ids:
-                await _upsert_connection(conn, change)
+                await _upsert_connection(conn, open_connection(change))
 
 
 async def _upsert_connection(conn: AsyncConnection, change: ConnectionChanged) -> None:

@@ -184,3 +184,22 @@ import_job_refusals = sa.Table(
     sa.Column("field", sa.Text, nullable=True),
     sa.Column("message", sa.Text, nullable=False),
 )
+
+# Merchant API keys (adapters/api_key_store.py): a digest of each key, never the key.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("digest", sa.Text, nullable=False),
+    # Issued before stored keys (an HMAC under API_KEY_SECRET), stored when first seen.
+    sa.Column("legacy", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    # A rotated key stays valid until `expires_at` (the grace period the merchant chose).
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("replaced_by", sa.Text, nullable=True),
+    sa.Index("ix_api_keys_merchant", "merchant_id", "created_at"),
+)

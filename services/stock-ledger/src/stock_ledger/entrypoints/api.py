@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from stocksync_common.auth import AdminOnly, MerchantId, issue_api_key
+from stocksync_common.auth import AdminOnly, MerchantId
 from stocksync_common.bounds import Label, NonNegativeInt64, SignedQuantity, Sku, Text, Timestamp
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 from stocksync_common.errors import error_responses
@@ -55,7 +55,7 @@ class MerchantIn(BaseModel):
 class MerchantOut(BaseModel):
     merchant_id: uuid.UUID
     name: str
-    api_key: str = Field(description="Shown once; send it as the X-API-Key header")
+    api_key: str = Field(description="Shown once; send it as the X-API-Key header (the merchant's first stored key)")
 
 
 @router.post(
@@ -70,7 +70,7 @@ async def create_merchant(body: MerchantIn, request: Request, _: AdminOnly) -> M
     merchant_id = uuid.uuid4()
     async with runtime.engine.begin() as conn:
         await conn.execute(sa.insert(merchants).values(merchant_id=merchant_id, name=body.name))
-    key = issue_api_key(runtime.settings.api_key_secret.get_secret_value(), merchant_id)
+        _, key = await request.app.state.api_key_store.create(merchant_id, "creation key", conn)
     return MerchantOut(merchant_id=merchant_id, name=body.name, api_key=key)
 
 

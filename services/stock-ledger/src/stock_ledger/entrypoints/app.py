@@ -6,16 +6,18 @@ import os
 
 from fastapi import FastAPI
 
+from stocksync_common.auth import ApiKeyVerifier
 from stocksync_common.contracts import DeadLetterRecorded, OrderLineMoved
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.logging import causation
 from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
 from stocksync_common.topics import DEAD_LETTER_TOPICS, ORDERS
 
+from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.tables import dead_letters, outbox
 from stock_ledger.config import LedgerSettings
+from stock_ledger.entrypoints import api_keys, imports
 from stock_ledger.entrypoints import dead_letters as dead_letters_api
-from stock_ledger.entrypoints import imports
 from stock_ledger.entrypoints.api import router
 from stock_ledger.service_layer.dead_letters import collect_dead_letters
 from stock_ledger.service_layer.import_jobs import ImportWorker
@@ -61,5 +63,14 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(router)
     app.include_router(dead_letters_api.router)
+    app.include_router(api_keys.router)
+    app.include_router(api_keys.internal)
+    # The stock-ledger owns the keys: it verifies them from its own table (with the same
+    # short cache as the other services, cleared here when a key is revoked).
+    store = ApiKeyStore(runtime.engine, settings.api_key_secret.get_secret_value(), settings.legacy_api_keys_until)
+    app.state.api_key_store = store
+    app.state.api_keys = ApiKeyVerifier(
+        store.verify, ttl_s=settings.api_key_cache_ttl_s, negative_ttl_s=settings.api_key_negative_cache_ttl_s
+    )
     app.state.import_worker = import_worker
     return app
