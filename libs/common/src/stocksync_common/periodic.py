@@ -31,7 +31,7 @@ class Periodic(BackgroundWorker):
     """Runs `step` every `interval_s` seconds (sooner when woken) until asked to stop."""
 
     def __init__(self, name: str, interval_s: float, step: Step) -> None:
-        super().__init__(name, self._run, self._request_stop)
+        super().__init__(name, self._loop, self._stop)
         self.interval_s = interval_s
         self.step = step
         self._stopping = False
@@ -44,11 +44,11 @@ class Periodic(BackgroundWorker):
     def wake(self) -> None:
         self._wake.set()
 
-    def _request_stop(self) -> None:
+    def _stop(self) -> None:
         self._stopping = True
         self._wake.set()
 
-    async def _run(self) -> None:
+    async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
             try:
