@@ -57,7 +57,7 @@ class ChannelSpec:
 # The channels' own update latencies are assumptions (unverified), the same for every
 # strategy: Shopify and eBay apply a quantity call at once; Amazon processes listing
 # updates asynchronously, typically within minutes; a Mirakl stock import is
-# asynchronous and a publisher may call at most once a minute (CHANNELS.md).
+# asynchronous and a publisher may call at most once a minute (docs/channels-protocols.md).
 DEFAULT_CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("shopify", 0.25, 1.0),
     ChannelSpec("amazon", 0.40, 120.0),

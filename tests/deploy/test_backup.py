@@ -25,6 +25,7 @@ from stocksync_common.contracts import OrderLineMoved, utcnow
 from stocksync_common.db import make_engine
 from stocksync_embedded.stack import Stack
 
+from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reconciliation import ledger_discrepancies
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
@@ -95,9 +96,8 @@ async def fill_stock(url: URL, merchant_id: uuid.UUID) -> None:
             yield SnapshotRow(i + 1, f"SKU-{i}", "default", 100 + i, utcnow() - timedelta(hours=1))
 
     try:
-        await import_snapshot(engine, merchant_id, rows())
+        await import_snapshot(unit_of_work_factory(engine), merchant_id, rows())
         await apply_order_lines(
-            engine,
             [
                 OrderLineMoved(
                     merchant_id=merchant_id,
@@ -113,6 +113,7 @@ async def fill_stock(url: URL, merchant_id: uuid.UUID) -> None:
                 )
                 for i in range(40)
             ],
+            unit_of_work_factory(engine)(),
         )
     finally:
         await engine.dispose()

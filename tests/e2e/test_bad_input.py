@@ -1,4 +1,4 @@
-"""Bad input gets a clear error and changes nothing (DESIGN.md section 6)."""
+"""Bad input gets a clear error and changes nothing (docs/design.md section 6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 # ruff: noqa: F811 - the fixtures imported below are parameters of the tests (pytest style)
 """Every channel's refusals: each answers with its code, names what is wrong, and
-produces nothing (DESIGN.md section 6)."""
+produces nothing (docs/design.md section 6)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from stocksync_common.db import make_engine
 
 from stock_ledger.adapters.snapshot_formats import read_csv, read_json_lines
 from stock_ledger.adapters.tables import ledger_entries, outbox, oversells, product_attributes
+from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
 from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reading import read_stock
@@ -78,7 +79,7 @@ async def snapshot(
     async def rows() -> AsyncIterator[SnapshotRow]:
         yield SnapshotRow(1, sku, "default", on_hand, as_of)
 
-    report = await import_snapshot(engine, merchant_id, rows())
+    report = await import_snapshot(unit_of_work_factory(engine), merchant_id, rows())
     return report.applied, report.ignored_stale
 
 
@@ -87,7 +88,7 @@ async def test_500_lines_of_one_sku_in_a_batch_make_one_version_and_one_stock_ch
 ) -> None:
     await snapshot(engine, merchant_id, 1000, utcnow() - timedelta(hours=1))
     batch = [moved(merchant_id, "placed", 1, order=f"o{i}") for i in range(500)]
-    changed = await apply_order_lines(engine, batch)
+    changed = await apply_order_lines(batch, unit_of_work_factory(engine)())
     assert [(e.version, e.reserved, e.available) for e in changed] == [(2, 500, 500)]
     assert await levels(engine, merchant_id) == (1000, 500, 2)
     async with engine.connect() as conn:
@@ -109,18 +110,18 @@ async def test_a_redelivered_event_and_the_same_movement_under_a_new_event_id_ap
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
     first = moved(merchant_id, "placed", 2)
-    await apply_order_lines(engine, [first, first])
+    await apply_order_lines([first, first], unit_of_work_factory(engine)())
     assert await levels(engine, merchant_id) == (0, 2, 1)
     again = first.model_copy(update={"event_id": uuid.uuid4()})
-    assert await apply_order_lines(engine, [first, again]) == []
+    assert await apply_order_lines([first, again], unit_of_work_factory(engine)()) == []
     assert await levels(engine, merchant_id) == (0, 2, 1)
 
 
 async def test_cancellation_before_its_order_leaves_nothing_reserved(
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
-    await apply_order_lines(engine, [moved(merchant_id, "cancelled", 2)])
-    await apply_order_lines(engine, [moved(merchant_id, "placed", 2)])
+    await apply_order_lines([moved(merchant_id, "cancelled", 2)], unit_of_work_factory(engine)())
+    await apply_order_lines([moved(merchant_id, "placed", 2)], unit_of_work_factory(engine)())
     assert (await levels(engine, merchant_id))[:2] == (0, 0)
 
 
@@ -128,8 +129,8 @@ async def test_shipment_before_its_order_takes_on_hand_once_and_reserves_nothing
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
     await snapshot(engine, merchant_id, 10, utcnow() - timedelta(hours=1))
-    await apply_order_lines(engine, [moved(merchant_id, "shipped", 3)])
-    await apply_order_lines(engine, [moved(merchant_id, "placed", 3)])
+    await apply_order_lines([moved(merchant_id, "shipped", 3)], unit_of_work_factory(engine)())
+    await apply_order_lines([moved(merchant_id, "placed", 3)], unit_of_work_factory(engine)())
     assert (await levels(engine, merchant_id))[:2] == (7, 0)
 
 
@@ -140,7 +141,9 @@ async def test_partial_shipments_with_movement_refs_each_apply_once(
     placed = moved(merchant_id, "placed", 3)
     first = moved(merchant_id, "shipped", 1, movement_ref="fulfillment-1")
     second = moved(merchant_id, "shipped", 2, movement_ref="fulfillment-2")
-    await apply_order_lines(engine, [second, placed, first, first.model_copy(update={"event_id": uuid.uuid4()})])
+    await apply_order_lines(
+        [second, placed, first, first.model_copy(update={"event_id": uuid.uuid4()})], unit_of_work_factory(engine)()
+    )
     assert (await levels(engine, merchant_id))[:2] == (7, 0)
 
 
@@ -149,8 +152,12 @@ async def test_snapshot_taken_before_a_shipment_does_not_bring_the_shipped_units
 ) -> None:
     start = utcnow() - timedelta(hours=1)
     await snapshot(engine, merchant_id, 10, start)
-    await apply_order_lines(engine, [moved(merchant_id, "placed", 2, at=start + timedelta(minutes=1))])
-    await apply_order_lines(engine, [moved(merchant_id, "shipped", 2, at=start + timedelta(minutes=5))])
+    await apply_order_lines(
+        [moved(merchant_id, "placed", 2, at=start + timedelta(minutes=1))], unit_of_work_factory(engine)()
+    )
+    await apply_order_lines(
+        [moved(merchant_id, "shipped", 2, at=start + timedelta(minutes=5))], unit_of_work_factory(engine)()
+    )
     assert (await levels(engine, merchant_id))[:2] == (8, 0)
     # The ERP counted 10 at minute 3, before the shipment it has not seen yet.
     assert await snapshot(engine, merchant_id, 10, start + timedelta(minutes=3)) == (1, 0)
@@ -183,10 +190,14 @@ async def test_shipment_that_happened_before_the_snapshot_changes_only_reserved(
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
     now = utcnow()
-    await apply_order_lines(engine, [moved(merchant_id, "placed", 2, at=now - timedelta(minutes=10))])
+    await apply_order_lines(
+        [moved(merchant_id, "placed", 2, at=now - timedelta(minutes=10))], unit_of_work_factory(engine)()
+    )
     await snapshot(engine, merchant_id, 8, now - timedelta(minutes=2))
     # Shipped at minute -5 but delivered late: the snapshot of minute -2 already counted it.
-    await apply_order_lines(engine, [moved(merchant_id, "shipped", 2, at=now - timedelta(minutes=5))])
+    await apply_order_lines(
+        [moved(merchant_id, "shipped", 2, at=now - timedelta(minutes=5))], unit_of_work_factory(engine)()
+    )
     assert (await levels(engine, merchant_id))[:2] == (8, 0)
 
 
@@ -194,7 +205,7 @@ async def test_order_beyond_available_is_recorded_as_an_open_oversell_until_stoc
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
     await snapshot(engine, merchant_id, 1, utcnow() - timedelta(hours=1))
-    await apply_order_lines(engine, [moved(merchant_id, "placed", 3)])
+    await apply_order_lines([moved(merchant_id, "placed", 3)], unit_of_work_factory(engine)())
     assert (await levels(engine, merchant_id))[:2] == (1, 3)
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(oversells).where(oversells.c.merchant_id == merchant_id))).all()
@@ -209,7 +220,10 @@ async def test_order_beyond_available_is_recorded_as_an_open_oversell_until_stoc
     assert [(r.available, r.oversold, r.resolved_at) for r in rows] == [(-2, 2, None)]
     # The relay of a running ledger may already have published it; if not, it is queued.
     assert queued_types <= {"StockChanged", "OversellDetected"}
-    await adjust_stock(engine, Adjustment(merchant_id, "A", "default", 2, "found in back room", "tester", uuid.uuid4()))
+    await adjust_stock(
+        Adjustment(merchant_id, "A", "default", 2, "found in back room", "tester", uuid.uuid4()),
+        unit_of_work_factory(engine)(),
+    )
     async with engine.connect() as conn:
         resolved = (
             await conn.execute(sa.select(oversells.c.resolved_at).where(oversells.c.merchant_id == merchant_id))
@@ -221,15 +235,18 @@ async def test_adjustment_below_zero_on_hand_is_refused_and_changes_nothing(
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
     with pytest.raises(AdjustmentRefused):
-        await adjust_stock(engine, Adjustment(merchant_id, "A", "default", -1, "recount", "tester", uuid.uuid4()))
+        await adjust_stock(
+            Adjustment(merchant_id, "A", "default", -1, "recount", "tester", uuid.uuid4()),
+            unit_of_work_factory(engine)(),
+        )
     async with engine.connect() as conn:
         assert await read_stock(conn, (merchant_id, "A", "default")) is None
 
 
 async def test_adjustment_replayed_with_its_id_changes_nothing(engine: AsyncEngine, merchant_id: uuid.UUID) -> None:
     adjustment = Adjustment(merchant_id, "A", "default", 4, "delivery", "tester", uuid.uuid4())
-    assert not (await adjust_stock(engine, adjustment)).duplicate
-    assert (await adjust_stock(engine, adjustment)).duplicate
+    assert not (await adjust_stock(adjustment, unit_of_work_factory(engine)())).duplicate
+    assert (await adjust_stock(adjustment, unit_of_work_factory(engine)())).duplicate
     assert await levels(engine, merchant_id) == (4, 0, 1)
 
 
@@ -251,7 +268,9 @@ async def test_csv_import_applies_good_rows_and_reports_bad_ones_by_line(
         b'"D,1",2,Other,,green\n'
         b"E,1,2\n"
     )
-    report = await import_snapshot(engine, merchant_id, read_csv(chunks(csv), as_of), chunk_size=2)
+    report = await import_snapshot(
+        unit_of_work_factory(engine), merchant_id, read_csv(chunks(csv), as_of), chunk_size=2
+    )
     assert (report.applied, report.ignored_stale, report.rejected) == (2, 0, 4)
     assert [(e.line, e.field) for e in report.errors] == [(3, "on_hand"), (4, "on_hand"), (5, "sku"), (7, None)]
     assert (await levels(engine, merchant_id, "A"))[:2] == (5, 0)
@@ -280,9 +299,15 @@ async def test_attributes_get_a_new_version_only_when_they_change(engine: AsyncE
     def upload(*lines: bytes) -> AsyncIterator[SnapshotRow | Any]:
         return read_json_lines(chunks(b"\n".join(lines)), utcnow())
 
-    await import_snapshot(engine, merchant_id, upload(b'{"sku": "A", "on_hand": 1, "brand": "Acme"}'))
-    await import_snapshot(engine, merchant_id, upload(b'{"sku": "A", "on_hand": 2, "brand": "Acme"}'))
-    await import_snapshot(engine, merchant_id, upload(b'{"sku": "A", "on_hand": 2, "category": "shoes"}'))
+    await import_snapshot(
+        unit_of_work_factory(engine), merchant_id, upload(b'{"sku": "A", "on_hand": 1, "brand": "Acme"}')
+    )
+    await import_snapshot(
+        unit_of_work_factory(engine), merchant_id, upload(b'{"sku": "A", "on_hand": 2, "brand": "Acme"}')
+    )
+    await import_snapshot(
+        unit_of_work_factory(engine), merchant_id, upload(b'{"sku": "A", "on_hand": 2, "category": "shoes"}')
+    )
     async with engine.connect() as conn:
         row = (
             await conn.execute(sa.select(product_attributes).where(product_attributes.c.merchant_id == merchant_id))
@@ -294,7 +319,7 @@ async def test_json_lines_import_rejects_non_json_and_unknown_fields_by_line(
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
     body = b'{"sku": "A", "on_hand": 1}\nnot json\n{"sku": "B", "on_hand": 1, "colour": "red"}\n\n[1]\n'
-    report = await import_snapshot(engine, merchant_id, read_json_lines(chunks(body), utcnow()))
+    report = await import_snapshot(unit_of_work_factory(engine), merchant_id, read_json_lines(chunks(body), utcnow()))
     assert (report.applied, report.rejected) == (1, 3)
     assert [(e.line, e.field) for e in report.errors] == [(2, None), (3, "colour"), (5, None)]
 
@@ -305,11 +330,11 @@ async def test_reconciliation_finds_nothing_after_movements_and_reports_a_tamper
     start = utcnow() - timedelta(hours=1)
     await snapshot(engine, merchant_id, 10, start)
     await apply_order_lines(
-        engine,
         [
             moved(merchant_id, "placed", 3, at=start + timedelta(minutes=1)),
             moved(merchant_id, "shipped", 1, at=start + timedelta(minutes=2)),
         ],
+        unit_of_work_factory(engine)(),
     )
     await snapshot(engine, merchant_id, 10, start + timedelta(seconds=90))
     assert await ledger_discrepancies(engine, merchant_id) == []

@@ -6,7 +6,7 @@ order with redeliveries of the same event and of the same movement under a new e
 id, interleaved with snapshots (some stale, some older than movements already applied)
 and adjustments. After every step the real ledger in PostgreSQL must equal a model
 that recomputes stock from scratch from the set of movements, and the invariants of
-DESIGN.md section 3 must hold.
+docs/design.md section 3 must hold.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 from stocksync_common.contracts import OrderLineMoved, utcnow
 
 from stock_ledger.adapters.tables import ledger_entries, order_lines, stock_items
+from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
 from stock_ledger.service_layer.order_lines import apply_order_lines, movement_causation_id
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
@@ -157,7 +158,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for event in fresh:
             self.undelivered.remove(event)
         self.delivered.extend(fresh)
-        changed = self.run(apply_order_lines(self.engine, batch))
+        changed = self.run(apply_order_lines(batch, unit_of_work_factory(self.engine)()))
         self.model.deliver(batch)
         assert len({e.sku for e in changed}) == len(changed), "one StockChanged per SKU per batch"
 
@@ -169,7 +170,7 @@ class LedgerMachine(RuleBasedStateMachine):
         async def rows() -> Any:
             yield SnapshotRow(1, sku, "default", on_hand, as_of)
 
-        report = self.run(import_snapshot(self.engine, self.merchant_id, rows()))
+        report = self.run(import_snapshot(unit_of_work_factory(self.engine), self.merchant_id, rows()))
         applies = self.model.snapshot(sku, on_hand, as_of)
         assert (report.applied, report.ignored_stale) == ((1, 0) if applies else (0, 1))
 
@@ -177,7 +178,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def merchant_adjusts(self, sku: str, delta: int) -> None:
         adjustment = Adjustment(self.merchant_id, sku, "default", delta, "recount", "property test", uuid.uuid4())
         try:
-            self.run(adjust_stock(self.engine, adjustment))
+            self.run(adjust_stock(adjustment, unit_of_work_factory(self.engine)()))
         except AdjustmentRefused:
             assert self.model.on_hand(sku) + delta < 0
             return

@@ -19,7 +19,7 @@ from stocksync_common.db import make_engine
 
 from channel_publisher.adapters.tables import connections, last_sent, pending_pushes, pushes
 from channel_publisher.config import PublisherSettings
-from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
+from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem, TransientChannelError
 from channel_publisher.service_layer.connections import create_connection, load_connection
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
@@ -180,4 +180,102 @@ async def test_a_connection_stored_with_credentials_of_an_old_shape_keeps_its_qu
             )
         ).scalar_one()
     assert (pending, failures, history) == ([3], 1, 0)
+    await publisher.http.aclose()
+
+
+class FailingChannel:
+    """Fails every call as a whole (HTTP 503) until `healthy`; then accepts every item."""
+
+    channel_type = "shopify"
+    batch_limit = 250
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.healthy = False
+
+    def ready_in(self) -> float:
+        return 0.0
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        self.calls += 1
+        if not self.healthy:
+            raise TransientChannelError("HTTP 503")
+        return BatchResult({i: ItemOutcome("accepted", "applied") for i in range(len(items))})
+
+
+async def _health(engine: AsyncEngine, connection_id: uuid.UUID) -> tuple[int, bool, list[int]]:
+    """(failures in a row, paused, quantities waiting), with every wait for a retry over."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(pending_pushes).where(pending_pushes.c.connection_id == connection_id).values(not_before=None)
+        )
+        row = (
+            await conn.execute(
+                sa.select(connections.c.consecutive_failures, connections.c.paused_at).where(
+                    connections.c.connection_id == connection_id
+                )
+            )
+        ).one()
+        waiting = (
+            await conn.execute(
+                sa.select(pending_pushes.c.quantity).where(pending_pushes.c.connection_id == connection_id)
+            )
+        ).scalars()
+        return row.consecutive_failures, row.paused_at is not None, list(waiting)
+
+
+async def test_a_connection_failing_as_a_whole_is_paused_sends_nothing_until_resume_at_then_resumes(
+    engine: AsyncEngine,
+) -> None:
+    channel = FailingChannel()
+    publisher = Publisher(engine, PublisherSettings(), adapters={"shopify": lambda *_: channel})
+    connection_id = await create_connection(
+        engine,
+        merchant_id=uuid.uuid4(),
+        channel_type="shopify",
+        name="failing",
+        base_url="http://127.0.0.1:9",
+        credentials={"access_token": "token"},
+        webhook_secrets=["secret"],
+        settings={"pause_after_failures": 2, "pause_duration_s": 300},
+        inbound={},
+        listing_rows=[
+            {
+                "sku": SKU,
+                "location": "default",
+                "external": {
+                    "inventory_item_id": "gid://shopify/InventoryItem/1",
+                    "location_id": "gid://shopify/Location/1",
+                },
+            }
+        ],
+    )
+    await enqueue_channel_quantities(engine, [_quantity(connection_id, 3, 1)])
+
+    await publisher.publish_due_pushes(connection_id)
+    assert await _health(engine, connection_id) == (1, False, [3])
+    await publisher.publish_due_pushes(connection_id)
+    assert await _health(engine, connection_id) == (2, True, [3])
+
+    # Paused: the quantity keeps waiting and the channel is not called.
+    assert await publisher.publish_due_pushes(connection_id) == 0
+    assert channel.calls == 2
+    assert await _health(engine, connection_id) == (2, True, [3])
+
+    # Once resume_at has passed, the next call goes through and clears the pause.
+    channel.healthy = True
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(connections)
+            .where(connections.c.connection_id == connection_id)
+            .values(resume_at=sa.func.now() - sa.text("interval '1 second'"))
+        )
+    await publisher.publish_due_pushes(connection_id)
+    assert channel.calls == 3
+    assert await _health(engine, connection_id) == (0, False, [])
+    async with engine.connect() as conn:
+        sent = (
+            await conn.execute(sa.select(last_sent.c.version).where(last_sent.c.connection_id == connection_id))
+        ).scalar_one()
+    assert sent == 1
     await publisher.http.aclose()

@@ -10,6 +10,7 @@ import time
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from stocksync_common.standard_webhooks import verify as verify_standard_webhooks
 from stocksync_sandboxes import generic_orders, walmart_orders
 
 from order_ingest.adapters.signatures import (
@@ -18,7 +19,6 @@ from order_ingest.adapters.signatures import (
     verify_ecdsa_sha1,
     verify_hmac_sha256_base64,
     verify_hmac_sha256_of_body,
-    verify_standard_webhooks,
 )
 
 BODY = b'{"id": 1, "line_items": []}'

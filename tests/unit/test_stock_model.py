@@ -1,4 +1,4 @@
-"""The stock model of DESIGN.md section 3, pure."""
+"""The stock model of docs/design.md section 3, pure."""
 
 from __future__ import annotations
 

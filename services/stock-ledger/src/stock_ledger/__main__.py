@@ -8,15 +8,17 @@ import sys
 import uuid
 from pathlib import Path
 
+from stocksync_common.cli import Command
 from stocksync_common.cli import main as run_cli
 from stocksync_common.db import make_engine
+from stocksync_common.settings import ServiceSettings
 
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints.app import create_app
 from stock_ledger.service_layer.reconciliation import emitted_versions, ledger_discrepancies, version_discrepancies
 
 
-async def reconcile(settings: LedgerSettings, merchant_id: uuid.UUID | None, check_events: bool) -> int:
+async def reconcile(settings: ServiceSettings, merchant_id: uuid.UUID | None, check_events: bool) -> int:
     """Print every discrepancy; return how many there are."""
     engine = make_engine(settings.database_url, pool_size=2)
     try:
@@ -32,20 +34,31 @@ async def reconcile(settings: LedgerSettings, merchant_id: uuid.UUID | None, che
     return len(found)
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] != ["reconcile"]:
-        run_cli("stock-ledger", LedgerSettings, create_app, Path(__file__).parent / "migrations", argv)  # type: ignore[arg-type]
-        return
-    parser = argparse.ArgumentParser(
-        prog="stock-ledger reconcile",
-        description="Compare ledger sums with stock rows and versions with emitted events; exit 1 on any difference.",
-    )
+def _reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merchant", type=uuid.UUID, help="only this merchant")
     parser.add_argument("--skip-events", action="store_true", help="do not read stock.changed.v1 from the broker")
-    args = parser.parse_args(argv[1:])
-    found = asyncio.run(reconcile(LedgerSettings(), args.merchant, not args.skip_events))
-    sys.exit(1 if found else 0)
+
+
+def _run_reconcile(args: argparse.Namespace, settings: ServiceSettings) -> int:
+    return 1 if asyncio.run(reconcile(settings, args.merchant, not args.skip_events)) else 0
+
+
+RECONCILE = Command(
+    "compare ledger sums with stock rows and versions with emitted events; exit 1 on any difference",
+    _reconcile_arguments,
+    _run_reconcile,
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(
+        "stock-ledger",
+        LedgerSettings,
+        create_app,  # type: ignore[arg-type]
+        Path(__file__).parent / "migrations",
+        argv,
+        commands={"reconcile": RECONCILE},
+    )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """What each channel type needs from a connection: credentials, listing ids, inbound settings.
 
-One entry per channel type (CHANNELS.md). The API validates a connection against its
+One entry per channel type (docs/channels-protocols.md). The API validates a connection against its
 type's models, so a wrong or missing field is a 422 naming it before anything is stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Self
+from typing import Annotated, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictBool, model_validator
 
 from stocksync_common.bounds import IDENTIFIER_MAX_LENGTH, TEXT_MAX_LENGTH
+from stocksync_common.contracts import ChannelType
 
 # A credential (key, secret, token) as the marketplaces issue them: opaque, bounded.
 Secret = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=r"^[\x21-\x7e]+$")]
@@ -186,3 +187,5 @@ CHANNELS: dict[str, ChannelSpec] = {
     "walmart": ChannelSpec(WalmartCredentials, NoListingIds, WalmartInbound, True),
     "generic": ChannelSpec(GenericCredentials, NoListingIds, NoInbound, True),
 }
+if set(CHANNELS) != set(get_args(ChannelType)):
+    raise ImportError(f"channel types without a spec: {set(get_args(ChannelType)) ^ set(CHANNELS)}")

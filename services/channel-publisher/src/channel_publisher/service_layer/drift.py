@@ -9,7 +9,6 @@ the stock on the marketplace by hand, and the merchant decides.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import timedelta
@@ -19,7 +18,9 @@ import sqlalchemy as sa
 from prometheus_client import Counter
 
 from stocksync_common.contracts import utcnow
+from stocksync_common.periodic import Periodic
 
+from channel_publisher.adapters.channels.registry import READABLE_CHANNELS
 from channel_publisher.adapters.tables import connections, drift_findings, last_sent, listings, pending_pushes
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 DRIFT = Counter(
     "stocksync_drift_detected_total", "SKUs whose channel quantity differs from the last sent", ["channel_type"]
 )
-READABLE_CHANNELS = ("shopify", "woocommerce", "ebay")
 # How often the scheduler looks for connections whose check is due.
 SCAN_PERIOD_S = 15.0
 
@@ -40,14 +40,11 @@ class DriftCheckUnsupported(Exception):
     """The channel's API cannot read quantities back."""
 
 
-async def run_drift_checks(publisher: Publisher) -> None:
-    while not publisher.stopping:
-        try:
-            due = await _due_connections(publisher)
-        except Exception:
-            log.exception("could not look for drift checks to run")
-            due = []
-        for connection_id in due:
+def drift_checker(publisher: Publisher) -> Periodic:
+    """The background worker that runs the drift checks that are due, every `SCAN_PERIOD_S`."""
+
+    async def check_due() -> None:
+        for connection_id in await _due_connections(publisher):
             try:
                 await check_drift(publisher, connection_id)
             except Exception as exc:
@@ -55,7 +52,8 @@ async def run_drift_checks(publisher: Publisher) -> None:
                 # tried again at its next period.
                 log.warning("drift check failed", extra={"connection_id": str(connection_id), "error": str(exc)})
                 await _mark_checked(publisher, connection_id)
-        await asyncio.sleep(SCAN_PERIOD_S)
+
+    return Periodic("drift-checks", SCAN_PERIOD_S, check_due)
 
 
 async def _mark_checked(publisher: Publisher, connection_id: uuid.UUID) -> None:

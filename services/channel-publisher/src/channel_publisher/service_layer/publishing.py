@@ -23,10 +23,9 @@ its quantities keep coalescing while paused. It tries again by itself after
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,21 +38,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from stocksync_common.channel_hosts import channel_http_client
 from stocksync_common.contracts import utcnow
 from stocksync_common.logging import causation
+from stocksync_common.periodic import Periodic
 from stocksync_common.raw_connection import raw_connection, raw_transaction, uuid_array_literal
 from stocksync_common.tracing import instrument_client, pushing
 
 from channel_publisher.adapters.channels.access_tokens import AccessTokens, grant_for
-from channel_publisher.adapters.channels.amazon import AmazonAdapter
-from channel_publisher.adapters.channels.ebay import EbayAdapter
-from channel_publisher.adapters.channels.generic_webhook import GenericWebhookAdapter
-from channel_publisher.adapters.channels.mirakl import MiraklAdapter
-from channel_publisher.adapters.channels.shopify import ShopifyAdapter
-from channel_publisher.adapters.channels.walmart import WalmartAdapter
-from channel_publisher.adapters.channels.woocommerce import WooCommerceAdapter
+from channel_publisher.adapters.channels.registry import ADAPTERS, AdapterFactory
 from channel_publisher.adapters.tables import connections, last_sent, listings, pending_pushes, pushes, unmapped_skus
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.backoff import retry_delay
 from channel_publisher.domain.channels import CHANNELS
+from channel_publisher.domain.connection_health import ACCEPTS_PUSHES_SQL, ConnectionHealth, after_call
 from channel_publisher.domain.pushes import (
     BatchResult,
     ChannelAdapter,
@@ -64,7 +59,6 @@ from channel_publisher.domain.pushes import (
     TransientChannelError,
 )
 from channel_publisher.service_layer.connections import Connection, load_connection
-from channel_publisher.service_layer.drift import run_drift_checks
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +83,6 @@ PUSH_RETRIES = Counter(
 )
 
 
-ADAPTERS: dict[str, Any] = {
-    "shopify": ShopifyAdapter,
-    "woocommerce": WooCommerceAdapter,
-    "amazon": AmazonAdapter,
-    "ebay": EbayAdapter,
-    "mirakl": MiraklAdapter,
-    "walmart": WalmartAdapter,
-    "generic": GenericWebhookAdapter,
-}
-
-
 # The hot path is hand-written SQL on asyncpg (stocksync_common.raw_connection): a drain
 # takes its batch in one statement and settles it in one, where SQLAlchemy took seven.
 
@@ -108,7 +91,7 @@ ADAPTERS: dict[str, Any] = {
 DUE_SQL = f"""
 SELECT p.connection_id, count(*) AS pending,
        coalesce(bool_or(c.connection_id IS NOT NULL AND (p.not_before IS NULL OR p.not_before <= $1)
-                        AND (c.paused_at IS NULL OR c.resume_at <= $1)), false) AS due
+                        AND {ACCEPTS_PUSHES_SQL.format(now="$1")}), false) AS due
 FROM {pending_pushes.fullname} p
 LEFT JOIN {connections.fullname} c ON c.connection_id = p.connection_id
 GROUP BY p.connection_id
@@ -135,7 +118,7 @@ LEFT JOIN LATERAL (
     SELECT * FROM {pending_pushes.fullname} q
     WHERE q.connection_id = c.connection_id
       AND (q.not_before IS NULL OR q.not_before <= $2)
-      AND (c.paused_at IS NULL OR c.resume_at <= $2)
+      AND {ACCEPTS_PUSHES_SQL.format(now="$2")}
     ORDER BY q.enqueued_at, q.sku
     LIMIT $3
 ) p ON true
@@ -223,13 +206,6 @@ WHERE connection_id = $1::uuid
 
 
 @dataclass(frozen=True)
-class _ConnectionState:
-    paused_at: datetime | None
-    resume_at: datetime | None
-    consecutive_failures: int
-
-
-@dataclass(frozen=True)
 class _Pending:
     """A pending row taken for sending, with what the channel has and the listing."""
 
@@ -281,12 +257,17 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 
 
 class Publisher:
-    def __init__(self, engine: AsyncEngine, settings: PublisherSettings) -> None:
+    def __init__(
+        self, engine: AsyncEngine, settings: PublisherSettings, adapters: Mapping[str, AdapterFactory] = ADAPTERS
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        # Injectable: a test gives fake adapters to exercise the publisher's policies.
+        self.adapters = adapters
         self.http = channel_http_client(settings.private_channel_hosts_allowed, settings.channel_timeout_s)
         instrument_client(self.http)
-        self._wake = asyncio.Event()
+        # Looks for connections with due pushes every poll interval, or when woken.
+        self._scan = Periodic("push-scan", settings.push_poll_interval_s, self._start_due_drains)
         self._stopping = False
         self._drains: dict[uuid.UUID, asyncio.Task[None]] = {}
         # Connections given new work while their drain was running: it looks once more.
@@ -295,7 +276,7 @@ class Publisher:
 
     def wake(self) -> None:
         """Look for due connections now."""
-        self._wake.set()
+        self._scan.wake()
 
     def drain_now(self, connection_ids: Iterable[uuid.UUID]) -> None:
         """These connections have new work: drain them now, without a scan for due ones."""
@@ -304,21 +285,12 @@ class Publisher:
 
     def request_stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self._scan.request_stop()
 
     async def run(self) -> None:
-        drift = asyncio.create_task(run_drift_checks(self))
         try:
-            while not self._stopping:
-                try:
-                    await self._start_due_drains()
-                except Exception:
-                    log.exception("could not look for pending pushes")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.push_poll_interval_s)
-                self._wake.clear()
+            await self._scan.run()
         finally:
-            drift.cancel()
             # In-flight calls finish and commit before the process exits.
             if self._drains:
                 await asyncio.wait(list(self._drains.values()), timeout=self.settings.graceful_shutdown_timeout_s)
@@ -366,14 +338,14 @@ class Publisher:
         if cached is not None:
             return cached
         connection = await load_connection(conn, connection_id)
-        if connection is None or connection.channel_type not in ADAPTERS:
+        if connection is None or connection.channel_type not in self.adapters:
             return None
         adapter: ChannelAdapter
         try:
             CHANNELS[connection.channel_type].credentials.model_validate(connection.credentials)
             grant = grant_for(connection.channel_type, connection.base_url, connection.credentials)
             tokens = AccessTokens(self.engine, self.http, connection_id, grant) if grant is not None else None
-            adapter = ADAPTERS[connection.channel_type](
+            adapter = self.adapters[connection.channel_type](
                 self.http, connection.base_url, connection.credentials, connection.settings, tokens
             )
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
@@ -402,8 +374,8 @@ class Publisher:
             taken = await conn.fetch(TAKE_SQL, connection_id, now, adapter.batch_limit)
             if not taken:
                 return 0  # the connection is gone, or another instance is draining it
-            state = _ConnectionState(taken[0]["paused_at"], taken[0]["resume_at"], taken[0]["consecutive_failures"])
-            if state.paused_at is not None and (state.resume_at is None or state.resume_at > now):
+            state = ConnectionHealth(taken[0]["paused_at"], taken[0]["resume_at"], taken[0]["consecutive_failures"])
+            if not state.accepts_pushes(now):
                 return 0
             rows = [_Pending.of(record) for record in taken if record["sku"] is not None]
             if not rows:
@@ -516,43 +488,46 @@ class Publisher:
         self,
         conn: Any,
         connection: Connection,
-        state: _ConnectionState,
+        state: ConnectionHealth,
         failed_whole: bool,
         outcomes: dict[int, ItemOutcome],
         now: datetime,
     ) -> None:
-        """Count calls failing as a whole; pause the connection at the threshold, resume on success."""
+        """Count calls failing as a whole; pause the connection at the threshold, resume on
+        success (domain/connection_health.py decides)."""
+        limits = connection.settings
+        change = after_call(
+            state,
+            failed_whole=failed_whole,
+            now=now,
+            pause_after_failures=int(limits.get("pause_after_failures", self.settings.pause_after_failures)),
+            pause_duration_s=float(limits.get("pause_duration_s", self.settings.pause_duration_s)),
+            last_error=next(iter(outcomes.values())).channel_response if outcomes else "channel calls failing",
+        )
         if not failed_whole:
-            if state.consecutive_failures or state.paused_at is not None:
+            if change.after != state:
                 await conn.execute(HEALTH_RESET_SQL, connection.connection_id)
-                if state.paused_at is not None:
+                if change.resumed:
                     log.warning("connection resumed by itself", extra={"connection_id": str(connection.connection_id)})
                 PAUSED.labels(str(connection.connection_id), connection.channel_type).set(0)
             return
-        failures = state.consecutive_failures + 1
         pause: tuple[datetime | None, str | None, datetime | None] = (None, None, None)
-        limits = connection.settings
-        if failures >= int(limits.get("pause_after_failures", self.settings.pause_after_failures)):
-            reason = next(iter(outcomes.values())).channel_response if outcomes else "channel calls failing"
-            pause = (
-                state.paused_at or now,
-                f"{failures} failed calls in a row; last: {reason}"[:2000],
-                now + timedelta(seconds=float(limits.get("pause_duration_s", self.settings.pause_duration_s))),
-            )
+        if change.paused:
+            pause = (change.after.paused_at, change.pause_reason, change.after.resume_at)
             PAUSED.labels(str(connection.connection_id), connection.channel_type).set(1)
             log.error(
                 "connection paused: its channel keeps failing",
                 extra={
                     "connection_id": str(connection.connection_id),
                     "channel_type": connection.channel_type,
-                    "failures": failures,
-                    "error": reason,
+                    "failures": change.after.consecutive_failures,
+                    "error": change.pause_reason,
                 },
             )
-        await conn.execute(HEALTH_FAILED_SQL, connection.connection_id, failures, *pause)
+        await conn.execute(HEALTH_FAILED_SQL, connection.connection_id, change.after.consecutive_failures, *pause)
 
     def wake_later(self, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self._wake.set)
+        asyncio.get_running_loop().call_later(delay, self._scan.wake)
 
 
 class UnusableConnection:

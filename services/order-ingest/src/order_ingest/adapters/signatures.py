@@ -1,5 +1,7 @@
 """Signature verifiers, one per scheme, each in constant time over the raw body.
 
+Standard Webhooks, which channel-publisher signs with too, is stocksync_common.standard_webhooks.
+
 Every verifier accepts any of a connection's current secrets, so a secret can be
 rotated with an overlap, and compares against every secret without an early exit, so
 timing says nothing about which secret matched.
@@ -19,9 +21,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-# Standard Webhooks: a timestamp further than this from now is refused (replay window).
-STANDARD_WEBHOOKS_TOLERANCE_S = 5 * 60
-
 
 def _hmac_sha256_base64(key: bytes, message: bytes) -> str:
     return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
@@ -34,45 +33,6 @@ def verify_hmac_sha256_base64(secrets: Iterable[str], body: bytes, signature: st
     matched = False
     for secret in secrets:
         matched |= hmac.compare_digest(_hmac_sha256_base64(secret.encode(), body).encode(), signature.strip().encode())
-    return matched
-
-
-def standard_webhooks_key(secret: str) -> bytes:
-    """A Standard Webhooks secret is `whsec_` + base64 of the key; a bare string is the key."""
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except binascii.Error:
-            pass
-    return secret.encode()
-
-
-def verify_standard_webhooks(
-    secrets: Iterable[str],
-    body: bytes,
-    *,
-    webhook_id: str | None,
-    timestamp: str | None,
-    signatures: str | None,
-    now: float,
-    tolerance_s: float = STANDARD_WEBHOOKS_TOLERANCE_S,
-) -> bool:
-    """Standard Webhooks: `v1,<base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))>`.
-
-    The `webhook-signature` header is a space-separated list (the sender signs with
-    several keys while it rotates); one match with any current secret is enough.
-    """
-    if not webhook_id or not timestamp or not signatures or not _is_decimal(timestamp):
-        return False
-    if abs(now - int(timestamp)) > tolerance_s:
-        return False
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    offered = [item.split(",", 1)[1] for item in signatures.split() if item.startswith("v1,")]
-    matched = False
-    for secret in secrets:
-        expected = _hmac_sha256_base64(standard_webhooks_key(secret), signed)
-        for candidate in offered:
-            matched |= hmac.compare_digest(expected.encode(), candidate.encode())
     return matched
 
 
@@ -161,9 +121,3 @@ def verify_ecdsa_sha1(public_key: ec.EllipticCurvePublicKey, body: bytes, signat
         except InvalidSignature:
             continue
     return False
-
-
-def _is_decimal(value: str) -> bool:
-    # str.isdigit alone takes "²", which int() refuses. Headers compare as bytes for the
-    # same reason: compare_digest refuses str with non-ASCII characters.
-    return value.isascii() and value.isdigit()

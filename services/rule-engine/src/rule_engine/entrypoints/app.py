@@ -6,14 +6,14 @@ from fastapi import FastAPI
 
 from stocksync_common.contracts import ConnectionChanged, ProductAttributesChanged, StockChanged
 from stocksync_common.kafka import ConsumedEvent
-from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
+from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import CATALOGUE, CONNECTIONS, STOCK_CHANGED
 
 from rule_engine.adapters.tables import dead_letters, outbox
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.api import router
 from rule_engine.service_layer.evaluation import apply_connection_changes, apply_product_attributes
-from rule_engine.service_layer.schedule import RuleScheduler
+from rule_engine.service_layer.schedule import rule_scheduler
 from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
 
 
@@ -39,8 +39,7 @@ def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
             runtime.wake_relay()
 
     runtime.add_consumer([CONNECTIONS, CATALOGUE, STOCK_CHANGED], "rule-engine", on_events)
-    scheduler = RuleScheduler(runtime.engine, settings.rule_schedule_interval_s, runtime.wake_relay)
-    runtime.add_worker(BackgroundWorker("rule-scheduler", scheduler.run, scheduler.request_stop))
+    runtime.add_worker(rule_scheduler(runtime.engine, settings.rule_schedule_interval_s, runtime.wake_relay))
     app = create_service_app(
         title="Stocksync rule-engine",
         description="Per-channel rules (buffer stock and the rest) that turn available stock into channel quantities.",

@@ -15,8 +15,6 @@ windows has none and is never read.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections import defaultdict
@@ -27,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
+from stocksync_common.periodic import Periodic
 
 from rule_engine.adapters.tables import rules
 from rule_engine.service_layer.evaluation import reevaluate, rule_from_row, scope_of_rule_change
@@ -78,24 +77,11 @@ async def apply_schedule_boundaries(engine: AsyncEngine, at: datetime | None = N
     return emitted
 
 
-class RuleScheduler:
+def rule_scheduler(engine: AsyncEngine, interval_s: float, on_emitted: Callable[[], None]) -> Periodic:
     """The background worker: checks boundaries every `interval_s` seconds."""
 
-    def __init__(self, engine: AsyncEngine, interval_s: float, on_emitted: Callable[[], None]) -> None:
-        self.engine = engine
-        self.interval_s = interval_s
-        self.on_emitted = on_emitted
-        self._stopping = asyncio.Event()
+    async def check() -> None:
+        if await apply_schedule_boundaries(engine):
+            on_emitted()
 
-    def request_stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                if await apply_schedule_boundaries(self.engine):
-                    self.on_emitted()
-            except Exception:  # the database may be down: try again next tick
-                log.exception("schedule check failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
+    return Periodic("rule-scheduler", interval_s, check)

@@ -22,7 +22,7 @@ merchants = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
 
-# Location is part of the key from the start (DESIGN.md section 9), "default" for now.
+# Location is part of the key from the start (docs/design.md section 11), "default" for now.
 stock_items = sa.Table(
     "stock_items",
     metadata,

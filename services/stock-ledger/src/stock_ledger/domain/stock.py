@@ -1,4 +1,4 @@
-"""The stock model of DESIGN.md section 3, pure: what each movement does to a SKU.
+"""The stock model of docs/design.md section 3, pure: what each movement does to a SKU.
 
 available = on_hand - reserved.
 

@@ -23,6 +23,7 @@ from stocksync_common.runtime import Runtime
 
 from stock_ledger.adapters.snapshot_formats import SnapshotRecord, UnreadableUpload, read_csv, read_json_lines
 from stock_ledger.adapters.tables import merchants
+from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.config import LedgerSettings
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
 from stock_ledger.service_layer.reading import StockSort, ledger_page, list_oversells, list_stock, read_stock
@@ -183,12 +184,11 @@ async def post_snapshot(
         )
     try:
         report = await import_snapshot(
-            runtime.engine,
+            unit_of_work_factory(runtime.engine, runtime.wake_relay),
             merchant_id,
             rows,
             chunk_size=settings.snapshot_chunk_rows,
             keep_changed=content_type == "application/json",
-            after_chunk=runtime.wake_relay,
         )
     except UnreadableUpload as exc:  # raised before the first row: nothing was applied
         raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": str(exc)}]) from None
@@ -300,14 +300,13 @@ async def post_adjustment(
     runtime = _runtime(request)
     try:
         outcome = await adjust_stock(
-            runtime.engine,
             Adjustment(merchant_id, body.sku, body.location, body.delta, body.reason, body.actor, body.adjustment_id),
+            unit_of_work_factory(runtime.engine, runtime.wake_relay)(),
         )
     except AdjustmentRefused as exc:
         raise RequestValidationError(
             [{"type": "value_error", "loc": ("body", "delta"), "msg": str(exc), "input": body.delta}]
         ) from exc
-    runtime.wake_relay()
     if outcome.duplicate:
         response.status_code = status.HTTP_200_OK
     async with runtime.engine.connect() as conn:

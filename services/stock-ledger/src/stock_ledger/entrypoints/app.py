@@ -10,11 +10,12 @@ from stocksync_common.auth import ApiKeyVerifier
 from stocksync_common.contracts import DeadLetterRecorded, OrderLineMoved
 from stocksync_common.kafka import ConsumedEvent
 from stocksync_common.logging import causation
-from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
+from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import DEAD_LETTER_TOPICS, ORDERS
 
 from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.tables import dead_letters, outbox
+from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints import api_keys, imports
 from stock_ledger.entrypoints import dead_letters as dead_letters_api
@@ -33,14 +34,14 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     settings = settings or LedgerSettings()
     runtime = Runtime("stock-ledger", settings, outbox, dead_letters)
 
+    units = unit_of_work_factory(runtime.engine, runtime.wake_relay)
+
     async def on_order_lines(batch: list[ConsumedEvent]) -> None:
         events = [item.event for item in batch if isinstance(item.event, OrderLineMoved)]
         with causation(events[0].causation_id if len(events) == 1 else None):
-            changed = await apply_order_lines(runtime.engine, events)
+            await apply_order_lines(events, units())
         if settings.fault_exit_after_db_commit and events:
             os._exit(70)  # the database has committed; the offsets have not
-        if changed:
-            runtime.wake_relay()
 
     async def on_dead_letters(batch: list[ConsumedEvent]) -> None:
         await collect_dead_letters(
@@ -53,7 +54,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     import_worker = ImportWorker(
         runtime.engine, chunk_size=settings.snapshot_chunk_rows, after_chunk=runtime.wake_relay
     )
-    runtime.add_worker(BackgroundWorker("import-worker", import_worker.run, import_worker.request_stop))
+    runtime.add_worker(import_worker)
     app = create_service_app(
         title="Stocksync stock-ledger",
         description="Stock per SKU: on_hand, reserved, available, the append-only ledger, imports, oversells.",

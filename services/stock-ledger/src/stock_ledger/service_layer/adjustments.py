@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from stocksync_common.contracts import utcnow
+from stocksync_common.uow import UnitOfWork
 
-from stock_ledger.adapters.tables import ledger_entries
+from stock_ledger.adapters import ledger_store
+from stock_ledger.adapters.ledger_store import LedgerEntry
 from stock_ledger.domain.stock import StockLevel
-from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, lock_stock_rows, save_stock_changes
+from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
 
 
 class AdjustmentRefused(Exception):
@@ -37,41 +36,35 @@ class AdjustmentOutcome:
     duplicate: bool
 
 
-async def adjust_stock(engine: AsyncEngine, adjustment: Adjustment) -> AdjustmentOutcome:
+async def adjust_stock(adjustment: Adjustment, uow: UnitOfWork) -> AdjustmentOutcome:
     key = (adjustment.merchant_id, adjustment.sku, adjustment.location)
     causation_id = f"adjustment:{adjustment.adjustment_id}"
-    async with engine.begin() as conn:
-        before = (await lock_stock_rows(conn, [key]))[key]
-        already = (
-            await conn.execute(
-                sa.select(ledger_entries.c.id).where(
-                    ledger_entries.c.merchant_id == adjustment.merchant_id,
-                    ledger_entries.c.causation_id == causation_id,
-                )
-            )
-        ).first()
-        if already is not None:
+    async with uow:
+        before = (await ledger_store.lock_stock(uow.connection, [key])).levels[key]
+        recorded = await ledger_store.read_recorded(uow.connection, [(adjustment.merchant_id, causation_id)])
+        if recorded.causations:
             return AdjustmentOutcome(before, duplicate=True)
         if before.on_hand + adjustment.delta < 0:
-            # Raising rolls back the transaction, the stock row it may have created included.
+            # Leaving without a commit rolls back, the stock row it may have created included.
             raise AdjustmentRefused(f"delta {adjustment.delta} would take on_hand from {before.on_hand} below zero")
         after = replace(before.moved(adjustment.delta, 0), version=before.version + 1)
-        await conn.execute(
-            sa.insert(ledger_entries).values(
-                merchant_id=adjustment.merchant_id,
-                sku=adjustment.sku,
-                location=adjustment.location,
-                causation_id=causation_id,
-                kind="adjustment",
-                quantity=adjustment.delta,
-                delta_on_hand=adjustment.delta,
-                delta_reserved=0,
-                version=after.version,
-                occurred_at=utcnow(),
-                reason=adjustment.reason,
-                actor=adjustment.actor,
-            )
+        now = utcnow()
+        entry = LedgerEntry(
+            merchant_id=adjustment.merchant_id,
+            sku=adjustment.sku,
+            location=adjustment.location,
+            causation_id=causation_id,
+            kind="adjustment",
+            quantity=adjustment.delta,
+            delta_on_hand=adjustment.delta,
+            delta_reserved=0,
+            version=after.version,
+            occurred_at=now,
+            reason=adjustment.reason,
+            actor=adjustment.actor,
         )
-        await save_stock_changes(conn, [SkuChange(key, before, after, causation_id)])
+        writes = plan_stock_changes([SkuChange(key, before, after, causation_id)], now)
+        await save_stock_changes(uow, writes, [entry])
+        await uow.commit()
     MOVEMENTS.labels("adjustment").inc()
     return AdjustmentOutcome(after, duplicate=False)

@@ -21,7 +21,6 @@ the same one after a restart) takes the job over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import logging
@@ -37,6 +36,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import utcnow
+from stocksync_common.periodic import Periodic
 
 from stock_ledger.adapters.snapshot_formats import (
     SnapshotRecord,
@@ -46,6 +46,7 @@ from stock_ledger.adapters.snapshot_formats import (
     validation_error,
 )
 from stock_ledger.adapters.tables import import_job_parts, import_job_refusals, import_jobs
+from stock_ledger.adapters.unit_of_work import joining
 from stock_ledger.service_layer.snapshots import RejectedRow, SnapshotRow, apply_snapshot_rows
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,9 @@ async def _commit_chunk(
 ) -> int:
     """Apply a chunk and move the job past it, in one transaction; return the new `lines_done`."""
     async with engine.begin() as conn:
-        outcome = await apply_snapshot_rows(conn, job.merchant_id, job.job_id, progress.rows)
+        uow = await joining(conn)
+        outcome = await apply_snapshot_rows(uow, job.merchant_id, job.job_id, progress.rows)
+        await uow.commit()
         await _record_refusals(conn, job.job_id, progress.refusals)
         values: dict[str, Any] = {
             "lines_done": progress.last_line,
@@ -316,15 +319,17 @@ async def _run_atomic(engine: AsyncEngine, job: Any, rows: AsyncIterator[Snapsho
     applied = ignored = last_line = 0
     chunk: list[SnapshotRow] = []
     async with engine.begin() as conn:
+        uow = await joining(conn)
         async for row in rows:
             assert isinstance(row, SnapshotRow)
             chunk.append(row)
             last_line = row.line
             if len(chunk) >= 1000:
-                outcome = await apply_snapshot_rows(conn, job.merchant_id, job.job_id, chunk)
+                outcome = await apply_snapshot_rows(uow, job.merchant_id, job.job_id, chunk)
                 applied, ignored = applied + outcome.applied, ignored + outcome.ignored_stale
                 chunk = []
-        outcome = await apply_snapshot_rows(conn, job.merchant_id, job.job_id, chunk)
+        outcome = await apply_snapshot_rows(uow, job.merchant_id, job.job_id, chunk)
+        await uow.commit()
         await conn.execute(
             sa.update(import_jobs)
             .where(import_jobs.c.job_id == job.job_id)
@@ -433,8 +438,9 @@ def _csv_line(cells: list[str]) -> str:
 # ---- the worker ----------------------------------------------------------------------------
 
 
-class ImportWorker:
-    """Runs queued jobs (and jobs a dead worker left running), one at a time per instance."""
+class ImportWorker(Periodic):
+    """Runs queued jobs (and jobs a dead worker left running), one at a time per instance;
+    `wake()` when a job is queued."""
 
     def __init__(
         self,
@@ -444,32 +450,10 @@ class ImportWorker:
         poll_interval_s: float = 1.0,
         after_chunk: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__("import-worker", poll_interval_s, self.run_one)
         self.engine = engine
         self.chunk_size = chunk_size
-        self.poll_interval_s = poll_interval_s
         self.after_chunk = after_chunk
-        self._wake = asyncio.Event()
-        self._stopping = False
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def request_stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            try:
-                ran = await self.run_one()
-            except Exception:
-                log.exception("import worker: a run failed; retrying")
-                ran = False
-            if ran:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
 
     async def run_one(self) -> bool:
         """Claim one pending job no other worker holds and run it; False when there is none."""
@@ -506,12 +490,12 @@ class ImportWorker:
                 job_id,
                 chunk_size=self.chunk_size,
                 after_chunk=self.after_chunk,
-                stopping=lambda: self._stopping,
+                stopping=lambda: self.stopping,
             )
         except TRANSIENT_ERRORS:
             # The database or the network, not the job: retried without counting, after a pause.
             log.warning("import job %s: run interrupted; retrying", job_id, exc_info=True)
-            await asyncio.sleep(self.poll_interval_s * 5)
+            await asyncio.sleep(self.interval_s * 5)
         except Exception as exc:
             # Counted in `attempts`: the job is retried, and fails after MAX_ATTEMPTS runs.
             log.exception("import job %s: run failed", job_id)
@@ -525,7 +509,7 @@ class ImportWorker:
                         updated_at=sa.func.now(),
                     )
                 )
-            await asyncio.sleep(self.poll_interval_s)
+            await asyncio.sleep(self.interval_s)
 
 
 def _lock_key(job_id: uuid.UUID) -> int:

@@ -24,8 +24,8 @@ from stocksync_common.contracts import StockChanged
 from stocksync_common.kafka import decode_event
 from stocksync_common.topics import STOCK_CHANGED
 
+from stock_ledger.adapters.ledger_store import SkuKey
 from stock_ledger.adapters.tables import ledger_entries, order_lines, outbox, stock_items
-from stock_ledger.service_layer.stock_rows import SkuKey
 
 
 @dataclass(frozen=True)

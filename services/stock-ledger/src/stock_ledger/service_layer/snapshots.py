@@ -5,8 +5,9 @@ N plus every on_hand movement it applied that happened after `as_of` (the ERP ca
 have seen those), and `as_of` becomes the SKU's watermark. A row older than the
 watermark is recorded in the ledger as `snapshot_stale` and changes nothing.
 
-Rows are applied in chunks, one transaction per chunk (see `stock_rows` for the lock
-order), so an import of 100,000 SKUs never holds 100,000 row locks at once.
+Rows are applied in chunks, one transaction per chunk (adapters/ledger_store.py has the
+lock order), so an import of 100,000 SKUs never holds 100,000 row locks at once. A chunk
+goes through the same three statements as a batch of order lines.
 """
 
 from __future__ import annotations
@@ -15,25 +16,14 @@ import uuid
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import Event, ProductAttributesChanged, StockChanged, utcnow
-from stocksync_common.outbox import add_to_outbox
+from stocksync_common.uow import UnitOfWork
 
-from stock_ledger.adapters.tables import ledger_entries, outbox, product_attributes
+from stock_ledger.adapters import attributes_store, ledger_store
+from stock_ledger.adapters.ledger_store import LedgerEntry, SkuKey, SnapshotAsOf
 from stock_ledger.domain.stock import is_stale_snapshot, snapshot_on_hand
-from stock_ledger.service_layer.stock_rows import (
-    MOVEMENTS,
-    SkuChange,
-    SkuKey,
-    insert_rows,
-    lock_stock_rows,
-    save_stock_changes,
-)
+from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
 
 
 @dataclass(frozen=True)
@@ -69,106 +59,72 @@ class SnapshotOutcome:
 
 
 async def apply_snapshot_rows(
-    conn: AsyncConnection, merchant_id: uuid.UUID, snapshot_id: uuid.UUID, rows: Sequence[SnapshotRow]
+    uow: UnitOfWork, merchant_id: uuid.UUID, snapshot_id: uuid.UUID, rows: Sequence[SnapshotRow]
 ) -> SnapshotOutcome:
-    """Apply one chunk of a snapshot; rows name distinct (sku, location)."""
+    """Apply one chunk of a snapshot in `uow` (entered; the caller commits); rows name
+    distinct (sku, location)."""
     outcome = SnapshotOutcome()
     if not rows:
         return outcome
-    levels = await lock_stock_rows(conn, ((merchant_id, r.sku, r.location) for r in rows))
+    conn = uow.connection
+    levels = (await ledger_store.lock_stock(conn, ((merchant_id, r.sku, r.location) for r in rows))).levels
     current = [r for r in rows if not is_stale_snapshot(levels[(merchant_id, r.sku, r.location)], r.as_of)]
-    moved_since = await _on_hand_moved_since(conn, merchant_id, current)
+    moved_since = await ledger_store.on_hand_moved_since(
+        conn, merchant_id, [SnapshotAsOf(r.sku, r.location, r.as_of) for r in current]
+    )
 
-    entries: list[dict[str, Any]] = []
+    entries: list[LedgerEntry] = []
     changes: list[SkuChange] = []
     current_keys = {(r.sku, r.location) for r in current}
     for row in rows:
         key: SkuKey = (merchant_id, row.sku, row.location)
         before = levels[key]
         causation_id = f"snapshot:{snapshot_id}:{row.sku}:{row.location}"
-        entry = {
-            "merchant_id": merchant_id,
-            "sku": row.sku,
-            "location": row.location,
-            "causation_id": causation_id,
-            "quantity": row.on_hand,
-            "delta_reserved": 0,
-            "occurred_at": row.as_of,
-        }
         if (row.sku, row.location) not in current_keys:
-            entries.append({**entry, "kind": "snapshot_stale", "delta_on_hand": 0, "version": before.version})
+            kind, delta_on_hand, version = "snapshot_stale", 0, before.version
             outcome.ignored_stale += 1
-            MOVEMENTS.labels("snapshot_stale").inc()
-            continue
-        on_hand = snapshot_on_hand(row.on_hand, moved_since.get((row.sku, row.location), 0))
-        after = replace(before, on_hand=on_hand, watermark=row.as_of)
-        # A SKU seen for the first time gets a version even at 0 units: channels must hear of it.
-        if on_hand != before.on_hand or before.version == 0:
-            after = replace(after, version=before.version + 1)
-        changes.append(SkuChange(key, before, after, causation_id))
+        else:
+            on_hand = snapshot_on_hand(row.on_hand, moved_since.get((row.sku, row.location), 0))
+            after = replace(before, on_hand=on_hand, watermark=row.as_of)
+            # A SKU seen for the first time gets a version even at 0 units: channels must hear of it.
+            if on_hand != before.on_hand or before.version == 0:
+                after = replace(after, version=before.version + 1)
+            changes.append(SkuChange(key, before, after, causation_id))
+            kind, delta_on_hand, version = "snapshot", on_hand - before.on_hand, after.version
+            outcome.applied += 1
+        MOVEMENTS.labels(kind).inc()
         entries.append(
-            {**entry, "kind": "snapshot", "delta_on_hand": on_hand - before.on_hand, "version": after.version}
+            LedgerEntry(
+                merchant_id=merchant_id,
+                sku=row.sku,
+                location=row.location,
+                causation_id=causation_id,
+                kind=kind,
+                quantity=row.on_hand,
+                delta_on_hand=delta_on_hand,
+                delta_reserved=0,
+                version=version,
+                occurred_at=row.as_of,
+            )
         )
-        outcome.applied += 1
-        MOVEMENTS.labels("snapshot").inc()
-    await insert_rows(conn, ledger_entries, entries)
-    outcome.changed = await save_stock_changes(conn, changes)
-    await _apply_attributes(conn, merchant_id, snapshot_id, [r for r in rows if r.attributes is not None])
+    outcome.changed = await save_stock_changes(uow, plan_stock_changes(changes, utcnow()), entries)
+    uow.add(await _changed_attributes(uow, merchant_id, snapshot_id, [r for r in rows if r.attributes is not None]))
     return outcome
 
 
-async def _on_hand_moved_since(
-    conn: AsyncConnection, merchant_id: uuid.UUID, rows: Sequence[SnapshotRow]
-) -> dict[tuple[str, str], int]:
-    """Per row, the on_hand the ledger moved after the row's as_of (not by snapshots)."""
-    if not rows:
-        return {}
-    e = ledger_entries.c
-    wanted = sa.select(
-        sa.func.unnest(sa.cast([r.sku for r in rows], pg.ARRAY(sa.Text))).label("sku"),
-        sa.func.unnest(sa.cast([r.location for r in rows], pg.ARRAY(sa.Text))).label("location"),
-        sa.func.unnest(sa.cast([r.as_of for r in rows], pg.ARRAY(sa.DateTime(timezone=True)))).label("as_of"),
-    ).subquery("wanted")
-    result = await conn.execute(
-        sa.select(wanted.c.sku, wanted.c.location, sa.func.sum(e.delta_on_hand).label("moved"))
-        .join_from(
-            wanted,
-            ledger_entries,
-            sa.and_(
-                e.merchant_id == merchant_id,
-                e.sku == wanted.c.sku,
-                e.location == wanted.c.location,
-                e.occurred_at > wanted.c.as_of,
-                e.kind.not_in(["snapshot", "snapshot_stale"]),
-            ),
-        )
-        .group_by(wanted.c.sku, wanted.c.location)
-    )
-    return {(row.sku, row.location): int(row.moved) for row in result}
-
-
-async def _apply_attributes(
-    conn: AsyncConnection, merchant_id: uuid.UUID, snapshot_id: uuid.UUID, rows: Sequence[SnapshotRow]
-) -> None:
+async def _changed_attributes(
+    uow: UnitOfWork, merchant_id: uuid.UUID, snapshot_id: uuid.UUID, rows: Sequence[SnapshotRow]
+) -> list[Event]:
     """Merge the rows' attributes; one ProductAttributesChanged per SKU that changed."""
     updates: dict[str, AttributeUpdate] = {}
     for row in rows:
         assert row.attributes is not None
         updates[row.sku] = row.attributes  # attributes are per SKU, whatever the location
     if not updates:
-        return
-    p = product_attributes.c
-    existing = {
-        row.sku: row
-        for row in await conn.execute(
-            sa.select(p.sku, p.brand, p.category, p.tags, p.attributes, p.version)
-            .where(p.merchant_id == merchant_id, p.sku.in_(sorted(updates)))
-            .order_by(p.sku.collate("C"))
-            .with_for_update()
-        )
-    }
+        return []
+    existing = await attributes_store.lock_attributes(uow.connection, merchant_id, sorted(updates))
     now = utcnow()
-    saved: list[dict[str, Any]] = []
+    saved: list[attributes_store.ProductAttributes] = []
     events: list[Event] = []
     for sku in sorted(updates):
         update, old = updates[sku], existing.get(sku)
@@ -189,18 +145,7 @@ async def _apply_attributes(
         ):
             continue
         version = (old.version if old else 0) + 1
-        saved.append(
-            {
-                "merchant_id": merchant_id,
-                "sku": sku,
-                "brand": brand,
-                "category": category,
-                "tags": tags,
-                "attributes": attributes,
-                "version": version,
-                "updated_at": now,
-            }
-        )
+        saved.append(attributes_store.ProductAttributes(sku, brand, category, tags, attributes, version))
         events.append(
             ProductAttributesChanged(
                 merchant_id=merchant_id,
@@ -214,20 +159,8 @@ async def _apply_attributes(
                 occurred_at=now,
             )
         )
-    if not saved:
-        return
-    stmt = pg.insert(product_attributes)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[p.merchant_id, p.sku],
-            set_={
-                name: stmt.excluded[name]
-                for name in ("brand", "category", "tags", "attributes", "version", "updated_at")
-            },
-        ),
-        saved,
-    )
-    await add_to_outbox(conn, outbox, events)
+    await attributes_store.save_attributes(uow.connection, merchant_id, saved, now)
+    return events
 
 
 @dataclass(frozen=True)
@@ -256,13 +189,12 @@ class ImportReport:
 
 
 async def import_snapshot(
-    engine: AsyncEngine,
+    units: Callable[[], UnitOfWork],
     merchant_id: uuid.UUID,
     rows: AsyncIterable[SnapshotRow | RejectedRow],
     *,
     chunk_size: int = 1000,
     keep_changed: bool = False,
-    after_chunk: Callable[[], None] | None = None,
 ) -> ImportReport:
     """Apply good rows chunk by chunk as they stream in; count and list the bad ones.
 
@@ -277,15 +209,14 @@ async def import_snapshot(
     async def flush() -> None:
         if not chunk:
             return
-        async with engine.begin() as conn:
-            outcome = await apply_snapshot_rows(conn, merchant_id, report.snapshot_id, chunk)
+        async with units() as uow:
+            outcome = await apply_snapshot_rows(uow, merchant_id, report.snapshot_id, chunk)
+            await uow.commit()
         report.applied += outcome.applied
         report.ignored_stale += outcome.ignored_stale
         if keep_changed:
             report.changed.extend(outcome.changed)
         chunk.clear()
-        if after_chunk is not None:
-            after_chunk()
 
     async for row in rows:
         if isinstance(row, RejectedRow):

@@ -11,9 +11,6 @@ permanent. Stocksync defines this contract: 100 quantities per call.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 import uuid
 from typing import Any
@@ -21,18 +18,14 @@ from typing import Any
 import httpx
 import orjson
 
+from stocksync_common import standard_webhooks
+
 from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
 from channel_publisher.adapters.channels.pacing import CallPacer
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 
 MAX_BATCH = 100
 EVENT_TYPE = "inventory.quantities.updated"
-
-
-def standard_webhook_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 class GenericWebhookAdapter:
@@ -66,7 +59,7 @@ class GenericWebhookAdapter:
             "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": standard_webhook_signature(self.secret, message_id, timestamp, body),
+            "webhook-signature": standard_webhooks.sign(self.secret, message_id, timestamp, body),
         }
         response = await send(self.http, self.pacer, "POST", self.url, content=body, headers=headers)
         raise_for_channel_status(response)

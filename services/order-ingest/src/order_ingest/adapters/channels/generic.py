@@ -16,8 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stocksync_common import standard_webhooks
+
 from order_ingest.adapters.channels import MalformedDelivery
-from order_ingest.adapters.signatures import verify_standard_webhooks
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import LineReport, Notification
 
@@ -51,7 +52,7 @@ class GenericEvent(BaseModel):
 
 
 def verify(connection: InboundConnection, headers: Mapping[str, str], body: bytes) -> bool:
-    return verify_standard_webhooks(
+    return standard_webhooks.verify(
         connection.webhook_secrets,
         body,
         webhook_id=headers.get(ID_HEADER),
