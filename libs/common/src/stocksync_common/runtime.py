@@ -21,8 +21,8 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
 from stocksync_common.asyncapi import build_document
-from stocksync_common.backlog import backlog_router
 from stocksync_common.auth import LedgerKeyLookup, ledger_key_verifier
+from stocksync_common.backlog import backlog_router
 from stocksync_common.db import make_engine, ping
 from stocksync_common.dead_letters import DeadLetterStore
 from stocksync_common.errors import document_errors, install_error_handlers
