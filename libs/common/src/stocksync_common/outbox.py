@@ -240,8 +240,6 @@ class OutboxRelay:
             return False
         await driver.add_listener(self._channel, self._notified)
         self._lease_conn, self._lease = conn, driver
-        # A new holder checks which broker it publishes to before anything else.
-        self._cluster_id = None
         return True
 
     async def _release_lease(self) -> None:
@@ -312,8 +310,9 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish one batch and wait for the broker; return how many rows it published
-        (0 when another relay holds the lease). For tools and tests; `run` publishes
-        continuously."""
+        (0 when another relay holds the lease). For tools and tests: it takes the lease
+        for the call only; `run` publishes continuously."""
+        held = self.holds_lease
         if not await self._take_lease():
             return 0
         lease = self._lease
@@ -330,12 +329,11 @@ class OutboxRelay:
             await lease.execute(
                 f"UPDATE {self.outbox.fullname} SET published_at = now() WHERE id = ANY($1::bigint[])", batch.ids
             )
-        except Exception:
-            if lease.is_closed():
+            batch.count()
+            return len(rows)
+        finally:
+            if not held:
                 await self._release_lease()
-            raise
-        batch.count()
-        return len(rows)
 
     def _broker_check_due(self) -> bool:
         return self._cluster_id is None or time.monotonic() - self._broker_checked_at >= self.broker_check_interval_s
