@@ -18,11 +18,19 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
+from starlette.requests import ClientDisconnect
 
 from stocksync_common.errors import error_responses
 
 from order_ingest.service_layer.ingest import now
-from order_ingest.service_layer.webhooks import BodyTooLarge, ReceiveWebhook, Refused, WebhookIntake, receive_webhook
+from order_ingest.service_layer.webhooks import (
+    BodyTooLarge,
+    BodyUnreadable,
+    ReceiveWebhook,
+    Refused,
+    WebhookIntake,
+    receive_webhook,
+)
 
 router = APIRouter(tags=["webhooks"])
 
@@ -41,6 +49,8 @@ STATUS: dict[str, int] = {
     "unverifiable": 503,
     "bad_signature": 401,
     "malformed": 422,
+    # Nobody reads this answer: the sender gave up (its own timeout) and retries.
+    "disconnected": 400,
 }
 
 
@@ -51,11 +61,14 @@ def _body_reader(request: Request) -> Callable[[int], Awaitable[bytes]]:
             raise BodyTooLarge
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise BodyUnreadable from None
         return b"".join(chunks)
 
     return read_body

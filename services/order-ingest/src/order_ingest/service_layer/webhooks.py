@@ -36,11 +36,16 @@ Outcome = Literal[
     "unverifiable",
     "bad_signature",
     "malformed",
+    "disconnected",
 ]
 
 
 class BodyTooLarge(Exception):
     """Raised by a command's `read_body` past the limit it was given."""
+
+
+class BodyUnreadable(Exception):
+    """Raised by a command's `read_body` when the sender went away before its body arrived."""
 
 
 class Refused(Exception):
@@ -57,8 +62,8 @@ class ReceiveWebhook:
     connection_id: str
     headers: Mapping[str, str]  # lower-case names
     path: str  # path and query, as signed by some channels
-    # Reads the body, raising `BodyTooLarge` past the given number of bytes; called only
-    # once the connection is known and within its rate limit.
+    # Reads the body, raising `BodyTooLarge` past the given number of bytes (or
+    # `BodyUnreadable`); called only once the connection is known and within its rate limit.
     read_body: Callable[[int], Awaitable[bytes]]
     received_at: datetime
 
@@ -129,6 +134,8 @@ async def _receive(intake: WebhookIntake, command: ReceiveWebhook) -> Received:
         body = await command.read_body(intake.max_body_bytes)
     except BodyTooLarge:
         raise Refused("too_large", f"body larger than {intake.max_body_bytes} bytes") from None
+    except BodyUnreadable:
+        raise Refused("disconnected", "the sender went away before its body was read") from None
     if channel.is_ping(body):
         return Received("ping")
     try:
