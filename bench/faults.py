@@ -207,6 +207,9 @@ class FaultStack:
         self.api: httpx.Client | None = None
         self.auth: dict[str, str] = {}
         self.figures: list[Figures] = []
+        # What a fault saw while it ran, by name (channel_errors: the other channel's
+        # changes while the failing one had failures left).
+        self.observations: dict[str, Any] = {}
 
     # -- setting up --------------------------------------------------------------------
 
@@ -456,17 +459,38 @@ def restart_postgres(faults: FaultStack) -> None:
     postgres.stop(mode="immediate")
 
 
-def channel_errors(failures: int) -> Callable[[FaultStack], None]:
+def channel_errors(failures: int, wait_s: float = 120.0) -> Callable[[FaultStack], None]:
     """C2's sandbox answers its next `failures` calls with 500, then `failures` with 429,
     then hangs `failures` times past the publisher's timeout: the publisher retries with
     backoff and C2 ends right, while C1 (its own drain) keeps receiving. Keep 3 x `failures`
     under the connection's `pause_after_failures` (8): past it the publisher pauses the
-    connection for `pause_duration_s` (300 s), by design."""
+    connection for `pause_duration_s` (300 s), by design.
+
+    The fault lasts until C2 has used up every injected failure, and records in
+    `observations["other_channel_changes_during_fault"]` how many quantities C1 received
+    meanwhile: a failing channel must not hold the others back (0 would say it did)."""
 
     def fault(faults: FaultStack) -> None:
-        c2 = faults.channels[1]
+        c1, c2 = faults.channels[0], faults.channels[1]
+        used_before = _sandbox_get(c2, "/_sandbox/requests")["injected_failures"]
+        c1_seq = _sandbox_get(c1, "/_sandbox/changes")["last_seq"]
         for mode in ("http_500", "http_429", "hang"):
             answer = httpx.post(f"{c2.url}/_sandbox/fail-next", json={"mode": mode, "count": failures}, timeout=10)
             answer.raise_for_status()
+        deadline = time.monotonic() + wait_s
+        while _sandbox_get(c2, "/_sandbox/requests")["injected_failures"] < used_before + 3 * failures:
+            if time.monotonic() > deadline:
+                faults.log(f"C2 had injected failures left after {wait_s:g} s")
+                break
+            time.sleep(0.2)
+        c1_changes = _sandbox_get(c1, f"/_sandbox/changes?since_seq={c1_seq}")["changes"]
+        faults.observations["other_channel_changes_during_fault"] = len(c1_changes)
 
     return fault
+
+
+def _sandbox_get(channel: Channel, path: str) -> dict[str, Any]:
+    answer = httpx.get(f"{channel.url}{path}", timeout=10)
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result

@@ -82,3 +82,5 @@ def test_a_channel_answering_500_then_429_then_hanging_past_the_timeout_ends_rig
     figures = faults.run("C2 answers 500 x2, 429 x2, then hangs x2", channel_errors(2), before_s=2, after_s=3)
     assert_nothing_lost(figures)
     assert figures.restarts == []
+    # C1 kept receiving new quantities while C2 failed and hung (its drain is its own).
+    assert faults.observations["other_channel_changes_during_fault"] > 0
