@@ -48,7 +48,12 @@ from channel_publisher.adapters.tables import connections, last_sent, listings, 
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.backoff import retry_delay
 from channel_publisher.domain.channels import CHANNELS
-from channel_publisher.domain.connection_health import ACCEPTS_PUSHES_SQL, ConnectionHealth, after_call
+from channel_publisher.domain.connection_health import (
+    ACCEPTS_PUSHES_SQL,
+    ConnectionHealth,
+    after_call,
+    failed_as_a_whole,
+)
 from channel_publisher.domain.pushes import (
     BatchResult,
     ChannelAdapter,
@@ -460,7 +465,9 @@ class Publisher:
                     *_columns([(r.sku, r.location, r.quantity) for r in unmapped], 3),
                 )
             if to_send:
-                failed_whole = not accepted and (call_failed or len(retrying) == len(to_send))
+                failed_whole = failed_as_a_whole(
+                    sent=len(to_send), accepted=len(accepted), retrying=len(retrying), refused=call_failed
+                )
                 CHANNEL_CALLS.labels(connection.channel_type, "failed" if failed_whole else "ok").inc()
                 await self._track_health(conn, connection, state, failed_whole, outcomes, finished)
             return len(settled)
