@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -278,4 +279,101 @@ async def test_a_connection_failing_as_a_whole_is_paused_sends_nothing_until_res
             await conn.execute(sa.select(last_sent.c.version).where(last_sent.c.connection_id == connection_id))
         ).scalar_one()
     assert sent == 1
+    await publisher.http.aclose()
+
+
+class ThrottlingChannel:
+    """Accepts the first SKU of every call; asks to come back in `retry_after` s for the others."""
+
+    channel_type = "shopify"
+    batch_limit = 250
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        self.calls: list[list[str]] = []
+
+    def ready_in(self) -> float:
+        return 0.0
+
+    async def push(self, items: list[PushItem]) -> BatchResult:
+        self.calls.append([item.sku for item in items])
+        return BatchResult(
+            {
+                i: ItemOutcome("accepted", "applied") if i == 0 else ItemOutcome("retry", "HTTP 429", self.retry_after)
+                for i in range(len(items))
+            }
+        )
+
+
+async def test_an_item_throttled_with_retry_after_waits_that_long_alone_and_the_connection_stays_healthy(
+    engine: AsyncEngine,
+) -> None:
+    channel = ThrottlingChannel(retry_after=30.0)
+    publisher = Publisher(engine, PublisherSettings(), adapters={"shopify": lambda *_: channel})
+    skus = ["SKU-THROTTLE-A", "SKU-THROTTLE-B"]
+    connection_id = await create_connection(
+        engine,
+        merchant_id=uuid.uuid4(),
+        channel_type="shopify",
+        name="throttling",
+        base_url="http://127.0.0.1:9",
+        credentials={"access_token": "token"},
+        webhook_secrets=["secret"],
+        settings={"pause_after_failures": 1},
+        inbound={},
+        listing_rows=[
+            {
+                "sku": sku,
+                "location": "default",
+                "external": {
+                    "inventory_item_id": f"gid://shopify/InventoryItem/{n}",
+                    "location_id": "gid://shopify/Location/1",
+                },
+            }
+            for n, sku in enumerate(skus)
+        ],
+    )
+    changes = [_quantity(connection_id, 4, 1).model_copy(update={"sku": sku}) for sku in skus]
+    await enqueue_channel_quantities(engine, changes)
+
+    before = datetime.now(UTC)
+    assert await publisher.publish_due_pushes(connection_id) == 1  # the accepted one settled
+    assert len(channel.calls) == 1 and sorted(channel.calls[0]) == skus
+    async with engine.connect() as conn:
+        waiting = (
+            await conn.execute(
+                sa.select(pending_pushes.c.sku, pending_pushes.c.attempts, pending_pushes.c.not_before).where(
+                    pending_pushes.c.connection_id == connection_id
+                )
+            )
+        ).all()
+        sent = (
+            await conn.execute(sa.select(last_sent.c.sku).where(last_sent.c.connection_id == connection_id))
+        ).scalars()
+        history = (
+            await conn.execute(
+                sa.select(pushes.c.sku, pushes.c.status, pushes.c.attempts)
+                .where(pushes.c.connection_id == connection_id)
+                .order_by(pushes.c.sku)
+            )
+        ).all()
+        failures = (
+            await conn.execute(
+                sa.select(connections.c.consecutive_failures).where(connections.c.connection_id == connection_id)
+            )
+        ).scalar_one()
+    accepted_sku, throttled_sku = channel.calls[0]
+    assert list(sent) == [accepted_sku]
+    assert [(row.sku, row.attempts) for row in waiting] == [(throttled_sku, 1)]
+    assert waiting[0].not_before >= before + timedelta(seconds=30)  # never sooner than Retry-After
+    assert sorted((row.sku, row.status, row.attempts) for row in history) == sorted(
+        [(accepted_sku, "accepted", 1), (throttled_sku, "retrying", 1)]
+    )
+    # One item throttled is not the call failing as a whole: no failure counted, no pause
+    # (although this connection pauses at the first failure).
+    assert failures == 0
+
+    # Until Retry-After has passed the throttled item is not taken, and the channel not called.
+    assert await publisher.publish_due_pushes(connection_id) == 0
+    assert len(channel.calls) == 1
     await publisher.http.aclose()

@@ -43,6 +43,13 @@ class HealthChange:
         return self.pause_reason is not None
 
 
+def failed_as_a_whole(*, sent: int, accepted: int, retrying: int, refused: bool) -> bool:
+    """Whether a call of `sent` items failed as a whole: nothing was accepted, and the
+    channel refused the call (`refused`) or every item must be retried. Items rejected
+    one by one are the SKUs' problem, not the connection's."""
+    return accepted == 0 and (refused or retrying == sent)
+
+
 def after_call(
     health: ConnectionHealth,
     *,

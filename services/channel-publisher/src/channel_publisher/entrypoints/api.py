@@ -33,7 +33,6 @@ from channel_publisher.adapters.tables import (
     connections,
     drift_findings,
     last_sent,
-    listings,
     pending_pushes,
     pushes,
     unmapped_skus,
@@ -42,6 +41,7 @@ from channel_publisher.domain.channels import CHANNELS, ConnectionSettings
 from channel_publisher.service_layer.connections import (
     add_webhook_secret,
     create_connection,
+    merchant_connections,
     pause_connection,
     resume_connection,
     retire_previous_webhook_secrets,
@@ -156,22 +156,7 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> ConnectionOut:
-    async with runtime.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(connections).where(
-                    connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id
-                )
-            )
-        ).one_or_none()
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-        count = (
-            await conn.execute(
-                sa.select(sa.func.count()).select_from(listings).where(listings.c.connection_id == connection_id)
-            )
-        ).scalar_one()
+def _connection_view(row: Any) -> ConnectionOut:
     return ConnectionOut(
         connection_id=row.connection_id,
         type=row.channel_type,
@@ -181,10 +166,17 @@ async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_i
         paused=row.paused_at is not None,
         pause_reason=row.pause_reason,
         resume_at=row.resume_at,
-        listings=count,
+        listings=row.listing_count,
         webhook_path=f"/webhooks/{row.channel_type}/{row.connection_id}",
         created_at=row.created_at,
     )
+
+
+async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> ConnectionOut:
+    rows = await merchant_connections(runtime.engine, merchant_id, connection_id)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    return _connection_view(rows[0])
 
 
 @router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut, tags=["connections"])
@@ -210,20 +202,7 @@ async def post_connection(body: ConnectionIn, request: Request, merchant_id: Mer
 
 @router.get("/connections", response_model=list[ConnectionOut], tags=["connections"])
 async def list_connections(request: Request, merchant_id: MerchantId) -> list[ConnectionOut]:
-    runtime = _runtime(request)
-    async with runtime.engine.connect() as conn:
-        ids = (
-            (
-                await conn.execute(
-                    sa.select(connections.c.connection_id)
-                    .where(connections.c.merchant_id == merchant_id)
-                    .order_by(connections.c.created_at)
-                )
-            )
-            .scalars()
-            .all()
-        )
-    return [await _connection_out(runtime, merchant_id, cid) for cid in ids]
+    return [_connection_view(row) for row in await merchant_connections(_runtime(request).engine, merchant_id)]
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])

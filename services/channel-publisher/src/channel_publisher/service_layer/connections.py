@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,24 @@ async def announce_all_connections(engine: AsyncEngine) -> int:
         rows = (await conn.execute(sa.select(connections))).all()
         await add_to_outbox(conn, outbox, [_announcement(row) for row in rows])
     return len(rows)
+
+
+async def merchant_connections(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID | None = None
+) -> Sequence[sa.Row[Any]]:
+    """The merchant's connections (or only `connection_id`) in the order they were created,
+    each with its number of listings (`listing_count`): one statement for any number."""
+    listing_count = (
+        sa.select(sa.func.count())
+        .select_from(listings)
+        .where(listings.c.connection_id == connections.c.connection_id)
+        .scalar_subquery()
+    )
+    query = sa.select(connections, listing_count.label("listing_count")).where(connections.c.merchant_id == merchant_id)
+    if connection_id is not None:
+        query = query.where(connections.c.connection_id == connection_id)
+    async with engine.connect() as conn:
+        return (await conn.execute(query.order_by(connections.c.created_at))).all()
 
 
 async def load_connection(conn: AsyncConnection, connection_id: uuid.UUID) -> Connection | None:

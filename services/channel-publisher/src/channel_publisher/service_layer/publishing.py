@@ -48,7 +48,12 @@ from channel_publisher.adapters.tables import connections, last_sent, listings, 
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.backoff import retry_delay
 from channel_publisher.domain.channels import CHANNELS
-from channel_publisher.domain.connection_health import ACCEPTS_PUSHES_SQL, ConnectionHealth, after_call
+from channel_publisher.domain.connection_health import (
+    ACCEPTS_PUSHES_SQL,
+    ConnectionHealth,
+    after_call,
+    failed_as_a_whole,
+)
 from channel_publisher.domain.pushes import (
     BatchResult,
     ChannelAdapter,
@@ -58,6 +63,7 @@ from channel_publisher.domain.pushes import (
     PushItem,
     TransientChannelError,
 )
+from channel_publisher.domain.versions import NEWER_VERSION_SQL, needs_sending
 from channel_publisher.service_layer.connections import Connection, load_connection
 
 log = logging.getLogger(__name__)
@@ -146,8 +152,9 @@ HISTORY_COLUMNS = (
     "sync_window_ms",
 )
 
-# What a call settled: `last_sent` moves forward for what was accepted, transient
-# failures wait, the history is written, and every settled row leaves the queue.
+# What a call settled: `last_sent` moves forward for what was accepted (a newer version
+# wins, domain/versions.py), transient failures wait, the history is written, and every
+# settled row leaves the queue.
 SETTLE_SQL = f"""
 WITH sent AS (
     INSERT INTO {last_sent.fullname} AS s (connection_id, sku, location, version, quantity, sent_at)
@@ -155,7 +162,7 @@ WITH sent AS (
     FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS a(sku, location, version, quantity)
     ON CONFLICT (connection_id, sku, location) DO UPDATE SET
         version = excluded.version, quantity = excluded.quantity, sent_at = excluded.sent_at
-    WHERE s.version < excluded.version
+    WHERE {NEWER_VERSION_SQL.format(version="excluded.version", than="s.version")}
 ), postponed AS (
     UPDATE {pending_pushes.fullname} AS p SET attempts = r.attempts, not_before = r.not_before
     FROM unnest($7::text[], $8::text[], $9::bigint[], $10::int[], $11::timestamptz[])
@@ -384,7 +391,7 @@ class Publisher:
             unmapped = []
             history: list[dict[str, Any]] = []
             for row in rows:
-                if row.sent_version > row.version or (row.sent_version == row.version and not row.resync):
+                if not needs_sending(row.version, row.sent_version, resync=row.resync):
                     continue  # stale: the channel already has this or something newer
                 if row.external is None:
                     unmapped.append(row)
@@ -458,7 +465,9 @@ class Publisher:
                     *_columns([(r.sku, r.location, r.quantity) for r in unmapped], 3),
                 )
             if to_send:
-                failed_whole = not accepted and (call_failed or len(retrying) == len(to_send))
+                failed_whole = failed_as_a_whole(
+                    sent=len(to_send), accepted=len(accepted), retrying=len(retrying), refused=call_failed
+                )
                 CHANNEL_CALLS.labels(connection.channel_type, "failed" if failed_whole else "ok").inc()
                 await self._track_health(conn, connection, state, failed_whole, outcomes, finished)
             return len(settled)

@@ -17,10 +17,12 @@ from stocksync_common.topics import CHANNEL_QUANTITY
 from stocksync_common.tracing import trace_context_of
 
 from channel_publisher.adapters.tables import inbox, last_sent, pending_pushes
+from channel_publisher.domain.versions import NEWER_VERSION_SQL, is_newer
 
 # One statement per consumer batch on asyncpg (stocksync_common.raw_connection): claim
 # the event ids, keep the newest quantity per key whose event is new and newer than what
 # the channel accepted, and upsert it into the queue; returns the connections with work.
+# "A newer version wins" is domain/versions.py's rule, NEWER_VERSION_SQL here.
 ENQUEUE_SQL = f"""
 WITH claimed AS (
     INSERT INTO {inbox.fullname} (event_id, topic)
@@ -37,7 +39,7 @@ WITH claimed AS (
       AND NOT EXISTS (
           SELECT FROM {last_sent.fullname} s
           WHERE s.connection_id = c.connection_id AND s.sku = c.sku AND s.location = c.location
-            AND s.version >= c.version
+            AND NOT {NEWER_VERSION_SQL.format(version="c.version", than="s.version")}
       )
 ), upserted AS (
     INSERT INTO {pending_pushes.fullname} AS p
@@ -53,7 +55,7 @@ WITH claimed AS (
         origin_received_at = excluded.origin_received_at, enqueued_at = excluded.enqueued_at,
         attempts = excluded.attempts, not_before = excluded.not_before, trace_context = excluded.trace_context
     -- A newer version replaces an older one; an older one arriving late does not.
-    WHERE p.version < excluded.version
+    WHERE {NEWER_VERSION_SQL.format(version="excluded.version", than="p.version")}
 )
 SELECT DISTINCT connection_id FROM queued
 """
@@ -66,7 +68,7 @@ async def enqueue_channel_quantities(engine: AsyncEngine, changes: Sequence[Chan
     newest: dict[tuple[uuid.UUID, str, str], ChannelQuantityChanged] = {}
     for change in changes:
         key = (change.connection_id, change.sku, change.location)
-        if key not in newest or change.version > newest[key].version:
+        if key not in newest or is_newer(change.version, newest[key].version):
             newest[key] = change
     # Upserted in key order: the lock order of the queue's rows.
     candidates = [newest[key] for key in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))]
