@@ -8,9 +8,9 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandbox
 PYTEST_ARGS ?=
 # `make test` runs test files in parallel processes (pytest-xdist; a file stays on one
 # worker, so its module fixtures start once). Most of the suite waits on processes,
-# brokers and channels rather than computing: 3 workers on 2 cores. PYTEST_WORKERS=0
+# brokers and channels rather than computing: 2 workers on 2 cores. PYTEST_WORKERS=0
 # runs everything in one process.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 
 .PHONY: install run test test-unit lint format clean bench bench-console simulate bench-ledger soak asyncapi lock audit
 
