@@ -43,7 +43,8 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     stack.start_infrastructure()
     stack.migrate()
-    for service in ("channel-publisher", "order-ingest"):
+    # The stock-ledger verifies the merchants' API keys for the other services.
+    for service in ("stock-ledger", "channel-publisher", "order-ingest"):
         stack.start_service(service).wait_ready()
     yield stack
     stack.stop()
