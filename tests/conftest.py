@@ -7,18 +7,24 @@ their own merchant, so they never need to clean the database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import settings
+from sqlalchemy.engine import make_url
 
-from stocksync_embedded.stack import Ports, Stack
+from stocksync_embedded.stack import SERVICES, Ports, Stack
 
 # Examples are bounded per test; a wall-clock deadline per example only measures how loaded
 # the shared machine is (speed is a benchmark's business, never a test's).
@@ -86,6 +92,37 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack.migrate()
     yield stack
     stack.stop()
+
+
+@contextmanager
+def private_database(infrastructure: Stack) -> Iterator[str]:
+    """A database of the caller's own on the session's PostgreSQL, migrated like production
+    (every service's schema), dropped afterwards. For tests whose rows the session's running
+    services must never see: the e2e stack runs on the session's database, and its
+    stock-ledger's import worker claims any queued import job there."""
+    session_url = make_url(infrastructure.service_env("stock-ledger")["DATABASE_URL"])
+    name = f"private_{uuid.uuid4().hex[:12]}"
+    admin_dsn = session_url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def execute(sql: str) -> None:
+        connection = await asyncpg.connect(admin_dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    url = session_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        for service, module in SERVICES:
+            env = {**infrastructure.service_env(service), "DATABASE_URL": url}
+            done = subprocess.run(
+                [sys.executable, "-m", module, "migrate"], env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stderr
+        yield url
+    finally:
+        asyncio.run(execute(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

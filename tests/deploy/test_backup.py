@@ -29,7 +29,7 @@ from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reconciliation import ledger_discrepancies
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
-from tests.conftest import free_port
+from tests.conftest import private_database
 from tests.deploy.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -60,32 +60,8 @@ def run_script(name: str, dump: Path, url: URL) -> subprocess.CompletedProcess[s
 @pytest.fixture(scope="module")
 def database(infrastructure: Stack) -> Iterator[URL]:
     """A database of the test's own, migrated like production (every service's schema)."""
-    session_url = make_url(infrastructure.service_env("stock-ledger")["DATABASE_URL"])
-    name = f"backup_{free_port()}"
-    admin_dsn = session_url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-    async def execute(sql: str) -> None:
-        connection = await asyncpg.connect(admin_dsn)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    url = session_url.set(database=name)
-    for service, module in (
-        ("order-ingest", "order_ingest"),
-        ("stock-ledger", "stock_ledger"),
-        ("rule-engine", "rule_engine"),
-        ("channel-publisher", "channel_publisher"),
-    ):
-        env = {**infrastructure.service_env(service), "DATABASE_URL": url.render_as_string(hide_password=False)}
-        done = subprocess.run(
-            [sys.executable, "-m", module, "migrate"], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
-    yield url
-    asyncio.run(execute(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    with private_database(infrastructure) as url:
+        yield make_url(url)
 
 
 async def fill_stock(url: URL, merchant_id: uuid.UUID) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
+from stocksync_embedded.stack import Stack
 
 from stock_ledger.adapters.tables import import_jobs, ledger_entries, stock_items
 from stock_ledger.service_layer.import_jobs import (
@@ -23,12 +24,22 @@ from stock_ledger.service_layer.import_jobs import (
     store_import,
 )
 
+from tests.conftest import private_database
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url, pool_size=2)
+def own_database_url(infrastructure: Stack) -> Iterator[str]:
+    """Not the session's database: the e2e stack's stock-ledger, running on that one in the
+    same worker, would claim these queued jobs and run them beside the test."""
+    with private_database(infrastructure) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def engine(own_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(own_database_url, pool_size=2)
     yield engine
     await engine.dispose()
 
