@@ -226,3 +226,20 @@ def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_rou
 def _connection_settings(api: httpx.Client, owner: Merchant, connection_id: str) -> dict[str, Any]:
     answer = api.get(f"/v1/connections/{connection_id}", headers=owner.auth).json()
     return {key: answer[key] for key in ("name", "active", "paused", "pause_reason", "listings")}
+
+
+def test_the_gateway_never_hands_one_callers_session_cookie_to_another(stack: Stack, merchant: Merchant) -> None:
+    """The gateway's client to the services is shared by every caller: a cookie one answer
+    set (a console session) must reach that caller only, never ride along with the next."""
+    with httpx.Client(base_url=stack.base_url, timeout=30) as browser:
+        form = browser.get("/console/sign-in")
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed_in = browser.post("/console/sign-in", data={"csrf": csrf, "api_key": merchant.api_key})
+        assert signed_in.status_code == 303 and signed_in.headers["location"].endswith("/console/channels")
+        assert browser.get("/console/channels").status_code == 200
+    # Another caller, no cookie of its own: signed out, whatever the gateway saw before.
+    with httpx.Client(base_url=stack.base_url, timeout=30) as stranger:
+        events = stranger.get("/console/channels", headers={"X-Console-Fragment": "1"})
+        assert events.status_code == 401, events.text
+        page = stranger.get("/console/channels")
+        assert page.status_code == 303 and page.headers["location"].endswith("/console/sign-in")

@@ -35,6 +35,7 @@ import httpx
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from stocksync_common.cookies import no_cookies
 from stocksync_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class LedgerKeyLookup:
 
     async def __call__(self, api_key: str) -> ApiKeyOwner | None:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s)
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, cookies=no_cookies())
         try:
             answer = await self._client.post(self.url, json={"api_key": api_key})
         except httpx.HTTPError as error:

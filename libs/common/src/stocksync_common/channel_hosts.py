@@ -29,6 +29,8 @@ import httpcore
 import httpx
 from httpcore._backends.auto import AutoBackend
 
+from stocksync_common.cookies import no_cookies
+
 
 def address_refusal(address: str) -> str | None:
     """Why Stocksync must not call `address` (an IP literal), or None for a public one."""
@@ -119,9 +121,9 @@ def channel_http_client(allow_private: bool, timeout: httpx.Timeout | float) -> 
     order-ingest's polls and key fetches). Proxy variables are ignored when the check is
     on: a proxy would resolve the host where the check cannot see it."""
     if allow_private:
-        return httpx.AsyncClient(timeout=timeout)
+        return httpx.AsyncClient(timeout=timeout, cookies=no_cookies())
     transport = httpx.AsyncHTTPTransport()
     # httpx does not expose httpcore's `network_backend`; every new connection of the
     # pool reads this attribute, so the guard applies to every connection.
     transport._pool._network_backend = PublicOnlyBackend()
-    return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False, cookies=no_cookies())

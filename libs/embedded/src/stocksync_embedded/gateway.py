@@ -20,6 +20,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, ORJSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from stocksync_common.cookies import no_cookies
 from stocksync_common.errors import error_response, install_error_handlers
 
 # Path prefix -> service. The Kubernetes Ingress (deploy/k8s) routes the same way.
@@ -57,7 +58,10 @@ def create_gateway(upstreams: dict[str, str]) -> FastAPI:
     # Idle pooled connections are dropped before uvicorn closes them (its keep-alive is 5 s):
     # a request never races the upstream's close on a connection about to die.
     client = httpx.AsyncClient(
-        timeout=60.0, limits=httpx.Limits(max_keepalive_connections=100, keepalive_expiry=UPSTREAM_KEEPALIVE_S)
+        # Never a cookie of one caller's response sent with another's request.
+        cookies=no_cookies(),
+        timeout=60.0,
+        limits=httpx.Limits(max_keepalive_connections=100, keepalive_expiry=UPSTREAM_KEEPALIVE_S),
     )
 
     @asynccontextmanager

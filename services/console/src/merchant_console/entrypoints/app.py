@@ -28,6 +28,7 @@ from pydantic import BeforeValidator
 from starlette.datastructures import FormData
 
 from stocksync_common.bounds import SKU_MAX_LENGTH, is_valid_sku
+from stocksync_common.cookies import no_cookies
 
 from merchant_console.adapters.api import ApiError, ApiUnavailable, StocksyncApi, field_name, gather
 from merchant_console.adapters.live_feed import SIGNED_OUT, LiveFeeds
@@ -138,6 +139,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     templates.env.filters["when"] = _when
     client = httpx.AsyncClient(
         base_url=settings.console_api_base_url,
+        cookies=no_cookies(),
         timeout=settings.console_api_timeout_s,
         # Shorter than the API server's own keep-alive (uvicorn: 5 s), so that the console
         # never sends a request on a connection the server is closing.
