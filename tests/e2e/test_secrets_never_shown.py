@@ -116,10 +116,10 @@ async def _stored_secret_columns(stack: Stack) -> str:
     conn = await asyncpg.connect(stack.database_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         rows = await conn.fetch(
-            "SELECT credentials::text || webhook_secrets::text AS s FROM channel_publisher.connections"
+            "SELECT credentials::text || webhook_secrets::text || inbound::text AS s FROM channel_publisher.connections"
         )
         ingest = await conn.fetch(
-            "SELECT webhook_secrets::text || channel_api::text AS s FROM order_ingest.connections"
+            "SELECT webhook_secrets::text || channel_api::text || inbound::text AS s FROM order_ingest.connections"
         )
         keys = await conn.fetch("SELECT key_id || digest AS s FROM stock_ledger.api_keys")
         tokens = await conn.fetch(

@@ -27,7 +27,8 @@ connections = sa.Table(
     sa.Column("credentials", EncryptedJSON, nullable=False),
     sa.Column("webhook_secrets", EncryptedTextArray, nullable=False),
     sa.Column("settings", pg.JSONB, nullable=False),
-    sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # Amazon's expected x-api-key is a secret: the whole document is encrypted.
+    sa.Column("inbound", EncryptedJSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     # A paused connection sends nothing; its quantities keep coalescing until it resumes.

@@ -25,7 +25,8 @@ connections = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("webhook_secrets", EncryptedTextArray, nullable=False),
-    sa.Column("inbound", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # Amazon's expected x-api-key is a secret: the whole document is encrypted.
+    sa.Column("inbound", EncryptedJSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("channel_api", EncryptedJSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
