@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from stocksync_embedded.stack import ManagedProcess, Stack
 
@@ -254,17 +255,16 @@ def seed(stack: Stack, first_sandbox_port: int) -> Demo:
     channels = _new_channels(first_sandbox_port + len(stores))
     for channel in channels:
         channel.connection_id = _create_connection(client, auth, channel)
-    rule = client.post(
-        "/v1/rules",
-        headers=auth,
-        json={
+    rule = _create_rule(
+        client,
+        auth,
+        {
             "name": "Buffer on C2: publish 0 when quantity <= 3",
             "channels": [stores[1].connection_id],
             "condition": {"op": "<=", "value": 3},
             "action": {"type": "set", "value": 0},
         },
     )
-    rule.raise_for_status()
     return Demo(merchant.json()["merchant_id"], api_key, stores, rule.json()["rule_id"], channels, stock_seeded=False)
 
 
@@ -293,6 +293,25 @@ def seed_stock(stack: Stack, demo: Demo) -> None:
     ).raise_for_status()
     demo.stock_seeded = True
     save(stack, demo)
+
+
+def _create_rule(client: httpx.Client, auth: dict[str, str], rule: dict[str, Any]) -> httpx.Response:
+    """The rule engine learns of a new connection from connections.v1, a moment after the
+    publisher created it: until then it refuses a rule naming it (422 on `channels`), and
+    the seed asks again."""
+    ask = Retrying(
+        retry=retry_if_result(_channels_not_known_yet),
+        stop=stop_after_delay(60),
+        wait=wait_fixed(0.2),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    answer: httpx.Response = ask(client.post, "/v1/rules", headers=auth, json=rule)
+    answer.raise_for_status()
+    return answer
+
+
+def _channels_not_known_yet(answer: httpx.Response) -> bool:
+    return answer.status_code == 422 and answer.json().get("field") == "body.channels"
 
 
 def _create_connection(client: httpx.Client, auth: dict[str, str], channel: DemoChannel) -> str:
