@@ -29,6 +29,7 @@ from stocksync_common.contracts import (
     utcnow,
 )
 from stocksync_common.db import make_engine
+from stocksync_common.ids import new_id
 from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import CHANNEL_QUANTITY, topic_for
 from stocksync_embedded.stack import Stack
@@ -464,3 +465,31 @@ async def test_another_merchants_rule_answers_as_an_unknown_rule(rule_engine: Ru
         theirs = await api.post("/v1/rules/preview", headers=intruder.auth, json=preview)
         assert theirs.status_code == 404
         assert (await api.get(f"/v1/rules/{rule_id}", headers=owner.auth)).json()["enabled"] is True
+
+
+async def test_a_rule_naming_a_connection_made_a_moment_ago_waits_for_it_to_arrive(
+    rule_engine: RuleEngine, broker: Broker
+) -> None:
+    """The publisher made the connection (a UUIDv7 id) and answered; connections.v1 brings it
+    here a moment later. A rule on it sent in between is saved once it arrives, not refused."""
+    merchant = Merchant()
+    merchant.connection_id = new_id()
+    rule = {
+        "name": "seed buffer",
+        "channels": [str(merchant.connection_id)],
+        "condition": {"op": "<=", "value": 3},
+        "action": {"type": "set", "value": 0},
+    }
+    async with rule_engine() as api:
+        saving = asyncio.create_task(api.post("/v1/rules", headers=merchant.auth, json=rule))
+        await asyncio.sleep(1)  # the connection arrives while the rule waits for it
+        await broker.send(merchant.connection(), merchant.stock("A", 2))
+        saved = await saving
+        assert saved.status_code == 201, saved.text
+        await published(broker, merchant, {"A": 0})
+
+        # A connection made long ago that this merchant does not have, and a random id: at once.
+        made_long_ago = uuid.UUID(int=(new_id().int & ~(((1 << 48) - 1) << 80)) | (1 << 80))
+        for unknown in (made_long_ago, uuid.uuid4()):
+            refused = await api.post("/v1/rules", headers=merchant.auth, json={**rule, "channels": [str(unknown)]})
+            assert refused.status_code == 422 and refused.json()["field"] == "body.channels", refused.text

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import ConnectionChanged
+from stocksync_common.ids import new_id
 from stocksync_common.outbox import add_to_outbox
 from stocksync_common.secrets import seal_connection
 
@@ -60,7 +61,8 @@ async def create_connection(
     inbound: dict[str, Any],
     listing_rows: list[dict[str, Any]],
 ) -> uuid.UUID:
-    connection_id = uuid.uuid4()
+    # Time-ordered: the rule engine waits a moment for a connection made just now.
+    connection_id = new_id()
     async with engine.begin() as conn:
         row = (
             await conn.execute(

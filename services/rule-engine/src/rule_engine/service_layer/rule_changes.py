@@ -11,15 +11,17 @@ moment.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixed
 
 from stocksync_common.contracts import utcnow
+from stocksync_common.ids import made_within
 
 from rule_engine.adapters.tables import connections, rule_changes, rules
 from rule_engine.domain.rules import Funnel, Rule
@@ -96,6 +98,68 @@ async def _check_channels(conn: AsyncConnection, merchant_id: uuid.UUID, connect
         raise UnknownChannels(unknown)
 
 
+_T = TypeVar("_T")
+
+# A connection made this recently (its id is a UUIDv7: stocksync_common.ids) may still be on
+# its way here through connections.v1: a rule naming it waits up to CONNECTION_ARRIVAL_WAIT_S
+# for it instead of being refused at once. Any other unknown id is refused at once.
+RECENT_CONNECTION_S = 60.0
+CONNECTION_ARRIVAL_WAIT_S = 5.0
+
+
+async def _once_channels_known(engine: AsyncEngine, merchant_id: uuid.UUID, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    try:
+        return await attempt()
+    except UnknownChannels as error:
+        recent = [c for c in error.connection_ids if made_within(c, RECENT_CONNECTION_S)]
+        if len(recent) < len(error.connection_ids) or not await _arrived(engine, merchant_id, recent):
+            raise
+    return await attempt()
+
+
+async def _arrived(engine: AsyncEngine, merchant_id: uuid.UUID, connection_ids: Sequence[uuid.UUID]) -> bool:
+    async def missing() -> int:
+        async with engine.connect() as conn:
+            known = await conn.scalar(
+                sa.select(sa.func.count()).where(
+                    connections.c.merchant_id == merchant_id, connections.c.connection_id.in_(connection_ids)
+                )
+            )
+        return len(set(connection_ids)) - int(known or 0)
+
+    left: int = await AsyncRetrying(
+        retry=retry_if_result(bool),
+        stop=stop_after_delay(CONNECTION_ARRIVAL_WAIT_S),
+        wait=wait_fixed(0.1),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else 1,
+    )(missing)
+    return left == 0
+
+
+async def create_rule(
+    engine: AsyncEngine, merchant_id: uuid.UUID, values: dict[str, Any], changed_by: str
+) -> tuple[Any, int]:
+    return await _once_channels_known(
+        engine, merchant_id, lambda: _create_rule(engine, merchant_id, values, changed_by)
+    )
+
+
+async def replace_rule(
+    engine: AsyncEngine,
+    merchant_id: uuid.UUID,
+    rule_id: uuid.UUID,
+    new_values: Callable[[dict[str, Any]], dict[str, Any]],
+    changed_by: str,
+) -> tuple[Any, int]:
+    """PUT and PATCH: `new_values` turns the current rule document into the whole new rule's columns.
+
+    It runs under the rule's row lock, so a PATCH merges onto the latest version.
+    """
+    return await _once_channels_known(
+        engine, merchant_id, lambda: _replace_rule(engine, merchant_id, rule_id, new_values, changed_by)
+    )
+
+
 async def _lock_rule(conn: AsyncConnection, merchant_id: uuid.UUID, rule_id: uuid.UUID) -> Any:
     row = (await conn.execute(sa.select(rules).where(rules.c.rule_id == rule_id).with_for_update())).one_or_none()
     if row is None or row.merchant_id != merchant_id:
@@ -133,7 +197,7 @@ async def _record(
     )
 
 
-async def create_rule(
+async def _create_rule(
     engine: AsyncEngine, merchant_id: uuid.UUID, values: dict[str, Any], changed_by: str
 ) -> tuple[Any, int]:
     at = utcnow()
@@ -154,17 +218,13 @@ async def create_rule(
     return row, len(changed)
 
 
-async def replace_rule(
+async def _replace_rule(
     engine: AsyncEngine,
     merchant_id: uuid.UUID,
     rule_id: uuid.UUID,
     new_values: Callable[[dict[str, Any]], dict[str, Any]],
     changed_by: str,
 ) -> tuple[Any, int]:
-    """PUT and PATCH: `new_values` turns the current rule document into the whole new rule's columns.
-
-    It runs under the rule's row lock, so a PATCH merges onto the latest version.
-    """
     at = utcnow()
     async with engine.begin() as conn:
         before = await _lock_rule(conn, merchant_id, rule_id)
@@ -273,6 +333,27 @@ class Preview:
 
 
 async def preview_rule_change(
+    engine: AsyncEngine,
+    merchant_id: uuid.UUID,
+    *,
+    rule_id: uuid.UUID | None,
+    values: dict[str, Any] | None,
+    at: datetime | None = None,
+    limit: int = PREVIEW_LIMIT,
+    after: tuple[str, str] | None = None,
+) -> Preview:
+    """What saving `values` as rule `rule_id` (new if None; deleting if `values` is None) would emit.
+    Writes nothing."""
+    return await _once_channels_known(
+        engine,
+        merchant_id,
+        lambda: _preview_rule_change(
+            engine, merchant_id, rule_id=rule_id, values=values, at=at, limit=limit, after=after
+        ),
+    )
+
+
+async def _preview_rule_change(
     engine: AsyncEngine,
     merchant_id: uuid.UUID,
     *,
