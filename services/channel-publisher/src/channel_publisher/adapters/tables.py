@@ -107,6 +107,9 @@ pushes = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sync_window_ms", sa.Float, nullable=True),
     sa.Index("ix_pushes_merchant", "merchant_id", "push_id"),
+    # A connection's pushes newest first (`GET /v1/pushes?connection_id=`): read by row
+    # comparisons on (connection_id, push_id), see `list_pushes`.
+    sa.Index("ix_pushes_connection", "connection_id", "push_id"),
     sa.Index("ix_pushes_connection_sku", "connection_id", "sku", "push_id"),
     sa.Index("ix_pushes_connection_finished", "connection_id", "finished_at"),
     # A channel's errors (every status but accepted, a small share of the history) and a

@@ -49,6 +49,7 @@ from channel_publisher.service_layer.connections import (
 from channel_publisher.service_layer.drift import DriftCheckUnsupported, check_drift
 from channel_publisher.service_layer.health_report import connection_health
 from channel_publisher.service_layer.publishing import Publisher
+from channel_publisher.service_layer.push_history import PushFilter, push_history
 from channel_publisher.service_layer.resync import resync_connection
 
 router = APIRouter(prefix="/v1")
@@ -293,22 +294,13 @@ async def list_pushes(
     ] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PushOut]:
-    query = sa.select(pushes).where(pushes.c.merchant_id == merchant_id, pushes.c.push_id > after)
-    if before is not None:
-        query = query.where(pushes.c.push_id < before)
-    if connection_id is not None:
-        query = query.where(pushes.c.connection_id == connection_id)
-    if sku is not None:
-        query = query.where(pushes.c.sku == sku)
-    if push_status is not None:
-        query = query.where(pushes.c.status == push_status)
-    if since is not None:
-        query = query.where(pushes.c.finished_at >= since)
-    if until is not None:
-        query = query.where(pushes.c.finished_at < until)
-    ordering = pushes.c.push_id if order == "asc" else pushes.c.push_id.desc()
-    async with _runtime(request).engine.connect() as conn:
-        rows = (await conn.execute(query.order_by(ordering).limit(limit))).all()
+    rows = await push_history(
+        _runtime(request).engine,
+        merchant_id,
+        PushFilter(connection_id, sku, push_status, since, until, after, before),
+        newest_first=order == "desc",
+        limit=limit,
+    )
     return [PushOut.model_validate(dict(row._mapping)) for row in rows]
 
 
