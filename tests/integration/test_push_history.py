@@ -17,6 +17,8 @@ from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
 
 from channel_publisher.adapters.tables import pushes
+from channel_publisher.service_layer.connections import create_connection
+from channel_publisher.service_layer.health_report import connection_health
 from channel_publisher.service_layer.push_history import PushFilter, push_history
 
 
@@ -120,3 +122,55 @@ async def test_pages_of_a_quiet_channel_newest_first_walk_its_whole_history_once
         before = page[-1].push_id
     mine = [r["push_id"] for r in rows if r["merchant_id"] == merchant and r["connection_id"] == quiet]
     assert seen == sorted(mine, reverse=True) and len(seen) == 30
+
+
+async def test_a_connections_health_names_its_newest_error_whichever_its_status(engine: AsyncEngine) -> None:
+    merchant = uuid.uuid4()
+    connection = await create_connection(
+        engine,
+        merchant_id=merchant,
+        channel_type="generic",
+        name="errors",
+        base_url="http://127.0.0.1:9",
+        credentials={"signing_secret": "whsec_" + "a" * 32},
+        webhook_secrets=[],
+        settings={},
+        inbound={},
+        listing_rows=[],
+    )
+    now = utcnow()
+
+    async def push(status: str, response: str) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(pushes).values(
+                    merchant_id=merchant,
+                    connection_id=connection,
+                    sku="A",
+                    location="default",
+                    quantity=1,
+                    version=1,
+                    stock_version=1,
+                    rule_ids=[],
+                    causation_id=f"health:{response}",
+                    status=status,
+                    attempts=1,
+                    channel_response=response,
+                    finished_at=now,
+                )
+            )
+
+    assert (await connection_health(engine, merchant, connection) or {})["last_error"] is None
+    for status, response in (("retrying", "HTTP 503"), ("rejected", "SKU unknown"), ("accepted", "ok")):
+        await push(status, response)
+    health = await connection_health(engine, merchant, connection)
+    assert health is not None
+    assert health["last_error"] == {
+        "sku": "A",
+        "status": "rejected",
+        "channel_response": "SKU unknown",
+        "finished_at": now,
+    }
+    await push("retrying", "HTTP 502")
+    health = await connection_health(engine, merchant, connection)
+    assert health is not None and health["last_error"]["channel_response"] == "HTTP 502"

@@ -53,13 +53,19 @@ async def connection_health(
                 ).where(recent, pushes.c.status == "accepted", pushes.c.sync_window_ms.is_not(None))
             )
         ).one()
+        # The newest of each error status from ix_pushes_connection_problems, then the newer
+        # of the two: one `status IN (...)` made the planner walk the whole history backwards.
+        newest = [
+            sa.select(pushes.c.push_id, pushes.c.sku, pushes.c.status, pushes.c.channel_response, pushes.c.finished_at)
+            .where(pushes.c.connection_id == connection_id, pushes.c.status == status)
+            .order_by(pushes.c.push_id.desc())
+            .limit(1)
+            .subquery()
+            .select()
+            for status in ("rejected", "retrying")
+        ]
         last_error = (
-            await conn.execute(
-                sa.select(pushes.c.sku, pushes.c.status, pushes.c.channel_response, pushes.c.finished_at)
-                .where(pushes.c.connection_id == connection_id, pushes.c.status.in_(("rejected", "retrying")))
-                .order_by(pushes.c.push_id.desc())
-                .limit(1)
-            )
+            await conn.execute(sa.union_all(*newest).order_by(sa.text("push_id DESC")).limit(1))
         ).one_or_none()
         pending = (
             await conn.execute(
@@ -115,7 +121,9 @@ async def connection_health(
             "failed_at": token.failed_at,
         },
         "sync_window_ms": {"p50": window[0], "p95": window[1], "max": window[2]},
-        "last_error": dict(last_error._mapping) if last_error is not None else None,
+        "last_error": {k: v for k, v in last_error._mapping.items() if k != "push_id"}
+        if last_error is not None
+        else None,
         "pending": pending[0],
         "oldest_pending_since": pending[1],
         "consecutive_failures": row.consecutive_failures,
