@@ -10,11 +10,12 @@ moment.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -99,6 +100,7 @@ async def _check_channels(conn: AsyncConnection, merchant_id: uuid.UUID, connect
 
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 # A connection made this recently (its id is a UUIDv7: stocksync_common.ids) may still be on
 # its way here through connections.v1: a rule naming it waits up to CONNECTION_ARRIVAL_WAIT_S
@@ -107,14 +109,23 @@ RECENT_CONNECTION_S = 60.0
 CONNECTION_ARRIVAL_WAIT_S = 5.0
 
 
-async def _once_channels_known(engine: AsyncEngine, merchant_id: uuid.UUID, attempt: Callable[[], Awaitable[_T]]) -> _T:
-    try:
-        return await attempt()
-    except UnknownChannels as error:
-        recent = [c for c in error.connection_ids if made_within(c, RECENT_CONNECTION_S)]
-        if len(recent) < len(error.connection_ids) or not await _arrived(engine, merchant_id, recent):
-            raise
-    return await attempt()
+def waits_for_new_channels(
+    use_case: Callable[Concatenate[AsyncEngine, uuid.UUID, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[AsyncEngine, uuid.UUID, _P], Coroutine[Any, Any, _T]]:
+    """Run the use case again once the connections it found unknown have arrived, when
+    all of them were made within RECENT_CONNECTION_S; else its UnknownChannels stands."""
+
+    @functools.wraps(use_case)
+    async def run(engine: AsyncEngine, merchant_id: uuid.UUID, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await use_case(engine, merchant_id, *args, **kwargs)
+        except UnknownChannels as error:
+            recent = [c for c in error.connection_ids if made_within(c, RECENT_CONNECTION_S)]
+            if len(recent) < len(error.connection_ids) or not await _arrived(engine, merchant_id, recent):
+                raise
+        return await use_case(engine, merchant_id, *args, **kwargs)
+
+    return run
 
 
 async def _arrived(engine: AsyncEngine, merchant_id: uuid.UUID, connection_ids: Sequence[uuid.UUID]) -> bool:
@@ -134,30 +145,6 @@ async def _arrived(engine: AsyncEngine, merchant_id: uuid.UUID, connection_ids: 
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else 1,
     )(missing)
     return left == 0
-
-
-async def create_rule(
-    engine: AsyncEngine, merchant_id: uuid.UUID, values: dict[str, Any], changed_by: str
-) -> tuple[Any, int]:
-    return await _once_channels_known(
-        engine, merchant_id, lambda: _create_rule(engine, merchant_id, values, changed_by)
-    )
-
-
-async def replace_rule(
-    engine: AsyncEngine,
-    merchant_id: uuid.UUID,
-    rule_id: uuid.UUID,
-    new_values: Callable[[dict[str, Any]], dict[str, Any]],
-    changed_by: str,
-) -> tuple[Any, int]:
-    """PUT and PATCH: `new_values` turns the current rule document into the whole new rule's columns.
-
-    It runs under the rule's row lock, so a PATCH merges onto the latest version.
-    """
-    return await _once_channels_known(
-        engine, merchant_id, lambda: _replace_rule(engine, merchant_id, rule_id, new_values, changed_by)
-    )
 
 
 async def _lock_rule(conn: AsyncConnection, merchant_id: uuid.UUID, rule_id: uuid.UUID) -> Any:
@@ -197,7 +184,8 @@ async def _record(
     )
 
 
-async def _create_rule(
+@waits_for_new_channels
+async def create_rule(
     engine: AsyncEngine, merchant_id: uuid.UUID, values: dict[str, Any], changed_by: str
 ) -> tuple[Any, int]:
     at = utcnow()
@@ -218,13 +206,18 @@ async def _create_rule(
     return row, len(changed)
 
 
-async def _replace_rule(
+@waits_for_new_channels
+async def replace_rule(
     engine: AsyncEngine,
     merchant_id: uuid.UUID,
     rule_id: uuid.UUID,
     new_values: Callable[[dict[str, Any]], dict[str, Any]],
     changed_by: str,
 ) -> tuple[Any, int]:
+    """PUT and PATCH: `new_values` turns the current rule document into the whole new rule's columns.
+
+    It runs under the rule's row lock, so a PATCH merges onto the latest version.
+    """
     at = utcnow()
     async with engine.begin() as conn:
         before = await _lock_rule(conn, merchant_id, rule_id)
@@ -332,28 +325,8 @@ class Preview:
     next: tuple[str, str] | None
 
 
+@waits_for_new_channels
 async def preview_rule_change(
-    engine: AsyncEngine,
-    merchant_id: uuid.UUID,
-    *,
-    rule_id: uuid.UUID | None,
-    values: dict[str, Any] | None,
-    at: datetime | None = None,
-    limit: int = PREVIEW_LIMIT,
-    after: tuple[str, str] | None = None,
-) -> Preview:
-    """What saving `values` as rule `rule_id` (new if None; deleting if `values` is None) would emit.
-    Writes nothing."""
-    return await _once_channels_known(
-        engine,
-        merchant_id,
-        lambda: _preview_rule_change(
-            engine, merchant_id, rule_id=rule_id, values=values, at=at, limit=limit, after=after
-        ),
-    )
-
-
-async def _preview_rule_change(
     engine: AsyncEngine,
     merchant_id: uuid.UUID,
     *,
