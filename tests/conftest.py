@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -65,24 +65,6 @@ def free_ports() -> Ports:
     return Ports.free()
 
 
-@contextmanager
-def own_infrastructure(home: Path) -> Iterator[Stack]:
-    """An embedded PostgreSQL and broker of the caller's own, migrated, no service running.
-
-    For tests that stop or restart a service: on the session's broker the session's own
-    instance would share the consumer group, and the embedded broker keeps stopped
-    members in a group until their session times out (a restart in the middle of a
-    rebalance has waited over a minute).
-    """
-    stack = Stack(home, free_ports(), database_url="", kafka_bootstrap_servers="")
-    try:
-        stack.start_infrastructure(use_environment=False)
-        stack.migrate()
-        yield stack
-    finally:
-        stack.stop()
-
-
 @pytest.fixture(scope="session")
 def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """PostgreSQL and the broker, migrated, with no service running."""
@@ -94,35 +76,71 @@ def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack.stop()
 
 
-@contextmanager
-def private_database(infrastructure: Stack) -> Iterator[str]:
-    """A database of the caller's own on the session's PostgreSQL, migrated like production
-    (every service's schema), dropped afterwards. For tests whose rows the session's running
-    services must never see: the e2e stack runs on the session's database, and its
-    stock-ledger's import worker claims any queued import job there."""
+PrivateDatabase = Callable[[], AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def private_database(infrastructure: Stack) -> Iterator[PrivateDatabase]:
+    """Makes databases of the caller's own on the session's PostgreSQL, migrated like
+    production (every service's schema), each dropped after its `with`. For tests whose rows
+    the session's running services must never see (the e2e stack runs on the session's
+    database, and its stock-ledger's import worker claims any queued import job there), and
+    for stacks of a test's own. The first call migrates a template; every database is a copy
+    of it (CREATE DATABASE ... TEMPLATE: a file copy, not four migration runs)."""
     session_url = make_url(infrastructure.service_env("stock-ledger")["DATABASE_URL"])
-    name = f"private_{uuid.uuid4().hex[:12]}"
     admin_dsn = session_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    template = f"template_{uuid.uuid4().hex[:12]}"
 
-    async def execute(sql: str) -> None:
-        connection = await asyncpg.connect(admin_dsn)
+    def execute(sql: str) -> None:
+        async def run() -> None:
+            connection = await asyncpg.connect(admin_dsn)
+            try:
+                await connection.execute(sql)
+            finally:
+                await connection.close()
+
+        asyncio.run(run())
+
+    execute(f'CREATE DATABASE "{template}"')
+    template_url = session_url.set(database=template).render_as_string(hide_password=False)
+    for service, module in SERVICES:
+        env = {**infrastructure.service_env(service), "DATABASE_URL": template_url}
+        done = subprocess.run(
+            [sys.executable, "-m", module, "migrate"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+
+    @contextmanager
+    def database() -> Iterator[str]:
+        name = f"private_{uuid.uuid4().hex[:12]}"
+        execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         try:
-            await connection.execute(sql)
+            yield session_url.set(database=name).render_as_string(hide_password=False)
         finally:
-            await connection.close()
+            execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    url = session_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        for service, module in SERVICES:
-            env = {**infrastructure.service_env(service), "DATABASE_URL": url}
-            done = subprocess.run(
-                [sys.executable, "-m", module, "migrate"], env=env, capture_output=True, text=True, timeout=120
-            )
-            assert done.returncode == 0, done.stderr
-        yield url
-    finally:
-        asyncio.run(execute(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    yield database
+    execute(f'DROP DATABASE "{template}" WITH (FORCE)')
+
+
+@contextmanager
+def own_infrastructure(home: Path, private_database: PrivateDatabase, **extra_env: str) -> Iterator[Stack]:
+    """A broker of the caller's own and a migrated database of its own on the session's
+    PostgreSQL, no service running.
+
+    For tests that stop or restart a service: on the session's broker the session's own
+    instance would share the consumer group, and the embedded broker keeps stopped
+    members in a group until their session times out (a restart in the middle of a
+    rebalance has waited over a minute). A test that restarts PostgreSQL itself starts its
+    own (tests/e2e/test_faults.py).
+    """
+    with private_database() as url:
+        stack = Stack(home, free_ports(), database_url=url, kafka_bootstrap_servers="", extra_env=extra_env)
+        try:
+            stack.start_infrastructure(use_environment=False)
+            yield stack
+        finally:
+            stack.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,12 @@ from sqlalchemy.engine import URL, make_url
 
 from stocksync_common.contracts import OrderLineMoved, utcnow
 from stocksync_common.db import make_engine
-from stocksync_embedded.stack import Stack
 
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reconciliation import ledger_discrepancies
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
-from tests.conftest import private_database
+from tests.conftest import PrivateDatabase
 from tests.deploy.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -57,9 +56,9 @@ def run_script(name: str, dump: Path, url: URL) -> subprocess.CompletedProcess[s
 
 
 @pytest.fixture(scope="module")
-def database(infrastructure: Stack) -> Iterator[URL]:
+def database(private_database: PrivateDatabase) -> Iterator[URL]:
     """A database of the test's own, migrated like production (every service's schema)."""
-    with private_database(infrastructure) as url:
+    with private_database() as url:
         yield make_url(url)
 
 

@@ -26,7 +26,7 @@ import pytest
 from stocksync_embedded.demo import DEMO_MIRAKL_INTERVAL_S, DemoChannel, channel_sandbox_process
 from stocksync_embedded.stack import ManagedProcess, Stack
 
-from tests.conftest import free_port, free_ports
+from tests.conftest import PrivateDatabase, free_port, own_infrastructure
 from tests.e2e.conftest import Merchant, wait_for
 
 WEBHOOK_CHANNEL_TYPES = ("woocommerce", "amazon", "ebay", "walmart", "generic")
@@ -140,17 +140,15 @@ def test_an_order_on_the_demo_sandbox_reserves_its_units_once_and_its_retry_chan
 
 
 @pytest.fixture(scope="module")
-def mirakl_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(
+def mirakl_stack(tmp_path_factory: pytest.TempPathFactory, private_database: PrivateDatabase) -> Iterator[Stack]:
+    with own_infrastructure(
         Path(tmp_path_factory.mktemp("demo-mirakl")),
-        free_ports(),
-        extra_env={"MIRAKL_POLL_INTERVAL_OVERRIDE_S": str(DEMO_MIRAKL_INTERVAL_S), "POLLER_TICK_S": "0.5"},
-    )
-    stack.start_infrastructure()
-    stack.migrate()
-    stack.start_services()
-    yield stack
-    stack.stop()
+        private_database,
+        MIRAKL_POLL_INTERVAL_OVERRIDE_S=str(DEMO_MIRAKL_INTERVAL_S),
+        POLLER_TICK_S="0.5",
+    ) as stack:
+        stack.start_services()
+        yield stack
 
 
 def test_a_mirakl_order_on_the_demo_sandbox_is_polled_once_and_listed_again_changes_nothing(

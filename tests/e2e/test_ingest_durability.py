@@ -1,8 +1,9 @@
 """Behaviour that needs a Stocksync of its own: the broker stopped, rate limits, polling.
 
-This module starts its own PostgreSQL, broker, channel-publisher and order-ingest (own
-ports), because it stops the broker and shortens limits that the session stack keeps at
-their defaults. Merchant API keys are issued offline: they are stateless.
+This module starts its own database, broker, stock-ledger, channel-publisher and
+order-ingest (own ports), because it stops the broker and shortens limits that the session
+stack keeps at their defaults. Merchant API keys are legacy keys issued offline (signed
+with the stack's API_KEY_SECRET, accepted until LEGACY_API_KEYS_UNTIL).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from stocksync_common.auth import issue_api_key
 from stocksync_embedded.stack import Stack
 
-from tests.conftest import free_ports
+from tests.conftest import PrivateDatabase, own_infrastructure
 from tests.e2e.test_ingest_channels import OrderEvents, Sandboxes, create_connection, line, make_sandboxes
 
 RATE_LIMIT = 3
@@ -29,25 +30,20 @@ MIRAKL_INTERVAL_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(
+def own_stack(tmp_path_factory: pytest.TempPathFactory, private_database: PrivateDatabase) -> Iterator[Stack]:
+    with own_infrastructure(
         Path(tmp_path_factory.mktemp("ingest-own-stack")),
-        free_ports(),
-        extra_env={
-            "WEBHOOK_RATE_LIMIT": str(RATE_LIMIT),
-            "WEBHOOK_RATE_PERIOD_S": "60",
-            "MIRAKL_POLL_INTERVAL_OVERRIDE_S": str(MIRAKL_INTERVAL_S),
-            "MIRAKL_POLL_OVERLAP_S": "30",
-            "POLLER_TICK_S": "0.5",
-        },
-    )
-    stack.start_infrastructure()
-    stack.migrate()
-    # The stock-ledger verifies the merchants' API keys for the other services.
-    for service in ("stock-ledger", "channel-publisher", "order-ingest"):
-        stack.start_service(service).wait_ready()
-    yield stack
-    stack.stop()
+        private_database,
+        WEBHOOK_RATE_LIMIT=str(RATE_LIMIT),
+        WEBHOOK_RATE_PERIOD_S="60",
+        MIRAKL_POLL_INTERVAL_OVERRIDE_S=str(MIRAKL_INTERVAL_S),
+        MIRAKL_POLL_OVERLAP_S="30",
+        POLLER_TICK_S="0.5",
+    ) as stack:
+        # The stock-ledger verifies the merchants' API keys for the other services.
+        for service in ("stock-ledger", "channel-publisher", "order-ingest"):
+            stack.start_service(service).wait_ready()
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from stocksync_common.kafka import encode_event
 from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 
-from tests.conftest import own_infrastructure
+from tests.conftest import PrivateDatabase, own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,9 +38,9 @@ SKUS = 40
 
 
 @pytest.fixture
-def sole_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A PostgreSQL and broker of the test's own, so its ledger is the only group member."""
-    with own_infrastructure(tmp_path_factory.mktemp("graceful")) as stack:
+def sole_ledger(tmp_path_factory: pytest.TempPathFactory, private_database: PrivateDatabase) -> Iterator[Stack]:
+    """A database and broker of the test's own, so its ledger is the only group member."""
+    with own_infrastructure(tmp_path_factory.mktemp("graceful"), private_database) as stack:
         yield stack
 
 

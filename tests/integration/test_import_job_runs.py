@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
-from stocksync_embedded.stack import Stack
 
 from stock_ledger.adapters.tables import import_jobs, ledger_entries, stock_items
 from stock_ledger.service_layer.import_jobs import (
@@ -23,16 +22,16 @@ from stock_ledger.service_layer.import_jobs import (
     run_import_job,
     store_import,
 )
-from tests.conftest import private_database
+from tests.conftest import PrivateDatabase
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def own_database_url(infrastructure: Stack) -> Iterator[str]:
+def own_database_url(private_database: PrivateDatabase) -> Iterator[str]:
     """Not the session's database: the e2e stack's stock-ledger, running on that one in the
     same worker, would claim these queued jobs and run them beside the test."""
-    with private_database(infrastructure) as url:
+    with private_database() as url:
         yield url
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from stocksync_embedded.stack import ManagedProcess, Stack
 
-from tests.conftest import free_port, own_infrastructure
+from tests.conftest import PrivateDatabase, free_port, own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,8 +27,8 @@ ROWS = 5_000
 
 
 @pytest.fixture
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with own_infrastructure(tmp_path_factory.mktemp("import-jobs")) as stack:
+def own_stack(tmp_path_factory: pytest.TempPathFactory, private_database: PrivateDatabase) -> Iterator[Stack]:
+    with own_infrastructure(tmp_path_factory.mktemp("import-jobs"), private_database) as stack:
         yield stack
 
 

@@ -29,7 +29,7 @@ from stocksync_common.kafka import decode_event, encode_event
 from stocksync_common.topics import ORDERS, STOCK_CHANGED
 from stocksync_embedded.stack import ManagedProcess, Stack
 
-from tests.conftest import free_port, own_infrastructure
+from tests.conftest import PrivateDatabase, free_port, own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,25 +37,25 @@ GROUP = "stock-ledger"
 
 
 @pytest.fixture
-def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with own_infrastructure(tmp_path_factory.mktemp("ledger-faults")) as stack:
+def own(tmp_path_factory: pytest.TempPathFactory, private_database: PrivateDatabase) -> Iterator[Stack]:
+    with own_infrastructure(tmp_path_factory.mktemp("ledger-faults"), private_database) as stack:
         yield stack
 
 
 @pytest.fixture
-def database_url(infrastructure: Stack) -> str:
-    assert infrastructure.database_url
-    return infrastructure.database_url
+def database_url(own: Stack) -> str:
+    assert own.database_url
+    return own.database_url
 
 
 @pytest.fixture
-def kafka_bootstrap_servers(infrastructure: Stack) -> str:
-    assert infrastructure.kafka_bootstrap_servers
-    return infrastructure.kafka_bootstrap_servers
+def kafka_bootstrap_servers(own: Stack) -> str:
+    assert own.kafka_bootstrap_servers
+    return own.kafka_bootstrap_servers
 
 
 @pytest.fixture
-def ledger_group(infrastructure: Stack) -> Iterator[Callable[..., ManagedProcess]]:
+def ledger_group(own: Stack) -> Iterator[Callable[..., ManagedProcess]]:
     """Start ledger processes of the real consumer group; only the test's are members."""
     started: list[ManagedProcess] = []
 
@@ -64,8 +64,8 @@ def ledger_group(infrastructure: Stack) -> Iterator[Callable[..., ManagedProcess
         process = ManagedProcess(
             name,
             [sys.executable, "-m", "stock_ledger", "serve"],
-            {**infrastructure.service_env("stock-ledger"), "HTTP_PORT": str(port), **env},
-            infrastructure.home / "logs" / f"{name}.log",
+            {**own.service_env("stock-ledger"), "HTTP_PORT": str(port), **env},
+            own.home / "logs" / f"{name}.log",
             f"http://127.0.0.1:{port}/readyz",
         )
         process.start()

@@ -13,9 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from stocksync_embedded.stack import Stack
-
-from tests.conftest import private_database
+from tests.conftest import PrivateDatabase
 
 
 def _metadata() -> dict[str, sa.MetaData]:
@@ -43,8 +41,8 @@ def _same_index(connection: sa.Connection, schema: str, index: sa.Index) -> bool
 
 
 @pytest.fixture(scope="module")
-def migrated_url(infrastructure: Stack) -> Any:
-    with private_database(infrastructure) as url:
+def migrated_url(private_database: PrivateDatabase) -> Any:
+    with private_database() as url:
         yield url
 
 

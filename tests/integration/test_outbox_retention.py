@@ -22,7 +22,7 @@ from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 
 from order_ingest.adapters.tables import outbox
-from tests.conftest import own_infrastructure
+from tests.conftest import PrivateDatabase, own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,8 +65,10 @@ async def read_all(bootstrap_servers: str, merchant_id: uuid.UUID) -> list[str]:
     return found
 
 
-def test_a_new_empty_broker_gets_the_retained_rows_again_in_order_and_old_rows_are_pruned(tmp_path: Path) -> None:
-    with own_infrastructure(tmp_path) as stack:
+def test_a_new_empty_broker_gets_the_retained_rows_again_in_order_and_old_rows_are_pruned(
+    tmp_path: Path, private_database: PrivateDatabase
+) -> None:
+    with own_infrastructure(tmp_path, private_database) as stack:
         asyncio.run(retained_rows_go_to_a_new_broker(stack))
 
 

@@ -37,20 +37,22 @@ from stocksync_embedded.stack import Stack
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.app import create_app
 from stock_ledger.adapters.api_key_store import ApiKeyStore
-from tests.conftest import own_infrastructure
+from tests.conftest import PrivateDatabase, own_infrastructure
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def rule_engine_infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A PostgreSQL and broker of this module's own.
+def rule_engine_infrastructure(
+    tmp_path_factory: pytest.TempPathFactory, private_database: PrivateDatabase
+) -> Iterator[Stack]:
+    """A database and broker of this module's own.
 
     The session's stack may run a rule-engine service for the end-to-end tests; it would
     join this module's consumer group and run its own scheduler over the same rules, so
     these tests, which stop and restart the engine, would not control every instance.
     """
-    with own_infrastructure(tmp_path_factory.mktemp("rule-engine")) as stack:
+    with own_infrastructure(tmp_path_factory.mktemp("rule-engine"), private_database) as stack:
         yield stack
 
 
