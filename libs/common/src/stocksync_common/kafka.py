@@ -178,34 +178,64 @@ class BatchConsumer:
         await self._consumer.stop()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            records = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-            if not records:
-                continue
-            batch, rejected = self._decode(records)
-            attempt = 0
-            while True:
-                try:
-                    with consuming(batch, self.group_id) as spans:
-                        failed = await isolate_failures(batch, self.handler)
-                        for item, error in failed:
-                            spans.failed(item, error)
-                    await self._dead_letter([*rejected, *(self._letter(item, error) for item, error in failed)])
-                    await self._consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
-                    break
-                except Exception as exc:
-                    HANDLER_FAILURES.labels(self.group_id).inc()
-                    delay = backoff_delay(attempt, self.retry_backoff_s, self.retry_backoff_max_s)
-                    log.warning(
-                        "batch could not be completed; retrying the batch",
-                        exc_info=True,
-                        extra={"group": self.group_id, "transient": is_transient(exc), "retry_in_s": delay},
-                    )
-                    if self._stopping.is_set():
-                        # Leave the batch uncommitted: it is redelivered after restart.
-                        return
-                    attempt += 1
-                    await asyncio.sleep(delay)
+        """Fetch, apply, commit, pipelined: the offsets of a batch go to the broker while
+        the next batch is fetched and applied (aiokafka fetches in the background, so a
+        batch holds whatever arrived while the previous one was applied: batches grow
+        with the load and the fixed cost per batch falls). One commit is in flight at a
+        time and each covers everything before it; offsets are committed only after the
+        database commit of their batch, so a crash redelivers at most what was applied
+        and not yet committed, which the inbox makes harmless."""
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                records = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                if not records:
+                    continue
+                if not await self._apply(records):
+                    return  # stopping while the batch failed: it is redelivered after restart
+                if committing is not None:
+                    await self._settle(committing)
+                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in records.items()}
+                committing = asyncio.create_task(self._consumer.commit(offsets), name=f"{self.group_id}-commit")
+        finally:
+            if committing is not None:
+                await self._settle(committing)
+
+    async def _apply(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Apply a batch, retrying it whole after a transient failure; False if asked to
+        stop before it could be applied."""
+        batch, rejected = self._decode(records)
+        attempt = 0
+        while True:
+            try:
+                with consuming(batch, self.group_id) as spans:
+                    failed = await isolate_failures(batch, self.handler)
+                    for item, error in failed:
+                        spans.failed(item, error)
+                await self._dead_letter([*rejected, *(self._letter(item, error) for item, error in failed)])
+                return True
+            except Exception as exc:
+                HANDLER_FAILURES.labels(self.group_id).inc()
+                delay = backoff_delay(attempt, self.retry_backoff_s, self.retry_backoff_max_s)
+                log.warning(
+                    "batch could not be completed; retrying the batch",
+                    exc_info=True,
+                    extra={"group": self.group_id, "transient": is_transient(exc), "retry_in_s": delay},
+                )
+                if self._stopping.is_set():
+                    return False
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _settle(self, committing: asyncio.Task[None]) -> None:
+        """Wait for an offset commit. A failed one (a rebalance, the broker away) is only
+        logged: the next commit covers its offsets, or the new owner gets the batch again."""
+        try:
+            await committing
+        except Exception:
+            log.warning(
+                "offset commit failed; the batch may be redelivered", exc_info=True, extra={"group": self.group_id}
+            )
 
     def _letter(self, item: ConsumedEvent, error: BaseException) -> DeadLetter:
         return DeadLetter(

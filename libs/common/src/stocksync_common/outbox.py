@@ -4,8 +4,19 @@ A service writes derived events with `add_to_outbox` in the same transaction as 
 state change. The relay publishes rows in id order and marks them published once the
 broker has acknowledged them. Per key, ids follow commit order because writers of one
 key serialise on that key's row lock, so publishing in id order keeps each key in order.
-Only one relay publishes at a time per service (a transaction-scoped advisory lock),
-which keeps that order when several instances run.
+
+One relay per service publishes at a time: it holds a lease, a session advisory lock on
+a PostgreSQL connection of its own, for as long as it runs (the lock goes with the
+connection when the process dies). Holding it, the relay publishes continuously: woken
+in process on commit (`wake`), it marks what the broker acknowledged and reads the next
+rows in one statement, with no lock round trip, and reads the next rows while the
+previous ones are in flight (at most `max_in_flight` batches; the producer keeps one
+request in flight per partition, so a key's rows reach the broker in id order). A relay
+without the lease (another instance holds it) tries to take it whenever it is woken and
+every `poll_interval_s`, and otherwise NOTIFYs the holder, which LISTENs on its lease
+connection: a commit in any instance is published at once. When a send fails, nothing
+in flight is marked; everything unmarked is read and sent again (consumers' inboxes make
+the repeats harmless).
 
 The broker is a transport, never the only copy: published rows stay for
 `retention_s`, and the relay records the cluster id of the broker it publishes to
@@ -18,6 +29,7 @@ harmless. Rows past retention are pruned in bounded batches.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -33,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import Event
 from stocksync_common.kafka import encode_event, ensure_topics
-from stocksync_common.raw_connection import raw_transaction
+from stocksync_common.raw_connection import raw_connection, raw_transaction
 from stocksync_common.topics import topic_for
 from stocksync_common.tracing import TRACEPARENT, trace_context_of
 
@@ -106,6 +118,19 @@ def _headers(row: Any) -> list[tuple[str, bytes]]:
     return headers
 
 
+class _Batch:
+    """Rows handed to the producer, and the future of the broker's acknowledgements."""
+
+    def __init__(self, rows: list[Any], delivered: asyncio.Future[Any]) -> None:
+        self.ids = [row["id"] for row in rows]
+        self.topics = collections.Counter(row["topic"] for row in rows)
+        self.delivered = delivered
+
+    def count(self) -> None:
+        for topic, n in self.topics.items():
+            RELAYED.labels(topic).inc(n)
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -118,6 +143,7 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         retention_s: float = 3600.0,
         broker_check_interval_s: float = 1.0,
+        max_in_flight: int = 4,
     ) -> None:
         self.engine = engine
         self.outbox = outbox
@@ -127,49 +153,82 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self.retention_s = retention_s
         self.broker_check_interval_s = broker_check_interval_s
+        self.max_in_flight = max_in_flight
         self._broker_table = f"{outbox.schema}.outbox_broker" if outbox.schema else "outbox_broker"
         self._lock_key = zlib.crc32(f"outbox:{outbox.schema}".encode())
+        self._channel = f"stocksync_outbox_{outbox.schema or 'public'}"
+        columns = ", ".join(OUTBOX_COLUMNS)
+        # Marks the acknowledged rows ($1) and reads the next unpublished ones, skipping
+        # those in flight or just marked ($2: the statement's snapshot predates its update).
+        self._mark_and_read_sql = (
+            f"WITH done AS (UPDATE {outbox.fullname} SET published_at = now() WHERE id = ANY($1::bigint[])) "
+            f"SELECT id, {columns} FROM {outbox.fullname} "
+            "WHERE published_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $3::int"
+        )
         self._admin: AIOKafkaAdminClient | None = None
         # The cluster id this relay last confirmed it publishes to; None forces a check.
         self._cluster_id: str | None = None
         self._broker_checked_at = float("-inf")
         self._pruned_at = float("-inf")
+        self._backlog_sampled_at = float("-inf")
         self._wake = asyncio.Event()
+        # Set by `wake` only (not by a notification): what a relay without the lease passes on.
+        self._woken_here = False
         self._stopping = False
+        # The lease connection (SQLAlchemy's, for invalidation) and its asyncpg driver.
+        self._lease_conn: AsyncConnection | None = None
+        self._lease: Any = None
 
     def wake(self) -> None:
+        self._woken_here = True
         self._wake.set()
 
     def request_stop(self) -> None:
         self._stopping = True
         self._wake.set()
 
+    @property
+    def holds_lease(self) -> bool:
+        return self._lease is not None
+
     async def run(self) -> None:
-        backlog_sampled_at = float("-inf")
         while True:
-            if time.monotonic() - backlog_sampled_at >= BACKLOG_SAMPLE_INTERVAL_S:
-                backlog_sampled_at = time.monotonic()
-                try:
-                    await self.measure_backlog()
-                except Exception:
-                    log.warning("could not count the outbox backlog", extra={"schema": self.outbox.schema})
             try:
-                if time.monotonic() - self._pruned_at >= PRUNE_INTERVAL_S:
-                    self._pruned_at = time.monotonic()
-                    await self.prune()
-                while await self.publish_batch() == self.batch_size:
-                    pass
+                await self._housekeeping()
+                if await self._take_lease():
+                    await self._publish_continuously()
+                elif self._woken_here:
+                    await self._notify_holder()
             except Exception:
                 # The broker may be a new one when it answers again: check before publishing.
                 self._cluster_id = None
                 log.exception("outbox relay failed; retrying", extra={"schema": self.outbox.schema})
-                await asyncio.sleep(self.poll_interval_s)
+                await self._release_lease()
+                if not self._stopping:
+                    await asyncio.sleep(self.poll_interval_s)
             if self._stopping:
+                await self._release_lease()
                 await self._close_admin()
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-            self._wake.clear()
+            await self._wait()
+
+    async def _wait(self, timeout_s: float | None = None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.poll_interval_s if timeout_s is None else timeout_s)
+        self._wake.clear()
+
+    async def _housekeeping(self) -> None:
+        """The backlog gauge and pruning, on their periods (the backlog is counted even while
+        publishing fails, which is when it matters)."""
+        if time.monotonic() - self._backlog_sampled_at >= BACKLOG_SAMPLE_INTERVAL_S:
+            self._backlog_sampled_at = time.monotonic()
+            try:
+                await self.measure_backlog()
+            except Exception:
+                log.warning("could not count the outbox backlog", extra={"schema": self.outbox.schema})
+        if time.monotonic() - self._pruned_at >= PRUNE_INTERVAL_S:
+            self._pruned_at = time.monotonic()
+            await self.prune()
 
     async def measure_backlog(self) -> int:
         async with self.engine.connect() as conn:
@@ -181,41 +240,124 @@ class OutboxRelay:
         BACKLOG.labels(self.outbox.schema).set(count)
         return int(count)
 
-    async def publish_batch(self) -> int:
-        """Publish one batch; return how many rows it published.
+    async def _take_lease(self) -> bool:
+        """Hold the lease, or say another relay does."""
+        if self._lease is not None:
+            return True
+        conn = await self.engine.connect()
+        try:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            got = await driver.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self._lock_key)
+        except BaseException:
+            await conn.invalidate()
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            return False
+        await driver.add_listener(self._channel, self._notified)
+        self._lease_conn, self._lease = conn, driver
+        return True
 
-        On asyncpg directly (stocksync_common.raw_connection): the relay runs a batch
-        for about every webhook or consumer batch, and SQLAlchemy's cost per statement
-        made it a quarter of a service's CPU. Lock, read and mark stay three
-        statements: the rows are read in a statement after the lock is held, so they
-        are what the previous holder left. Unpublished rows are read through a partial
-        index, so the retained ones cost the hot path nothing.
+    async def _release_lease(self) -> None:
+        """Close the lease connection: the lock and the LISTEN go with it."""
+        conn, self._lease_conn, self._lease = self._lease_conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self._wake.set()
+
+    async def _notify_holder(self) -> None:
+        self._woken_here = False
+        async with raw_connection(self.engine) as conn:
+            await conn.execute(f"NOTIFY {self._channel}")
+
+    async def _publish_continuously(self) -> None:
+        """Under the lease: publish until nothing is left, then return to wait.
+
+        Each round marks the rows the broker acknowledged and reads the next ones (one
+        statement), then hands them to the producer without waiting for the broker, up
+        to `max_in_flight` batches ahead; batches are marked in the order they were sent.
         """
-        outbox = self.outbox
-        cluster_id = await self._current_cluster_id()
-        async with raw_transaction(self.engine) as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1::bigint)", self._lock_key):
-                return 0
-            if cluster_id is not None:
-                await self._republish_if_new_broker(conn, cluster_id)
-            rows = await conn.fetch(
-                f"SELECT id, {', '.join(OUTBOX_COLUMNS)} FROM {outbox.fullname} "
-                "WHERE published_at IS NULL ORDER BY id LIMIT $1::int",
-                self.batch_size,
-            )
-            if not rows:
-                BACKLOG.labels(outbox.schema).set(0)
-                return 0
-            await self._send(rows)
-            await conn.execute(
-                f"UPDATE {outbox.fullname} SET published_at = now() WHERE id = ANY($1::bigint[])",
-                [row["id"] for row in rows],
-            )
-        for row in rows:
-            RELAYED.labels(row["topic"]).inc()
-        return len(rows)
+        lease = self._lease
+        in_flight: collections.deque[_Batch] = collections.deque()
+        acked: list[_Batch] = []
+        try:
+            while True:
+                while in_flight and in_flight[0].delivered.done():
+                    batch = in_flight.popleft()
+                    batch.delivered.result()  # raises if the broker refused any row of the batch
+                    acked.append(batch)
+                if self._broker_check_due():
+                    # A new broker gets the retained rows before anything new: settle first.
+                    while in_flight:
+                        await in_flight[0].delivered
+                        acked.append(in_flight.popleft())
+                    cluster_id = await self._current_cluster_id()
+                    if cluster_id is not None:
+                        await self._republish_if_new_broker(lease, cluster_id)
+                self._wake.clear()
+                self._woken_here = False
+                done = [i for batch in acked for i in batch.ids]
+                sending = [i for batch in in_flight for i in batch.ids]
+                rows = await lease.fetch(self._mark_and_read_sql, done, done + sending, self.batch_size)
+                for batch in acked:
+                    batch.count()
+                acked = []
+                if rows:
+                    in_flight.append(_Batch(rows, await self._enqueue(rows)))
+                    if len(in_flight) >= self.max_in_flight:
+                        await asyncio.wait([in_flight[0].delivered])
+                elif in_flight:
+                    # Nothing more to read for now: wait for the oldest batch or a commit.
+                    woken = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait([in_flight[0].delivered, woken], return_when=asyncio.FIRST_COMPLETED)
+                    woken.cancel()
+                else:
+                    BACKLOG.labels(self.outbox.schema).set(0)
+                    return
+        finally:
+            for batch in in_flight:
+                # Not marked: read and sent again. Retrieve the outcome so that none is left unobserved.
+                batch.delivered.add_done_callback(lambda f: f.cancelled() or f.exception())
 
-    async def _send(self, rows: list[Any]) -> None:
+    async def publish_batch(self) -> int:
+        """Publish one batch and wait for the broker; return how many rows it published
+        (0 when another relay holds the lease). For tools and tests: it takes the lease
+        for the call only; `run` publishes continuously."""
+        held = self.holds_lease
+        if not await self._take_lease():
+            return 0
+        lease = self._lease
+        try:
+            cluster_id = await self._current_cluster_id()
+            if cluster_id is not None:
+                await self._republish_if_new_broker(lease, cluster_id)
+            rows = await lease.fetch(self._mark_and_read_sql, [], [], self.batch_size)
+            if not rows:
+                BACKLOG.labels(self.outbox.schema).set(0)
+                return 0
+            batch = _Batch(rows, await self._enqueue(rows))
+            await batch.delivered
+            await lease.execute(
+                f"UPDATE {self.outbox.fullname} SET published_at = now() WHERE id = ANY($1::bigint[])", batch.ids
+            )
+            batch.count()
+            return len(rows)
+        finally:
+            if not held:
+                await self._release_lease()
+
+    def _broker_check_due(self) -> bool:
+        return self._cluster_id is None or time.monotonic() - self._broker_checked_at >= self.broker_check_interval_s
+
+    async def _enqueue(self, rows: list[Any]) -> asyncio.Future[Any]:
+        """Hand rows to the producer in order; the future resolves once the broker has
+        acknowledged all of them (or fails with the first refusal)."""
         deliveries = [
             await self.producer.send(
                 row["topic"],
@@ -225,7 +367,7 @@ class OutboxRelay:
             )
             for row in rows
         ]
-        await asyncio.gather(*deliveries)
+        return asyncio.gather(*deliveries)
 
     async def _current_cluster_id(self) -> str | None:
         """The broker's cluster id when a check is due (every `broker_check_interval_s`,
@@ -274,7 +416,7 @@ class OutboxRelay:
             )
             if not rows:
                 return count
-            await self._send(rows)
+            await (await self._enqueue(rows))
             REPUBLISHED.labels(self.outbox.schema).inc(len(rows))
             after, count = rows[-1]["id"], count + len(rows)
 
