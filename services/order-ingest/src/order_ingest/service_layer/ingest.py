@@ -28,6 +28,7 @@ from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import raw_transaction, uuid_array_literal
 from stocksync_common.secrets import open_connection
 from stocksync_common.topics import CONNECTIONS
+from stocksync_common.tracing import current_span, derived_from
 
 from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
 from order_ingest.domain.connections import InboundConnection
@@ -120,6 +121,8 @@ class Delivery:
     raw_body: bytes
     headers: Mapping[str, str]
     received_at: datetime
+    # The request's span (tracing on): its events carry it, whichever task stores them.
+    span: Any = field(default=None, compare=False)
 
     @property
     def key(self) -> tuple[uuid.UUID, str]:
@@ -232,7 +235,9 @@ async def accept_delivery(
     received_at: datetime,
 ) -> Accepted:
     """Store one delivery (a group of one, `accept_deliveries`)."""
-    (accepted,) = await accept_deliveries(engine, [Delivery(connection, notification, raw_body, headers, received_at)])
+    (accepted,) = await accept_deliveries(
+        engine, [Delivery(connection, notification, raw_body, headers, received_at, current_span())]
+    )
     return accepted
 
 
@@ -286,7 +291,7 @@ async def accept_deliveries(engine: AsyncEngine, group: Sequence[Delivery]) -> l
         states = {_line_key(row): _state(row) for row in rows if row["delivery_id"] is None}
         # Applied in the order given (arrival order), each from what the previous left.
         applied = [
-            _Applied(group[i].connection, delivery_ids[i], by_line[i], group[i].received_at)
+            _Applied(group[i].connection, delivery_ids[i], by_line[i], group[i].received_at, group[i].span)
             for i in sorted(first_of.values())
             if delivery_ids[i] in inserted
         ]
@@ -327,6 +332,7 @@ class _Applied:
     delivery_id: uuid.UUID
     by_line: Mapping[tuple[str, str], LineReport]
     at: datetime
+    span: Any = None
     movements: list[LineMovement] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
 
@@ -354,6 +360,7 @@ async def _advance_lines(
     all when no delivery moved anything, unless it is a replay)."""
     moved: dict[LineKey, tuple[LineState, datetime]] = {}
     events: list[OrderLineMoved] = []
+    spans: dict[tuple[Any, ...], Any] = {}
     for delivery in applied:
         connection_id = delivery.connection.connection_id
         for (order_id, line_id), report in delivery.by_line.items():
@@ -365,10 +372,16 @@ async def _advance_lines(
                 states[key] = after
                 moved[key] = (after, delivery.at)
                 delivery.movements.extend(line_movements)
-                events.extend(_event(delivery.connection, m, delivery.at) for m in line_movements)
+                for movement in line_movements:
+                    event = _event(delivery.connection, movement, delivery.at)
+                    events.append(event)
+                    if delivery.span is not None:
+                        spans[(event.event_id,)] = delivery.span
     producing = [d for d in applied if d.movements or replayed_at is not None]
     if not producing:
         return
+    with derived_from(spans):
+        outbox = outbox_arrays(events)
     ids = await conn.fetch(
         RECORD_MOVEMENTS_SQL,
         [k[0] for k in moved],
@@ -383,7 +396,7 @@ async def _advance_lines(
         [len(d.movements) for d in producing],
         [orjson.dumps([_produced(m) for m in d.movements]).decode() for d in producing],
         replayed_at,
-        *outbox_arrays(events),
+        *outbox,
     )
     outbox_ids = [row["id"] for row in ids]
     for delivery in applied:

@@ -21,6 +21,8 @@ from typing import Literal
 
 from aiolimiter import AsyncLimiter
 
+from stocksync_common.tracing import current_span
+
 from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
 from order_ingest.adapters.channels.registry import WebhookChannel
 from order_ingest.domain.movements import Notification
@@ -150,6 +152,6 @@ async def _receive(intake: WebhookIntake, command: ReceiveWebhook) -> Received:
     except MalformedDelivery as exc:
         raise Refused("malformed", exc.detail) from None
     accepted = await intake.groups.accept(
-        Delivery(connection, notification, body, command.headers, command.received_at)
+        Delivery(connection, notification, body, command.headers, command.received_at, current_span())
     )
     return Received("duplicate" if accepted.duplicate else "accepted", notification, accepted)
