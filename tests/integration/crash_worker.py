@@ -6,7 +6,10 @@ python -m tests.integration.crash_worker relay SCHEMA DATABASE_URL BOOTSTRAP
 python -m tests.integration.crash_worker consumer SCHEMA DATABASE_URL BOOTSTRAP GROUP MERCHANT
     consumes stock.oversells.v1 in GROUP, applies MERCHANT's events (inbox + effect,
     one transaction) and dies right after the first such commit, before the offsets
-    are committed.
+    are committed;
+python -m tests.integration.crash_worker lease SCHEMA DATABASE_URL BOOTSTRAP
+    publishes the schema's outbox and holds the relay's lease until it is killed (the
+    lease test freezes it with SIGSTOP, as a network cut or a stalled host would).
 """
 
 from __future__ import annotations
@@ -80,6 +83,14 @@ def die(*_: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+async def lease(schema: str, database_url: str, bootstrap: str) -> None:
+    tables = Tables(schema)
+    engine = make_engine(database_url, 2)
+    producer = make_producer(settings(database_url, bootstrap))
+    await producer.start()
+    await OutboxRelay(engine, tables.outbox, producer, bootstrap_servers=bootstrap, lease_timeout_s=2.0).run()
+
+
 async def relay(schema: str, database_url: str, bootstrap: str) -> None:
     tables = Tables(schema)
     engine = make_engine(database_url, 2)
@@ -110,4 +121,5 @@ async def consumer(schema: str, database_url: str, bootstrap: str, group: str, m
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    asyncio.run(relay(*args) if mode == "relay" else consumer(*args))
+    modes = {"relay": relay, "lease": lease, "consumer": consumer}
+    asyncio.run(modes[mode](*args))

@@ -103,6 +103,9 @@ class ServiceSettings(BaseSettings):
     # (the embedded in-memory broker restarted) gets them again (docs/RELIABILITY.md).
     outbox_retention_s: float = Field(3600.0, ge=0, le=30 * 86_400)
     outbox_broker_check_interval_s: float = Field(1.0, gt=0, le=60)
+    # The relay's lease ends this long after its holder fell silent (network cut, frozen
+    # process); another instance then takes over (stocksync_common.outbox).
+    outbox_lease_timeout_s: float = Field(5.0, ge=1, le=300)
     graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
 
     @classmethod
