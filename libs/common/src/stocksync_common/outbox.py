@@ -417,8 +417,7 @@ class OutboxRelay:
                     # Retrieve the outcome so that none is left unobserved.
                     delivered.add_done_callback(lambda f: f.cancelled() or f.exception())
                 if self._lease is not None and not self._lease.is_closed():
-                    with contextlib.suppress(BaseException):
-                        await asyncio.wait(pending, timeout=self.lease_timeout_s / 2)
+                    await asyncio.wait(pending, timeout=self.lease_timeout_s / 2)
 
     async def _await_vouching(self, delivered: asyncio.Future[Any]) -> Any:
         """The broker's answer to a batch; meanwhile a statement on the lease every
