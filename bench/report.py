@@ -171,7 +171,8 @@ def _run_row(r: dict[str, Any], floor: dict[float, dict[str, Any]]) -> str:
         f"| {r['kind']}{' (hot SKU)' if r['hot_sku'] else ''} | {r['rate']:g} | {r['accepted']}/{r['orders']} | "
         f"{_fmt(r['accepted_per_second'])} | {_fmt(r['ack_ms']['p50'])} / {_fmt(r['ack_ms']['p99'])} | "
         f"{_fmt(w['p50'])} | {_fmt(w['p90'])} | {_fmt(w['p99'])} | {_fmt(w['p99.9'])} | {_fmt(w['max'])} | "
-        f"{ratio} | {r['drain_seconds']} | {units} | {'yes' if r['sustained'] else 'no'} |"
+        f"{ratio} | {r['drain_seconds']} | {units} | {r.get('shed_requests', 0)} / {r.get('shed_orders', 0)} | "
+        f"{'yes' if r['sustained'] else 'no'} |"
     )
 
 
@@ -264,11 +265,14 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "",
         "## Runs",
         "",
-        "Times in ms. `ack` is the webhook's answer time seen by the generator (p50 / p99).",
+        "Times in ms. `ack` is the webhook's answer time seen by the generator (p50 / p99), from the "
+        "order's first send to its final answer. `shed` counts the 503 + Retry-After answers of an "
+        "order-ingest over `WEBHOOK_MAX_IN_FLIGHT` (requests / orders): the generator resends them as "
+        "Shopify does, and every order must still be applied exactly once.",
         "",
         "| run | target/s | accepted | accepted/s | ack p50 / p99 | p50 | p90 | p99 | p99.9 | max | p50 vs floor "
-        "| drain s | units off (ledger / channels) | sustained |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| drain s | units off (ledger / channels) | shed | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_run_row(r, floor) for r in runs],
         "",
         *(

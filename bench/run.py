@@ -231,6 +231,10 @@ def summarise_run(
         "accepted": len(ok),
         "outcomes": outcomes,
         "resent_orders": sum(1 for o in orders if o.extra.get("attempts")),
+        # Answers 503 + Retry-After (order-ingest over its in-flight bound), resent by the
+        # generator as Shopify does; every order must still end up applied exactly once.
+        "shed_requests": sum(o.extra.get("shed", 0) for o in orders),
+        "shed_orders": sum(1 for o in orders if o.extra.get("shed")),
         "lines": sum(len(o.lines) for o in ok),
         "units": sum(q for o in ok for _, q in o.lines),
         "accepted_per_second": round(rate, 1),

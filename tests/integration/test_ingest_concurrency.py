@@ -23,7 +23,14 @@ from order_ingest.adapters.tables import deliveries, order_polls
 from order_ingest.config import IngestSettings
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import LineReport, Notification
-from order_ingest.service_layer.ingest import accept_delivery, apply_connection_changes, delete_expired_deliveries
+from order_ingest.service_layer.group_commit import DeliveryGroups, Overloaded
+from order_ingest.service_layer.ingest import (
+    Accepted,
+    Delivery,
+    accept_delivery,
+    apply_connection_changes,
+    delete_expired_deliveries,
+)
 from order_ingest.service_layer.polling import due_connections, poll_connection
 from tests.e2e.test_ingest_channels import serve
 
@@ -153,3 +160,84 @@ async def test_the_mirakl_poller_pages_through_or11_and_waits_out_a_429(engine: 
         }
     finally:
         served.stop()
+
+
+async def test_concurrent_webhooks_for_one_sku_share_transactions_and_emit_each_movement_once(
+    engine: AsyncEngine,
+) -> None:
+    """Forty orders on one SKU at once, with a cancellation of five of them and a resend
+    of five more in the same burst: they are stored in fewer transactions than deliveries,
+    and every movement comes out once, in the order each line's deliveries arrived."""
+    connection = a_connection()
+    commits: list[int] = []
+    groups = DeliveryGroups(engine, lambda: commits.append(1), max_group=50, max_in_flight=1000)
+    prefix = uuid.uuid4().hex[:8]
+
+    def delivery(event_id: str, report: LineReport) -> Delivery:
+        return Delivery(connection, Notification(event_id, "orders/create", (report,)), b"{}", {}, datetime.now(UTC))
+
+    burst = [delivery(f"create-{n}", LineReport(f"{prefix}-{n}", "1", "HOT", 1)) for n in range(40)]
+    burst += [delivery(f"cancel-{n}", LineReport(f"{prefix}-{n}", "1", "HOT", 1, cancelled=1)) for n in range(5)]
+    burst += [delivery(f"create-{n}", LineReport(f"{prefix}-{n}", "1", "HOT", 1)) for n in range(5, 10)]
+    results = await asyncio.gather(*(groups.accept(d) for d in burst))
+
+    assert [r.duplicate for r in results] == [False] * 45 + [True] * 5
+    assert [[(m.movement, m.quantity) for m in r.movements] for r in results[:45]] == [[("placed", 1)]] * 40 + [
+        [("cancelled", 1)]
+    ] * 5
+    assert len(commits) < 45  # grouped: the burst did not take a transaction each
+    async with engine.connect() as conn:
+        events = (
+            await conn.execute(
+                sa.text(
+                    "SELECT id, convert_from(payload, 'UTF8')::jsonb AS event FROM order_ingest.outbox "
+                    "WHERE convert_from(payload, 'UTF8')::jsonb->>'connection_id' = :c ORDER BY id"
+                ),
+                {"c": str(connection.connection_id)},
+            )
+        ).all()
+    by_order: dict[str, list[str]] = {}
+    for row in events:
+        by_order.setdefault(row.event["external_order_id"], []).append(row.event["movement"])
+    assert by_order == {f"{prefix}-{n}": ["placed", "cancelled"] if n < 5 else ["placed"] for n in range(40)}
+    assert sorted(i for r in results for i in r.outbox_ids) == [row.id for row in events]
+
+
+async def test_a_delivery_that_fails_inside_a_group_commit_fails_alone(engine: AsyncEngine) -> None:
+    """A delivery PostgreSQL refuses (a NUL in an order id) in a burst with good ones: the
+    group's transaction fails, each delivery is stored on its own, and only the bad one
+    gets an error; nothing of it is stored."""
+    connection = a_connection()
+    groups = DeliveryGroups(engine, lambda: None, max_group=50, max_in_flight=1000)
+    prefix = uuid.uuid4().hex[:8]
+    reports = [LineReport(f"{prefix}-{n}", "1", "A", 1) for n in range(6)]
+    reports[3] = LineReport(f"{prefix}-bad\x00", "1", "A", 1)
+    results = await asyncio.gather(
+        *(
+            groups.accept(
+                Delivery(connection, Notification(f"e{n}", "orders/create", (r,)), b"{}", {}, datetime.now(UTC))
+            )
+            for n, r in enumerate(reports)
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[3], Exception)
+    good = [r for n, r in enumerate(results) if n != 3]
+    assert all(isinstance(r, Accepted) and not r.duplicate and len(r.movements) == 1 for r in good)
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(deliveries.c.channel_event_id).where(deliveries.c.connection_id == connection.connection_id)
+            )
+        ).scalars()
+        assert sorted(stored) == ["e0", "e1", "e2", "e4", "e5"]
+
+
+async def test_past_the_in_flight_bound_a_delivery_is_refused_at_once(engine: AsyncEngine) -> None:
+    groups = DeliveryGroups(engine, lambda: None, max_in_flight=2)
+    with groups.admit(), groups.admit():
+        with pytest.raises(Overloaded):
+            with groups.admit():
+                pass
+    with groups.admit():  # the bound is on work in flight, not a total
+        assert groups.in_flight == 1

@@ -108,6 +108,7 @@ class Runtime:
                 poll_interval_s=self.settings.outbox_poll_interval_s,
                 retention_s=self.settings.outbox_retention_s,
                 broker_check_interval_s=self.settings.outbox_broker_check_interval_s,
+                lease_timeout_s=self.settings.outbox_lease_timeout_s,
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         self.consumers = [

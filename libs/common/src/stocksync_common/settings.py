@@ -60,6 +60,8 @@ class ServiceSettings(BaseSettings):
     # hop's latency; each idle consumer also fetches 1000/wait times a second. 15 ms
     # sustained twice the order rate of 5 ms in `make bench` (docs/BENCHMARKS.md).
     kafka_fetch_max_wait_ms: int = Field(15, ge=0, le=500)
+    # The fetch wait of a consumer that got no records for a second (stocksync_common.kafka).
+    kafka_idle_fetch_max_wait_ms: int = Field(100, ge=0, le=500)
     kafka_max_batch: int = Field(500, ge=1)
     # A batch that fails because the database or the broker is unreachable is retried
     # after 0.5 s, 1 s, 2 s, ... up to this (docs/dead-letters.md).
@@ -103,6 +105,9 @@ class ServiceSettings(BaseSettings):
     # (the embedded in-memory broker restarted) gets them again (docs/RELIABILITY.md).
     outbox_retention_s: float = Field(3600.0, ge=0, le=30 * 86_400)
     outbox_broker_check_interval_s: float = Field(1.0, gt=0, le=60)
+    # The relay's lease ends this long after its holder fell silent (network cut, frozen
+    # process); another instance then takes over (stocksync_common.outbox).
+    outbox_lease_timeout_s: float = Field(5.0, ge=1, le=300)
     graceful_shutdown_timeout_s: float = Field(20.0, gt=0)
 
     @classmethod

@@ -159,6 +159,27 @@ def trace_context_of(event: Event) -> str | None:
     return _traceparent(trace.get_current_span())
 
 
+def current_span() -> Span | None:
+    """The current span (a webhook's), for work done on its behalf in another task (the
+    order-ingest group commit stores many requests' deliveries in one); None when off."""
+    if _tracer is None:
+        return None
+    from opentelemetry import trace
+
+    return trace.get_current_span()
+
+
+@contextlib.contextmanager
+def derived_from(spans: Mapping[tuple[Any, ...], Span]) -> Iterator[None]:
+    """Within the block, `trace_context_of` finds each event's span by its event id
+    (`(event_id,)` keys): events written for several requests at once keep their own trace."""
+    token = _consumed.set(spans)
+    try:
+        yield
+    finally:
+        _consumed.reset(token)
+
+
 def header_trace_context(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
     """The `traceparent` of a consumed record, when tracing is on and it has one."""
     if _tracer is None or not headers:

@@ -13,6 +13,11 @@ class IngestSettings(ServiceSettings):
     # Marketplaces retry a 429, so a storm on one connection slows only that connection.
     webhook_rate_limit: int = Field(100, ge=1)
     webhook_rate_period_s: float = Field(1.0, gt=0)
+    # Past this many webhooks in flight in one process, a new one is answered 503 with
+    # Retry-After (every channel retries) instead of queueing for seconds.
+    webhook_max_in_flight: int = Field(256, ge=1, le=100_000)
+    # Concurrent webhooks share one transaction (group commit), at most this many.
+    webhook_max_group: int = Field(200, ge=1, le=5_000)
     # Deliveries (raw bodies) are kept this long for the merchant's audit, then deleted.
     delivery_retention_days: float = Field(30.0, gt=0)
     retention_sweep_interval_s: float = Field(3600.0, gt=0)

@@ -18,7 +18,9 @@ from order_ingest.adapters.tables import dead_letters, outbox
 from order_ingest.config import IngestSettings
 from order_ingest.entrypoints import deliveries, webhooks
 from order_ingest.entrypoints.workers import mirakl_poller, retention_sweep
+from order_ingest.service_layer.group_commit import DeliveryGroups
 from order_ingest.service_layer.ingest import ConnectionDirectory, apply_connection_changes
+from order_ingest.service_layer.webhooks import ConnectionRateLimits, WebhookIntake
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -44,9 +46,18 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         "normalised to orders.v1 events; the merchant's audit of every delivery.",
         runtime=runtime,
     )
-    app.state.connection_directory = directory
-    app.state.webhook_channels = webhook_channels(EbayPublicKeys(http))
-    app.state.rate_limits = webhooks.ConnectionRateLimits(settings.webhook_rate_limit, settings.webhook_rate_period_s)
+    app.state.webhook_intake = WebhookIntake(
+        channels=webhook_channels(EbayPublicKeys(http)),
+        directory=directory,
+        rate_limits=ConnectionRateLimits(settings.webhook_rate_limit, settings.webhook_rate_period_s),
+        groups=DeliveryGroups(
+            runtime.engine,
+            runtime.wake_relay,
+            max_group=settings.webhook_max_group,
+            max_in_flight=settings.webhook_max_in_flight,
+        ),
+        max_body_bytes=settings.webhook_max_body_bytes,
+    )
     app.include_router(webhooks.router)
     app.include_router(deliveries.router)
     app.router.on_shutdown.append(http.aclose)

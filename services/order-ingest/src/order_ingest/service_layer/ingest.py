@@ -1,10 +1,11 @@
 """Use cases of order-ingest: record a delivery and the movements it produces, keep
 the connections projection, replay a delivery, forget old deliveries.
 
-Lock order in `accept_delivery`: the delivery row (its unique key serialises two
-copies of one delivery), then the order-line rows in (order id, line id) order (Python's
-string order), so two deliveries about the same order never deadlock and each sees the
-other's emissions.
+Lock order in `accept_deliveries` (a group of deliveries, service_layer/group_commit.py):
+the delivery rows in (connection, channel event id) order (their unique key serialises
+two copies of one delivery), then the order-line rows in (connection, order id, line id)
+order (Python's string order), so two groups about the same orders never deadlock and
+each sees the other's emissions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from stocksync_common.contracts import ConnectionChanged, OrderLineMoved, utcnow
 from stocksync_common.db import claim_events
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
-from stocksync_common.raw_connection import raw_transaction
+from stocksync_common.raw_connection import raw_transaction, uuid_array_literal
 from stocksync_common.secrets import open_connection
 from stocksync_common.topics import CONNECTIONS
+from stocksync_common.tracing import current_span, derived_from
 
 from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
 from order_ingest.domain.connections import InboundConnection
@@ -111,6 +113,24 @@ async def active_connections_of_type(engine: AsyncEngine, channel_type: str) -> 
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """A verified, parsed delivery, ready to be stored."""
+
+    connection: InboundConnection
+    notification: Notification
+    raw_body: bytes
+    headers: Mapping[str, str]
+    received_at: datetime
+    # The request's span (tracing on): its events carry it, whichever task stores them.
+    span: Any = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple[uuid.UUID, str]:
+        """The dedupe key: a channel event is stored once per connection."""
+        return self.connection.connection_id, self.notification.channel_event_id
+
+
+@dataclass(frozen=True)
 class Accepted:
     duplicate: bool
     delivery_id: uuid.UUID | None
@@ -118,68 +138,92 @@ class Accepted:
     movements: list[LineMovement]
 
 
+DUPLICATE = Accepted(True, None, [], [])
+
+
 def public_headers(headers: Mapping[str, str], also_secret: frozenset[str] = frozenset()) -> dict[str, str]:
     hidden = SECRET_HEADERS | also_secret
     return {k.lower(): v for k, v in headers.items() if k.lower() not in hidden}
 
 
-# The hot path is hand-written SQL on asyncpg (stocksync_common.raw_connection): a
-# webhook costs two statements whatever its number of lines, where it cost 5 + n
-# statements through SQLAlchemy.
+# The hot path is hand-written SQL on asyncpg (stocksync_common.raw_connection), and a
+# group of deliveries (service_layer/group_commit.py) costs two statements whatever its
+# number of deliveries and lines.
 
-# Locks the delivery's order lines, inserting the missing ones, and returns what each
-# has already emitted. `ON CONFLICT DO UPDATE` (a no-op update) takes the row lock of an
-# existing line and returns its latest committed state, so one statement does what an
-# insert-missing then `SELECT ... FOR UPDATE` did. Lines are taken in the order of the
-# arrays, which the caller sorts: that is the lock order.
-_LOCK_LINES = f"""
+# For a replay: locks the lines ($1 connection, $2 merchant, $3 time, $4-$6 the lines),
+# inserting the missing ones, and returns what each has already emitted.
+# `ON CONFLICT DO UPDATE` (a no-op update) takes the row lock of an existing line and
+# returns its latest committed state. Lines are taken in the order of the arrays, which
+# the caller sorts: that is the lock order.
+LOCK_LINES_SQL = f"""
     INSERT INTO {order_lines.fullname} AS l
         (connection_id, external_order_id, line_id, merchant_id, sku, placed, shipped, cancelled, returned, updated_at)
     SELECT $1::uuid, r.external_order_id, r.line_id, $2::uuid, r.sku, 0, 0, 0, 0, $3::timestamptz
     FROM unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS r(external_order_id, line_id, sku, n)
-    {{condition}}
     ORDER BY r.n
     ON CONFLICT (connection_id, external_order_id, line_id) DO UPDATE SET updated_at = l.updated_at
-    RETURNING l.external_order_id, l.line_id, l.placed, l.shipped, l.cancelled, l.returned
+    RETURNING l.connection_id, l.external_order_id, l.line_id, l.placed, l.shipped, l.cancelled, l.returned
 """
 
-# For a replay: the lines only ($1 connection, $2 merchant, $3 time, $4-$6 the lines).
-LOCK_LINES_SQL = _LOCK_LINES.format(condition="")
-
-# The delivery row first: its unique key serialises two copies of one delivery, and a
-# copy already stored (no row inserted) locks no line and returns no row at all.
-ACCEPT_DELIVERY_SQL = f"""
+# A group of deliveries: their rows first, in (connection, channel event id) order (the
+# unique key serialises two copies of one delivery; a copy already stored inserts no
+# row), then the order lines of the deliveries that were inserted, in (connection, order
+# id, line id) order (Python's order of the arrays), each line once. Returns one row per
+# inserted delivery (its id) and one per locked line (its emitted state).
+ACCEPT_DELIVERIES_SQL = f"""
 WITH delivery AS (
     INSERT INTO {deliveries.fullname}
         (delivery_id, connection_id, merchant_id, channel_event_id, topic, received_at, raw_body, headers,
          events_produced)
-    VALUES ($7::uuid, $1::uuid, $2::uuid, $8::text, $9::text, $3::timestamptz, $10::bytea, $11::text::jsonb, 0)
+    SELECT d.delivery_id, d.connection_id, d.merchant_id, d.channel_event_id, d.topic, d.received_at, d.raw_body,
+        d.headers::jsonb, 0
+    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[],
+        $8::text[])
+        WITH ORDINALITY AS d(delivery_id, connection_id, merchant_id, channel_event_id, topic, received_at,
+            raw_body, headers, n)
+    ORDER BY d.n
     ON CONFLICT ON CONSTRAINT uq_delivery_event DO NOTHING
     RETURNING delivery_id
-), locked AS ({_LOCK_LINES.format(condition="WHERE EXISTS (SELECT FROM delivery)")})
-SELECT delivery.delivery_id, locked.* FROM delivery LEFT JOIN locked ON true
+), locked AS (
+    INSERT INTO {order_lines.fullname} AS l
+        (connection_id, external_order_id, line_id, merchant_id, sku, placed, shipped, cancelled, returned, updated_at)
+    SELECT r.connection_id, r.external_order_id, r.line_id, r.merchant_id, r.sku, 0, 0, 0, 0, r.at
+    FROM unnest($9::uuid[], $10::text[], $11::text[], $12::uuid[], $13::text[], $14::timestamptz[], $15::text[])
+        WITH ORDINALITY AS r(connection_id, external_order_id, line_id, merchant_id, sku, at, delivery_ids, n)
+    WHERE r.delivery_ids::uuid[] && ARRAY(SELECT delivery_id FROM delivery)
+    ORDER BY r.n
+    ON CONFLICT (connection_id, external_order_id, line_id) DO UPDATE SET updated_at = l.updated_at
+    RETURNING l.connection_id, l.external_order_id, l.line_id, l.placed, l.shipped, l.cancelled, l.returned
+)
+SELECT delivery_id, NULL::uuid AS connection_id, NULL::text AS external_order_id, NULL::text AS line_id,
+    NULL::int AS placed, NULL::int AS shipped, NULL::int AS cancelled, NULL::int AS returned
+FROM delivery
+UNION ALL
+SELECT NULL::uuid, locked.* FROM locked
 """
 
-# Saves the lines' new states, what the delivery produced and the outbox rows, in one
+# Saves the lines' new states, what each delivery produced and the outbox rows, in one
 # statement; returns the outbox ids in the order of the events.
 RECORD_MOVEMENTS_SQL = f"""
 WITH moved AS (
     UPDATE {order_lines.fullname} AS l
-    SET placed = m.placed, shipped = m.shipped, cancelled = m.cancelled, returned = m.returned,
-        updated_at = $3::timestamptz
-    FROM unnest($4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::int[])
-        AS m(external_order_id, line_id, placed, shipped, cancelled, returned)
-    WHERE l.connection_id = $2::uuid AND l.external_order_id = m.external_order_id AND l.line_id = m.line_id
+    SET placed = m.placed, shipped = m.shipped, cancelled = m.cancelled, returned = m.returned, updated_at = m.at
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[], $8::timestamptz[])
+        AS m(connection_id, external_order_id, line_id, placed, shipped, cancelled, returned, at)
+    WHERE l.connection_id = m.connection_id AND l.external_order_id = m.external_order_id AND l.line_id = m.line_id
 ), delivery AS (
-    UPDATE {deliveries.fullname}
-    SET events_produced = events_produced + $10::int, produced = produced || $11::text::jsonb,
-        replayed_at = coalesce($12::timestamptz, replayed_at)
-    WHERE delivery_id = $1::uuid
+    UPDATE {deliveries.fullname} AS d
+    SET events_produced = d.events_produced + p.events, produced = d.produced || p.produced::jsonb,
+        replayed_at = coalesce($12::timestamptz, d.replayed_at)
+    FROM unnest($9::uuid[], $10::int[], $11::text[]) AS p(delivery_id, events, produced)
+    WHERE d.delivery_id = p.delivery_id
 ), events AS (
     {outbox_insert_sql(outbox, 13)}
 )
 SELECT id FROM events ORDER BY id
 """
+
+LineKey = tuple[uuid.UUID, str, str]  # connection, external order id, line id
 
 
 async def accept_delivery(
@@ -190,28 +234,70 @@ async def accept_delivery(
     headers: Mapping[str, str],
     received_at: datetime,
 ) -> Accepted:
-    """Store the delivery, advance its order lines and write their events, in one
-    transaction; a delivery already stored (same channel event id) changes nothing."""
-    delivery_id = uuid.uuid4()
-    by_line = _reports_by_line(notification.lines)
+    """Store one delivery (a group of one, `accept_deliveries`)."""
+    (accepted,) = await accept_deliveries(
+        engine, [Delivery(connection, notification, raw_body, headers, received_at, current_span())]
+    )
+    return accepted
+
+
+async def accept_deliveries(engine: AsyncEngine, group: Sequence[Delivery]) -> list[Accepted]:
+    """Store deliveries, advance their order lines and write their events, in one
+    transaction; the result of each, in the order given.
+
+    A delivery already stored (same connection and channel event id), or given twice,
+    is a duplicate and changes nothing. Deliveries about the same order line are applied
+    in the order given, each from the state the previous one left, exactly as if they
+    had arrived one after the other. If the transaction fails, nothing of the group is
+    stored (the caller decides whether to try its deliveries one by one).
+    """
+    delivery_ids = [uuid.uuid4() for _ in group]
+    first_of: dict[tuple[uuid.UUID, str], int] = {}
+    for i, delivery in enumerate(group):
+        first_of.setdefault(delivery.key, i)
+    unique = sorted(first_of.values(), key=lambda i: (str(group[i].key[0]), group[i].key[1]))
+    by_line = {i: _reports_by_line(group[i].notification.lines) for i in unique}
+    # Each line once, with the deliveries that name it; sorted: the lock order.
+    lines: dict[LineKey, tuple[Delivery, LineReport, list[uuid.UUID]]] = {}
+    for i in unique:
+        connection_id = group[i].connection.connection_id
+        for (order_id, line_id), report in by_line[i].items():
+            entry = lines.setdefault((connection_id, order_id, line_id), (group[i], report, []))
+            entry[2].append(delivery_ids[i])
+    line_keys = sorted(lines, key=lambda k: (str(k[0]), k[1], k[2]))
     async with raw_transaction(engine) as conn:
         rows = await conn.fetch(
-            ACCEPT_DELIVERY_SQL,
-            connection.connection_id,
-            connection.merchant_id,
-            received_at,
-            *_line_arrays(by_line),
-            delivery_id,
-            notification.channel_event_id,
-            notification.topic,
-            raw_body,
-            orjson.dumps(public_headers(headers, connection.signature_headers)).decode(),
+            ACCEPT_DELIVERIES_SQL,
+            [delivery_ids[i] for i in unique],
+            [group[i].connection.connection_id for i in unique],
+            [group[i].connection.merchant_id for i in unique],
+            [group[i].notification.channel_event_id for i in unique],
+            [group[i].notification.topic for i in unique],
+            [group[i].received_at for i in unique],
+            [group[i].raw_body for i in unique],
+            [
+                orjson.dumps(public_headers(group[i].headers, group[i].connection.signature_headers)).decode()
+                for i in unique
+            ],
+            [k[0] for k in line_keys],
+            [k[1] for k in line_keys],
+            [k[2] for k in line_keys],
+            [lines[k][0].connection.merchant_id for k in line_keys],
+            [lines[k][1].sku for k in line_keys],
+            [lines[k][0].received_at for k in line_keys],
+            [uuid_array_literal(lines[k][2]) for k in line_keys],
         )
-        if not rows:
-            return Accepted(True, None, [], [])
-        locked = [row for row in rows if row["external_order_id"] is not None]
-        movements, ids = await _advance_lines(conn, connection, delivery_id, by_line, locked, received_at, None)
-    return Accepted(False, delivery_id, ids, movements)
+        inserted = {row["delivery_id"] for row in rows if row["delivery_id"] is not None}
+        states = {_line_key(row): _state(row) for row in rows if row["delivery_id"] is None}
+        # Applied in the order given (arrival order), each from what the previous left.
+        applied = [
+            _Applied(group[i].connection, delivery_ids[i], by_line[i], group[i].received_at, group[i].span)
+            for i in sorted(first_of.values())
+            if delivery_ids[i] in inserted
+        ]
+        await _advance_lines(conn, applied, states, None)
+    results = {a.delivery_id: Accepted(False, a.delivery_id, a.outbox_ids, a.movements) for a in applied}
+    return [results.get(delivery_ids[i], DUPLICATE) for i in range(len(group))]
 
 
 async def replay_delivery(
@@ -221,14 +307,34 @@ async def replay_delivery(
     (say, after a mapping fix) comes out; everything already emitted stays emitted once."""
     now = utcnow()
     by_line = _reports_by_line(notification.lines)
+    replayed = _Applied(connection, delivery_id, by_line, now)
     async with raw_transaction(engine) as conn:
         locked = []
         if by_line:
             locked = await conn.fetch(
-                LOCK_LINES_SQL, connection.connection_id, connection.merchant_id, now, *_line_arrays(by_line)
+                LOCK_LINES_SQL,
+                connection.connection_id,
+                connection.merchant_id,
+                now,
+                [k[0] for k in by_line],
+                [k[1] for k in by_line],
+                [r.sku for r in by_line.values()],
             )
-        movements, ids = await _advance_lines(conn, connection, delivery_id, by_line, locked, now, now)
-    return ids, movements
+        await _advance_lines(conn, [replayed], {_line_key(row): _state(row) for row in locked}, now)
+    return replayed.outbox_ids, replayed.movements
+
+
+@dataclass
+class _Applied:
+    """A delivery being applied: what it reports per line, and what it produced."""
+
+    connection: InboundConnection
+    delivery_id: uuid.UUID
+    by_line: Mapping[tuple[str, str], LineReport]
+    at: datetime
+    span: Any = None
+    movements: list[LineMovement] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
 
 
 def _reports_by_line(reports: Sequence[LineReport]) -> dict[tuple[str, str], LineReport]:
@@ -238,59 +344,73 @@ def _reports_by_line(reports: Sequence[LineReport]) -> dict[tuple[str, str], Lin
     return {key: by_line[key] for key in sorted(by_line)}
 
 
-def _line_arrays(by_line: Mapping[tuple[str, str], LineReport]) -> tuple[list[str], list[str], list[str]]:
-    return [k[0] for k in by_line], [k[1] for k in by_line], [r.sku for r in by_line.values()]
+def _line_key(row: Any) -> LineKey:
+    return row["connection_id"], row["external_order_id"], row["line_id"]
+
+
+def _state(row: Any) -> LineState:
+    return LineState(row["placed"], row["shipped"], row["cancelled"], row["returned"])
 
 
 async def _advance_lines(
-    conn: Any,
-    connection: InboundConnection,
-    delivery_id: uuid.UUID,
-    by_line: Mapping[tuple[str, str], LineReport],
-    locked: Sequence[Any],
-    at: datetime,
-    replayed_at: datetime | None,
-) -> tuple[list[LineMovement], list[int]]:
-    """Advance the locked lines, then save their states, what the delivery produced and
-    the events in one statement (nothing at all for an accepted delivery that moved nothing)."""
-    movements: list[LineMovement] = []
-    moved: list[tuple[str, str, LineState]] = []
-    for row in locked:
-        order_id, line_id = row["external_order_id"], row["line_id"]
-        before = LineState(row["placed"], row["shipped"], row["cancelled"], row["returned"])
-        after, line_movements = advance_line(before, by_line[(order_id, line_id)])
-        if line_movements:
-            movements.extend(line_movements)
-            moved.append((order_id, line_id, after))
-    if not movements and replayed_at is None:
-        return [], []
-    produced = [
-        {
-            "external_order_id": m.external_order_id,
-            "line_id": m.line_id,
-            "sku": m.sku,
-            "movement": m.movement,
-            "quantity": m.quantity,
-        }
-        for m in movements
-    ]
+    conn: Any, applied: Sequence[_Applied], states: dict[LineKey, LineState], replayed_at: datetime | None
+) -> None:
+    """Advance the locked lines (`states`) delivery after delivery, then save the lines'
+    new states, what each delivery produced and the events in one statement (nothing at
+    all when no delivery moved anything, unless it is a replay)."""
+    moved: dict[LineKey, tuple[LineState, datetime]] = {}
+    events: list[OrderLineMoved] = []
+    spans: dict[tuple[Any, ...], Any] = {}
+    for delivery in applied:
+        connection_id = delivery.connection.connection_id
+        for (order_id, line_id), report in delivery.by_line.items():
+            key = (connection_id, order_id, line_id)
+            if key not in states:
+                continue
+            after, line_movements = advance_line(states[key], report)
+            if line_movements:
+                states[key] = after
+                moved[key] = (after, delivery.at)
+                delivery.movements.extend(line_movements)
+                for movement in line_movements:
+                    event = _event(delivery.connection, movement, delivery.at)
+                    events.append(event)
+                    if delivery.span is not None:
+                        spans[(event.event_id,)] = delivery.span
+    producing = [d for d in applied if d.movements or replayed_at is not None]
+    if not producing:
+        return
+    with derived_from(spans):
+        outbox = outbox_arrays(events)
     ids = await conn.fetch(
         RECORD_MOVEMENTS_SQL,
-        delivery_id,
-        connection.connection_id,
-        at,
-        [m[0] for m in moved],
-        [m[1] for m in moved],
-        [m[2].placed for m in moved],
-        [m[2].shipped for m in moved],
-        [m[2].cancelled for m in moved],
-        [m[2].returned for m in moved],
-        len(produced),
-        orjson.dumps(produced).decode(),
+        [k[0] for k in moved],
+        [k[1] for k in moved],
+        [k[2] for k in moved],
+        [state.placed for state, _ in moved.values()],
+        [state.shipped for state, _ in moved.values()],
+        [state.cancelled for state, _ in moved.values()],
+        [state.returned for state, _ in moved.values()],
+        [at for _, at in moved.values()],
+        [d.delivery_id for d in producing],
+        [len(d.movements) for d in producing],
+        [orjson.dumps([_produced(m) for m in d.movements]).decode() for d in producing],
         replayed_at,
-        *outbox_arrays(_event(connection, m, at) for m in movements),
+        *outbox,
     )
-    return movements, [row["id"] for row in ids]
+    outbox_ids = [row["id"] for row in ids]
+    for delivery in applied:
+        delivery.outbox_ids, outbox_ids = outbox_ids[: len(delivery.movements)], outbox_ids[len(delivery.movements) :]
+
+
+def _produced(m: LineMovement) -> dict[str, Any]:
+    return {
+        "external_order_id": m.external_order_id,
+        "line_id": m.line_id,
+        "sku": m.sku,
+        "movement": m.movement,
+        "quantity": m.quantity,
+    }
 
 
 def _event(connection: InboundConnection, movement: LineMovement, received_at: datetime) -> OrderLineMoved:
