@@ -48,7 +48,14 @@ def test_one_order_is_one_trace_from_the_webhook_to_every_channels_answer(
     def the_trace() -> list[ReceivedSpan] | None:
         spans = [s for s in traces.spans() if s.trace_id == webhook.trace_id]
         pushes = [s for s in spans if s.name == "push shopify"]
-        return spans if len(pushes) == 2 else None
+        # Each process exports on its own schedule: wait for every hop's span.
+        hops = {(s.service, s.name) for s in spans}
+        every_hop = {
+            ("stock-ledger", "orders.v1 process"),
+            ("rule-engine", "stock.changed.v1 process"),
+            ("channel-publisher", "channel.quantity.v1 process"),
+        }
+        return spans if len(pushes) == 2 and every_hop <= hops else None
 
     spans = wait_for(the_trace)
     by_id = {s.span_id: s for s in spans}
