@@ -51,6 +51,17 @@ stock_items = sa.Table(
     sa.Index("ix_stock_items_updated", "merchant_id", "location", "updated_at", sa.text('(sku COLLATE "C")')),
 )
 
+# Where each channel connection sells from, first choice first, as connections.v1 last
+# said (the channel-publisher owns connections): where its new order lines reserve.
+connection_locations = sa.Table(
+    "connection_locations",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("locations", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 order_lines = sa.Table(
     "order_lines",
     metadata,

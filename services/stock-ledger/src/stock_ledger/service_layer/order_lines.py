@@ -7,6 +7,12 @@ write all ledger entries, all lines, one update per stock row and one StockChang
 SKU. A hot SKU with 500 order lines in a batch costs the same round trips as 500 SKUs
 with one each.
 
+Locations: before the locks, one statement reads the locations of the batch's
+connections and where its known lines reserved (adapters/connection_locations_store.py);
+the batch then locks every location a line could reserve at, and a new line reserves
+at the location `domain.allocation.allocate` chooses from the levels read under the
+locks. A known line's movements apply where it reserved.
+
 Exactly once: an event id is claimed in the inbox in the transaction of its effects;
 a movement that comes again under another event id (a channel's redelivery turned
 into a new event) has the same causation id, which is unique in the ledger.
@@ -18,12 +24,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
-from stocksync_common.contracts import OrderLineMoved, StockChanged, utcnow
+from stocksync_common.contracts import DEFAULT_LOCATION, OrderLineMoved, StockChanged, utcnow
 from stocksync_common.topics import ORDERS
 from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters import ledger_store
+from stock_ledger.adapters.connection_locations_store import Routes, read_routes
 from stock_ledger.adapters.ledger_store import LedgerEntry, LineKey, OrderLineRow, SkuKey
+from stock_ledger.domain.allocation import allocate
 from stock_ledger.domain.stock import LineState, order_line_effect
 from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
 
@@ -38,8 +46,20 @@ def _line_key(event: OrderLineMoved) -> LineKey:
     return (event.merchant_id, event.connection_id, event.external_order_id, event.line_id)
 
 
-def _sku_key(event: OrderLineMoved) -> SkuKey:
-    return (event.merchant_id, event.sku, event.location)
+class LinePlacedElsewhere(RuntimeError):
+    """A line was first recorded, by a concurrent writer, at a location this batch did not
+    lock; the batch rolls back and is applied again (it then knows the line)."""
+
+
+def _candidates(event: OrderLineMoved, routes: Routes) -> tuple[str, ...]:
+    """Where the event's line can reserve: where it already did; a location the channel
+    named itself; otherwise the connection's locations, first choice first."""
+    known = routes.line_locations.get(_line_key(event))
+    if known is not None:
+        return (known,)
+    if event.location != DEFAULT_LOCATION:
+        return (event.location,)
+    return routes.priority(event.merchant_id, event.connection_id)
 
 
 async def apply_order_lines(events: Sequence[OrderLineMoved], uow: UnitOfWork) -> list[StockChanged]:
@@ -54,8 +74,13 @@ async def apply_order_lines(events: Sequence[OrderLineMoved], uow: UnitOfWork) -
 
 async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[StockChanged]:
     conn = uow.connection
+    routes = await read_routes(conn, {e.connection_id for e in events}, (_line_key(e) for e in events))
+    candidates = {e.event_id: _candidates(e, routes) for e in events}
     locked = await ledger_store.lock_stock(
-        conn, (_sku_key(e) for e in events), claim=list(dict.fromkeys(e.event_id for e in events)), topic=ORDERS.name
+        conn,
+        ((e.merchant_id, e.sku, location) for e in events for location in candidates[e.event_id]),
+        claim=list(dict.fromkeys(e.event_id for e in events)),
+        topic=ORDERS.name,
     )
     levels, claimed = locked.levels, locked.claimed
     fresh: dict[tuple[uuid.UUID, str], OrderLineMoved] = {}
@@ -72,12 +97,25 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
         return []
 
     lines = recorded.lines
+    placed_at = dict(recorded.line_locations)
+    for event in fresh.values():
+        location = placed_at.get(_line_key(event))
+        if location is not None and location not in candidates[event.event_id]:
+            raise LinePlacedElsewhere(f"line {_line_key(event)} reserved at {location!r}, not locked by this batch")
     before = dict(levels)
-    moves: list[tuple[OrderLineMoved, str, int, int]] = []  # event, causation id, deltas
-    moved_lines: dict[LineKey, tuple[OrderLineMoved, LineState]] = {}
+    moves: list[tuple[OrderLineMoved, SkuKey, str, int, int]] = []  # event, row, causation id, deltas
+    moved_lines: dict[LineKey, tuple[OrderLineMoved, SkuKey, LineState]] = {}
     applied: dict[SkuKey, list[OrderLineMoved]] = {}
     for (_, causation_id), event in fresh.items():
-        key, line_key = _sku_key(event), _line_key(event)
+        line_key = _line_key(event)
+        location = placed_at.get(line_key)
+        if location is None:
+            choices = candidates[event.event_id]
+            location = allocate(
+                event.quantity, choices, {loc: levels[(event.merchant_id, event.sku, loc)].available for loc in choices}
+            )
+            placed_at[line_key] = location
+        key = (event.merchant_id, event.sku, location)
         level = levels[key]
         effect = order_line_effect(
             lines.get(line_key, LineState()),
@@ -87,10 +125,10 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
             counts_on_hand=level.counts_on_hand_of(event.received_at),
         )
         lines[line_key] = effect.line
-        moved_lines[line_key] = (event, effect.line)
+        moved_lines[line_key] = (event, key, effect.line)
         levels[key] = level.moved(effect.delta_on_hand, effect.delta_reserved)
         applied.setdefault(key, []).append(event)
-        moves.append((event, causation_id, effect.delta_on_hand, effect.delta_reserved))
+        moves.append((event, key, causation_id, effect.delta_on_hand, effect.delta_reserved))
         MOVEMENTS.labels(f"order_{event.movement}").inc()
 
     changes: list[SkuChange] = []
@@ -106,17 +144,17 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
         LedgerEntry(
             merchant_id=event.merchant_id,
             sku=event.sku,
-            location=event.location,
+            location=key[2],
             causation_id=causation_id,
             kind=f"order_{event.movement}",
             quantity=event.quantity,
             delta_on_hand=delta_on_hand,
             delta_reserved=delta_reserved,
-            version=levels[_sku_key(event)].version,
+            version=levels[key].version,
             occurred_at=event.received_at,
             event_id=event.event_id,
         )
-        for event, causation_id, delta_on_hand, delta_reserved in moves
+        for event, key, causation_id, delta_on_hand, delta_reserved in moves
     ]
     order_lines = [
         OrderLineRow(
@@ -125,7 +163,7 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
             external_order_id=event.external_order_id,
             line_id=event.line_id,
             sku=event.sku,
-            location=event.location,
+            location=key[2],
             placed=line.placed,
             reserved=line.reserved,
             shipped=line.shipped,
@@ -133,6 +171,6 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
             returned=line.returned,
             restocked=line.restocked,
         )
-        for event, line in moved_lines.values()
+        for event, key, line in moved_lines.values()
     ]
     return await save_stock_changes(uow, plan_stock_changes(changes, utcnow()), entries, order_lines)

@@ -1,0 +1,103 @@
+"""Statements on `connection_locations`: where each connection's new order lines reserve.
+
+Read before the stock locks (adapters/ledger_store.py): a connection's list only
+chooses which rows an order batch locks; what the rows hold is read after the locks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from stocksync_common.contracts import DEFAULT_LOCATION
+from stocksync_common.raw_connection import Connection, column_arrays, unnest_sql
+
+from stock_ledger.adapters.tables import connection_locations, order_lines
+
+
+@dataclass(frozen=True)
+class ConnectionLocations:
+    connection_id: uuid.UUID
+    merchant_id: uuid.UUID
+    locations: str  # PostgreSQL's array text: one array per row travels as text in an unnest
+    updated_at: datetime
+
+
+_COLUMNS = (("connection_id", "uuid"), ("merchant_id", "uuid"), ("locations", "text"), ("updated_at", "timestamptz"))
+
+# A newer announcement wins; an older one redelivered late changes nothing.
+UPSERT_SQL = f"""
+INSERT INTO {connection_locations.fullname} AS c (connection_id, merchant_id, locations, updated_at)
+SELECT v.connection_id, v.merchant_id, v.locations::text[], v.updated_at FROM {unnest_sql(_COLUMNS, 1, "v")}
+ON CONFLICT (connection_id) DO UPDATE
+SET locations = excluded.locations, updated_at = excluded.updated_at
+WHERE c.updated_at <= excluded.updated_at
+"""
+
+
+def _array_text(values: Sequence[str]) -> str:
+    escaped = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(escaped) + "}"
+
+
+async def save_connection_locations(
+    conn: Connection, rows: Iterable[tuple[uuid.UUID, uuid.UUID, Sequence[str], datetime]]
+) -> None:
+    """Upsert (connection_id, merchant_id, locations, updated_at) rows."""
+    values = [ConnectionLocations(c, m, _array_text(locs), at) for c, m, locs, at in rows]
+    if values:
+        await conn.execute(UPSERT_SQL, *column_arrays(values, [name for name, _ in _COLUMNS]))
+
+
+_LINE = (("merchant_id", "uuid"), ("connection_id", "uuid"), ("external_order_id", "text"), ("line_id", "text"))
+
+ROUTES_SQL = f"""
+SELECT c.merchant_id, c.connection_id, c.locations, NULL::text AS external_order_id, NULL::text AS line_id,
+    NULL::text AS location
+FROM {connection_locations.fullname} c WHERE c.connection_id = ANY($1::uuid[])
+UNION ALL
+SELECT l.merchant_id, l.connection_id, NULL, l.external_order_id, l.line_id, l.location
+FROM {order_lines.fullname} l
+JOIN {unnest_sql(_LINE, 2, "w")}
+    ON l.merchant_id = w.merchant_id AND l.connection_id = w.connection_id
+    AND l.external_order_id = w.external_order_id AND l.line_id = w.line_id
+"""
+
+
+@dataclass(frozen=True)
+class _LineRef:
+    merchant_id: uuid.UUID
+    connection_id: uuid.UUID
+    external_order_id: str
+    line_id: str
+
+
+LineKey = tuple[uuid.UUID, uuid.UUID, str, str]
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Each connection's locations (first choice first) and where known lines reserved."""
+
+    priorities: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, ...]]  # by (merchant_id, connection_id)
+    line_locations: dict[LineKey, str]
+
+    def priority(self, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> tuple[str, ...]:
+        """A connection the ledger has not heard of yet sells from the default location."""
+        return self.priorities.get((merchant_id, connection_id), (DEFAULT_LOCATION,))
+
+
+async def read_routes(conn: Connection, connection_ids: Iterable[uuid.UUID], line_keys: Iterable[LineKey]) -> Routes:
+    lines = [_LineRef(*key) for key in dict.fromkeys(line_keys)]
+    routes = Routes({}, {})
+    for row in await conn.fetch(
+        ROUTES_SQL, list(dict.fromkeys(connection_ids)), *column_arrays(lines, [name for name, _ in _LINE])
+    ):
+        if row["location"] is None:
+            routes.priorities[(row["merchant_id"], row["connection_id"])] = tuple(row["locations"])
+        else:
+            key = (row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])
+            routes.line_locations[key] = row["location"]
+    return routes
