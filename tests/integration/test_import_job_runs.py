@@ -23,7 +23,6 @@ from stock_ledger.service_layer.import_jobs import (
     run_import_job,
     store_import,
 )
-
 from tests.conftest import private_database
 
 pytestmark = pytest.mark.integration
