@@ -405,24 +405,33 @@ async def changed_quantities(
 
 
 def _merged(found: Sequence[ChangeList], limit: int | None) -> ChangeList:
-    """The changes of several feeds as one list in (sku, location) order; with a limit,
-    whole rows up to it (a row is a SKU at a location, whatever the feed). The totals
-    add up the feeds': a SKU changed in two feeds counts twice in `skus_changed`."""
+    """The changes of several feeds as one list in (sku, location) order.
+
+    With a limit, each feed's page ends at its own `next`; the merged page stops at the
+    first of those (a row past it may have changes on the next page of that feed), then
+    at whole rows up to the limit. A row is a SKU at a location whatever the feed. The
+    totals add up the feeds': a SKU that changes in two feeds counts in each.
+    """
     rows: dict[tuple[str, str], list[QuantityChange]] = {}
     for feed_changes in found:
         for change in feed_changes.changes:
             rows.setdefault((change.sku, change.location), []).append(change)
-    ordered = sorted(rows)
+    bounds = [f.next for f in found if f.more and f.next is not None]
+    bound = min(bounds) if bounds else None
     changes: list[QuantityChange] = []
     more = any(f.more for f in found)
     last: tuple[str, str] | None = None
-    for key in ordered:
+    for key in sorted(rows):
+        if bound is not None and key > bound:
+            break
         row = sorted(rows[key], key=lambda c: str(c.connection_id))
-        if limit is not None and changes and len(changes) + len(row) > limit:
+        if limit is not None and len(changes) + len(row) > limit and (changes or limit == 0):
             more = True
             break
         changes.extend(row)
         last = key
+    if last is not None and last != max(rows):
+        more = True
     return ChangeList(
         changes,
         sum(f.channel_quantities_changed for f in found),
