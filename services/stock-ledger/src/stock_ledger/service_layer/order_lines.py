@@ -13,6 +13,12 @@ the batch then locks every location a line could reserve at, and a new line rese
 at the location `domain.allocation.allocate` chooses from the levels read under the
 locks. A known line's movements apply where it reserved.
 
+Bundles: a line of a bundle SKU reserves its components (each unit of the line, the
+component's quantity per bundle), all at one location; which components and how many
+is recorded with the line when it is placed (order_line_components), so its later
+movements undo exactly that. Each component gets its own ledger entry, whose causation
+id is the movement's with `>component` appended.
+
 Exactly once: an event id is claimed in the inbox in the transaction of its effects;
 a movement that comes again under another event id (a channel's redelivery turned
 into a new event) has the same causation id, which is unique in the ledger.
@@ -28,10 +34,12 @@ from stocksync_common.contracts import DEFAULT_LOCATION, OrderLineMoved, StockCh
 from stocksync_common.topics import ORDERS
 from stocksync_common.uow import UnitOfWork
 
-from stock_ledger.adapters import ledger_store
+from stock_ledger.adapters import bundle_store, ledger_store
+from stock_ledger.adapters.bundle_store import Definition
 from stock_ledger.adapters.connection_locations_store import Routes, read_routes
 from stock_ledger.adapters.ledger_store import LedgerEntry, LineKey, OrderLineRow, SkuKey
 from stock_ledger.domain.allocation import allocate
+from stock_ledger.domain.bundles import buildable
 from stock_ledger.domain.stock import LineState, order_line_effect
 from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
 
@@ -75,10 +83,29 @@ async def apply_order_lines(events: Sequence[OrderLineMoved], uow: UnitOfWork) -
 async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[StockChanged]:
     conn = uow.connection
     routes = await read_routes(conn, {e.connection_id for e in events}, (_line_key(e) for e in events))
+    known_parts = await bundle_store.line_components(conn, (_line_key(e) for e in events))
+    bundles = await bundle_store.definitions(conn, {(e.merchant_id, e.sku) for e in events})
+
+    def parts(event: OrderLineMoved) -> Definition:
+        """What one unit of the line reserves: itself, or a bundle's components (as
+        the line recorded them when placed, else as the bundle is defined now)."""
+        line_key = _line_key(event)
+        if line_key in known_parts:
+            return known_parts[line_key]
+        if line_key in routes.line_locations:
+            return {event.sku: 1}
+        return bundles.get((event.merchant_id, event.sku)) or {event.sku: 1}
+
     candidates = {e.event_id: _candidates(e, routes) for e in events}
+    parts_of = {e.event_id: parts(e) for e in events}
     locked = await ledger_store.lock_stock(
         conn,
-        ((e.merchant_id, e.sku, location) for e in events for location in candidates[e.event_id]),
+        (
+            (e.merchant_id, part, location)
+            for e in events
+            for location in candidates[e.event_id]
+            for part in parts_of[e.event_id]
+        ),
         claim=list(dict.fromkeys(e.event_id for e in events)),
         topic=ORDERS.name,
     )
@@ -90,46 +117,73 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
             fresh.setdefault((event.merchant_id, movement_causation_id(event)), event)
     if not fresh:
         return []
-    recorded = await ledger_store.read_recorded(conn, fresh, (_line_key(e) for e in fresh.values()))
-    for causation in recorded.causations:
-        fresh.pop(causation, None)
+
+    def causations(base: str, event: OrderLineMoved) -> dict[str, str]:
+        """Part -> the causation id of its ledger entry: a bundle line's movement is one
+        entry per component, each unique."""
+        part_list = parts_of[event.event_id]
+        if set(part_list) == {event.sku}:
+            return {event.sku: base}
+        return {part: f"{base}>{part}" for part in part_list}
+
+    recorded = await ledger_store.read_recorded(
+        conn,
+        ((m, cid) for (m, base), e in fresh.items() for cid in causations(base, e).values()),
+        (_line_key(e) for e in fresh.values()),
+    )
+    for (m, base), event in list(fresh.items()):
+        if any((m, cid) in recorded.causations for cid in causations(base, event).values()):
+            del fresh[(m, base)]
     if not fresh:
         return []
 
     lines = recorded.lines
     placed_at = dict(recorded.line_locations)
     for event in fresh.values():
-        location = placed_at.get(_line_key(event))
-        if location is not None and location not in candidates[event.event_id]:
-            raise LinePlacedElsewhere(f"line {_line_key(event)} reserved at {location!r}, not locked by this batch")
-    before = dict(levels)
-    moves: list[tuple[OrderLineMoved, SkuKey, str, int, int]] = []  # event, row, causation id, deltas
-    moved_lines: dict[LineKey, tuple[OrderLineMoved, SkuKey, LineState]] = {}
-    applied: dict[SkuKey, list[OrderLineMoved]] = {}
-    for (_, causation_id), event in fresh.items():
         line_key = _line_key(event)
+        location = placed_at.get(line_key)
+        if location is not None and (
+            location not in candidates[event.event_id] or line_key not in routes.line_locations
+        ):
+            raise LinePlacedElsewhere(f"line {line_key} was placed at {location!r} by a concurrent batch")
+    before = dict(levels)
+    moves: list[tuple[OrderLineMoved, SkuKey, str, int, int, int]] = []  # event, row, causation, quantity, deltas
+    moved_lines: dict[LineKey, tuple[OrderLineMoved, SkuKey, LineState]] = {}
+    new_bundle_lines: dict[LineKey, Definition] = {}
+    applied: dict[SkuKey, list[OrderLineMoved]] = {}
+    for (merchant_id, base), event in fresh.items():
+        line_key, line_parts = _line_key(event), parts_of[event.event_id]
         location = placed_at.get(line_key)
         if location is None:
             choices = candidates[event.event_id]
             location = allocate(
-                event.quantity, choices, {loc: levels[(event.merchant_id, event.sku, loc)].available for loc in choices}
+                event.quantity,
+                choices,
+                {
+                    loc: buildable(line_parts, {p: levels[(merchant_id, p, loc)].available for p in line_parts})
+                    for loc in choices
+                },
             )
             placed_at[line_key] = location
-        key = (event.merchant_id, event.sku, location)
-        level = levels[key]
+            if set(line_parts) != {event.sku}:
+                new_bundle_lines[line_key] = line_parts
         effect = order_line_effect(
-            lines.get(line_key, LineState()),
-            event.movement,
-            event.quantity,
-            restock=event.restock,
-            counts_on_hand=level.counts_on_hand_of(event.received_at),
+            lines.get(line_key, LineState()), event.movement, event.quantity, restock=event.restock
         )
         lines[line_key] = effect.line
-        moved_lines[line_key] = (event, key, effect.line)
-        levels[key] = level.moved(effect.delta_on_hand, effect.delta_reserved)
-        applied.setdefault(key, []).append(event)
-        moves.append((event, key, causation_id, effect.delta_on_hand, effect.delta_reserved))
+        moved_lines[line_key] = (event, (merchant_id, event.sku, location), effect.line)
+        for part, causation_id in causations(base, event).items():
+            per_unit = line_parts[part]
+            key = (merchant_id, part, location)
+            level = levels[key]
+            # A movement at or before the row's last snapshot is already in its on_hand.
+            delta_on_hand = effect.delta_on_hand * per_unit if level.counts_on_hand_of(event.received_at) else 0
+            delta_reserved = effect.delta_reserved * per_unit
+            levels[key] = level.moved(delta_on_hand, delta_reserved)
+            applied.setdefault(key, []).append(event)
+            moves.append((event, key, causation_id, event.quantity * per_unit, delta_on_hand, delta_reserved))
         MOVEMENTS.labels(f"order_{event.movement}").inc()
+    await bundle_store.save_line_components(conn, new_bundle_lines)
 
     changes: list[SkuChange] = []
     for key, sku_events in applied.items():
@@ -143,18 +197,18 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
     entries = [
         LedgerEntry(
             merchant_id=event.merchant_id,
-            sku=event.sku,
+            sku=key[1],
             location=key[2],
             causation_id=causation_id,
             kind=f"order_{event.movement}",
-            quantity=event.quantity,
+            quantity=quantity,
             delta_on_hand=delta_on_hand,
             delta_reserved=delta_reserved,
             version=levels[key].version,
             occurred_at=event.received_at,
             event_id=event.event_id,
         )
-        for event, key, causation_id, delta_on_hand, delta_reserved in moves
+        for event, key, causation_id, quantity, delta_on_hand, delta_reserved in moves
     ]
     order_lines = [
         OrderLineRow(
