@@ -14,7 +14,7 @@ from datetime import datetime
 from stocksync_common.contracts import DEFAULT_LOCATION
 from stocksync_common.raw_connection import Connection, column_arrays, unnest_sql
 
-from stock_ledger.adapters.tables import connection_locations, order_lines
+from stock_ledger.adapters.tables import connection_locations, order_lines, stock_items
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,35 @@ async def read_routes(conn: Connection, connection_ids: Iterable[uuid.UUID], lin
             key = (row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])
             routes.line_locations[key] = row["location"]
     return routes
+
+
+MERCHANT_LOCATIONS_SQL = f"""
+WITH listed AS (
+    SELECT l.location, c.connection_id, l.priority
+    FROM {connection_locations.fullname} c, unnest(c.locations) WITH ORDINALITY AS l(location, priority)
+    WHERE c.merchant_id = $1::uuid
+), stocked AS (
+    SELECT DISTINCT s.location FROM {stock_items.fullname} s WHERE s.merchant_id = $1::uuid
+)
+SELECT location, NULL::uuid AS connection_id, NULL::bigint AS priority FROM stocked
+UNION ALL
+SELECT location, connection_id, priority FROM listed
+ORDER BY location, connection_id
+"""
+
+
+@dataclass(frozen=True)
+class LocationUse:
+    """A location the merchant has stock at or sells from, and the connections selling from it."""
+
+    location: str
+    connections: dict[uuid.UUID, int]  # connection id -> its rank in that connection's list (1: first choice)
+
+
+async def merchant_locations(conn: Connection, merchant_id: uuid.UUID) -> list[LocationUse]:
+    found: dict[str, LocationUse] = {}
+    for row in await conn.fetch(MERCHANT_LOCATIONS_SQL, merchant_id):
+        use = found.setdefault(row["location"], LocationUse(row["location"], {}))
+        if row["connection_id"] is not None:
+            use.connections[row["connection_id"]] = int(row["priority"])
+    return list(found.values())

@@ -17,7 +17,7 @@ from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.tables import dead_letters, outbox
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.config import LedgerSettings
-from stock_ledger.entrypoints import api_keys, bundles, imports
+from stock_ledger.entrypoints import api_keys, bundles, imports, locations
 from stock_ledger.entrypoints import dead_letters as dead_letters_api
 from stock_ledger.entrypoints.api import router
 from stock_ledger.service_layer.connection_locations import apply_connection_changes
@@ -72,6 +72,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(router)
     app.include_router(bundles.router)
+    app.include_router(locations.router)
     app.include_router(dead_letters_api.router)
     app.include_router(api_keys.router)
     app.include_router(api_keys.internal)

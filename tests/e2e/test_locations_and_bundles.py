@@ -1,0 +1,180 @@
+"""Warehouses and bundles over the real broker, database and Shopify sandboxes.
+
+A channel fed only from warehouse B is never shown warehouse A's stock, and its orders
+reserve at B; selling the last unit of a component on one channel sets every bundle that
+contains it to 0 on the other channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+
+LOCATION_1 = "gid://shopify/Location/1"
+LOCATION_2 = "gid://shopify/Location/2"
+
+
+def connect(
+    api: httpx.Client,
+    merchant: Merchant,
+    sandbox: SandboxShopify,
+    name: str,
+    listings: list[dict[str, Any]],
+    **extra: Any,
+) -> str:
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={
+            "type": "shopify",
+            "name": name,
+            "base_url": sandbox.url,
+            "credentials": {"access_token": sandbox.access_token},
+            "webhook_secret": sandbox.webhook_secret,
+            "listings": listings,
+            **extra,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    connection_id: str = answer.json()["connection_id"]
+    return connection_id
+
+
+def webhook_url(api: httpx.Client, connection_id: str) -> str:
+    return f"{str(api.base_url).rstrip('/')}/webhooks/shopify/{connection_id}"
+
+
+def shown(sandbox: SandboxShopify) -> dict[tuple[str, str], int]:
+    """The newest quantity the sandbox holds per (inventory item, location)."""
+    latest: dict[tuple[str, str], int] = {}
+    for change in sandbox.changes():
+        latest[(change["inventory_item_id"], change["location_id"])] = change["quantity"]
+    return latest
+
+
+def sells_from(api: httpx.Client, merchant: Merchant, connection_id: str, location: str) -> bool:
+    """Whether the stock-ledger has heard that the connection sells from `location`."""
+    answer = api.get("/v1/locations", headers=merchant.auth)
+    assert answer.status_code == 200, answer.text
+    return any(
+        use["location"] == location and any(c["connection_id"] == connection_id for c in use["connections"])
+        for use in answer.json()
+    )
+
+
+def test_a_channel_fed_only_from_warehouse_b_is_never_shown_warehouse_a_stock_and_reserves_at_b(
+    api: httpx.Client, merchant: Merchant, sandbox_shopify: Callable[[], SandboxShopify]
+) -> None:
+    counted = api.post(
+        "/v1/stock/snapshots",
+        headers=merchant.auth,
+        json={"items": [{"sku": "A", "on_hand": 5, "location": "wa"}, {"sku": "A", "on_hand": 2, "location": "wb"}]},
+    )
+    assert counted.status_code == 200, counted.text
+    only_b, both = sandbox_shopify(), sandbox_shopify()
+    item = "gid://shopify/InventoryItem/301"
+    only_b_id = connect(
+        api,
+        merchant,
+        only_b,
+        "B only",
+        [{"sku": "A", "location": "wb", "inventory_item_id": item, "location_id": LOCATION_2}],
+        locations=["wb"],
+    )
+    both_id = connect(
+        api,
+        merchant,
+        both,
+        "A and B",
+        [
+            {"sku": "A", "location": "wa", "inventory_item_id": item, "location_id": LOCATION_1},
+            {"sku": "A", "location": "wb", "inventory_item_id": item, "location_id": LOCATION_2},
+        ],
+    )
+    # Created with the default location; then told where it sells from.
+    moved = api.put(f"/v1/connections/{both_id}/locations", headers=merchant.auth, json={"locations": ["wa", "wb"]})
+    assert moved.status_code == 200 and moved.json()["locations"] == ["wa", "wb"], moved.text
+
+    wait_for(lambda: shown(both) == {(item, LOCATION_1): 5, (item, LOCATION_2): 2})
+    wait_for(lambda: shown(only_b) == {(item, LOCATION_2): 2})
+    wait_for(lambda: sells_from(api, merchant, only_b_id, "wb"))
+
+    order = only_b.order(webhook_url(api, only_b_id), [{"sku": "A", "quantity": 1}])
+    assert order["status_code"] == 200, order
+    wait_for(lambda: shown(both) == {(item, LOCATION_1): 5, (item, LOCATION_2): 1})
+    wait_for(lambda: shown(only_b) == {(item, LOCATION_2): 1})
+    # Never A's units: every quantity the B-only channel was ever sent is B's.
+    assert {c["quantity"] for c in only_b.changes()} <= {2, 1}
+    assert {c["location_id"] for c in only_b.changes()} == {LOCATION_2}
+    stock_b = api.get("/v1/stock/A", headers=merchant.auth, params={"location": "wb"}).json()
+    assert (stock_b["on_hand"], stock_b["reserved"]) == (2, 1)
+
+
+def test_selling_the_last_component_on_one_channel_sets_every_bundle_containing_it_to_0_on_the_other(
+    api: httpx.Client, merchant: Merchant, sandbox_shopify: Callable[[], SandboxShopify]
+) -> None:
+    counted = api.post(
+        "/v1/stock/snapshots",
+        headers=merchant.auth,
+        json={"items": [{"sku": "BOARD", "on_hand": 1}, {"sku": "SCREW", "on_hand": 40}]},
+    )
+    assert counted.status_code == 200, counted.text
+    for sku, components in (
+        ("KIT", [{"sku": "BOARD", "quantity": 1}, {"sku": "SCREW", "quantity": 8}]),
+        ("BOARD-PACK", [{"sku": "BOARD", "quantity": 1}]),
+        ("SCREWS-10", [{"sku": "SCREW", "quantity": 10}]),
+    ):
+        made = api.post("/v1/bundles", headers=merchant.auth, json={"sku": sku, "components": components})
+        assert made.status_code == 201, made.text
+    assert api.get("/v1/bundles/KIT", headers=merchant.auth).json()["available"] == {"default": 1}
+
+    seller, other = sandbox_shopify(), sandbox_shopify()
+    items = {
+        sku: f"gid://shopify/InventoryItem/{400 + n}"
+        for n, sku in enumerate(["BOARD", "KIT", "BOARD-PACK", "SCREWS-10"])
+    }
+    seller_id = connect(
+        api,
+        merchant,
+        seller,
+        "seller",
+        [{"sku": "BOARD", "inventory_item_id": items["BOARD"], "location_id": LOCATION_1}],
+    )
+    connect(
+        api,
+        merchant,
+        other,
+        "other",
+        [{"sku": sku, "inventory_item_id": item, "location_id": LOCATION_1} for sku, item in items.items()],
+    )
+    wait_for(
+        lambda: (
+            shown(other)
+            == {
+                (items["BOARD"], LOCATION_1): 1,
+                (items["KIT"], LOCATION_1): 1,
+                (items["BOARD-PACK"], LOCATION_1): 1,
+                (items["SCREWS-10"], LOCATION_1): 4,
+            }
+        )
+    )
+
+    order = seller.order(webhook_url(api, seller_id), [{"sku": "BOARD", "quantity": 1}])
+    assert order["status_code"] == 200, order
+    wait_for(
+        lambda: (
+            shown(other)
+            == {
+                (items["BOARD"], LOCATION_1): 0,
+                (items["KIT"], LOCATION_1): 0,
+                (items["BOARD-PACK"], LOCATION_1): 0,
+                (items["SCREWS-10"], LOCATION_1): 4,
+            }
+        )
+    )
+    kit = api.get("/v1/bundles/KIT", headers=merchant.auth)
+    assert kit.status_code == 200 and kit.json()["available"] == {"default": 0}
