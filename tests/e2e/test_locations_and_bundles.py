@@ -178,3 +178,54 @@ def test_selling_the_last_component_on_one_channel_sets_every_bundle_containing_
     )
     kit = api.get("/v1/bundles/KIT", headers=merchant.auth)
     assert kit.status_code == 200 and kit.json()["available"] == {"default": 0}
+
+
+def test_bad_locations_and_bundles_are_refused_with_the_field_at_fault_and_change_nothing(
+    api: httpx.Client, merchant: Merchant, stack: Any, sandbox_shopify: Callable[[], SandboxShopify]
+) -> None:
+    sandbox = sandbox_shopify()
+    connection_id = connect(api, merchant, sandbox, "shop", [], locations=["wa", "wb"])
+    for bad in ([], ["wa", "wa"], [f"w{i}" for i in range(51)], ["bad\x00name"], [""], ["x" * 201]):
+        answer = api.put(f"/v1/connections/{connection_id}/locations", headers=merchant.auth, json={"locations": bad})
+        assert answer.status_code == 422, (bad, answer.text)
+        assert "locations" in answer.text
+    assert api.get(f"/v1/connections/{connection_id}", headers=merchant.auth).json()["locations"] == ["wa", "wb"]
+    other = api.post(
+        "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
+    ).json()
+    foreign = api.put(
+        f"/v1/connections/{connection_id}/locations", headers={"X-API-Key": other["api_key"]}, json={"locations": ["x"]}
+    )
+    assert foreign.status_code == 404, foreign.text
+
+    def bundle(sku: str, *components: tuple[str, int]) -> httpx.Response:
+        body = {"sku": sku, "components": [{"sku": c, "quantity": q} for c, q in components]}
+        return api.post("/v1/bundles", headers=merchant.auth, json=body)
+
+    assert bundle("KIT", ("BOARD", 2)).status_code == 201
+    assert bundle("KIT", ("BOARD", 1)).status_code == 409
+    for answer in (
+        bundle("BIG", ("KIT", 1)),  # a bundle inside a bundle
+        bundle("BOARD", ("SCREW", 1)),  # a component cannot become a bundle
+        bundle("SELF", ("SELF", 1)),
+        bundle("EMPTY"),
+        bundle("TWICE", ("A", 1), ("A", 2)),
+        bundle("ZERO", ("A", 0)),
+        bundle("HUGE", ("A", 10_001)),
+        bundle("MANY", *((f"C{i}", 1) for i in range(101))),
+        bundle("NUL\x00", ("A", 1)),
+    ):
+        assert answer.status_code == 422, answer.text
+    listed = api.get("/v1/bundles", headers=merchant.auth)
+    assert listed.status_code == 200, listed.text
+    assert [b["sku"] for b in listed.json()] == ["KIT"]
+    assert api.get("/v1/bundles/KIT", headers={"X-API-Key": other["api_key"]}).status_code == 404
+    assert api.delete("/v1/bundles/NOPE", headers=merchant.auth).status_code == 404
+    adjusted = api.post(
+        "/v1/stock/adjustments",
+        headers=merchant.auth,
+        json={"sku": "KIT", "delta": 3, "reason": "found", "actor": "me"},
+    )
+    assert adjusted.status_code == 422, adjusted.text
+    assert api.delete("/v1/bundles/KIT", headers=merchant.auth).status_code == 204
+    assert api.get("/v1/bundles/KIT", headers=merchant.auth).status_code == 404

@@ -19,7 +19,7 @@ from stock_ledger.adapters.tables import outbox
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.domain.bundles import BundleRefused
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
-from stock_ledger.service_layer.bundles import BundleExists, BundleNotFound, read_bundle, save_bundle
+from stock_ledger.service_layer.bundles import BundleExists, BundleNotFound, list_bundles, read_bundle, save_bundle
 from stock_ledger.service_layer.connection_locations import apply_connection_changes
 from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reading import read_stock
@@ -198,3 +198,15 @@ async def test_a_deleted_bundle_shows_0_and_its_sku_keeps_growing_versions(
     versions = [e.version for e in await stock_events(engine, merchant_id, "KIT")]
     assert versions == [1, 2, 3] and await available(engine, merchant_id, "KIT") == 4
     assert await ledger_discrepancies(engine, merchant_id) == []
+
+
+async def test_bundles_list_in_byte_order_one_page_at_a_time(engine: AsyncEngine, merchant_id: uuid.UUID) -> None:
+    units = unit_of_work_factory(engine)
+    for sku in ("b-kit", "A-kit", "a-kit"):
+        await save_bundle(units(), merchant_id, sku, {"PART": 1, "SCREW": 2})
+    first = await list_bundles(units(), merchant_id, "", 2)
+    assert [(b.sku, b.components) for b in first] == [
+        ("A-kit", {"PART": 1, "SCREW": 2}),
+        ("a-kit", {"PART": 1, "SCREW": 2}),
+    ]
+    assert [b.sku for b in await list_bundles(units(), merchant_id, first[-1].sku, 2)] == ["b-kit"]

@@ -182,9 +182,9 @@ LIST_SQL = f"""
 SELECT bundle_sku, component_sku, quantity FROM {bundle_components.fullname}
 WHERE merchant_id = $1::uuid AND bundle_sku COLLATE "C" > $2::text
     AND bundle_sku IN (
-        SELECT DISTINCT bundle_sku FROM {bundle_components.fullname}
+        SELECT bundle_sku FROM {bundle_components.fullname}
         WHERE merchant_id = $1::uuid AND bundle_sku COLLATE "C" > $2::text
-        ORDER BY bundle_sku COLLATE "C" LIMIT $3
+        GROUP BY bundle_sku ORDER BY bundle_sku COLLATE "C" LIMIT $3
     )
 ORDER BY bundle_sku COLLATE "C", component_sku COLLATE "C"
 """
