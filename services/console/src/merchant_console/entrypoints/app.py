@@ -589,6 +589,17 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             names=names,
         )
 
+    # ---- locations and bundles ----------------------------------------------------------
+
+    @app.get(f"{PREFIX}/locations", include_in_schema=False)
+    async def locations_page(request: Request, api: Api) -> HTMLResponse:
+        """Where the stock is, which channels sell from where, and the bundles (read-only)."""
+        locations, bundles, (_, names) = await gather(
+            api.get("/v1/locations"), api.get("/v1/bundles", {"limit": PAGE_SIZE}), channel_names(api)
+        )
+        details = await gather(*(api.get(f"/v1/bundles/{_quote(b['sku'])}") for b in bundles))
+        return render(request, "locations.html", page="locations", locations=locations, bundles=details, names=names)
+
     # ---- orders -----------------------------------------------------------------------
 
     @app.get(f"{PREFIX}/orders", include_in_schema=False)

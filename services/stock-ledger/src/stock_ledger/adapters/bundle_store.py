@@ -113,35 +113,6 @@ class _LineComponent:
     quantity: int
 
 
-LINE_COMPONENTS_SQL = f"""
-SELECT c.merchant_id, c.connection_id, c.external_order_id, c.line_id, c.component_sku, c.quantity
-FROM {order_line_components.fullname} c
-JOIN {unnest_sql(_LINE, 1, "w")}
-    ON c.merchant_id = w.merchant_id AND c.connection_id = w.connection_id
-    AND c.external_order_id = w.external_order_id AND c.line_id = w.line_id
-"""
-
-
-@dataclass(frozen=True)
-class _LineRef:
-    merchant_id: uuid.UUID
-    connection_id: uuid.UUID
-    external_order_id: str
-    line_id: str
-
-
-async def line_components(conn: Connection, line_keys: Iterable[LineKey]) -> dict[LineKey, Definition]:
-    """What each known bundle line reserves per bundle (absent: not a bundle line)."""
-    wanted = [_LineRef(*key) for key in dict.fromkeys(line_keys)]
-    found: dict[LineKey, Definition] = {}
-    if not wanted:
-        return found
-    for row in await conn.fetch(LINE_COMPONENTS_SQL, *column_arrays(wanted, [n for n, _ in _LINE])):
-        key = (row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])
-        found.setdefault(key, {})[row["component_sku"]] = row["quantity"]
-    return found
-
-
 SAVE_LINE_COMPONENTS_SQL = f"""
 INSERT INTO {order_line_components.fullname}
     (merchant_id, connection_id, external_order_id, line_id, component_sku, quantity)

@@ -1,7 +1,10 @@
-"""Statements on `connection_locations`: where each connection's new order lines reserve.
+"""Statements on `connection_locations`, and the order batch's pre-read (`read_routes`).
 
-Read before the stock locks (adapters/ledger_store.py): a connection's list only
-chooses which rows an order batch locks; what the rows hold is read after the locks.
+Read before the stock locks (adapters/ledger_store.py): a connection's list, a known
+line's location and parts, and a bundle's definition only choose which rows an order
+batch locks; what the rows hold is read after the locks. A line is recorded once and
+never moves, so what the pre-read says of it stays true (order_lines.py checks it again
+under the locks).
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from datetime import datetime
 from stocksync_common.contracts import DEFAULT_LOCATION
 from stocksync_common.raw_connection import Connection, column_arrays, unnest_sql
 
-from stock_ledger.adapters.tables import connection_locations, order_lines, stock_items
+from stock_ledger.adapters.tables import (
+    bundle_components,
+    connection_locations,
+    order_line_components,
+    order_lines,
+    stock_items,
+)
 
 
 @dataclass(frozen=True)
@@ -52,17 +61,31 @@ async def save_connection_locations(
 
 
 _LINE = (("merchant_id", "uuid"), ("connection_id", "uuid"), ("external_order_id", "text"), ("line_id", "text"))
+_SKU = (("merchant_id", "uuid"), ("sku", "text"))
 
+# One statement before the locks: the connections' locations ('c'), where known lines
+# reserved ('l') and what known bundle lines reserve per bundle ('p'), and the bundles
+# among the batch's SKUs ('b').
 ROUTES_SQL = f"""
-SELECT c.merchant_id, c.connection_id, c.locations, NULL::text AS external_order_id, NULL::text AS line_id,
-    NULL::text AS location
+WITH lines AS (SELECT * FROM {unnest_sql(_LINE, 2, "w")}),
+skus AS (SELECT DISTINCT * FROM {unnest_sql(_SKU, 6, "s")})
+SELECT 'c' AS kind, c.merchant_id, c.connection_id, c.locations, NULL::text AS external_order_id,
+    NULL::text AS line_id, NULL::text AS location, NULL::text AS sku, NULL::text AS component, NULL::bigint AS quantity
 FROM {connection_locations.fullname} c WHERE c.connection_id = ANY($1::uuid[])
 UNION ALL
-SELECT l.merchant_id, l.connection_id, NULL, l.external_order_id, l.line_id, l.location
+SELECT 'l', l.merchant_id, l.connection_id, NULL, l.external_order_id, l.line_id, l.location, NULL, NULL, NULL
 FROM {order_lines.fullname} l
-JOIN {unnest_sql(_LINE, 2, "w")}
-    ON l.merchant_id = w.merchant_id AND l.connection_id = w.connection_id
+JOIN lines w ON l.merchant_id = w.merchant_id AND l.connection_id = w.connection_id
     AND l.external_order_id = w.external_order_id AND l.line_id = w.line_id
+UNION ALL
+SELECT 'p', p.merchant_id, p.connection_id, NULL, p.external_order_id, p.line_id, NULL, NULL, p.component_sku,
+    p.quantity
+FROM {order_line_components.fullname} p
+JOIN lines w ON p.merchant_id = w.merchant_id AND p.connection_id = w.connection_id
+    AND p.external_order_id = w.external_order_id AND p.line_id = w.line_id
+UNION ALL
+SELECT 'b', b.merchant_id, NULL, NULL, NULL, NULL, NULL, b.bundle_sku, b.component_sku, b.quantity
+FROM {bundle_components.fullname} b JOIN skus s ON b.merchant_id = s.merchant_id AND b.bundle_sku = s.sku
 """
 
 
@@ -74,32 +97,58 @@ class _LineRef:
     line_id: str
 
 
+@dataclass(frozen=True)
+class _SkuRef:
+    merchant_id: uuid.UUID
+    sku: str
+
+
 LineKey = tuple[uuid.UUID, uuid.UUID, str, str]
 
 
 @dataclass(frozen=True)
 class Routes:
-    """Each connection's locations (first choice first) and where known lines reserved."""
+    """What an order batch needs before it locks: each connection's locations (first
+    choice first), where known lines reserved and what known bundle lines reserve per
+    bundle, and the definitions of the bundles among the batch's SKUs."""
 
     priorities: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, ...]]  # by (merchant_id, connection_id)
     line_locations: dict[LineKey, str]
+    line_parts: dict[LineKey, dict[str, int]]
+    bundles: dict[tuple[uuid.UUID, str], dict[str, int]]  # by (merchant_id, bundle sku)
 
     def priority(self, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> tuple[str, ...]:
         """A connection the ledger has not heard of yet sells from the default location."""
         return self.priorities.get((merchant_id, connection_id), (DEFAULT_LOCATION,))
 
 
-async def read_routes(conn: Connection, connection_ids: Iterable[uuid.UUID], line_keys: Iterable[LineKey]) -> Routes:
+async def read_routes(
+    conn: Connection,
+    connection_ids: Iterable[uuid.UUID],
+    line_keys: Iterable[LineKey],
+    skus: Iterable[tuple[uuid.UUID, str]] = (),
+) -> Routes:
     lines = [_LineRef(*key) for key in dict.fromkeys(line_keys)]
-    routes = Routes({}, {})
-    for row in await conn.fetch(
-        ROUTES_SQL, list(dict.fromkeys(connection_ids)), *column_arrays(lines, [name for name, _ in _LINE])
-    ):
-        if row["location"] is None:
+    wanted = [_SkuRef(*pair) for pair in dict.fromkeys(skus)]
+    routes = Routes({}, {}, {}, {})
+    rows = await conn.fetch(
+        ROUTES_SQL,
+        list(dict.fromkeys(connection_ids)),
+        *column_arrays(lines, [name for name, _ in _LINE]),
+        *column_arrays(wanted, [name for name, _ in _SKU]),
+    )
+    for row in rows:
+        kind = row["kind"]
+        if kind == "c":
             routes.priorities[(row["merchant_id"], row["connection_id"])] = tuple(row["locations"])
+        elif kind == "b":
+            routes.bundles.setdefault((row["merchant_id"], row["sku"]), {})[row["component"]] = row["quantity"]
         else:
             key = (row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])
-            routes.line_locations[key] = row["location"]
+            if kind == "l":
+                routes.line_locations[key] = row["location"]
+            else:
+                routes.line_parts.setdefault(key, {})[row["component"]] = row["quantity"]
     return routes
 
 

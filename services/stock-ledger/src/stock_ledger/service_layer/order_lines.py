@@ -82,9 +82,13 @@ async def apply_order_lines(events: Sequence[OrderLineMoved], uow: UnitOfWork) -
 
 async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[StockChanged]:
     conn = uow.connection
-    routes = await read_routes(conn, {e.connection_id for e in events}, (_line_key(e) for e in events))
-    known_parts = await bundle_store.line_components(conn, (_line_key(e) for e in events))
-    bundles = await bundle_store.definitions(conn, {(e.merchant_id, e.sku) for e in events})
+    routes = await read_routes(
+        conn,
+        {e.connection_id for e in events},
+        (_line_key(e) for e in events),
+        ((e.merchant_id, e.sku) for e in events),
+    )
+    known_parts, bundles = routes.line_parts, routes.bundles
 
     def parts(event: OrderLineMoved) -> Definition:
         """What one unit of the line reserves: itself, or a bundle's components (as
