@@ -72,7 +72,8 @@ async def one_run(engine: Any, bundles: int, run: int) -> dict[str, float]:
         )
 
     async def rows() -> Any:
-        yield SnapshotRow(1, "C", "default", 10 * bundles, datetime.now(UTC) - timedelta(hours=1))
+        # C is what limits every bundle: one unit of C sold changes all of them.
+        yield SnapshotRow(1, "C", "default", 500, datetime.now(UTC) - timedelta(hours=1))
         for n in range(bundles):
             yield SnapshotRow(n + 2, f"PART-{n:05d}", "default", 1000, datetime.now(UTC) - timedelta(hours=1))
 
