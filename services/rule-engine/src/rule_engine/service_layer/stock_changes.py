@@ -82,6 +82,8 @@ merchants AS (
                     'id', c.connection_id, 'locations', c.locations, 'per_location', c.per_location
                 ) ORDER BY c.connection_id), '[]')::text
          FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS feeds,
+        (SELECT coalesce(array_agg(c.connection_id), '{{}}')
+         FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS connection_ids,
         (SELECT md5(coalesce(string_agg(r.rule_id::text || '@' || r.xmin::text, ',' ORDER BY r.rule_id), ''))
          FROM {rules.fullname} r WHERE r.merchant_id = d.merchant_id) AS fingerprint
     FROM (SELECT DISTINCT merchant_id FROM moved) d
@@ -109,7 +111,8 @@ LEFT JOIN LATERAL (
     SELECT array_agg(cq.connection_id) AS connection_ids, array_agg(cq.location) AS locations,
         array_agg(cq.quantity) AS quantities, array_agg(cq.version) AS versions
     FROM {channel_quantities.fullname} cq
-    WHERE cq.merchant_id = l.merchant_id AND cq.sku = l.sku
+    -- (connection_id, sku) leads the primary key: one index range per connection.
+    WHERE cq.connection_id = ANY(mm.connection_ids) AND cq.sku = l.sku
 ) p ON true
 ORDER BY l.merchant_id, l.sku, l.location
 """
