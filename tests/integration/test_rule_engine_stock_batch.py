@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from stocksync_common.contracts import ChannelQuantityChanged, StockChanged, utcnow
+from stocksync_common.contracts import ChannelQuantityChanged, ConnectionChanged, StockChanged, utcnow
 
 from rule_engine.adapters.tables import channel_quantities, connections, outbox, stock
 from rule_engine.adapters.tables import rules as rules_table
-from rule_engine.service_layer.evaluation import reevaluate
+from rule_engine.service_layer.evaluation import apply_connection_changes, reevaluate
 from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
 
 pytestmark = pytest.mark.integration
@@ -218,6 +218,26 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
         # A location no connection sells from moves nothing.
         assert await apply_stock_changes(engine, [stock_changed(merchant_id, "X", 1, 99, location="c")], rule_sets) == 0
 
+        async with engine.begin() as conn:
+            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+
+        # Shopify stops selling from "a": it is sent 0 there, and the sum channel its new sum.
+        before = len(await emitted_events(engine, merchant_id))
+        for connection_id, locations in ((shopify, ("b",)), (both, ("b",))):
+            change = ConnectionChanged(
+                merchant_id=merchant_id,
+                connection_id=connection_id,
+                channel_type="shopify" if connection_id == shopify else "generic",
+                name=str(connection_id),
+                active=True,
+                locations=locations,
+                per_location=connection_id == shopify,
+                causation_id="moved",
+            )
+            await apply_connection_changes(engine, [change])
+        newest = (await emitted_events(engine, merchant_id))[before:]
+        # (Y at "a" was already shown 0, by the buffer rule: nothing to send.)
+        assert shown(newest) == {(shopify, "X", "a", 0, 0), (both, "X", "default", 5, 5)}
         async with engine.begin() as conn:
             assert await reevaluate(conn, merchant_id, causation_id="check") == []
     finally:

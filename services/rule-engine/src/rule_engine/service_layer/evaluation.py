@@ -665,4 +665,67 @@ async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[Connec
                         causation_id=f"connection:{change.connection_id}",
                     )
                 )
+                emitted += len(await _zero_dropped_locations(conn, change.connection_id))
     return emitted
+
+
+async def _zero_dropped_locations(conn: AsyncConnection, connection_id: uuid.UUID) -> list[ChannelQuantityChanged]:
+    """A per-location channel no longer selling from a location is sent 0 there: what it
+    was shown last would otherwise stay on sale. (A summed channel's quantity, at the
+    default location, is re-evaluated like any other.) Runs after `reevaluate`, which
+    locked the merchant's stock rows: no stock batch writes these rows meanwhile."""
+    row = (
+        await conn.execute(
+            sa.select(connections.c.merchant_id, connections.c.locations, connections.c.per_location).where(
+                connections.c.connection_id == connection_id, connections.c.active.is_(True)
+            )
+        )
+    ).one_or_none()
+    if row is None or not row.per_location:
+        return []
+    cq = channel_quantities.c
+    dropped = (
+        await conn.execute(
+            sa.select(channel_quantities)
+            .where(cq.connection_id == connection_id, cq.location.not_in(row.locations), cq.quantity != 0)
+            .order_by(cq.sku, cq.location)
+            .with_for_update()
+        )
+    ).all()
+    events = [
+        ChannelQuantityChanged(
+            merchant_id=row.merchant_id,
+            connection_id=connection_id,
+            sku=d.sku,
+            location=d.location,
+            quantity=0,
+            version=d.version + 1,
+            stock_version=d.stock_version,
+            available=0,
+            causation_id=f"connection:{connection_id}:location-dropped",
+        )
+        for d in dropped
+    ]
+    if events:
+        stmt = pg.insert(channel_quantities)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[cq.connection_id, cq.sku, cq.location],
+                set_={c: stmt.excluded[c] for c in ("quantity", "version", "stock_version", "rule_ids")},
+            ),
+            [
+                {
+                    "connection_id": e.connection_id,
+                    "sku": e.sku,
+                    "location": e.location,
+                    "merchant_id": e.merchant_id,
+                    "quantity": 0,
+                    "version": e.version,
+                    "stock_version": e.stock_version,
+                    "rule_ids": [],
+                }
+                for e in events
+            ],
+        )
+        await add_to_outbox(conn, outbox, events)
+    return events
