@@ -40,3 +40,11 @@ def test_the_chosen_location_is_listed_and_covers_the_line_whenever_one_can(
         assert chosen == covering[0]
     else:
         assert available[chosen] == max(available.values())
+
+
+def test_a_line_placed_concurrently_elsewhere_is_retried_never_dead_lettered() -> None:
+    from stocksync_common.dead_letters import is_transient
+
+    from stock_ledger.service_layer.order_lines import LinePlacedElsewhere
+
+    assert is_transient(LinePlacedElsewhere("placed at north by another batch"))

@@ -58,6 +58,10 @@ class LinePlacedElsewhere(RuntimeError):
     """A line was first recorded, by a concurrent writer, at a location this batch did not
     lock; the batch rolls back and is applied again (it then knows the line)."""
 
+    # A serialization failure in PostgreSQL's terms: the consumer retries the batch as it
+    # does one (stocksync_common.dead_letters.is_transient), it never dead-letters it.
+    sqlstate = "40001"
+
 
 def _candidates(event: OrderLineMoved, routes: Routes) -> tuple[str, ...]:
     """Where the event's line can reserve: where it already did; a location the channel
