@@ -229,3 +229,27 @@ def test_bad_locations_and_bundles_are_refused_with_the_field_at_fault_and_chang
     assert adjusted.status_code == 422, adjusted.text
     assert api.delete("/v1/bundles/KIT", headers=merchant.auth).status_code == 204
     assert api.get("/v1/bundles/KIT", headers=merchant.auth).status_code == 404
+
+
+def test_bundles_import_saves_each_bundle_on_its_own_and_lists_the_refused(
+    api: httpx.Client, merchant: Merchant
+) -> None:
+    body = {
+        "bundles": [
+            {"sku": "DUO", "components": [{"sku": "CUP", "quantity": 2}]},
+            {"sku": "NEST", "components": [{"sku": "DUO", "quantity": 1}]},  # a bundle inside a bundle
+            {"sku": "DUO", "components": [{"sku": "CUP", "quantity": 3}]},  # listed twice
+            {"sku": "TRIO", "components": [{"sku": "CUP", "quantity": 3}, {"sku": "LID", "quantity": 1}]},
+        ]
+    }
+    answer = api.post("/v1/bundles/import", headers=merchant.auth, json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["saved"] == 2
+    assert [(r["index"], r["sku"]) for r in answer.json()["refused"]] == [(1, "NEST"), (2, "DUO")]
+    listed = api.get("/v1/bundles", headers=merchant.auth).json()
+    assert {b["sku"]: b["components"] for b in listed} == {
+        "DUO": [{"sku": "CUP", "quantity": 2}],
+        "TRIO": [{"sku": "CUP", "quantity": 3}, {"sku": "LID", "quantity": 1}],
+    }
+    too_many = {"bundles": [{"sku": f"K{i}", "components": [{"sku": "CUP", "quantity": 1}]} for i in range(1001)]}
+    assert api.post("/v1/bundles/import", headers=merchant.auth, json=too_many).status_code == 422

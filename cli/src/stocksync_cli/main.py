@@ -405,6 +405,22 @@ def bundles_set(
     state.output.record(state.client().json("PUT", f"/v1/bundles/{sku}", json=body), title="bundle")
 
 
+@bundles.command("import")
+def bundles_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help='YAML or JSON: {"bundles": [{"sku", "components"}]}; - for stdin.')],
+) -> None:
+    """Define or replace many bundles at once (exit 1 if any is refused)."""
+    state = _state(ctx)
+    answer = state.client().post("/v1/bundles/import", _read_document(file))
+    state.output.done(f"{answer['saved']} bundles saved, {len(answer['refused'])} refused", answer)
+    if not state.output.as_json:
+        for refused in answer["refused"]:
+            state.output.console.print(f"  #{refused['index']} {refused['sku']}: {refused['message']}")
+    if answer["refused"]:
+        raise typer.Exit(1)
+
+
 @bundles.command("list")
 def bundles_list(
     ctx: typer.Context,

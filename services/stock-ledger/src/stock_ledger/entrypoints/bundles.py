@@ -106,6 +106,47 @@ async def post_bundle(body: BundleIn, request: Request, merchant_id: MerchantId)
     return _out(body.sku, definition, saved.available)
 
 
+IMPORT_MAX = 1000
+
+
+class BundlesImportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bundles: list[BundleIn] = Field(min_length=1, max_length=IMPORT_MAX)
+
+
+class RefusedBundleOut(BaseModel):
+    index: int = Field(description="Position in `bundles`, from 0")
+    sku: str
+    message: str
+
+
+class BundlesImportOut(BaseModel):
+    saved: int = Field(description="Bundles defined or replaced")
+    refused: list[RefusedBundleOut] = Field(description="Bundles that break a rule of bundles; nothing of them saved")
+
+
+@router.post("/bundles/import", response_model=BundlesImportOut)
+async def import_bundles(body: BundlesImportIn, request: Request, merchant_id: MerchantId) -> BundlesImportOut:
+    """Define or replace up to 1,000 bundles (the import format: the same objects as
+    `POST /v1/bundles`). Each is saved on its own, in order: a bundle refused changes
+    nothing and does not stop the others. A SKU listed twice is refused the second time."""
+    runtime = _runtime(request)
+    units = unit_of_work_factory(runtime.engine, runtime.wake_relay)
+    saved, refused, seen = 0, [], set()
+    for index, bundle in enumerate(body.bundles):
+        if bundle.sku in seen:
+            refused.append(RefusedBundleOut(index=index, sku=bundle.sku, message="listed twice in this import"))
+            continue
+        seen.add(bundle.sku)
+        try:
+            await save_bundle(units(), merchant_id, bundle.sku, {c.sku: c.quantity for c in bundle.components})
+        except BundleRefused as exc:
+            refused.append(RefusedBundleOut(index=index, sku=bundle.sku, message=str(exc)))
+        else:
+            saved += 1
+    return BundlesImportOut(saved=saved, refused=refused)
+
+
 @router.put(
     "/bundles/{sku:path}",
     response_model=BundleOut,
