@@ -7,10 +7,16 @@ contains it to 0 on the other channel.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
+
+from stocksync_embedded.demo import DEMO_WAREHOUSE, DEMO_WAREHOUSE_STOCK, Demo, seed_warehouse_and_bundle
+from stocksync_embedded.stack import Stack
 
 from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
 
@@ -253,3 +259,20 @@ def test_bundles_import_saves_each_bundle_on_its_own_and_lists_the_refused(
     }
     too_many = {"bundles": [{"sku": f"K{i}", "components": [{"sku": "CUP", "quantity": 1}]} for i in range(1001)]}
     assert api.post("/v1/bundles/import", headers=merchant.auth, json=too_many).status_code == 422
+
+
+def test_the_demo_merchant_gets_a_second_warehouse_and_a_bundle_once(
+    api: httpx.Client, merchant: Merchant, stack: Any, tmp_path: Path
+) -> None:
+    demo = Demo(merchant.merchant_id, merchant.api_key, [], "", [])
+    api.post("/v1/stock/snapshots", headers=merchant.auth, json={"items": [{"sku": "SKU-A", "on_hand": 5}]})
+    # Only the base URL of the session's stack; demo.json goes to this test's own folder.
+    where = cast(Stack, SimpleNamespace(base_url=stack.base_url, home=tmp_path))
+    seed_warehouse_and_bundle(where, demo)
+    seed_warehouse_and_bundle(where, demo)  # once: the second start changes nothing
+    assert demo.warehouse_seeded and json.loads((tmp_path / "demo.json").read_text())["warehouse_seeded"]
+    east = api.get("/v1/stock/SKU-B", headers=merchant.auth, params={"location": DEMO_WAREHOUSE}).json()
+    assert east["on_hand"] == DEMO_WAREHOUSE_STOCK["SKU-B"]
+    kit = api.get("/v1/bundles/KIT-AB", headers=merchant.auth).json()
+    # default: SKU-A 5 but no SKU-B; east: SKU-A 3, SKU-B 4 make 2 kits of (1 A + 2 B).
+    assert kit["available"] == {"default": 0, DEMO_WAREHOUSE: 2}
