@@ -15,7 +15,9 @@ from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
 from stocksync_embedded.stack import Stack
 
+from stock_ledger.adapters import bundle_store
 from stock_ledger.adapters.tables import import_jobs, ledger_entries, stock_items
+from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.import_jobs import (
     ImportFormat,
     ImportTooLarge,
@@ -176,3 +178,33 @@ async def test_an_upload_over_the_limit_stores_nothing(engine: AsyncEngine) -> N
         )
     async with engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).where(import_jobs.c.merchant_id == merchant_id)) == 0
+
+
+async def test_a_row_naming_a_bundle_is_refused_and_an_atomic_import_then_applies_nothing(engine: AsyncEngine) -> None:
+    merchant_id = uuid.uuid4()
+    async with unit_of_work_factory(engine)() as uow:
+        await bundle_store.replace_definition(uow.connection, merchant_id, "KIT", {"BOARD": 2})
+        await uow.commit()
+    data = b"sku,on_hand\nBOARD,4\nKIT,9\n"
+    chunked = await stored(engine, merchant_id, data)
+    await run_import_job(engine, chunked, chunk_size=100)
+    done = await job(engine, chunked)
+    assert (done.state, done.applied, done.refused) == ("succeeded", 1, 1)
+    report = "".join([line async for line in refused_rows_report(engine, done)])
+    assert list(csv.reader(io.StringIO(report)))[1][:3] == [
+        "3",
+        "sku",
+        "'KIT' is a bundle: its stock is its components'",
+    ]
+
+    atomic = await stored(engine, merchant_id, b"sku,on_hand\nBOARD,6\nKIT,9\n", atomic=True)
+    await run_import_job(engine, atomic, chunk_size=100)
+    failed = await job(engine, atomic)
+    assert (failed.state, failed.applied, failed.refused) == ("failed", 0, 1)
+    async with engine.connect() as conn:
+        on_hand = await conn.scalar(
+            sa.select(stock_items.c.on_hand).where(
+                stock_items.c.merchant_id == merchant_id, stock_items.c.sku == "BOARD"
+            )
+        )
+    assert on_hand == 4  # the atomic import's BOARD 6 was rolled back with the rest

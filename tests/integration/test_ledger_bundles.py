@@ -177,9 +177,15 @@ async def test_bundles_cannot_contain_bundles_nor_themselves_and_a_sku_with_stoc
         await save_bundle(units(), merchant_id, "KIT", {"BOARD": 1}, create_only=True)
     with pytest.raises(AdjustmentRefused, match="bundle"):
         await adjust_stock(Adjustment(merchant_id, "KIT", "default", 5, "found", "me", uuid.uuid4()), units())
-    # A count of a bundle is ignored: its stock is its components'.
-    await counted(engine, merchant_id, {("KIT", "default"): 50})
-    assert await available(engine, merchant_id, "KIT") == 3
+
+    # A count of a bundle is a refused row: its stock is its components'.
+    async def rows() -> AsyncIterator[SnapshotRow]:
+        yield SnapshotRow(1, "KIT", "default", 50, utcnow())
+        yield SnapshotRow(2, "BOARD", "default", 9, utcnow())
+
+    report = await import_snapshot(units, merchant_id, rows())
+    assert (report.applied, report.rejected) == (1, 1) and "bundle" in report.errors[0].message
+    assert await available(engine, merchant_id, "KIT") == 4
     assert await available(engine, merchant_id, "LOOSE") == 1  # nothing refused changed anything
 
 

@@ -55,7 +55,8 @@ class SnapshotRow:
 class SnapshotOutcome:
     applied: int = 0
     ignored_stale: int = 0
-    ignored_bundles: int = 0
+    # Rows naming a bundle: refused, since a bundle's stock is its components'.
+    refused: list[RejectedRow] = field(default_factory=list)
     changed: list[StockChanged] = field(default_factory=list)
 
 
@@ -68,10 +69,14 @@ async def apply_snapshot_rows(
     if not rows:
         return outcome
     conn = uow.connection
-    # A bundle's stock is its components': a count of a bundle SKU is ignored (its
-    # catalogue attributes are not: rules scope bundles like any SKU).
+    # A bundle's stock is its components': a count of a bundle SKU is refused (its
+    # catalogue attributes are kept: rules scope bundles like any SKU).
     bundles = await bundle_store.definitions(conn, {(merchant_id, r.sku) for r in rows})
-    outcome.ignored_bundles = sum(1 for r in rows if (merchant_id, r.sku) in bundles)
+    outcome.refused = [
+        RejectedRow(r.line, "sku", f"{r.sku!r} is a bundle: its stock is its components'")
+        for r in rows
+        if (merchant_id, r.sku) in bundles
+    ]
     described = [r for r in rows if r.attributes is not None]
     rows = [r for r in rows if (merchant_id, r.sku) not in bundles]
     levels = (await ledger_store.lock_stock(conn, ((merchant_id, r.sku, r.location) for r in rows))).levels
@@ -221,6 +226,8 @@ async def import_snapshot(
             await uow.commit()
         report.applied += outcome.applied
         report.ignored_stale += outcome.ignored_stale
+        for refused in outcome.refused:
+            report.reject(refused)
         if keep_changed:
             report.changed.extend(outcome.changed)
         chunk.clear()
