@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # runs everything in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test test-unit lint format clean bench bench-console simulate bench-ledger soak asyncapi lock audit
+.PHONY: install run test test-unit lint format clean bench bench-console simulate bench-ledger bench-bundles soak asyncapi lock audit
 
 install: $(STAMP)
 
@@ -103,6 +103,10 @@ bench-console: $(STAMP)
 ## Stock-ledger throughput (order lines/s, one hot SKU and 10,000 SKUs; CSV import); writes bench/results/ledger.json.
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger_bench.py --json bench/results/ledger.json $(LEDGER_BENCH_ARGS)
+
+## Bundle fan-out: one component in 1,000 bundles changes (ledger and rule engine, in process); writes bench/results/bundles.json.
+bench-bundles: $(STAMP)
+	$(BIN)/python bench/bundles_bench.py --json bench/results/bundles.json $(BUNDLES_BENCH_ARGS)
 
 ## Fault injection soak: 30 minutes of orders with crashes on a timer; rewrites docs/RELIABILITY.md (SOAK_ARGS="--minutes 5").
 soak: $(STAMP)

@@ -418,3 +418,39 @@ def test_login_writes_a_profile_that_later_commands_use(stack: Stack, merchant: 
         stack, None, "login", "--url", stack.base_url, "--api-key", "wrong", STOCKSYNC_CONFIG=str(tmp_path / "x.json")
     )
     assert refused.returncode == 1 and not (tmp_path / "x.json").exists()
+
+
+def test_bundles_and_locations_from_the_command_line(
+    stack: Stack, merchant: Merchant, sandbox_shopify: Callable[[], SandboxShopify], api: httpx.Client
+) -> None:
+    counted = api.post(
+        "/v1/stock/snapshots",
+        headers=merchant.auth,
+        json={"items": [{"sku": "BOARD", "on_hand": 7}, {"sku": "SCREW", "on_hand": 30, "location": "east"}]},
+    )
+    assert counted.status_code == 200, counted.text
+    made = run(stack, merchant, "--json", "bundles", "set", "KIT", "BOARD=2", "SCREW=8")
+    assert made.returncode == 0, made.stderr
+    assert as_json(made)["components"] == [{"sku": "BOARD", "quantity": 2}, {"sku": "SCREW", "quantity": 8}]
+    shown = as_json(run(stack, merchant, "--json", "bundles", "show", "KIT"))
+    assert shown["available"] == {"default": 0, "east": 0}  # the boards and the screws are apart
+    assert run(stack, merchant, "bundles", "set", "BAD", "BOARD=x").returncode == 2
+    nested = run(stack, merchant, "bundles", "set", "BIG", "KIT=1")
+    assert nested.returncode == 1 and "bundle" in nested.stderr
+    refused = run(
+        stack,
+        merchant,
+        "bundles",
+        "import",
+        "-",
+        stdin='{"bundles": [{"sku": "NEST", "components": [{"sku": "KIT", "quantity": 1}]}]}',
+    )
+    assert refused.returncode == 1 and "NEST" in refused.stdout
+
+    connection_id = connect(api, merchant, sandbox_shopify(), "C1", ITEM_C1, "gid://shopify/Location/1")
+    moved = run(stack, merchant, "connections", "locations", connection_id, "east", "default")
+    assert moved.returncode == 0, moved.stderr
+    assert api.get(f"/v1/connections/{connection_id}", headers=merchant.auth).json()["locations"] == ["east", "default"]
+    wait_for(lambda: connection_id in run(stack, merchant, "stock", "locations").stdout)
+    assert run(stack, merchant, "bundles", "delete", "KIT").returncode == 0
+    assert run(stack, merchant, "bundles", "show", "KIT").returncode == 1

@@ -350,7 +350,7 @@ def test_another_merchants_data_is_never_visible(stack: Stack, shop: Shop, brows
         context.close()
 
 
-PAGES = ["channels", "channel", "rules", "rules/new", "stock", "stock/A", "orders", "live"]
+PAGES = ["channels", "channel", "rules", "rules/new", "stock", "stock/A", "locations", "orders", "live"]
 
 
 @pytest.mark.parametrize("width", [1280, 390])
@@ -475,3 +475,29 @@ def test_the_event_stream_needs_a_session_and_says_it_is_ready(
     page = context.new_page()
     sign_in(page, stack.base_url, shop.merchant.api_key)
     expect(page.locator("html")).to_have_attribute("data-live", "open")
+
+
+def test_the_locations_page_shows_where_each_channel_sells_from_and_the_bundles(
+    stack: Stack, shop: Shop, context: BrowserContext, api: httpx.Client
+) -> None:
+    made = api.put(
+        "/v1/bundles/PAIR-OF-A", headers=shop.merchant.auth, json={"components": [{"sku": "A", "quantity": 2}]}
+    )
+    assert made.status_code in (200, 201), made.text
+    page = context.new_page()
+    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page.get_by_role("link", name="Locations").click()
+    expect(page).to_have_url(f"{stack.base_url}/console/locations")
+    row = page.locator("tr", has=page.get_by_role("rowheader", name="default"))
+    expect(row).to_contain_text("C1")
+    expect(row).to_contain_text("C2")
+    bundle = page.locator("tr", has=page.get_by_role("rowheader", name="PAIR-OF-A"))
+    expect(bundle).to_contain_text("2 × A")
+    expect(bundle).to_contain_text("default: ")
+    page.get_by_role("link", name="default", exact=True).click()
+    expect(page).to_have_url(f"{stack.base_url}/console/stock?location=default")
+    expect(page.locator('tr[data-sku="A"]')).to_be_visible()
+    page.goto(f"{stack.base_url}/console/stock?location=nowhere")
+    expect(page.locator("#stock-table")).to_contain_text("No SKU found.")
+    page.goto(f"{stack.base_url}/console/channels/{shop.ids['C2']}")
+    expect(page.locator(".facts")).to_contain_text("default")

@@ -33,6 +33,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/stock/adjustments"): {"sku": "{sku}", "delta": -1, "reason": "probe", "actor": "intruder"},
     ("post", "/v1/rules"): {**RULE, "channels": ["{connection_id}"]},
     ("post", "/v1/rules/preview"): {"rule_id": "{rule_id}", "delete": True},
+    ("put", "/v1/connections/{connection_id}/locations"): {"locations": ["intruder"]},
 }
 # Operations that read the caller's own collection, filtered by an id of the caller's choice.
 FILTERS: dict[tuple[str, str], dict[str, str]] = {
@@ -57,6 +58,10 @@ UNSCOPED = {
     ("post", "/v1/stock/imports"),
     ("post", "/v1/connections"),
     ("post", "/v1/api-keys"),
+    # Bundles are defined in the caller's namespace: PUT defines one when the caller has none.
+    ("post", "/v1/bundles"),
+    ("post", "/v1/bundles/import"),
+    ("put", "/v1/bundles/{sku}"),
     # Authenticated by the channel's signature, not by a key: an intruder cannot sign.
     ("post", "/webhooks/{channel_type}/{connection_id}"),
 }

@@ -7,6 +7,9 @@ missing, quantities published or not, for some channels) and random rules (SKU l
 attribute filters, channel scopes, disabled rules); the change list, its totals, a
 preview's first page and what saving emits must all equal a plain loop over every SKU
 and channel.
+
+Locations: the first channel holds a quantity per location (Shopify), the second is
+shown the sum of both locations at the default location; the definition says so too.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ pytestmark = pytest.mark.integration
 
 SKUS = ["A", "B", "C", "D", "E", "F"]
 CHANNELS = [uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3)]  # the third is inactive
+LOCATIONS = ["default", "north"]
+PER_LOCATION = CHANNELS[0]  # the others are shown the sum of LOCATIONS
 
 
 @dataclass(frozen=True)
@@ -124,18 +129,26 @@ rules = st.lists(
 
 
 def one_at_a_time(funnel: Funnel, merchant: Merchant, scope: Scope) -> list[tuple[Any, ...]]:
-    """The definition: every SKU in scope, every active channel, in (sku, location, channel) order."""
+    """The definition: every SKU in scope, every active channel, each shown its feed."""
     expected = []
     for item in sorted(merchant.items, key=lambda i: (i.sku, i.location)):
         if scope.skus is not None and item.sku not in scope.skus:
             continue
         found = merchant.attributes.get(item.sku)
         product = ProductAttributes.of(*found) if found else NO_ATTRIBUTES
+        total = sum(i.available for i in merchant.items if i.sku == item.sku)
+        first_row = min(i.location for i in merchant.items if i.sku == item.sku) == item.location
         for channel in CHANNELS[:2]:
-            decision = funnel.decide(channel, item.sku, item.available, product)
-            current = merchant.published.get((channel, item.sku, item.location))
+            if channel == PER_LOCATION:
+                location, available = item.location, item.available
+            elif first_row:  # the summed feed: one row per SKU, at the default location
+                location, available = "default", total
+            else:
+                continue
+            decision = funnel.decide(channel, item.sku, available, product)
+            current = merchant.published.get((channel, item.sku, location))
             if current != decision.quantity:
-                expected.append((channel, item.sku, item.location, item.available, current, decision))
+                expected.append((channel, item.sku, location, available, current, decision))
     return expected
 
 
@@ -151,6 +164,8 @@ async def fill(engine: AsyncEngine, merchant_id: uuid.UUID, merchant: Merchant) 
                     "name": str(c),
                     "active": c != CHANNELS[2],
                     "updated_at": utcnow(),
+                    "locations": LOCATIONS,
+                    "per_location": c == PER_LOCATION,
                 }
                 for c in CHANNELS
             ],
@@ -230,9 +245,17 @@ async def check(engine: AsyncEngine, merchant: Merchant, rule_list: list[Rule], 
         found = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=True)
     assert [(c.connection_id, c.sku, c.location, c.available, c.current, c.decision) for c in found.changes] == expected
     assert found.channel_quantities_changed == len(expected)
-    assert found.skus_changed == len({(e[1], e[2]) for e in expected})
+    # Rows per feed: each feed here has one channel, so one change per row.
+    assert found.skus_changed == len(expected)
     assert all(c.current_version == (5 if c.current is not None else 0) for c in found.changes)
-    assert all((c.stock_version, c.causation_id) == (3, f"snapshot:{c.sku}") for c in found.changes)
+    rows_of = {sku: sum(1 for i in merchant.items if i.sku == sku) for sku in SKUS}
+    per_location = uuid.uuid5(merchant_id, str(PER_LOCATION))
+    # A summed feed's version is the sum of its rows' (each 3 here): it grows with any of them.
+    assert all(
+        (c.stock_version, c.causation_id)
+        == (3 if c.connection_id == per_location else 3 * rows_of[c.sku], f"snapshot:{c.sku}")
+        for c in found.changes
+    )
 
     for limit in (0, 1, 3):
         pages, after, more = [], None, True

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from stocksync_common.contracts import ChannelQuantityChanged, StockChanged, utcnow
+from stocksync_common.contracts import ChannelQuantityChanged, ConnectionChanged, StockChanged, utcnow
 
 from rule_engine.adapters.tables import channel_quantities, connections, outbox, stock
 from rule_engine.adapters.tables import rules as rules_table
-from rule_engine.service_layer.evaluation import reevaluate
+from rule_engine.service_layer.evaluation import apply_connection_changes, reevaluate
 from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
 
 pytestmark = pytest.mark.integration
@@ -107,17 +107,16 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
             stock_changed(merchant_id, "B", 4, 7),
             stock_changed(merchant_id, "B", 5, 10),
         ]
-        assert await apply_stock_changes(engine, batch, rule_sets) == 6
+        # Both connections sell from the default location only: "north" is not theirs.
+        assert await apply_stock_changes(engine, batch, rule_sets) == 4
         events = await emitted_events(engine, merchant_id)
         assert [(e.connection_id, e.sku, e.location, e.quantity, e.version, e.stock_version) for e in events] == [
             (channels[0], "A", "default", 0, 1, 5),
             (channels[1], "A", "default", 0, 1, 5),
-            (channels[0], "A", "north", 10, 1, 5),
-            (channels[1], "A", "north", 10, 1, 5),
             (channels[0], "B", "default", 9, 1, 5),
             (channels[1], "B", "default", 9, 1, 5),
         ]
-        assert [e.rule_ids for e in events[::2]] == [(buffer,), (), (only_b,)]
+        assert [e.rule_ids for e in events[::2]] == [(buffer,), (only_b,)]
         assert events[0].causation_id == "order:A:5" and events[0].available == 2
 
         # A redelivery, an older version, and a newer version that leaves the quantity at 0.
@@ -158,5 +157,88 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
                 )
             ).scalar_one()
         assert published == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_them(database_url: str) -> None:
+    """A summed connection is shown the sum of its locations' available at the default
+    location (0 when none of them has stock, never another location's units); a
+    per-location one (Shopify) each of its locations; a full re-evaluation agrees."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    merchant_id = uuid.uuid4()
+    both, only_b, shopify = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    feeds = {both: (["b", "a"], False), only_b: (["b"], False), shopify: (["a", "b"], True)}
+    rule_sets = RuleSets()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(connections),
+                [
+                    {
+                        "connection_id": c,
+                        "merchant_id": merchant_id,
+                        "channel_type": "shopify" if per_location else "generic",
+                        "name": str(c),
+                        "active": True,
+                        "updated_at": utcnow(),
+                        "locations": locations,
+                        "per_location": per_location,
+                    }
+                    for c, (locations, per_location) in feeds.items()
+                ],
+            )
+        await add_rule(engine, merchant_id, 1, condition={"op": "<=", "value": 3}, action={"type": "set", "value": 0})
+
+        def shown(events: list[ChannelQuantityChanged]) -> set[tuple[uuid.UUID, str, str, int, int]]:
+            return {(e.connection_id, e.sku, e.location, e.quantity, e.available) for e in events}
+
+        batch = [stock_changed(merchant_id, "X", 1, 7, location="a"), stock_changed(merchant_id, "Y", 1, 2, "a")]
+        await apply_stock_changes(engine, batch, rule_sets)
+        assert shown(await emitted_events(engine, merchant_id)) == {
+            (both, "X", "default", 7, 7),
+            (only_b, "X", "default", 0, 0),  # A's 7 units are never shown to a channel fed from B
+            (shopify, "X", "a", 7, 7),
+            (both, "Y", "default", 0, 2),
+            (only_b, "Y", "default", 0, 0),
+            (shopify, "Y", "a", 0, 2),
+        }
+
+        before = len(await emitted_events(engine, merchant_id))
+        await apply_stock_changes(engine, [stock_changed(merchant_id, "X", 1, 5, location="b")], rule_sets)
+        newest = (await emitted_events(engine, merchant_id))[before:]
+        assert shown(newest) == {
+            (both, "X", "default", 12, 12),
+            (only_b, "X", "default", 5, 5),
+            (shopify, "X", "b", 5, 5),
+        }
+        assert {e.stock_version for e in newest if e.connection_id == both} == {2}  # 1 at a + 1 at b
+        assert {e.version for e in newest if e.connection_id != shopify} == {2}
+
+        # A location no connection sells from moves nothing.
+        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "X", 1, 99, location="c")], rule_sets) == 0
+
+        async with engine.begin() as conn:
+            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+
+        # Shopify stops selling from "a": it is sent 0 there, and the sum channel its new sum.
+        before = len(await emitted_events(engine, merchant_id))
+        for connection_id, locations in ((shopify, ("b",)), (both, ("b",))):
+            change = ConnectionChanged(
+                merchant_id=merchant_id,
+                connection_id=connection_id,
+                channel_type="shopify" if connection_id == shopify else "generic",
+                name=str(connection_id),
+                active=True,
+                locations=locations,
+                per_location=connection_id == shopify,
+                causation_id="moved",
+            )
+            await apply_connection_changes(engine, [change])
+        newest = (await emitted_events(engine, merchant_id))[before:]
+        # (Y at "a" was already shown 0, by the buffer rule: nothing to send.)
+        assert shown(newest) == {(shopify, "X", "a", 0, 0), (both, "X", "default", 5, 5)}
+        async with engine.begin() as conn:
+            assert await reevaluate(conn, merchant_id, causation_id="check") == []
     finally:
         await engine.dispose()

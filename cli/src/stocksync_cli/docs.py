@@ -26,7 +26,8 @@ answer as one JSON document, or one JSON object per line with `--follow`.
 | exit code | meaning |
 |---|---|
 | 0 | success |
-| 1 | the API refused (the field at fault and the reason, on stderr); `stock import`: rows refused or the job failed |
+| 1 | the API refused (the field at fault and the reason, on stderr); `stock import`: rows refused or the job failed; \
+`bundles import`: bundles refused |
 | 2 | usage error (unknown command or option, missing argument, no API key, unreadable file) |
 | 3 | cannot reach the server (no connection, or the gateway answered 502/503/504) |
 

@@ -364,6 +364,96 @@ def connections_drift(
 
 # ---- stock ---------------------------------------------------------------------------------
 
+
+@connections.command("locations")
+def connections_locations(
+    ctx: typer.Context,
+    connection_id: ConnectionId,
+    locations: Annotated[list[str], typer.Argument(help="The stock locations it sells from, first choice first.")],
+) -> None:
+    """Set the stock locations a channel sells from, first choice first (docs/stock.md)."""
+    state = _state(ctx)
+    answer = state.client().json("PUT", f"/v1/connections/{connection_id}/locations", json={"locations": locations})
+    state.output.done(f"connection {connection_id} sells from {', '.join(answer['locations'])}", answer)
+
+
+bundles = typer.Typer(cls=_Commands, help="Bundles (kits): SKUs made of components.", no_args_is_help=True)
+app.add_typer(bundles, name="bundles")
+BundleSku = Annotated[str, typer.Argument(help="The bundle's SKU.")]
+
+
+def _components(specs: list[str]) -> list[dict[str, Any]]:
+    """`SKU=QUANTITY` (or a SKU alone: 1) per component."""
+    components = []
+    for spec in specs:
+        sku, _, quantity = spec.rpartition("=") if "=" in spec else (spec, "", "1")
+        if not quantity.isdigit():
+            raise typer.BadParameter(f"{spec!r}: a component is SKU=QUANTITY")
+        components.append({"sku": sku, "quantity": int(quantity)})
+    return components
+
+
+@bundles.command("set")
+def bundles_set(
+    ctx: typer.Context,
+    sku: BundleSku,
+    components: Annotated[list[str], typer.Argument(help="Each component as SKU=QUANTITY, e.g. BOARD=2 SCREW=8.")],
+) -> None:
+    """Define or replace a bundle."""
+    state = _state(ctx)
+    body = {"components": _components(components)}
+    state.output.record(state.client().json("PUT", f"/v1/bundles/{sku}", json=body), title="bundle")
+
+
+@bundles.command("import")
+def bundles_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help='YAML or JSON: {"bundles": [{"sku", "components"}]}; - for stdin.')],
+) -> None:
+    """Define or replace many bundles at once (exit 1 if any is refused)."""
+    state = _state(ctx)
+    answer = state.client().post("/v1/bundles/import", _read_document(file))
+    state.output.done(f"{answer['saved']} bundles saved, {len(answer['refused'])} refused", answer)
+    if not state.output.as_json:
+        for refused in answer["refused"]:
+            state.output.console.print(f"  #{refused['index']} {refused['sku']}: {refused['message']}")
+    if answer["refused"]:
+        raise typer.Exit(1)
+
+
+@bundles.command("list")
+def bundles_list(
+    ctx: typer.Context,
+    after: Annotated[str | None, typer.Option(help="Start after this SKU.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+) -> None:
+    """List the bundles and their components (one page; --after for the next)."""
+    state = _state(ctx)
+    found = state.client().get("/v1/bundles", after=after, limit=limit)
+    if state.output.as_json:
+        state.output.document(found)
+        return
+    rows = [
+        {"sku": b["sku"], "components": " ".join(f"{c['sku']}={c['quantity']}" for c in b["components"])} for b in found
+    ]
+    state.output.table(rows, [("sku", f("sku")), ("components", f("components"))], title="bundles")
+
+
+@bundles.command("show")
+def bundles_show(ctx: typer.Context, sku: BundleSku) -> None:
+    """A bundle, its components and its available per location."""
+    state = _state(ctx)
+    state.output.record(state.client().get(f"/v1/bundles/{sku}"), title=f"bundle {sku}")
+
+
+@bundles.command("delete")
+def bundles_delete(ctx: typer.Context, sku: BundleSku) -> None:
+    """Delete a bundle: channels are sent 0 for it."""
+    state = _state(ctx)
+    state.client().request("DELETE", f"/v1/bundles/{sku}")
+    state.output.done(f"bundle {sku} deleted")
+
+
 stock = typer.Typer(cls=_Commands, help="Stock: imports, adjustments, a SKU and its ledger.", no_args_is_help=True)
 app.add_typer(stock, name="stock")
 _CONTENT_TYPES = {".csv": "text/csv", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson"}
@@ -538,6 +628,26 @@ def stock_show(
             ("causation", f("causation_id")),
         ],
         title="ledger (newest first)",
+    )
+
+
+@stock.command("locations")
+def stock_locations(ctx: typer.Context) -> None:
+    """The stock locations and the connections selling from each (rank 1: first choice)."""
+    state = _state(ctx)
+    found = state.client().get("/v1/locations")
+    if state.output.as_json:
+        state.output.document(found)
+        return
+    rows = [
+        {
+            "location": use["location"],
+            "connections": " ".join(f"{c['connection_id']}#{c['rank']}" for c in use["connections"]) or "-",
+        }
+        for use in found
+    ]
+    state.output.table(
+        rows, [("location", f("location")), ("connections (#rank)", f("connections"))], title="locations"
     )
 
 

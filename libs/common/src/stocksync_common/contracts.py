@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from stocksync_common.bounds import INT64_MAX, Identifier, Int64, NonNegativeInt64, PositiveQuantity, Sku, Text
 
@@ -20,6 +20,23 @@ from stocksync_common.bounds import INT64_MAX, Identifier, Int64, NonNegativeInt
 Version = Annotated[int, Field(gt=0, le=INT64_MAX)]
 
 DEFAULT_LOCATION = "default"
+# How many locations one connection sells from (its priority list): a merchant has a few
+# warehouses and stores, never thousands; the ledger tries them in order for every line.
+CONNECTION_LOCATIONS_MAX = 50
+
+
+def _distinct_locations(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("a location is listed twice")
+    return value
+
+
+LocationPriority = Annotated[
+    tuple[Identifier, ...],
+    Field(min_length=1, max_length=CONNECTION_LOCATIONS_MAX),
+    AfterValidator(_distinct_locations),
+]
+"""The locations a connection sells from, first choice first (docs/stock.md)."""
 
 OrderMovement = Literal["placed", "cancelled", "shipped", "returned"]
 ChannelType = Literal["shopify", "woocommerce", "amazon", "ebay", "mirakl", "walmart", "generic"]
@@ -137,6 +154,14 @@ class ConnectionChanged(Event):
     # For channels order-ingest calls itself (Mirakl's OR11 polling, eBay's public
     # keys): `base_url` and the credential that call needs; empty for the others.
     channel_api: dict[str, Any] = Field(default_factory=dict)
+    # The locations the connection sells from, in priority order: an order on it reserves
+    # at the first that has the stock (stock-ledger), and it is shown the sum of their
+    # available (rule-engine). Events published before locations existed read as the
+    # default location, which is where single-location stock lives.
+    locations: LocationPriority = (DEFAULT_LOCATION,)
+    # True for channels that hold a quantity per location (Shopify's inventory levels):
+    # the rule engine then publishes one quantity per listed location instead of the sum.
+    per_location: bool = False
 
 
 class DeadLetterRecorded(Event):

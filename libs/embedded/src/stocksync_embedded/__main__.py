@@ -27,6 +27,7 @@ from stocksync_embedded.demo import (
     seed_channel_sandbox,
     seed_sandbox_inventory,
     seed_stock,
+    seed_warehouse_and_bundle,
 )
 from stocksync_embedded.stack import Ports, Stack
 
@@ -93,11 +94,13 @@ def run(home: Path, ports: Ports, sandbox_port: int, with_demo: bool) -> None:
                 seed_channel_sandbox(channel)
             resume_paused_connections(stack, demo)
             seed_stock(stack, demo)
+            seed_warehouse_and_bundle(stack, demo)
             c1, c2 = demo.stores
             lines += [
                 "",
                 "Demo merchant: SKU-A on_hand 5, two sandbox Shopify stores and one sandbox of every other",
-                "channel type, rule on C2 '0 when <= 3'.",
+                "channel type, rule on C2 '0 when <= 3'; a second warehouse 'east' (SKU-A 3, SKU-B 4) that",
+                "WooCommerce also sells from, and a bundle KIT-AB (1 SKU-A + 2 SKU-B).",
                 f"  API key:      {demo.api_key}",
                 f"  Shopify C1:   http://127.0.0.1:{c1.port}  (connection {c1.connection_id})",
                 f"  Shopify C2:   http://127.0.0.1:{c2.port}  (connection {c2.connection_id})",

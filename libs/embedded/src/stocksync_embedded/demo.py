@@ -1,6 +1,7 @@
 """The demo merchant of the embedded default: two Shopify stores, one connection of every
 other channel type (WooCommerce, Amazon, eBay, Mirakl, Walmart, generic webhook), each
-against its sandbox, three SKUs, the seed's rule.
+against its sandbox, three SKUs, the seed's rule; a second warehouse (`east`, which the
+WooCommerce channel also sells from) and a bundle (KIT-AB: one SKU-A and two SKU-B).
 
 Every sandbox both receives quantities and sends signed orders (`POST /_sandbox/orders`)
 with the secret its connection was created with, so an order placed on any of them
@@ -29,6 +30,13 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from stocksync_embedded.stack import ManagedProcess, Stack
 
 DEMO_SKUS = {"SKU-A": 5, "SKU-B": 12, "SKU-C": 2}
+# The second warehouse and its stock; the channels selling from it besides `default`.
+DEMO_WAREHOUSE = "east"
+DEMO_WAREHOUSE_STOCK = {"SKU-A": 3, "SKU-B": 4}
+DEMO_WAREHOUSE_CHANNELS = ("woocommerce",)
+DEMO_BUNDLES = {"KIT-AB": {"SKU-A": 1, "SKU-B": 2}}
+# What every demo channel lists: the SKUs with stock and the bundles.
+DEMO_LISTED = [*DEMO_SKUS, *DEMO_BUNDLES]
 
 
 @dataclass
@@ -109,7 +117,7 @@ class DemoChannel:
             args += [INBOUND_OPTIONS[self.type], self.inbound_secret]
         return args
 
-    def connection(self, skus: Iterable[str] = DEMO_SKUS) -> dict[str, Any]:
+    def connection(self, skus: Iterable[str] = DEMO_LISTED) -> dict[str, Any]:
         by_type: dict[str, dict[str, Any]] = {
             "woocommerce": {"consumer_key": "ck_demo", "consumer_secret": self.secret},
             "amazon": {
@@ -141,13 +149,15 @@ class DemoChannel:
             if self.type == "mirakl"
             else {},
         }
+        if self.type in DEMO_WAREHOUSE_CHANNELS:
+            body["locations"] = ["default", DEMO_WAREHOUSE]
         if self.type == "amazon":
             body["inbound"] = {"api_key": self.inbound_secret}
         elif self.type in INBOUND_OPTIONS:
             body["webhook_secret"] = self.inbound_secret
         return body
 
-    def sandbox_listings(self, skus: Iterable[str] = DEMO_SKUS) -> list[dict[str, Any]]:
+    def sandbox_listings(self, skus: Iterable[str] = DEMO_LISTED) -> list[dict[str, Any]]:
         return [
             {"sku": sku, "quantity": 0, "listing_id": str(500 + i) if self.type == "woocommerce" else sku}
             for i, sku in enumerate(skus)
@@ -210,6 +220,9 @@ class Demo:
     # The stock is seeded once the sandboxes run (`seed_stock`): its first quantities
     # pushed to channels not yet listening would fail until the connections pause.
     stock_seeded: bool = True
+    # The second warehouse and the bundle (`seed_warehouse_and_bundle`); a demo.json
+    # written before them gets them at its next start (its channels do not list the bundle).
+    warehouse_seeded: bool = False
 
 
 def _new_stores(first_port: int) -> list[DemoStore]:
@@ -246,7 +259,7 @@ def seed(stack: Stack, first_sandbox_port: int) -> Demo:
                         "inventory_item_id": f"gid://shopify/InventoryItem/{store.item_base + i}",
                         "location_id": f"gid://shopify/Location/{store.location_id}",
                     }
-                    for i, sku in enumerate(DEMO_SKUS)
+                    for i, sku in enumerate(DEMO_LISTED)
                 ],
             },
         )
@@ -312,6 +325,39 @@ def _create_rule(client: httpx.Client, auth: dict[str, str], rule: dict[str, Any
 
 def _channels_not_known_yet(answer: httpx.Response) -> bool:
     return answer.status_code == 422 and answer.json().get("field") == "body.channels"
+
+
+def seed_warehouse_and_bundle(stack: Stack, demo: Demo) -> None:
+    """The second warehouse's stock, the channels selling from it and the bundle, once."""
+    if demo.warehouse_seeded:
+        return
+    auth = {"X-API-Key": demo.api_key}
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        for sku, components in DEMO_BUNDLES.items():
+            client.put(
+                f"/v1/bundles/{sku}",
+                headers=auth,
+                json={"components": [{"sku": c, "quantity": q} for c, q in components.items()]},
+            ).raise_for_status()
+        client.post(
+            "/v1/stock/snapshots",
+            headers=auth,
+            json={
+                "items": [
+                    {"sku": sku, "on_hand": on_hand, "location": DEMO_WAREHOUSE}
+                    for sku, on_hand in DEMO_WAREHOUSE_STOCK.items()
+                ]
+            },
+        ).raise_for_status()
+        for channel in demo.channels:
+            if channel.type in DEMO_WAREHOUSE_CHANNELS:
+                client.put(
+                    f"/v1/connections/{channel.connection_id}/locations",
+                    headers=auth,
+                    json={"locations": ["default", DEMO_WAREHOUSE]},
+                ).raise_for_status()
+    demo.warehouse_seeded = True
+    save(stack, demo)
 
 
 def _create_connection(client: httpx.Client, auth: dict[str, str], channel: DemoChannel) -> str:
@@ -382,6 +428,7 @@ def load_or_seed(stack: Stack, first_sandbox_port: int) -> Demo:
             raw["rule_id"],
             [DemoChannel(**c) for c in raw.get("channels", [])],
             raw.get("stock_seeded", True),
+            raw.get("warehouse_seeded", False),
         )
         if not update_demo(stack, demo, first_sandbox_port):
             return demo
@@ -431,9 +478,9 @@ def seed_sandbox_inventory(store: DemoStore) -> None:
                     "inventory_item_id": store.item_base + i,
                     "location_id": store.location_id,
                     "sku": sku,
-                    "available": qty,
+                    "available": DEMO_SKUS.get(sku, 0),
                 }
-                for i, (sku, qty) in enumerate(DEMO_SKUS.items())
+                for i, sku in enumerate(DEMO_LISTED)
             ]
         },
         timeout=10,

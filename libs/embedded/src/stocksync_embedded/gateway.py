@@ -30,6 +30,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/merchants", "stock-ledger"),
     ("/v1/api-keys", "stock-ledger"),
     ("/v1/stock", "stock-ledger"),
+    ("/v1/bundles", "stock-ledger"),
+    ("/v1/locations", "stock-ledger"),
     ("/v1/oversells", "stock-ledger"),
     ("/v1/dead-letters", "stock-ledger"),
     ("/v1/admin/dead-letters", "stock-ledger"),

@@ -42,7 +42,7 @@ SERVICES: tuple[tuple[str, str], ...] = (
 
 # The consumer group of each service and the topics its upstream writes for it.
 CONSUMES: dict[str, tuple[str, list[str]]] = {
-    "stock-ledger": ("stock-ledger", [ORDERS.name]),
+    "stock-ledger": ("stock-ledger", [ORDERS.name, CONNECTIONS.name]),
     "rule-engine": ("rule-engine", [STOCK_CHANGED.name, CATALOGUE.name, CONNECTIONS.name]),
     "channel-publisher": ("channel-publisher", [CHANNEL_QUANTITY.name]),
 }

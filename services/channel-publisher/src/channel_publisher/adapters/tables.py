@@ -29,6 +29,8 @@ connections = sa.Table(
     sa.Column("settings", pg.JSONB, nullable=False),
     # Amazon's expected x-api-key is a secret: the whole document is encrypted.
     sa.Column("inbound", EncryptedJSON, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # The locations it sells from, first choice first (docs/stock.md).
+    sa.Column("locations", pg.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{default}'::text[]")),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     # A paused connection sends nothing; its quantities keep coalescing until it resumes.

@@ -176,10 +176,14 @@ class ChannelSpec:
     inbound: type[BaseModel]
     # Channels that sign their order webhooks with a shared secret.
     webhook_secret_required: bool
+    # Channels that hold one quantity per location (Shopify's inventory levels, each
+    # listing naming its location id); the others are sent the sum of the connection's
+    # locations.
+    per_location: bool = False
 
 
 CHANNELS: dict[str, ChannelSpec] = {
-    "shopify": ChannelSpec(ShopifyCredentials, ShopifyListing, NoInbound, True),
+    "shopify": ChannelSpec(ShopifyCredentials, ShopifyListing, NoInbound, True, per_location=True),
     "woocommerce": ChannelSpec(WooCommerceCredentials, WooCommerceListing, NoInbound, True),
     "amazon": ChannelSpec(AmazonCredentials, AmazonListing, AmazonInbound, False),
     "ebay": ChannelSpec(EbayCredentials, NoListingIds, NoInbound, False),

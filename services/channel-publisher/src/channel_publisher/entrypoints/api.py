@@ -24,7 +24,7 @@ from stocksync_common.bounds import (
     storable_json,
 )
 from stocksync_common.channel_hosts import url_refusal
-from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType
+from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType, LocationPriority
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
@@ -45,6 +45,7 @@ from channel_publisher.service_layer.connections import (
     pause_connection,
     resume_connection,
     retire_previous_webhook_secrets,
+    set_connection_locations,
 )
 from channel_publisher.service_layer.drift import DriftCheckUnsupported, check_drift
 from channel_publisher.service_layer.health_report import connection_health
@@ -77,6 +78,12 @@ class ConnectionIn(BaseModel):
     )
     inbound: StorableObject = Field(default_factory=dict, description="Inbound settings (Amazon api_key, Mirakl poll)")
     listings: list[ListingIn] = Field(default_factory=list, max_length=100_000)
+    locations: LocationPriority = Field(
+        (DEFAULT_LOCATION,),
+        description="The stock locations this channel sells from, first choice first (at most 50, no repeats): "
+        "orders reserve at the first that has the stock, the channel is shown the sum of their available "
+        "(Shopify: one quantity per location)",
+    )
     settings: ConnectionSettings = Field(
         default_factory=ConnectionSettings, description="Limits, e.g. batch_limit; api_version for Shopify"
     )
@@ -148,6 +155,7 @@ class ConnectionOut(BaseModel):
     pause_reason: str | None
     resume_at: datetime | None = Field(description="When a paused connection tries again by itself")
     listings: int
+    locations: list[str] = Field(description="The stock locations it sells from, first choice first")
     webhook_path: str
     created_at: datetime
 
@@ -168,6 +176,7 @@ def _connection_view(row: Any) -> ConnectionOut:
         pause_reason=row.pause_reason,
         resume_at=row.resume_at,
         listings=row.listing_count,
+        locations=list(row.locations),
         webhook_path=f"/webhooks/{row.channel_type}/{row.connection_id}",
         created_at=row.created_at,
     )
@@ -196,6 +205,7 @@ async def post_connection(body: ConnectionIn, request: Request, merchant_id: Mer
         settings=settings,
         inbound=inbound,
         listing_rows=listing_rows,
+        locations=body.locations,
     )
     runtime.wake_relay()
     return await _connection_out(runtime, merchant_id, connection_id)
@@ -209,6 +219,26 @@ async def list_connections(request: Request, merchant_id: MerchantId) -> list[Co
 @router.get("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])
 async def get_connection(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ConnectionOut:
     return await _connection_out(_runtime(request), merchant_id, connection_id)
+
+
+class LocationsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    locations: LocationPriority = Field(
+        description="The stock locations this channel sells from, first choice first (1 to 50, no repeats)"
+    )
+
+
+@router.put("/connections/{connection_id}/locations", response_model=ConnectionOut, tags=["connections"])
+async def put_locations(
+    connection_id: uuid.UUID, body: LocationsIn, request: Request, merchant_id: MerchantId
+) -> ConnectionOut:
+    """Replace the locations the channel sells from. Orders already placed keep the location
+    they reserved at; the channel's quantities are re-evaluated at once."""
+    runtime = _runtime(request)
+    if not await set_connection_locations(runtime.engine, merchant_id, connection_id, body.locations):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
+    runtime.wake_relay()
+    return await _connection_out(runtime, merchant_id, connection_id)
 
 
 class WebhookSecretIn(BaseModel):

@@ -10,12 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from stocksync_common.contracts import ConnectionChanged
+from stocksync_common.contracts import DEFAULT_LOCATION, ConnectionChanged
 from stocksync_common.ids import new_id
 from stocksync_common.outbox import add_to_outbox
 from stocksync_common.secrets import seal_connection
 
 from channel_publisher.adapters.tables import connections, listings, outbox, pending_pushes
+from channel_publisher.domain.channels import CHANNELS
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ def _announcement(row: Any) -> ConnectionChanged:
             inbound=dict(row.inbound),
             # order-ingest polls Mirakl's OR11 and fetches eBay's public keys itself.
             channel_api={"base_url": row.base_url, **row.credentials} if row.channel_type in ("mirakl", "ebay") else {},
+            locations=tuple(row.locations),
+            per_location=CHANNELS[row.channel_type].per_location,
             causation_id=f"connection:{row.connection_id}",
         )
     )
@@ -60,6 +63,7 @@ async def create_connection(
     settings: dict[str, Any],
     inbound: dict[str, Any],
     listing_rows: list[dict[str, Any]],
+    locations: Sequence[str] = (DEFAULT_LOCATION,),
 ) -> uuid.UUID:
     # Time-ordered: the rule engine waits a moment for a connection made just now.
     connection_id = new_id()
@@ -77,6 +81,7 @@ async def create_connection(
                     webhook_secrets=webhook_secrets,
                     settings=settings,
                     inbound=inbound,
+                    locations=list(locations),
                     active=True,
                 )
                 .returning(connections)
@@ -169,6 +174,26 @@ async def retire_previous_webhook_secrets(
     engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID
 ) -> int | None:
     return await _update_secrets(engine, merchant_id, connection_id, lambda current: current[:1])
+
+
+async def set_connection_locations(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, locations: Sequence[str]
+) -> bool:
+    """Replace the locations a connection sells from; connections.v1 tells the ledger
+    (where its next orders reserve) and the rule engine (what it is shown)."""
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                sa.update(connections)
+                .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
+                .values(locations=list(locations))
+                .returning(connections)
+            )
+        ).one_or_none()
+        if row is None:
+            return False
+        await add_to_outbox(conn, outbox, [_announcement(row)])
+    return True
 
 
 async def pause_connection(engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, reason: str) -> bool:

@@ -27,7 +27,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator
 from starlette.datastructures import FormData
 
-from stocksync_common.bounds import SKU_MAX_LENGTH, is_valid_sku
+from stocksync_common.bounds import SKU_MAX_LENGTH, Label, is_valid_sku
+from stocksync_common.contracts import DEFAULT_LOCATION
 from stocksync_common.cookies import no_cookies
 
 from merchant_console.adapters.api import ApiError, ApiUnavailable, StocksyncApi, field_name, gather
@@ -92,17 +93,26 @@ STOCK_SORTS = {"sku": "SKU", "on_hand": "On hand", "reserved": "Reserved", "avai
 
 @dataclass(frozen=True)
 class StockView:
-    """What the stock table shows: a SKU prefix, low stock, a sort and a page (the API's cursor)."""
+    """What the stock table shows: a SKU prefix, low stock, a location, a sort and a page (the API's cursor)."""
 
     q: str | None = None
     low: int | None = None
     sort: str = "sku"
     order: str = "asc"
     cursor: str | None = None
+    location: str = DEFAULT_LOCATION
 
     def link(self, **changes: Any) -> str:
         """This view's query string with `changes` (None drops one); page 1 unless a cursor is given."""
-        values = {"q": self.q, "low": self.low, "sort": self.sort, "order": self.order, "cursor": None, **changes}
+        values = {
+            "q": self.q,
+            "low": self.low,
+            "sort": self.sort,
+            "order": self.order,
+            "cursor": None,
+            "location": self.location if self.location != DEFAULT_LOCATION else None,
+            **changes,
+        }
         return urlencode({k: v for k, v in values.items() if v not in (None, "")})
 
     def sort_link(self, column: str) -> str:
@@ -122,8 +132,9 @@ def stock_view(
     sort: Annotated[Literal["sku", "on_hand", "reserved", "available", "updated_at"], Query()] = "sku",
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     cursor: Annotated[str | None, Query(max_length=2048, pattern=r"^[A-Za-z0-9_=-]*$")] = None,
+    location: Annotated[Label, Query()] = DEFAULT_LOCATION,
 ) -> StockView:
-    return StockView(q, low, sort, order, cursor)
+    return StockView(q, low, sort, order, cursor, location)
 
 
 View = Annotated[StockView, Depends(stock_view)]
@@ -528,7 +539,12 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     # ---- stock ------------------------------------------------------------------------
 
     async def stock_context(api: StocksyncApi, view: StockView) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": PAGE_SIZE, "sort": view.sort, "order": view.order}
+        params: dict[str, Any] = {
+            "limit": PAGE_SIZE,
+            "sort": view.sort,
+            "order": view.order,
+            "location": view.location,
+        }
         if view.q:
             params["sku_prefix"] = view.q
         if view.cursor:
@@ -590,6 +606,17 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             rules=applying,
             names=names,
         )
+
+    # ---- locations and bundles ----------------------------------------------------------
+
+    @app.get(f"{PREFIX}/locations", include_in_schema=False)
+    async def locations_page(request: Request, api: Api) -> HTMLResponse:
+        """Where the stock is, which channels sell from where, and the bundles (read-only)."""
+        locations, bundles, (_, names) = await gather(
+            api.get("/v1/locations"), api.get("/v1/bundles", {"limit": PAGE_SIZE}), channel_names(api)
+        )
+        details = await gather(*(api.get(f"/v1/bundles/{_quote(b['sku'])}") for b in bundles))
+        return render(request, "locations.html", page="locations", locations=locations, bundles=details, names=names)
 
     # ---- orders -----------------------------------------------------------------------
 

@@ -11,6 +11,11 @@ checks that a full `reevaluate` afterwards finds nothing left to emit.
 
 Lock order, everywhere: rule rows (rule changes, the scheduler), then the stock rows of
 the projection in (sku, location) order. A stock change locks only stock rows.
+
+Locations (docs/stock.md): the projection holds one row per (sku, location); a
+connection is evaluated on its feed: the sum of the available of the locations it sells
+from, published at location `default`, or, for a channel that holds a quantity per
+location (`per_location`, Shopify), each listed location's row on its own.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import (
+    DEFAULT_LOCATION,
     ChannelQuantityChanged,
     ConnectionChanged,
     ProductAttributesChanged,
@@ -85,14 +91,26 @@ async def load_rules(conn: AsyncConnection, merchant_id: uuid.UUID) -> list[Rule
     return [rule_from_row(row) for row in rows]
 
 
-async def active_connections(conn: AsyncConnection, merchant_id: uuid.UUID) -> list[uuid.UUID]:
+@dataclass(frozen=True)
+class Feed:
+    """What a group of connections is shown: the sum over `locations` (published at the
+    default location) or, when `per_location`, each of those locations' rows."""
+
+    locations: tuple[str, ...]
+    per_location: bool
+
+
+async def connection_feeds(conn: AsyncConnection, merchant_id: uuid.UUID) -> dict[Feed, list[uuid.UUID]]:
+    """The merchant's active connections grouped by feed, each group in connection id order."""
     rows = await conn.execute(
-        sa.select(connections.c.connection_id)
+        sa.select(connections.c.connection_id, connections.c.locations, connections.c.per_location)
         .where(connections.c.merchant_id == merchant_id, connections.c.active.is_(True))
-        # A fixed order: a preview lists a SKU's changes per connection in this order.
         .order_by(connections.c.connection_id)
     )
-    return list(rows.scalars().all())
+    feeds: dict[Feed, list[uuid.UUID]] = {}
+    for row in rows:
+        feeds.setdefault(Feed(tuple(sorted(row.locations)), row.per_location), []).append(row.connection_id)
+    return feeds
 
 
 @dataclass(frozen=True)
@@ -209,52 +227,81 @@ def _with_products(source: Any, names: Sequence[str]) -> Any:
     )
 
 
-@functools.lru_cache(maxsize=256)
-def _queries(names: tuple[str, ...], connections: int, scoped: bool, lock: bool, limited: bool) -> tuple[Any, Any]:
-    """The two queries of `changed_quantities` for one shape, built once; every value is bound at execution."""
-    rows: Any = stock
-    if lock:
-        # A concurrent stock change of the same SKU waits for this re-evaluation.
-        rows = (
-            sa.select(stock.c.merchant_id, stock.c.sku, stock.c.available)
-            .where(*_in_scope(stock, scoped))
-            .order_by(stock.c.sku, stock.c.location)
-            .with_for_update()
-            .subquery("locked")
+def _lock_sql(scoped: bool) -> Any:
+    """Lock the scope's stock rows in (sku, location) order: a concurrent stock change of
+    the same SKU waits for this re-evaluation."""
+    return (
+        sa.select(sa.literal(1))
+        .select_from(stock)
+        .where(*_in_scope(stock, scoped))
+        .order_by(stock.c.sku, stock.c.location)
+        .with_for_update()
+    )
+
+
+def _feed_rows(summed: bool, scoped: bool) -> Any:
+    """The rows a feed's connections are evaluated on, shaped like the projection's.
+
+    Summed: one row per SKU that has any stock row, at the default location, with the
+    sum of the feed locations' available (0 when none of them has a row: a channel fed
+    only from B is shown 0, never A's stock) and the sum of their versions (it grows
+    whenever one of them does).
+    """
+    in_feed = stock.c.location == sa.any_(sa.bindparam("feed_locations", type_=pg.ARRAY(sa.Text)))
+    if not summed:
+        return sa.select(stock).where(*_in_scope(stock, scoped), in_feed).subquery("feed")
+    return (
+        sa.select(
+            stock.c.merchant_id,
+            stock.c.sku,
+            sa.literal(DEFAULT_LOCATION, sa.Text).label("location"),
+            sa.cast(sa.func.coalesce(sa.func.sum(stock.c.available).filter(in_feed), 0), sa.BigInteger).label(
+                "available"
+            ),
+            sa.cast(sa.func.coalesce(sa.func.sum(stock.c.version).filter(in_feed), 0), sa.BigInteger).label("version"),
+            sa.func.max(stock.c.causation_id).label("causation_id"),
+            sa.func.max(stock.c.origin_received_at).label("origin_received_at"),
         )
-    inputs = _inputs(rows, names)
+        .where(*_in_scope(stock, scoped))
+        .group_by(stock.c.merchant_id, stock.c.sku)
+        .subquery("feed")
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _queries(names: tuple[str, ...], connections: int, scoped: bool, summed: bool, limited: bool) -> tuple[Any, Any]:
+    """The two queries of `changed_quantities` for one shape, built once; every value is bound at execution."""
+    feed = _feed_rows(summed, scoped)
+    inputs = _inputs(feed, names)
     columns = [expr.label(name) for name, expr in inputs.items()]
     if "tags" in inputs:
         columns.append(sa.cast(inputs["tags"], sa.Text).label("tags_text"))
-    distinct_inputs = sa.select(*columns).distinct().select_from(_with_products(rows, names))
-    if not lock:
-        distinct_inputs = distinct_inputs.where(*_in_scope(stock, scoped))
+    distinct_inputs = sa.select(*columns).distinct().select_from(_with_products(feed, names))
 
-    inputs = _inputs(stock, names)
+    inputs = _inputs(feed, names)
     published = [channel_quantities.alias(f"published_{j}") for j in range(connections)]
-    source = _with_products(stock, names)
+    source = _with_products(feed, names)
     for j, cq in enumerate(published):
         source = source.outerjoin(
             cq,
             sa.and_(
                 cq.c.connection_id == sa.bindparam(f"connection_{j}", type_=pg.UUID(as_uuid=True)),
-                cq.c.sku == stock.c.sku,
-                cq.c.location == stock.c.location,
+                cq.c.sku == feed.c.sku,
+                cq.c.location == feed.c.location,
             ),
         )
     keyed = (
         sa.select(
-            stock.c.sku,
-            stock.c.location,
-            stock.c.version.label("stock_version"),
-            stock.c.causation_id,
-            stock.c.origin_received_at,
+            feed.c.sku,
+            feed.c.location,
+            feed.c.version.label("stock_version"),
+            feed.c.causation_id,
+            feed.c.origin_received_at,
             *(expr.label(name) for name, expr in inputs.items()),
             *(cq.c.quantity.label(f"current_{j}") for j, cq in enumerate(published)),
             *(cq.c.version.label(f"version_{j}") for j, cq in enumerate(published)),
         )
         .select_from(source)
-        .where(*_in_scope(stock, scoped))
         # A fence: the planner joins the merchant's rows first, then the few decisions.
         .offset(0)
         .subquery("keyed")
@@ -337,19 +384,89 @@ async def changed_quantities(
     attributes can still change in between; a row whose input the first query did not
     see comes back undecided and is evaluated on its own.
     """
-    targets = await active_connections(conn, merchant_id)
+    feeds = await connection_feeds(conn, merchant_id)
     if scope.connection_ids is not None:
-        targets = [c for c in targets if c in scope.connection_ids]
-    if not targets:
+        feeds = {f: [c for c in ids if c in scope.connection_ids] for f, ids in feeds.items()}
+    feeds = {f: ids for f, ids in feeds.items() if ids}
+    if not feeds:
         return ChangeList([], 0, 0)
+    if lock_stock:
+        params: dict[str, Any] = {"merchant_id": merchant_id}
+        if scope.skus is not None:
+            params["skus"] = sorted(scope.skus)
+        await conn.execute(_lock_sql(scope.skus is not None), params)
+    found = [
+        await _feed_changes(conn, merchant_id, funnel, scope, feed, targets, limit=limit, after=after)
+        for feed, targets in feeds.items()
+    ]
+    if len(found) == 1:
+        return found[0]
+    return _merged(found, limit)
+
+
+def _merged(found: Sequence[ChangeList], limit: int | None) -> ChangeList:
+    """The changes of several feeds as one list in (sku, location) order.
+
+    With a limit, each feed's page ends at its own `next`; the merged page stops at the
+    first of those (a row past it may have changes on the next page of that feed), then
+    at whole rows up to the limit. A row is a SKU at a location whatever the feed. The
+    totals add up the feeds': a SKU that changes in two feeds counts in each.
+    """
+    rows: dict[tuple[str, str], list[QuantityChange]] = {}
+    for feed_changes in found:
+        for change in feed_changes.changes:
+            rows.setdefault((change.sku, change.location), []).append(change)
+    bounds = [f.next for f in found if f.more and f.next is not None]
+    bound = min(bounds) if bounds else None
+    changes: list[QuantityChange] = []
+    more = any(f.more for f in found)
+    last: tuple[str, str] | None = None
+    for key in sorted(rows):
+        if bound is not None and key > bound:
+            break
+        row = sorted(rows[key], key=lambda c: str(c.connection_id))
+        if limit is not None and len(changes) + len(row) > limit and (changes or limit == 0):
+            more = True
+            break
+        changes.extend(row)
+        last = key
+    if last is not None and last != max(rows):
+        more = True
+    return ChangeList(
+        changes,
+        sum(f.channel_quantities_changed for f in found),
+        sum(f.skus_changed for f in found),
+        more,
+        last if more else None,
+    )
+
+
+async def _feed_changes(
+    conn: AsyncConnection,
+    merchant_id: uuid.UUID,
+    funnel: Funnel,
+    scope: Scope,
+    feed: Feed,
+    targets: Sequence[uuid.UUID],
+    *,
+    limit: int | None,
+    after: tuple[str, str] | None,
+) -> ChangeList:
+    """`changed_quantities` for the connections of one feed."""
     named = funnel.named_skus if scope.skus is None else funnel.named_skus & scope.skus
     names = (
         "available",
         *(a for a in ("brand", "category", "tags") if a in funnel.filtered_attributes),
         *(("named",) if named else ()),
     )
-    find_inputs, find_changes = _queries(names, len(targets), scope.skus is not None, lock_stock, limit is not None)
-    params: dict[str, Any] = {"merchant_id": merchant_id, "named": sorted(named)}
+    find_inputs, find_changes = _queries(
+        names, len(targets), scope.skus is not None, not feed.per_location, limit is not None
+    )
+    params: dict[str, Any] = {
+        "merchant_id": merchant_id,
+        "named": sorted(named),
+        "feed_locations": list(feed.locations),
+    }
     if scope.skus is not None:
         params["skus"] = sorted(scope.skus)
     else:
@@ -526,6 +643,8 @@ async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[Connec
                 "channel_type": change.channel_type,
                 "name": change.name,
                 "active": change.active,
+                "locations": list(change.locations),
+                "per_location": change.per_location,
                 "updated_at": change.occurred_at,
             }
             stmt = pg.insert(connections).values(connection_id=change.connection_id, **values)
@@ -546,4 +665,67 @@ async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[Connec
                         causation_id=f"connection:{change.connection_id}",
                     )
                 )
+                emitted += len(await _zero_dropped_locations(conn, change.connection_id))
     return emitted
+
+
+async def _zero_dropped_locations(conn: AsyncConnection, connection_id: uuid.UUID) -> list[ChannelQuantityChanged]:
+    """A per-location channel no longer selling from a location is sent 0 there: what it
+    was shown last would otherwise stay on sale. (A summed channel's quantity, at the
+    default location, is re-evaluated like any other.) Runs after `reevaluate`, which
+    locked the merchant's stock rows: no stock batch writes these rows meanwhile."""
+    row = (
+        await conn.execute(
+            sa.select(connections.c.merchant_id, connections.c.locations, connections.c.per_location).where(
+                connections.c.connection_id == connection_id, connections.c.active.is_(True)
+            )
+        )
+    ).one_or_none()
+    if row is None or not row.per_location:
+        return []
+    cq = channel_quantities.c
+    dropped = (
+        await conn.execute(
+            sa.select(channel_quantities)
+            .where(cq.connection_id == connection_id, cq.location.not_in(row.locations), cq.quantity != 0)
+            .order_by(cq.sku, cq.location)
+            .with_for_update()
+        )
+    ).all()
+    events = [
+        ChannelQuantityChanged(
+            merchant_id=row.merchant_id,
+            connection_id=connection_id,
+            sku=d.sku,
+            location=d.location,
+            quantity=0,
+            version=d.version + 1,
+            stock_version=d.stock_version,
+            available=0,
+            causation_id=f"connection:{connection_id}:location-dropped",
+        )
+        for d in dropped
+    ]
+    if events:
+        stmt = pg.insert(channel_quantities)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[cq.connection_id, cq.sku, cq.location],
+                set_={c: stmt.excluded[c] for c in ("quantity", "version", "stock_version", "rule_ids")},
+            ),
+            [
+                {
+                    "connection_id": e.connection_id,
+                    "sku": e.sku,
+                    "location": e.location,
+                    "merchant_id": e.merchant_id,
+                    "quantity": 0,
+                    "version": e.version,
+                    "stock_version": e.stock_version,
+                    "rule_ids": [],
+                }
+                for e in events
+            ],
+        )
+        await add_to_outbox(conn, outbox, events)
+    return events

@@ -22,15 +22,17 @@ any instance (API, scheduler) changes its row's `xmin`, hence the fingerprint.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stocksync_common.contracts import ChannelQuantityChanged, StockChanged, utcnow
+from stocksync_common.contracts import DEFAULT_LOCATION, ChannelQuantityChanged, StockChanged, utcnow
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import raw_transaction, uuid_array_literal
 from stocksync_common.topics import STOCK_CHANGED
@@ -76,7 +78,11 @@ known AS (
 ),
 merchants AS (
     SELECT d.merchant_id,
-        (SELECT coalesce(array_agg(c.connection_id ORDER BY c.connection_id), '{{}}')
+        (SELECT coalesce(json_agg(json_build_object(
+                    'id', c.connection_id, 'locations', c.locations, 'per_location', c.per_location
+                ) ORDER BY c.connection_id), '[]')::text
+         FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS feeds,
+        (SELECT coalesce(array_agg(c.connection_id), '{{}}')
          FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS connection_ids,
         (SELECT md5(coalesce(string_agg(r.rule_id::text || '@' || r.xmin::text, ',' ORDER BY r.rule_id), ''))
          FROM {rules.fullname} r WHERE r.merchant_id = d.merchant_id) AS fingerprint
@@ -90,21 +96,23 @@ locked AS (
 )
 SELECT l.merchant_id, l.sku, l.location, l.available, l.version, l.causation_id, l.origin_received_at,
     pr.brand, pr.category, pr.tags,
-    mm.connection_ids, mm.fingerprint,
+    mm.feeds, mm.fingerprint,
     CASE WHEN mm.fingerprint IS NOT DISTINCT FROM k.fingerprint THEN NULL
          ELSE (SELECT coalesce(json_agg(x), '[]')::text
                FROM (SELECT {_RULE_COLUMNS} FROM {rules.fullname} WHERE merchant_id = mm.merchant_id) x)
     END AS rules_json,
-    p.connection_ids AS published_to, p.quantities AS published_quantities, p.versions AS published_versions
+    p.connection_ids AS published_to, p.locations AS published_locations, p.quantities AS published_quantities,
+    p.versions AS published_versions
 FROM locked l
 JOIN merchants mm ON mm.merchant_id = l.merchant_id
 LEFT JOIN known k ON k.merchant_id = l.merchant_id
 LEFT JOIN {products.fullname} pr ON pr.merchant_id = l.merchant_id AND pr.sku = l.sku
 LEFT JOIN LATERAL (
-    SELECT array_agg(cq.connection_id) AS connection_ids, array_agg(cq.quantity) AS quantities,
-        array_agg(cq.version) AS versions
+    SELECT array_agg(cq.connection_id) AS connection_ids, array_agg(cq.location) AS locations,
+        array_agg(cq.quantity) AS quantities, array_agg(cq.version) AS versions
     FROM {channel_quantities.fullname} cq
-    WHERE cq.connection_id = ANY(mm.connection_ids) AND cq.sku = l.sku AND cq.location = l.location
+    -- (connection_id, sku) leads the primary key: one index range per connection.
+    WHERE cq.connection_id = ANY(mm.connection_ids) AND cq.sku = l.sku
 ) p ON true
 ORDER BY l.merchant_id, l.sku, l.location
 """
@@ -183,61 +191,108 @@ def _newest(changes: Iterable[StockChanged]) -> list[StockChanged]:
     return [newest[k] for k in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))]
 
 
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _View:
+    """What one connection is shown of a SKU at one published location."""
+
+    location: str
+    available: int
+    stock_version: int
+    causation_id: str
+    origin_received_at: datetime | None
+
+
+def _views(by_location: dict[str, Any], feed: dict[str, Any]) -> list[_View]:
+    """A connection's feed of one SKU (service_layer/evaluation.py `Feed`): each listed
+    location's row, or the sum of their available at the default location (0 when none
+    of them has stock: a channel is never shown another location's units)."""
+    rows = [by_location[loc] for loc in feed["locations"] if loc in by_location]
+    if feed["per_location"]:
+        return [
+            _View(r["location"], r["available"], r["version"], r["causation_id"], r["origin_received_at"]) for r in rows
+        ]
+    if not rows:
+        return [_View(DEFAULT_LOCATION, 0, 0, next(iter(by_location.values()))["causation_id"], None)]
+    # The causation and sync window of the feed's latest movement.
+    newest = max(rows, key=lambda r: r["origin_received_at"] or _EPOCH)
+    return [
+        _View(
+            DEFAULT_LOCATION,
+            sum(r["available"] for r in rows),
+            sum(r["version"] for r in rows),
+            newest["causation_id"],
+            newest["origin_received_at"],
+        )
+    ]
+
+
 def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: datetime) -> list[ChannelQuantityChanged]:
     """The channel quantities that differ from the published ones, from `LOCK_AND_READ_SQL`'s rows.
 
-    Per row, connections in the order the query lists them; rows in (merchant, sku, location) order.
+    Rows come in (merchant, sku, location) order; per SKU, connections in id order, each
+    shown its feed (`_views`).
     """
     emitted: list[ChannelQuantityChanged] = []
     funnels: dict[uuid.UUID, Funnel] = {}
-    decided: dict[tuple[Any, ...], tuple[Decision, ...]] = {}
-    for row in rows:
-        merchant_id: uuid.UUID = row["merchant_id"]
-        targets: list[uuid.UUID] = row["connection_ids"]
-        if not targets:
+    decided: dict[tuple[Any, ...], Decision] = {}
+    for (merchant_id, sku), grouped in itertools.groupby(rows, key=lambda r: (r["merchant_id"], r["sku"])):
+        sku_rows = list(grouped)
+        first = sku_rows[0]
+        feeds: list[dict[str, Any]] = orjson.loads(first["feeds"])
+        if not feeds:
             continue
         funnel = funnels.get(merchant_id)
         if funnel is None:
-            funnel = Funnel(rule_sets.rules(merchant_id, row["fingerprint"], row["rules_json"]), at)
+            funnel = Funnel(rule_sets.rules(merchant_id, first["fingerprint"], first["rules_json"]), at)
             funnels[merchant_id] = funnel
-        sku: str = row["sku"]
         named = sku if sku in funnel.named_skus else None
         product = (
-            ProductAttributes.of(row["brand"], row["category"], row["tags"] or ()) if funnel.needs_attributes else None
+            ProductAttributes.of(first["brand"], first["category"], first["tags"] or ())
+            if funnel.needs_attributes
+            else None
         )
-        key = (merchant_id, row["available"], product, named)
-        decisions = decided.get(key)
-        if decisions is None:
-            decisions = funnel.decisions(targets, row["available"], product or ProductAttributes(), named)
-            decided[key] = decisions
-        published: dict[uuid.UUID, tuple[int, int]] = {}
-        if row["published_to"] is not None:
-            published = dict(
-                zip(
-                    row["published_to"],
-                    zip(row["published_quantities"], row["published_versions"], strict=True),
+        published: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
+        if first["published_to"] is not None:
+            published = {
+                (connection_id, location): (quantity, version)
+                for connection_id, location, quantity, version in zip(
+                    first["published_to"],
+                    first["published_locations"],
+                    first["published_quantities"],
+                    first["published_versions"],
                     strict=True,
                 )
-            )
-        for target, decision in zip(targets, decisions, strict=True):
-            current, version = published.get(target, (None, 0))
-            if current == decision.quantity:
-                continue
-            emitted.append(
-                ChannelQuantityChanged(
-                    merchant_id=merchant_id,
-                    connection_id=target,
-                    sku=sku,
-                    location=row["location"],
-                    quantity=decision.quantity,
-                    version=version + 1,
-                    stock_version=row["version"],
-                    available=row["available"],
-                    rule_ids=decision.rule_ids,
-                    causation_id=row["causation_id"],
-                    origin_received_at=row["origin_received_at"],
+            }
+        by_location = {r["location"]: r for r in sku_rows}
+        for feed in feeds:
+            target = uuid.UUID(feed["id"])
+            for view in _views(by_location, feed):
+                key = (merchant_id, target, view.available, product, named)
+                decision = decided.get(key)
+                if decision is None:
+                    decision = funnel.decisions([target], view.available, product or ProductAttributes(), named)[0]
+                    decided[key] = decision
+                current, version = published.get((target, view.location), (None, 0))
+                if current == decision.quantity:
+                    continue
+                emitted.append(
+                    ChannelQuantityChanged(
+                        merchant_id=merchant_id,
+                        connection_id=target,
+                        sku=sku,
+                        location=view.location,
+                        quantity=decision.quantity,
+                        version=version + 1,
+                        stock_version=view.stock_version,
+                        available=view.available,
+                        rule_ids=decision.rule_ids,
+                        causation_id=view.causation_id,
+                        origin_received_at=view.origin_received_at,
+                    )
                 )
-            )
     return emitted
 
 

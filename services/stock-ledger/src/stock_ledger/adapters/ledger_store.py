@@ -241,12 +241,12 @@ async def lock_stock(
 READ_SQL = f"""
 SELECT e.merchant_id, e.causation_id, NULL::uuid AS connection_id, NULL::text AS external_order_id,
        NULL::text AS line_id, NULL::bigint AS placed, NULL::bigint AS cancelled, NULL::bigint AS shipped,
-       NULL::bigint AS returned, NULL::bigint AS restocked
+       NULL::bigint AS returned, NULL::bigint AS restocked, NULL::text AS location
 FROM {ledger_entries.fullname} e
 JOIN {unnest_sql(_CAUSATION, 1, "c")} ON e.merchant_id = c.merchant_id AND e.causation_id = c.causation_id
 UNION ALL
 SELECT l.merchant_id, NULL, l.connection_id, l.external_order_id, l.line_id, l.placed, l.cancelled, l.shipped,
-       l.returned, l.restocked
+       l.returned, l.restocked, l.location
 FROM {order_lines.fullname} l
 JOIN {unnest_sql(_LINE_REF, 3, "w")}
     ON l.merchant_id = w.merchant_id AND l.connection_id = w.connection_id
@@ -258,6 +258,7 @@ JOIN {unnest_sql(_LINE_REF, 3, "w")}
 class Recorded:
     causations: set[tuple[uuid.UUID, str]]  # (merchant_id, causation_id) already in the ledger
     lines: dict[LineKey, LineState]
+    line_locations: dict[LineKey, str]  # where each known line reserved
 
 
 async def read_recorded(
@@ -266,7 +267,7 @@ async def read_recorded(
     """Under the stock locks: which causations the ledger has, and the lines' totals."""
     wanted = [Causation(*c) for c in dict.fromkeys(causations)]
     lines_wanted = [LineRef(*k) for k in dict.fromkeys(line_keys)]
-    recorded = Recorded(set(), {})
+    recorded = Recorded(set(), {}, {})
     if not wanted and not lines_wanted:
         return recorded
     for row in await conn.fetch(
@@ -275,14 +276,14 @@ async def read_recorded(
         if row["causation_id"] is not None:
             recorded.causations.add((row["merchant_id"], row["causation_id"]))
         else:
-            recorded.lines[(row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])] = (
-                LineState(
-                    placed=row["placed"],
-                    cancelled=row["cancelled"],
-                    shipped=row["shipped"],
-                    returned=row["returned"],
-                    restocked=row["restocked"],
-                )
+            line_key = (row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])
+            recorded.line_locations[line_key] = row["location"]
+            recorded.lines[line_key] = LineState(
+                placed=row["placed"],
+                cancelled=row["cancelled"],
+                shipped=row["shipped"],
+                returned=row["returned"],
+                restocked=row["restocked"],
             )
     return recorded
 

@@ -51,6 +51,42 @@ stock_items = sa.Table(
     sa.Index("ix_stock_items_updated", "merchant_id", "location", "updated_at", sa.text('(sku COLLATE "C")')),
 )
 
+# Where each channel connection sells from, first choice first, as connections.v1 last
+# said (the channel-publisher owns connections): where its new order lines reserve.
+connection_locations = sa.Table(
+    "connection_locations",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("locations", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Bundles (domain/bundles.py): each bundle's components and how many of each it holds.
+bundle_components = sa.Table(
+    "bundle_components",
+    metadata,
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("bundle_sku", sa.Text, primary_key=True),
+    sa.Column("component_sku", sa.Text, primary_key=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("quantity > 0", name="ck_bundle_components_quantity"),
+    sa.Index("ix_bundle_components_component", "merchant_id", "component_sku"),
+)
+
+# What each bundle order line reserves per bundle, as its definition was when placed:
+# its later movements release exactly that, whatever the bundle has become.
+order_line_components = sa.Table(
+    "order_line_components",
+    metadata,
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("external_order_id", sa.Text, primary_key=True),
+    sa.Column("line_id", sa.Text, primary_key=True),
+    sa.Column("component_sku", sa.Text, primary_key=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+)
+
 order_lines = sa.Table(
     "order_lines",
     metadata,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from stocksync_common.contracts import utcnow
 from stocksync_common.uow import UnitOfWork
 
-from stock_ledger.adapters import ledger_store
+from stock_ledger.adapters import bundle_store, ledger_store
 from stock_ledger.adapters.ledger_store import LedgerEntry
 from stock_ledger.domain.stock import StockLevel
 from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
@@ -40,6 +40,10 @@ async def adjust_stock(adjustment: Adjustment, uow: UnitOfWork) -> AdjustmentOut
     key = (adjustment.merchant_id, adjustment.sku, adjustment.location)
     causation_id = f"adjustment:{adjustment.adjustment_id}"
     async with uow:
+        if (adjustment.merchant_id, adjustment.sku) in await bundle_store.definitions(
+            uow.connection, [(adjustment.merchant_id, adjustment.sku)]
+        ):
+            raise AdjustmentRefused(f"{adjustment.sku!r} is a bundle: adjust its components")
         before = (await ledger_store.lock_stock(uow.connection, [key])).levels[key]
         recorded = await ledger_store.read_recorded(uow.connection, [(adjustment.merchant_id, causation_id)])
         if recorded.causations:

@@ -267,12 +267,13 @@ async def _commit_chunk(
         uow = await joining(conn)
         outcome = await apply_snapshot_rows(uow, job.merchant_id, job.job_id, progress.rows)
         await uow.commit()
-        await _record_refusals(conn, job.job_id, progress.refusals)
+        refusals = sorted([*progress.refusals, *outcome.refused], key=lambda r: r.line)
+        await _record_refusals(conn, job.job_id, refusals)
         values: dict[str, Any] = {
             "lines_done": progress.last_line,
             "applied": import_jobs.c.applied + outcome.applied,
             "ignored_stale": import_jobs.c.ignored_stale + outcome.ignored_stale,
-            "refused": import_jobs.c.refused + len(progress.refusals),
+            "refused": import_jobs.c.refused + len(refusals),
             "updated_at": sa.func.now(),
         }
         if finished:
@@ -299,6 +300,12 @@ async def _run_atomic(engine: AsyncEngine, job: Any, rows: AsyncIterator[Snapsho
     async for row in rows:
         if isinstance(row, RejectedRow):
             refusals.append(row)
+    if not refusals:
+        try:
+            await _apply_atomic(engine, job)
+            return
+        except _RowsRefused as refused:  # rows naming a bundle: rolled back, nothing applied
+            refusals = refused.rows
     if refusals:
         async with engine.begin() as conn:
             await conn.execute(sa.delete(import_job_refusals).where(import_job_refusals.c.job_id == job.job_id))
@@ -315,8 +322,20 @@ async def _run_atomic(engine: AsyncEngine, job: Any, rows: AsyncIterator[Snapsho
                 )
             )
         return
+
+
+class _RowsRefused(Exception):
+    def __init__(self, rows: list[RejectedRow]) -> None:
+        super().__init__(f"{len(rows)} rows refused")
+        self.rows = rows
+
+
+async def _apply_atomic(engine: AsyncEngine, job: Any) -> None:
+    """Apply every row of the job in one transaction; raise _RowsRefused (rolling back)
+    when applying refuses any."""
     rows = _rows_with_duplicates_refused(_reader(job.format, stored_file(engine, job.job_id), job.default_as_of))
     applied = ignored = last_line = 0
+    refused: list[RejectedRow] = []
     chunk: list[SnapshotRow] = []
     async with engine.begin() as conn:
         uow = await joining(conn)
@@ -327,8 +346,12 @@ async def _run_atomic(engine: AsyncEngine, job: Any, rows: AsyncIterator[Snapsho
             if len(chunk) >= 1000:
                 outcome = await apply_snapshot_rows(uow, job.merchant_id, job.job_id, chunk)
                 applied, ignored = applied + outcome.applied, ignored + outcome.ignored_stale
+                refused += outcome.refused
                 chunk = []
         outcome = await apply_snapshot_rows(uow, job.merchant_id, job.job_id, chunk)
+        refused += outcome.refused
+        if refused:
+            raise _RowsRefused(refused)
         await uow.commit()
         await conn.execute(
             sa.update(import_jobs)

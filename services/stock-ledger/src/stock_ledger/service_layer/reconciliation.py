@@ -4,7 +4,8 @@ Checks, per stock row:
 - `ledger_sum`: on_hand and reserved equal the sums of the SKU's ledger deltas;
 - `ledger_version`: the version equals the newest version in its ledger entries;
 - `negative_reserved`: reserved is not below zero;
-- `order_lines`: reserved equals what the SKU's order lines reserve;
+- `order_lines`: reserved equals what the SKU's order lines reserve (a bundle line
+  reserves its components, by the quantities it recorded when placed);
 - `emitted_version`: the newest StockChanged version on stock.changed.v1 (or still in
   the outbox) equals the row's version: an event was neither lost nor invented.
 It reads only; a difference is reported, never repaired blindly.
@@ -25,7 +26,7 @@ from stocksync_common.kafka import decode_event
 from stocksync_common.topics import STOCK_CHANGED
 
 from stock_ledger.adapters.ledger_store import SkuKey
-from stock_ledger.adapters.tables import ledger_entries, order_lines, outbox, stock_items
+from stock_ledger.adapters.tables import ledger_entries, order_line_components, order_lines, outbox, stock_items
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,33 @@ async def ledger_discrepancies(engine: AsyncEngine, merchant_id: uuid.UUID | Non
         .group_by(e.merchant_id, e.sku, e.location)
         .subquery("sums")
     )
+    part = order_line_components.c
+    line_matches_part = sa.and_(
+        part.merchant_id == line.merchant_id,
+        part.connection_id == line.connection_id,
+        part.external_order_id == line.external_order_id,
+        part.line_id == line.line_id,
+    )
+    # A bundle line reserves its components (the quantities it was placed with), not its own SKU.
+    reserving = sa.union_all(
+        sa.select(line.merchant_id, line.sku, line.location, line.reserved).where(
+            ~sa.exists().where(line_matches_part)
+        ),
+        sa.select(
+            line.merchant_id,
+            part.component_sku.label("sku"),
+            line.location,
+            (line.reserved * part.quantity).label("reserved"),
+        ).select_from(order_lines.join(order_line_components, line_matches_part)),
+    ).subquery("reserving")
     lines = (
-        sa.select(line.merchant_id, line.sku, line.location, sa.func.sum(line.reserved).label("reserved"))
-        .group_by(line.merchant_id, line.sku, line.location)
+        sa.select(
+            reserving.c.merchant_id,
+            reserving.c.sku,
+            reserving.c.location,
+            sa.func.sum(reserving.c.reserved).label("reserved"),
+        )
+        .group_by(reserving.c.merchant_id, reserving.c.sku, reserving.c.location)
         .subquery("lines")
     )
     query = (

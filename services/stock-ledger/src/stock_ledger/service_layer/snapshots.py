@@ -20,7 +20,7 @@ from datetime import datetime
 from stocksync_common.contracts import Event, ProductAttributesChanged, StockChanged, utcnow
 from stocksync_common.uow import UnitOfWork
 
-from stock_ledger.adapters import attributes_store, ledger_store
+from stock_ledger.adapters import attributes_store, bundle_store, ledger_store
 from stock_ledger.adapters.ledger_store import LedgerEntry, SkuKey, SnapshotAsOf
 from stock_ledger.domain.stock import is_stale_snapshot, snapshot_on_hand
 from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
@@ -55,6 +55,8 @@ class SnapshotRow:
 class SnapshotOutcome:
     applied: int = 0
     ignored_stale: int = 0
+    # Rows naming a bundle: refused, since a bundle's stock is its components'.
+    refused: list[RejectedRow] = field(default_factory=list)
     changed: list[StockChanged] = field(default_factory=list)
 
 
@@ -67,6 +69,16 @@ async def apply_snapshot_rows(
     if not rows:
         return outcome
     conn = uow.connection
+    # A bundle's stock is its components': a count of a bundle SKU is refused (its
+    # catalogue attributes are kept: rules scope bundles like any SKU).
+    bundles = await bundle_store.definitions(conn, {(merchant_id, r.sku) for r in rows})
+    outcome.refused = [
+        RejectedRow(r.line, "sku", f"{r.sku!r} is a bundle: its stock is its components'")
+        for r in rows
+        if (merchant_id, r.sku) in bundles
+    ]
+    described = [r for r in rows if r.attributes is not None]
+    rows = [r for r in rows if (merchant_id, r.sku) not in bundles]
     levels = (await ledger_store.lock_stock(conn, ((merchant_id, r.sku, r.location) for r in rows))).levels
     current = [r for r in rows if not is_stale_snapshot(levels[(merchant_id, r.sku, r.location)], r.as_of)]
     moved_since = await ledger_store.on_hand_moved_since(
@@ -108,7 +120,7 @@ async def apply_snapshot_rows(
             )
         )
     outcome.changed = await save_stock_changes(uow, plan_stock_changes(changes, utcnow()), entries)
-    uow.add(await _changed_attributes(uow, merchant_id, snapshot_id, [r for r in rows if r.attributes is not None]))
+    uow.add(await _changed_attributes(uow, merchant_id, snapshot_id, described))
     return outcome
 
 
@@ -214,6 +226,8 @@ async def import_snapshot(
             await uow.commit()
         report.applied += outcome.applied
         report.ignored_stale += outcome.ignored_stale
+        for refused in outcome.refused:
+            report.reject(refused)
         if keep_changed:
             report.changed.extend(outcome.changed)
         chunk.clear()
