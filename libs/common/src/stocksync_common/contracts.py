@@ -139,6 +139,22 @@ class ConnectionChanged(Event):
     channel_api: dict[str, Any] = Field(default_factory=dict)
 
 
+class ConnectionDelayMeasured(Event):
+    """connection.delays.v1 (compacted): how long a connection's channel takes to show a change.
+
+    Measured by channel-publisher from its push history and read-backs: the time from an
+    order's receipt to the moment the channel shows the new quantity, over the last
+    `samples` measurements (seconds). Announced once enough samples exist, then when the
+    p95 moves enough; a consumer keeps the newest (`occurred_at`). The rule engine's
+    adaptive buffer reads the p95.
+    """
+
+    connection_id: uuid.UUID
+    p50_s: Annotated[float, Field(ge=0, le=86_400)]
+    p95_s: Annotated[float, Field(ge=0, le=86_400)]
+    samples: Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+
 class DeadLetterRecorded(Event):
     """<topic>.dlq: an event a consumer group could not apply, and the record as consumed.
 

@@ -169,3 +169,44 @@ unmapped_skus = sa.Table(
     sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_quantity", sa.BigInteger, nullable=False),
 )
+
+# A connection's display delay (service_layer/display_delays.py): one sample per measured
+# push, from the order's receipt to the moment the channel showed the quantity ("read_back"),
+# or accepted it when its API cannot be read ("accepted"), or a probe that gave up waiting
+# ("censored": at least that long). Only the last window's samples are kept.
+display_delays = sa.Table(
+    "display_delays",
+    metadata,
+    sa.Column("sample_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("connection_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("delay_s", sa.Float, nullable=False),
+    sa.Column("how", sa.Text, nullable=False),
+    sa.Column("measured_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_display_delays_connection", "connection_id", "sample_id"),
+)
+
+# The one push per connection being read back until the channel shows its quantity.
+display_probes = sa.Table(
+    "display_probes",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("origin_received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reads", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_read_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Per connection: the newest push already sampled, and the delay last announced on
+# connection.delays.v1.
+display_delay_state = sa.Table(
+    "display_delay_state",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("last_push_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("announced_p95_s", sa.Float, nullable=True),
+    sa.Column("announced_at", sa.DateTime(timezone=True), nullable=True),
+)
