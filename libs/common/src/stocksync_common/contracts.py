@@ -92,6 +92,9 @@ class ChannelQuantityChanged(Event):
     available: Int64
     rule_ids: tuple[uuid.UUID, ...] = ()
     origin_received_at: datetime | None = None
+    # Why a rule that reads more than the quantity (the adaptive buffer) did what it did:
+    # one sentence per such rule, kept in the push history.
+    reasons: tuple[Text, ...] = Field(default=(), max_length=20)
 
 
 class OversellDetected(Event):
