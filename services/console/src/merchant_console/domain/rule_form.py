@@ -187,6 +187,11 @@ def describe_rule(rule: Mapping[str, Any], channel_names: Mapping[str, str]) -> 
         "allocate": "allocate {v}",
     }
     what = verbs.get(str(action.get("type")), "{v}").format(v=action.get("value"))
+    if action.get("type") == "adaptive":
+        what = (
+            f"hide what the other channels may sell while this one is stale "
+            f"({action.get('confidence_pct')}% confidence, {action.get('minimum')} to {action.get('maximum')} units)"
+        )
     op = condition.get("op")
     if op == "always":
         when = "always"
