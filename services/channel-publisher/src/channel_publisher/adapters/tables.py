@@ -73,6 +73,8 @@ pending_pushes = sa.Table(
     # Queued by a resync (POST /v1/connections/{id}/resync): sent even at the version the
     # channel already accepted. A newer quantity replacing it is sent anyway.
     sa.Column("resync", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Why an adaptive buffer hid what it hid (ChannelQuantityChanged.reasons, one a line).
+    sa.Column("reason", sa.Text, nullable=True),
 )
 
 # The newest version the channel accepted per SKU: nothing older is ever sent.
@@ -106,6 +108,8 @@ pushes = sa.Table(
     sa.Column("origin_received_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sync_window_ms", sa.Float, nullable=True),
+    # Why an adaptive buffer hid what it hid, as the rule engine said (one a line).
+    sa.Column("reason", sa.Text, nullable=True),
     sa.Index("ix_pushes_merchant", "merchant_id", "push_id"),
     sa.Index("ix_pushes_connection_sku", "connection_id", "sku", "push_id"),
     sa.Index("ix_pushes_connection_finished", "connection_id", "finished_at"),

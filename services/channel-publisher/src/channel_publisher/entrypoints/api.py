@@ -264,6 +264,7 @@ class PushOut(BaseModel):
     origin_received_at: datetime | None
     finished_at: datetime
     sync_window_ms: float | None
+    reason: str | None = Field(None, description="Why an adaptive buffer hid what it hid (one line per such rule)")
 
 
 def _valid_sku(value: str | None) -> str | None:

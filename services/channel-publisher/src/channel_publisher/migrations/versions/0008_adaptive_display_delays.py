@@ -1,4 +1,5 @@
-"""display delays: measured samples per connection, the open read-back probe, what was announced
+"""display delays: measured samples per connection, the open read-back probe, what was announced;
+the adaptive buffer's reason on pending pushes and in the history
 
 Revision ID: 0008_adaptive_display_delays
 Revises: 0008_surfaces_push_reads
@@ -19,6 +20,8 @@ SCHEMA = "channel_publisher"
 
 
 def upgrade() -> None:
+    op.add_column("pending_pushes", sa.Column("reason", sa.Text(), nullable=True), schema=SCHEMA)
+    op.add_column("pushes", sa.Column("reason", sa.Text(), nullable=True), schema=SCHEMA)
     op.create_table(
         "display_delays",
         sa.Column("sample_id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -58,6 +61,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("pushes", "reason", schema=SCHEMA)
+    op.drop_column("pending_pushes", "reason", schema=SCHEMA)
     op.drop_table("display_delay_state", schema=SCHEMA)
     op.drop_table("display_probes", schema=SCHEMA)
     op.drop_index("ix_display_delays_connection", table_name="display_delays", schema=SCHEMA)
