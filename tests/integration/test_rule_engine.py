@@ -361,7 +361,7 @@ async def test_an_adaptive_rule_is_previewed_per_channel_saved_and_hides_more_on
                 on_hand=70,
                 reserved=0,
                 available=70,
-                causation_id=f"shopify:{fast}:order-1:line-1:placed",
+                causation_id="shopify:order-1:line-1:placed",
                 origin_received_at=utcnow(),
             ),
         )

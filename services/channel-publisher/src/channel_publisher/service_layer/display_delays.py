@@ -22,6 +22,7 @@ reads. The cost is bounded: at most one read call per connection per tick.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -102,9 +103,9 @@ async def measure_display_delays(publisher: Publisher, now: datetime | None = No
                 .where(display_probes.c.next_read_at <= now)
             )
         ).all()
-    for probe in due:
-        if await _read_probe(publisher, probe):
-            measured.add(probe.connection_id)
+    # Concurrently: one slow or unreachable channel must not hold the others' probes back.
+    results = await asyncio.gather(*(_read_probe(publisher, probe) for probe in due))
+    measured |= {probe.connection_id for probe, sampled in zip(due, results, strict=True) if sampled}
     announced = 0
     for connection_id in sorted(measured):
         async with publisher.engine.begin() as conn:

@@ -111,7 +111,7 @@ rule_changes = sa.Table(
     sa.Column("channel_quantities_changed", sa.Integer, nullable=False),
 )
 
-# The adaptive buffer's sales rate per SKU and channel: an exponentially decayed rate
+# The adaptive buffer's sales rate per SKU and channel (type): an exponentially decayed rate
 # (units per second, as of `at`), updated in O(1) by each sale on the stock.changed.v1 path
 # (service_layer/stock_changes.py); a row whose rate decayed to nothing is dropped.
 sales_rates = sa.Table(
@@ -119,7 +119,7 @@ sales_rates = sa.Table(
     metadata,
     sa.Column("merchant_id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("sku", sa.Text, primary_key=True),
-    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("channel", sa.Text, primary_key=True),
     sa.Column("rate", sa.Float, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )

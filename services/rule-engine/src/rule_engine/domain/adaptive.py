@@ -222,20 +222,20 @@ def rate_per_hour(rate_per_s: float) -> float:
 
 
 def sale_of(causation_id: str, channel_types: Iterable[str], before: int | None, after: int) -> tuple[str, int] | None:
-    """The channel (connection id) and units of a sale, from a stock change's causation and levels.
+    """The channel (its type) and units of a sale, from a stock change's causation and levels.
 
-    An order movement's causation id starts with `<channel_type>:<connection_id>:`; the units
-    sold are the drop of the available quantity since the last version applied (a cancel or
-    a shipment does not lower it). Anything else (an adjustment, an import, a first sight of
-    the SKU) is no sale.
+    An order movement's causation id starts with its channel type (`shopify:<order>:<line>:
+    placed`); the units sold are the drop of the available quantity since the last version
+    applied (a cancel or a shipment does not lower it). Anything else (an adjustment, an
+    import, a first sight of the SKU) is no sale. The decision reads only the SKU's total
+    rate, so which of a merchant's connections of one type sold does not matter.
     """
     if before is None or after >= before:
         return None
-    kind, _, rest = causation_id.partition(":")
-    connection_id, _, _ = rest.partition(":")
-    if kind not in channel_types or len(connection_id) != 36:
+    channel, _, rest = causation_id.partition(":")
+    if channel not in channel_types or not rest:
         return None
-    return connection_id, before - after
+    return channel, before - after
 
 
 NOTHING_HIDDEN = "adaptive buffer hid nothing: too few sales elsewhere while this channel is stale"

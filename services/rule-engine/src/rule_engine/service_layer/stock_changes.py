@@ -114,7 +114,7 @@ locked AS (
 SELECT l.merchant_id, l.sku, l.location, l.available, l.version, l.causation_id, l.origin_received_at,
     pr.brand, pr.category, pr.tags,
     mm.connection_ids, mm.fingerprint, mm.delay_connections, mm.delay_p95s,
-    sr.connection_ids AS rate_connections, sr.rates, sr.rated_at,
+    sr.channels AS rate_channels, sr.rates, sr.rated_at,
     CASE WHEN mm.fingerprint IS NOT DISTINCT FROM k.fingerprint THEN NULL
          ELSE (SELECT coalesce(json_agg(x), '[]')::text
                FROM (SELECT {_RULE_COLUMNS} FROM {rules.fullname} WHERE merchant_id = mm.merchant_id) x)
@@ -131,7 +131,7 @@ LEFT JOIN LATERAL (
     WHERE cq.connection_id = ANY(mm.connection_ids) AND cq.sku = l.sku AND cq.location = l.location
 ) p ON true
 LEFT JOIN LATERAL (
-    SELECT array_agg(r.connection_id) AS connection_ids, array_agg(r.rate) AS rates, array_agg(r.at) AS rated_at
+    SELECT array_agg(r.channel) AS channels, array_agg(r.rate) AS rates, array_agg(r.at) AS rated_at
     FROM {sales_rates.fullname} r WHERE r.merchant_id = l.merchant_id AND r.sku = l.sku
 ) sr ON true
 ORDER BY l.merchant_id, l.sku, l.location
@@ -160,12 +160,12 @@ SELECT (SELECT count(*) FROM published), (SELECT count(*) FROM announced)
 
 # The sales rates that moved (one row per SKU and channel that sold), in key order.
 SAVE_RATES_SQL = f"""
-INSERT INTO {sales_rates.fullname} AS r (merchant_id, sku, connection_id, rate, at)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::float8[], $5::timestamptz[])
-ON CONFLICT (merchant_id, sku, connection_id) DO UPDATE SET rate = EXCLUDED.rate, at = EXCLUDED.at
+INSERT INTO {sales_rates.fullname} AS r (merchant_id, sku, channel, rate, at)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::timestamptz[])
+ON CONFLICT (merchant_id, sku, channel) DO UPDATE SET rate = EXCLUDED.rate, at = EXCLUDED.at
 """
 
-RateKey = tuple[uuid.UUID, str, uuid.UUID]
+RateKey = tuple[uuid.UUID, str, str]  # merchant, sku, channel
 
 
 class RuleSets:
@@ -225,7 +225,7 @@ CHANNEL_TYPES = frozenset(get_args(ChannelType))
 
 
 def sales_in(moved: Iterable[Any], changes: dict[tuple[uuid.UUID, str, str], StockChanged]) -> list[tuple[Any, ...]]:
-    """The sales a batch applied: (merchant, sku, connection, units, at) per moved row that sold.
+    """The sales a batch applied: (merchant, sku, channel, units, at) per moved row that sold.
 
     `moved` are the projection's rows the batch updated, with the available they had before.
     """
@@ -235,32 +235,28 @@ def sales_in(moved: Iterable[Any], changes: dict[tuple[uuid.UUID, str, str], Sto
         sale = sale_of(change.causation_id, CHANNEL_TYPES, row["before_available"], change.available)
         if sale is None:
             continue
-        try:
-            connection_id = uuid.UUID(sale[0])
-        except ValueError:
-            continue
         at = change.origin_received_at or change.occurred_at
-        sales.append((change.merchant_id, change.sku, connection_id, sale[1], at))
+        sales.append((change.merchant_id, change.sku, sale[0], sale[1], at))
     return sales
 
 
 def updated_rates(
     rows: Iterable[Any], sales: Iterable[tuple[Any, ...]], estimation: Estimation
-) -> tuple[dict[tuple[uuid.UUID, str], dict[uuid.UUID, DecayedRate]], dict[RateKey, DecayedRate]]:
+) -> tuple[dict[tuple[uuid.UUID, str], dict[str, DecayedRate]], dict[RateKey, DecayedRate]]:
     """Each moved SKU's rates per channel after this batch's sales, and the rates that changed."""
-    per_sku: dict[tuple[uuid.UUID, str], dict[uuid.UUID, DecayedRate]] = {}
+    per_sku: dict[tuple[uuid.UUID, str], dict[str, DecayedRate]] = {}
     for row in rows:
         key = (row["merchant_id"], row["sku"])
         if key in per_sku:
             continue
-        stored = zip(row["rate_connections"] or (), row["rates"] or (), row["rated_at"] or (), strict=True)
+        stored = zip(row["rate_channels"] or (), row["rates"] or (), row["rated_at"] or (), strict=True)
         per_sku[key] = {c: DecayedRate(rate, at.timestamp()) for c, rate, at in stored}
     changed: dict[RateKey, DecayedRate] = {}
-    for merchant_id, sku, connection_id, units, at in sorted(sales, key=lambda s: s[4]):
+    for merchant_id, sku, channel, units, at in sorted(sales, key=lambda s: s[4]):
         rates = per_sku.setdefault((merchant_id, sku), {})
-        rate = rates.get(connection_id, DecayedRate()).observe(units, at.timestamp(), estimation.tau_s)
-        rates[connection_id] = rate
-        changed[(merchant_id, sku, connection_id)] = rate
+        rate = rates.get(channel, DecayedRate()).observe(units, at.timestamp(), estimation.tau_s)
+        rates[channel] = rate
+        changed[(merchant_id, sku, channel)] = rate
     return per_sku, changed
 
 
@@ -268,7 +264,7 @@ def plan_channel_quantities(
     rows: Iterable[Any],
     rule_sets: RuleSets,
     at: datetime,
-    rates: dict[tuple[uuid.UUID, str], dict[uuid.UUID, DecayedRate]] | None = None,
+    rates: dict[tuple[uuid.UUID, str], dict[str, DecayedRate]] | None = None,
     estimation: Estimation = Estimation(),
 ) -> list[ChannelQuantityChanged]:
     """The channel quantities that differ from the published ones, from `LOCK_AND_READ_SQL`'s rows.
@@ -390,7 +386,7 @@ async def apply_stock_changes(
         sales = sales_in(moved, {(c.merchant_id, c.sku, c.location): c for c in rows})
         rates, changed_rates = updated_rates(read, sales, estimation)
         if changed_rates:
-            keys = sorted(changed_rates, key=lambda k: (str(k[0]), k[1], str(k[2])))
+            keys = sorted(changed_rates, key=lambda k: (str(k[0]), k[1], k[2]))
             await conn.execute(
                 SAVE_RATES_SQL,
                 [k[0] for k in keys],

@@ -23,10 +23,10 @@ def upgrade() -> None:
         "sales_rates",
         sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False),
         sa.Column("sku", sa.Text(), nullable=False),
-        sa.Column("connection_id", pg.UUID(as_uuid=True), nullable=False),
+        sa.Column("channel", sa.Text(), nullable=False),
         sa.Column("rate", sa.Float(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("merchant_id", "sku", "connection_id"),
+        sa.PrimaryKeyConstraint("merchant_id", "sku", "channel"),
         schema=SCHEMA,
     )
     op.create_table(
