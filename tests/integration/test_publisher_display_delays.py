@@ -26,6 +26,7 @@ from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 from channel_publisher.service_layer.connections import create_connection, load_connection
 from channel_publisher.service_layer.display_delays import measure_display_delays, read_display_delay
+from channel_publisher.service_layer.drift import check_drift
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
 
@@ -213,6 +214,10 @@ async def test_a_probe_measures_from_the_orders_receipt_to_the_channel_showing_i
         async with engine.connect() as conn:
             delay = await read_display_delay(conn, settings, connection_id)
         assert delay.measured and (delay.p50_s, delay.p95_s) == (event.p50_s, event.p95_s)
+        # A drift check right after a push does not take the channel's lag for drift.
+        channel.shown = 99
+        assert await check_drift(publisher, connection_id) == []
+        channel.display()
         # Nothing new pushed: nothing read, nothing announced again.
         reads = channel.reads
         await measure_display_delays(publisher)
