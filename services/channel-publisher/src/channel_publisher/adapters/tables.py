@@ -211,6 +211,7 @@ display_delay_state = sa.Table(
     metadata,
     sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("last_push_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("announced_p95_s", sa.Float, nullable=True),
     sa.Column("announced_at", sa.DateTime(timezone=True), nullable=True),
 )

@@ -114,8 +114,13 @@ async def measure_display_delays(publisher: Publisher, now: datetime | None = No
 
 
 async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: datetime) -> set[uuid.UUID]:
-    """Per active connection without an open probe: its newest accepted push not yet sampled."""
+    """Per active connection without an open probe: its newest accepted push not yet sampled.
+
+    Looked up through the history's (connection_id, finished_at) index, from the last push
+    sampled (or the last hour): a connection that has not pushed for days costs one probe
+    of the index, not a scan of everyone's pushes since."""
     state = display_delay_state.alias("st")
+    since = sa.func.coalesce(state.c.last_finished_at, sa.literal(now - timedelta(hours=1), sa.DateTime(timezone=True)))
     newest = (
         sa.select(
             pushes.c.push_id,
@@ -130,9 +135,10 @@ async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: dat
             pushes.c.connection_id == connections.c.connection_id,
             pushes.c.status == "accepted",
             pushes.c.origin_received_at.is_not(None),
+            pushes.c.finished_at >= since,
             pushes.c.push_id > sa.func.coalesce(state.c.last_push_id, 0),
         )
-        .order_by(pushes.c.push_id.desc())
+        .order_by(pushes.c.finished_at.desc(), pushes.c.push_id.desc())
         .limit(1)
         .lateral("newest")
     )
@@ -172,11 +178,10 @@ async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: dat
                 conn, row.connection_id, (row.finished_at - row.origin_received_at).total_seconds(), "accepted"
             )
             sampled.add(row.connection_id)
-        stmt = pg.insert(display_delay_state).values(connection_id=row.connection_id, last_push_id=row.push_id)
+        sampled_up_to = {"last_push_id": row.push_id, "last_finished_at": row.finished_at}
+        stmt = pg.insert(display_delay_state).values(connection_id=row.connection_id, **sampled_up_to)
         await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[display_delay_state.c.connection_id], set_={"last_push_id": row.push_id}
-            )
+            stmt.on_conflict_do_update(index_elements=[display_delay_state.c.connection_id], set_=sampled_up_to)
         )
     return sampled
 

@@ -62,7 +62,8 @@ before AS (
     FROM {stock.fullname} s
     JOIN unnest($4::uuid[], $5::text[], $6::text[]) AS b(merchant_id, sku, location)
         ON s.merchant_id = b.merchant_id AND s.sku = b.sku AND s.location = b.location
-)
+),
+upserted AS (
 INSERT INTO {stock.fullname} AS s
     (merchant_id, sku, location, available, version, causation_id, origin_received_at)
 SELECT c.merchant_id, c.sku, c.location, c.available, c.version, c.causation_id, c.origin_received_at
@@ -76,9 +77,12 @@ ON CONFLICT (merchant_id, sku, location) DO UPDATE
 SET available = EXCLUDED.available, version = EXCLUDED.version, causation_id = EXCLUDED.causation_id,
     origin_received_at = EXCLUDED.origin_received_at
 WHERE s.version < EXCLUDED.version
-RETURNING s.merchant_id, s.sku, s.location,
-    (SELECT b.available FROM before b
-     WHERE b.merchant_id = s.merchant_id AND b.sku = s.sku AND b.location = s.location) AS before_available
+RETURNING s.merchant_id, s.sku, s.location
+)
+-- What each updated row held before (none for a SKU seen for the first time): a sale is a drop.
+SELECT u.merchant_id, u.sku, u.location, b.available AS before_available
+FROM upserted u
+LEFT JOIN before b ON b.merchant_id = u.merchant_id AND b.sku = u.sku AND b.location = u.location
 """
 
 _RULE_COLUMNS = (

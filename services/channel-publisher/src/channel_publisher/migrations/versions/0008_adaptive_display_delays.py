@@ -53,6 +53,7 @@ def upgrade() -> None:
         "display_delay_state",
         sa.Column("connection_id", pg.UUID(as_uuid=True), nullable=False),
         sa.Column("last_push_id", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("last_finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("announced_p95_s", sa.Float(), nullable=True),
         sa.Column("announced_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("connection_id"),
