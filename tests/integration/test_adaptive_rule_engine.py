@@ -134,8 +134,21 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
             assert await reevaluate(conn, merchant_id) == []
 
         # Later, the slow channel turns fast: it hides nothing more.
-        assert await apply_connection_delays(engine, [delay(merchant_id, slow, 3.0)]) == 1
+        faster = delay(merchant_id, slow, 3.0)
+        assert await apply_connection_delays(engine, [faster]) == 1
         assert (await shown(engine, merchant_id))[slow][0] == 69
+        # Its redelivery, and an older measure arriving late, change nothing.
+        stale = delay(merchant_id, slow, 600.0).model_copy(
+            update={"occurred_at": faster.occurred_at - timedelta(minutes=1)}
+        )
+        assert await apply_connection_delays(engine, [faster, stale]) == 0
+        async with engine.connect() as conn:
+            p95 = (
+                await conn.execute(
+                    sa.select(connection_delays.c.p95_s).where(connection_delays.c.connection_id == slow)
+                )
+            ).scalar_one()
+        assert p95 == 3.0
     finally:
         await engine.dispose()
 
