@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -75,16 +76,20 @@ class ConditionIn(BaseModel):
 class ActionIn(BaseModel):
     """What a rule does to the quantity. "adaptive" hides the units the SKU is expected to
     sell while the channel's listing is stale (docs/rules.md): it takes `confidence_pct`,
-    `minimum`, `maximum` and `floor_per_hour` instead of `value`."""
+    `minimum`, `maximum` and `floor_per_hour` instead of `value`. Each error names its field."""
 
     model_config = ConfigDict(extra="forbid")
-    type: ActionType | AdaptiveActionType
-    value: Quantity | None = Field(None, description='The action\'s number; required except for "adaptive"')
+    type: Literal[ActionType, AdaptiveActionType]
+    value: Quantity | None = Field(
+        None, validate_default=True, description='The action\'s number; required except for "adaptive"'
+    )
     confidence_pct: float | None = Field(
         None, ge=50, le=99.99, description="adaptive: the chance that the hidden units cover the sales meanwhile"
     )
     minimum: int | None = Field(None, ge=0, le=MAX_HIDDEN_UNITS, description="adaptive: units always hidden")
-    maximum: int | None = Field(None, ge=0, le=MAX_HIDDEN_UNITS, description="adaptive: units hidden at most")
+    maximum: int | None = Field(
+        None, ge=0, le=MAX_HIDDEN_UNITS, validate_default=True, description="adaptive: units hidden at most"
+    )
     floor_per_hour: float | None = Field(
         None,
         ge=0,
@@ -92,25 +97,41 @@ class ActionIn(BaseModel):
         description="adaptive: the least sales rate assumed (units/hour), for a launch or a sales day",
     )
 
+    @field_validator("value")
+    @classmethod
+    def _value_of_its_type(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("type")
+        if kind == "adaptive" and value not in (None, 0):
+            raise ValueError("the adaptive action takes no value (confidence_pct, minimum, maximum)")
+        if kind is not None and kind != "adaptive" and value is None:
+            raise ValueError(f"Field required for the action {kind!r}")
+        return value
+
+    @field_validator("confidence_pct", "minimum", "maximum", "floor_per_hour")
+    @classmethod
+    def _only_adaptive(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("type")
+        if kind != "adaptive":
+            if value is not None and kind is not None:
+                raise ValueError("only for the adaptive action")
+            return value
+        if info.field_name == "maximum":
+            maximum = AdaptiveBuffer().maximum if value is None else value
+            if maximum < (info.data.get("minimum") or 0):
+                raise ValueError("must be at least minimum")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Self:
-        adaptive_fields = ("confidence_pct", "minimum", "maximum", "floor_per_hour")
         if self.type == "adaptive":
-            if self.value not in (None, 0):
-                raise ValueError("value: the adaptive action takes no value (confidence_pct, minimum, maximum)")
             buffer = AdaptiveBuffer()
             self.value = 0
             self.confidence_pct = buffer.confidence_pct if self.confidence_pct is None else self.confidence_pct
             self.minimum = buffer.minimum if self.minimum is None else self.minimum
             self.maximum = buffer.maximum if self.maximum is None else self.maximum
             self.floor_per_hour = buffer.floor_per_hour if self.floor_per_hour is None else self.floor_per_hour
-            if self.minimum > self.maximum:
-                raise ValueError("maximum: must be at least minimum")
             return self
-        if self.value is None:
-            raise ValueError(f"value is required for the action {self.type!r}")
-        if given := [name for name in adaptive_fields if getattr(self, name) is not None]:
-            raise ValueError(f"{', '.join(given)}: only for the adaptive action")
+        assert self.value is not None  # `_value_of_its_type`
         if self.type == "percent" and self.value > 100:
             raise ValueError("a percentage is at most 100")
         _check_evaluates(Action(self.type, self.value).apply)
