@@ -241,7 +241,13 @@ async def test_a_channel_that_never_shows_it_records_a_censored_sample_and_an_un
 
         merchant_id, unreadable = await connected(engine, publisher, UnreadableChannel())
         await pushed(engine, publisher, merchant_id, unreadable, 4, 1)
-        await measure_display_delays(publisher)
+        # Two publisher instances measure at once: the push is sampled once.
+        other = Publisher(engine, settings)
+        other._adapters[unreadable] = publisher._adapters[unreadable]
+        try:
+            await asyncio.gather(measure_display_delays(publisher), measure_display_delays(other))
+        finally:
+            await other.http.aclose()
         [(how, delay)] = await samples(engine, unreadable)
         assert how == "accepted" and 5.0 <= delay < 60.0
         async with engine.connect() as conn:

@@ -158,10 +158,25 @@ async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: dat
     ).all()
     sampled: set[uuid.UUID] = set()
     for row in rows:
+        # Claim the push first: of two publisher instances, only the one that moves the
+        # connection's mark forward samples it (the other waits for the row lock, then skips).
+        sampled_up_to = {"last_push_id": row.push_id, "last_finished_at": row.finished_at}
+        stmt = pg.insert(display_delay_state).values(connection_id=row.connection_id, **sampled_up_to)
+        claimed = await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[display_delay_state.c.connection_id],
+                set_=sampled_up_to,
+                where=display_delay_state.c.last_push_id < stmt.excluded.last_push_id,
+            ).returning(display_delay_state.c.connection_id)
+        )
+        if claimed.first() is None:
+            continue
         found = await publisher.adapter_for(conn, row.connection_id)
         if found is not None and isinstance(found[1], ReadsQuantities):
             await conn.execute(
-                sa.insert(display_probes).values(
+                pg.insert(display_probes)
+                .on_conflict_do_nothing()
+                .values(
                     connection_id=row.connection_id,
                     sku=row.sku,
                     location=row.location,
@@ -178,11 +193,6 @@ async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: dat
                 conn, row.connection_id, (row.finished_at - row.origin_received_at).total_seconds(), "accepted"
             )
             sampled.add(row.connection_id)
-        sampled_up_to = {"last_push_id": row.push_id, "last_finished_at": row.finished_at}
-        stmt = pg.insert(display_delay_state).values(connection_id=row.connection_id, **sampled_up_to)
-        await conn.execute(
-            stmt.on_conflict_do_update(index_elements=[display_delay_state.c.connection_id], set_=sampled_up_to)
-        )
     return sampled
 
 
@@ -211,18 +221,31 @@ async def _read_probe(publisher: Publisher, probe: Any) -> bool:
                     extra={"connection_id": str(probe.connection_id), "error": str(exc)},
                 )
     read_at = utcnow()
-    key = display_probes.c.connection_id == probe.connection_id
+    # This probe as it was read: another instance that read it too, or a newer probe, is left alone.
+    key = sa.and_(
+        display_probes.c.connection_id == probe.connection_id,
+        display_probes.c.version == probe.version,
+        display_probes.c.reads == probe.reads,
+    )
     async with publisher.engine.begin() as conn:
+
+        async def closed() -> bool:
+            return (
+                await conn.execute(sa.delete(display_probes).where(key).returning(display_probes.c.version))
+            ).first() is not None
+
         if superseded or probe.external is None:
-            await conn.execute(sa.delete(display_probes).where(key))
+            await closed()
             return False
         if not read_failed and shown == probe.quantity:
+            if not await closed():
+                return False
             await _record(conn, probe.connection_id, (read_at - probe.origin_received_at).total_seconds(), "read_back")
-            await conn.execute(sa.delete(display_probes).where(key))
             return True
         if (read_at - probe.accepted_at).total_seconds() >= settings.display_probe_max_s:
+            if not await closed():
+                return False
             await _record(conn, probe.connection_id, (read_at - probe.origin_received_at).total_seconds(), "censored")
-            await conn.execute(sa.delete(display_probes).where(key))
             return True
         wait = next_read_in(probe.reads, settings.display_probe_interval_s)
         await conn.execute(
