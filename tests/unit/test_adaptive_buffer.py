@@ -230,3 +230,30 @@ def test_an_action_document_round_trips_with_its_parameters() -> None:
     assert action.adaptive == AdaptiveBuffer(99.0, 1, 6, 2.5)
     assert {"type": action.type, "value": action.value, **action.adaptive.document()} == stored
     assert Action.from_document({"type": "cap", "value": 4}) == Action("cap", 4)
+
+
+def test_a_funnel_of_many_adaptive_rules_keeps_as_many_reasons_as_an_event_carries() -> None:
+    import uuid
+
+    from stocksync_common.contracts import ChannelQuantityChanged
+
+    from rule_engine.domain.rules import MAX_REASONS, Condition, Funnel, Rule
+
+    channel = uuid.uuid4()
+    rules = [
+        Rule(uuid.uuid4(), i, Condition("always"), Action("adaptive", adaptive=AdaptiveBuffer(95.0, 0, 0)))
+        for i in range(MAX_REASONS + 5)
+    ]
+    decision = Funnel(rules, None).decide(channel, "X", 10)
+    assert (decision.quantity, len(decision.rule_ids), len(decision.reasons)) == (10, MAX_REASONS + 5, MAX_REASONS)
+    ChannelQuantityChanged(
+        merchant_id=uuid.uuid4(),
+        causation_id="test",
+        connection_id=channel,
+        sku="X",
+        quantity=decision.quantity,
+        version=1,
+        stock_version=1,
+        available=10,
+        reasons=decision.reasons,
+    )

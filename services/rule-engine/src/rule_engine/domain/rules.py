@@ -28,6 +28,8 @@ ActionType = Literal["set", "subtract", "cap", "percent", "allocate"]
 AdaptiveActionType = Literal["adaptive"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# A decision keeps the reasons of its first adaptive rules only, as many as an event carries.
+MAX_REASONS = 20
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,8 @@ class Funnel:
                 hidden = 0
                 if rule.action.adaptive is not None:
                     hidden = rule.action.adaptive.hidden(rule.action.adaptive.expected(exposure, connection_id))
-                    reasons = (*reasons, explain(hidden, exposure, connection_id, rule.action.adaptive))
+                    if len(reasons) < MAX_REASONS:  # what an event carries (ChannelQuantityChanged)
+                        reasons = (*reasons, explain(hidden, exposure, connection_id, rule.action.adaptive))
                 quantity = rule.action.apply(quantity, hidden)
                 decided_by = (*decided_by, rule.rule_id)
         return Decision(max(0, int(quantity)), decided_by, reasons)
