@@ -17,6 +17,10 @@ from typing import Any
 
 import httpx
 
+from stocksync_embedded.demo import seed, update_demo
+from stocksync_embedded.stack import Stack
+
+from tests.conftest import free_port
 from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
 from tests.e2e.test_order_flow import connect, webhook_url
 
@@ -107,3 +111,23 @@ def test_a_slow_channel_hides_its_last_units_earlier_than_a_fast_one(
         f"\ndisplay delay p95: slow {slow['p95_s']:.1f} s, fast {fast['p95_s']:.1f} s; "
         f"available 160 shows {on_c2['quantity']} on the slow channel, {on_c1['quantity']} on the fast one"
     )
+
+
+def test_the_demo_merchant_has_the_adaptive_buffer_on_c1_for_sku_b(api: httpx.Client, stack: Stack) -> None:
+    demo = seed(stack, free_port())  # no sandbox runs: the demo's stock is not seeded
+    auth = {"X-API-Key": demo.api_key}
+    adaptive = api.get(f"/v1/rules/{demo.adaptive_rule_id}", headers=auth).json()
+    assert (adaptive["channels"], adaptive["skus"]) == ([demo.stores[0].connection_id], ["SKU-B"])
+    assert adaptive["action"]["type"] == "adaptive" and adaptive["action"]["maximum"] == 5
+
+    # A demo.json from before the adaptive buffer gets it once.
+    assert api.delete(f"/v1/rules/{demo.adaptive_rule_id}", headers=auth).status_code == 200
+    demo.adaptive_rule_id = None
+    assert update_demo(stack, demo, free_port())
+    assert demo.adaptive_rule_id is not None
+    assert not update_demo(stack, demo, free_port())
+    names = sorted(r["name"] for r in api.get("/v1/rules", headers=auth).json())
+    assert names == [
+        "Adaptive buffer on C1 for SKU-B: hide what may sell while C1 is stale",
+        "Buffer on C2: publish 0 when quantity <= 3",
+    ]
