@@ -32,6 +32,16 @@ def stack(infrastructure: Stack, traces: TraceReceiver) -> Iterator[Stack]:
     # Tracing on, as an operator turns it on (docs/operations.md): each service process
     # exports over OTLP/HTTP; a short batch delay so a test sees its spans soon.
     infrastructure.extra_env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    # The adaptive buffer's estimators, quick enough for a test (test_adaptive_buffer.py):
+    # a delay is measured after 3 samples read back every 0.25 s, and a rate decays in a minute.
+    infrastructure.extra_env.update(
+        {
+            "DISPLAY_DELAY_MIN_SAMPLES": "3",
+            "DISPLAY_PROBE_INTERVAL_S": "0.25",
+            "DISPLAY_DELAY_ANNOUNCE_INTERVAL_S": "0",
+            "ADAPTIVE_RATE_TAU_S": "60",
+        }
+    )
     infrastructure.start_services()
     yield infrastructure
     for name in list(infrastructure.processes):
@@ -85,6 +95,12 @@ class SandboxShopify:
             json={"line_items": line_items, "webhook_url": webhook_url, **extra},
             timeout=30,
         )
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def configure(self, **config: Any) -> dict[str, Any]:
+        answer = httpx.post(f"{self.url}/_sandbox/config", json=config, timeout=10)
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result

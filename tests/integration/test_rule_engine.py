@@ -8,6 +8,7 @@ are read back from `channel.quantity.v1`. Each test uses its own merchant.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +24,7 @@ from stocksync_common.auth import ApiKeyVerifier, issue_api_key
 from stocksync_common.contracts import (
     ChannelQuantityChanged,
     ConnectionChanged,
+    ConnectionDelayMeasured,
     Event,
     ProductAttributesChanged,
     StockChanged,
@@ -334,6 +336,82 @@ async def test_preview_lists_exactly_what_saving_the_rule_then_emits(rule_engine
         assert deletion.json()["channel_quantities_changed"] == 4
 
 
+async def test_an_adaptive_rule_is_previewed_per_channel_saved_and_hides_more_on_the_slow_one(
+    rule_engine: RuleEngine, broker: Broker
+) -> None:
+    merchant = Merchant()
+    fast, slow = merchant.connection_id, uuid.uuid4()
+    async with rule_engine() as api:
+        await broker.send(merchant.connection(slow))
+        await set_up(broker, merchant, {"X": 100})
+        # The publisher measured both channels; then 30 units sell on the fast one (60 an hour).
+        await broker.send(
+            *(
+                ConnectionDelayMeasured(
+                    merchant_id=merchant.merchant_id,
+                    connection_id=c,
+                    causation_id="test",
+                    p50_s=p95 / 2,
+                    p95_s=p95,
+                    samples=20,
+                )
+                for c, p95 in ((fast, 3.0), (slow, 600.0))
+            ),
+            StockChanged(
+                merchant_id=merchant.merchant_id,
+                sku="X",
+                version=2,
+                on_hand=70,
+                reserved=0,
+                available=70,
+                causation_id="shopify:order-1:line-1:placed",
+                origin_received_at=utcnow(),
+            ),
+        )
+        await published(broker, merchant, {"X": 70})
+
+        rule = {
+            "name": "adaptive buffer",
+            "condition": {"op": "always"},
+            "action": {"type": "adaptive", "confidence_pct": 95, "maximum": 10},
+        }
+
+        async def previewed() -> Any:
+            answer = await api.post("/v1/rules/preview", headers=merchant.auth, json={"rule": rule})
+            assert answer.status_code == 200, answer.text
+            # The delays may still be on their way to the projection: wait for the slow one's.
+            return answer.json() if answer.json()["changes"] and "600 s" in str(answer.json()) else None
+
+        preview = await eventually(previewed)
+        assert [(c["connection_id"], c["current"], c["proposed"]) for c in preview["changes"]] == [(str(slow), 70, 60)]
+        # The rate has decayed a little since the sale: 59.9x units an hour, 10 expected.
+        (reason,) = preview["changes"][0]["reasons"]
+        assert re.fullmatch(
+            r"adaptive buffer hid 10: the SKU sells (59\.9\d|60\.00) units/h, this channel shows a change after "
+            r"600 s \(p95\), (9\.99|10\.00) units expected meanwhile, 95% confidence, bounds 0-10",
+            reason,
+        ), reason
+
+        saved = await api.post("/v1/rules", headers=merchant.auth, json=rule)
+        assert saved.status_code == 201, saved.text
+        assert saved.json()["action"] == {
+            "type": "adaptive",
+            "value": 0,
+            "confidence_pct": 95.0,
+            "minimum": 0,
+            "maximum": 10,
+            "floor_per_hour": 0.0,
+        }
+        assert saved.json()["channel_quantities_changed"] == 1
+
+        async def slow_shows_60() -> list[ChannelQuantityChanged] | None:
+            events = [e for e in await broker.quantities(merchant.merchant_id) if e.connection_id == slow]
+            return events if events and events[-1].quantity == 60 else None
+
+        events = await eventually(slow_shows_60)
+        assert events[-1].reasons[0].startswith("adaptive buffer hid 10: the SKU sells")
+
+
 async def test_brand_scoped_rule_reacts_when_a_products_brand_changes(rule_engine: RuleEngine, broker: Broker) -> None:
     merchant = Merchant()
     async with rule_engine() as api:
@@ -427,6 +505,11 @@ async def test_rule_changes_are_re_evaluated_at_once_and_kept_in_the_history(
     [
         ({"ends_at": "2026-01-01T00:00:00Z", "starts_at": "2026-02-01T00:00:00Z"}, "ends_at"),
         ({"action": {"type": "percent", "value": 150}}, "action"),
+        ({"action": {"type": "adaptive", "minimum": 5, "maximum": 2}}, "maximum"),
+        ({"action": {"type": "adaptive", "confidence_pct": 100}}, "confidence_pct"),
+        ({"action": {"type": "adaptive", "maximum": 100_000}}, "maximum"),
+        ({"action": {"type": "adaptive", "floor_per_hour": -1}}, "floor_per_hour"),
+        ({"action": {"type": "set", "value": 0, "confidence_pct": 90}}, "confidence_pct"),
         ({"time_zone": "Mars/Olympus"}, "time_zone"),
         ({"skus": []}, "skus"),
         ({"channels": [str(uuid.UUID(int=7))]}, "channels"),

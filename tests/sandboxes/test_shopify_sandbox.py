@@ -67,11 +67,13 @@ class FakeClock:
 
 
 @asynccontextmanager
-async def open_store(clock: FakeClock | None = None, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def open_store(
+    clock: FakeClock | None = None, wall_clock: FakeClock | None = None, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     # Quick retries keep webhook tests short; a test may still choose its own.
     overrides = {"webhook_retry_delays": (0.01, 0.01, 0.01), **overrides}
     settings = ShopifySandboxSettings(access_token=TOKEN, webhook_secret=SECRET, shop_domain=SHOP, **overrides)
-    app = create_app(settings, monotonic=clock or FakeClock())
+    app = create_app(settings, monotonic=clock or FakeClock(), wall_clock=wall_clock)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"https://{SHOP}") as client,
@@ -152,6 +154,38 @@ async def test_a_wrong_or_missing_access_token_gets_shopifys_401_and_nothing_is_
         }
         assert await available_by_sku(client) == {"A": 5}
         assert (await request_counts(client))["unauthorized"] == 1
+
+
+# --- display lag ---------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_with_a_display_delay_reads_show_an_accepted_quantity_only_that_much_later() -> None:
+    wall = FakeClock(1_800_000_000.0)
+    read = (
+        'query { q: inventoryItem(id: "' + ITEM_A + '") { inventoryLevel(locationId: "' + LOCATION + '") '
+        '{ quantities(names: ["available", "on_hand"]) { name quantity } } } }'
+    )
+
+    async def shown(client: httpx.AsyncClient) -> dict[str, int]:
+        body = (await graphql(client, read)).json()
+        return {q["name"]: q["quantity"] for q in body["data"]["q"]["inventoryLevel"]["quantities"]}
+
+    async with open_store(wall_clock=wall) as client:
+        await seed(client, (ITEM_A, "A", 5))
+        config = await client.post("/_sandbox/config", json={"display_delay_s": 10})
+        assert config.json()["display_delay_s"] == 10
+        assert (await set_available(client, [quantity(ITEM_A, 9)])).status_code == 200
+        wall.advance(4)
+        assert (await set_available(client, [quantity(ITEM_A, 7)])).status_code == 200
+        # Applied at once (the control API), shown later (the Admin API a storefront reads).
+        assert await available_by_sku(client) == {"A": 7}
+        assert await shown(client) == {"available": 5, "on_hand": 5}
+        wall.advance(6.5)
+        assert await shown(client) == {"available": 9, "on_hand": 9}
+        wall.advance(4)
+        assert await shown(client) == {"available": 7, "on_hand": 7}
+        assert (await client.post("/_sandbox/config", json={"display_delay_s": -1})).status_code == 422
 
 
 # --- inventorySetQuantities ----------------------------------------------------------------
@@ -643,7 +677,7 @@ async def test_the_bucket_refills_up_to_its_size_and_no_further() -> None:
 
         config = (await client.get("/_sandbox/config")).json()
 
-        assert config == {"bucket_size": 30.0, "restore_rate": 4.0, "currently_available": 30.0}
+        assert config == {"bucket_size": 30.0, "restore_rate": 4.0, "currently_available": 30.0, "display_delay_s": 0.0}
 
 
 @pytest.mark.asyncio
@@ -664,7 +698,12 @@ async def test_the_restore_rate_and_bucket_size_can_change_at_run_time() -> None
         answer = await client.post(
             "/_sandbox/config", json={"bucket_size": 20, "restore_rate": 2, "currently_available": 5}
         )
-        assert answer.json() == {"bucket_size": 20.0, "restore_rate": 2.0, "currently_available": 5.0}
+        assert answer.json() == {
+            "bucket_size": 20.0,
+            "restore_rate": 2.0,
+            "currently_available": 5.0,
+            "display_delay_s": 0.0,
+        }
 
         throttled = await set_available(client, [quantity(ITEM_A, 1)])
         clock.advance(3)  # 5 + 3 * 2 = 11

@@ -158,13 +158,22 @@ def test_an_adaptive_action_needs_its_parameters_and_only_it_has_them() -> None:
         Action("set", 0, AdaptiveBuffer())
 
 
-def test_the_api_does_not_accept_the_adaptive_action_until_the_event_path_feeds_it() -> None:
+def test_the_api_accepts_the_adaptive_action_with_its_defaults_and_refuses_other_values() -> None:
     from pydantic import ValidationError
 
     from rule_engine.entrypoints.api import ActionIn
 
-    with pytest.raises(ValidationError):
-        ActionIn.model_validate({"type": "adaptive", "value": 0})
+    assert ActionIn.model_validate({"type": "adaptive"}).model_dump() == {
+        "type": "adaptive",
+        "value": 0,
+        "confidence_pct": 95.0,
+        "minimum": 0,
+        "maximum": 10,
+        "floor_per_hour": 0.0,
+    }
+    for bad in ({"type": "adaptive", "value": 3}, {"type": "adaptive", "minimum": 4, "maximum": 3}):
+        with pytest.raises(ValidationError):
+            ActionIn.model_validate(bad)
 
 
 @settings(max_examples=40)
@@ -187,3 +196,64 @@ def test_a_slower_channel_never_shows_more_and_nothing_beyond_the_available(
     slow = channel_quantity(rules, AMAZON, "S1", available, exposure=exposure).quantity
     assert 0 <= slow <= fast <= available
     assert available - slow <= 10  # the maximum holds
+
+
+def test_the_merchants_floor_stands_in_for_a_rate_that_cannot_know_yet() -> None:
+    from rule_engine.domain.adaptive import AdaptiveBuffer, Exposure
+
+    launch = AdaptiveBuffer(95.0, 0, 10, floor_per_hour=18.0)  # one unit every 200 s
+    unsold = Exposure.of_total(0.0, {"amazon": 150.0}, 120.0)
+    assert launch.hidden(launch.expected(unsold, "amazon")) == 2  # as if it sold 18 an hour: 0.75 expected
+    assert AdaptiveBuffer().hidden(AdaptiveBuffer().expected(unsold, "amazon")) == 0
+    busy = Exposure.of_total(36 / 3600, {"amazon": 150.0}, 120.0)
+    assert launch.rate(busy) == 36 / 3600  # a measured rate above the floor wins
+
+
+def test_a_sale_is_an_order_movement_that_lowered_the_available_quantity() -> None:
+    from rule_engine.domain.adaptive import sale_of
+
+    types = {"shopify", "amazon"}
+    assert sale_of("shopify:1001:1:placed", types, 10, 7) == ("shopify", 3)
+    assert sale_of("amazon:111-2:9:shipped", types, 7, 7) is None  # a shipment leaves available as it was
+    assert sale_of("shopify:1001:1:cancelled", types, 7, 10) is None  # a cancel gives units back
+    assert sale_of("adjustment:42", types, 10, 7) is None  # the merchant's own correction
+    assert sale_of("shopify:1001:1:placed", types, None, 7) is None  # first sight of the SKU
+    assert sale_of("shopify", types, 10, 7) is None
+
+
+def test_an_action_document_round_trips_with_its_parameters() -> None:
+    from rule_engine.domain.adaptive import AdaptiveBuffer
+    from rule_engine.domain.rules import Action
+
+    stored = {"type": "adaptive", "value": 0, "confidence_pct": 99.0, "minimum": 1, "maximum": 6, "floor_per_hour": 2.5}
+    action = Action.from_document(stored)
+    assert action.adaptive == AdaptiveBuffer(99.0, 1, 6, 2.5)
+    assert {"type": action.type, "value": action.value, **action.adaptive.document()} == stored
+    assert Action.from_document({"type": "cap", "value": 4}) == Action("cap", 4)
+
+
+def test_a_funnel_of_many_adaptive_rules_keeps_as_many_reasons_as_an_event_carries() -> None:
+    import uuid
+
+    from stocksync_common.contracts import ChannelQuantityChanged
+
+    from rule_engine.domain.rules import MAX_REASONS, Condition, Funnel, Rule
+
+    channel = uuid.uuid4()
+    rules = [
+        Rule(uuid.uuid4(), i, Condition("always"), Action("adaptive", adaptive=AdaptiveBuffer(95.0, 0, 0)))
+        for i in range(MAX_REASONS + 5)
+    ]
+    decision = Funnel(rules, None).decide(channel, "X", 10)
+    assert (decision.quantity, len(decision.rule_ids), len(decision.reasons)) == (10, MAX_REASONS + 5, MAX_REASONS)
+    ChannelQuantityChanged(
+        merchant_id=uuid.uuid4(),
+        causation_id="test",
+        connection_id=channel,
+        sku="X",
+        quantity=decision.quantity,
+        version=1,
+        stock_version=1,
+        available=10,
+        reasons=decision.reasons,
+    )

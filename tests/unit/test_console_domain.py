@@ -82,6 +82,24 @@ def test_a_saved_rule_comes_back_to_the_form_unchanged() -> None:
     assert document["position"] == 20
 
 
+def test_an_adaptive_rule_keeps_its_parameters_through_the_form() -> None:
+    action = {"type": "adaptive", "value": 0, "confidence_pct": 99.0, "minimum": 1, "maximum": 6, "floor_per_hour": 2.5}
+    saved = {"name": "Adaptive", "channels": "all", "condition": {"op": "always"}, "action": action}
+    form = RuleForm.from_rule(saved)
+    assert (form.action_value, form.action_confidence, form.action_maximum) == ("", "99.0", "6")
+    assert form.rule_document()["action"] == {
+        "type": "adaptive",
+        "confidence_pct": 99.0,
+        "minimum": 1,
+        "maximum": 6,
+        "floor_per_hour": 2.5,
+    }
+    # Blank fields take the API's defaults; text stays text for the API to name the field.
+    typed = RuleForm.from_fields({"action_type": ["adaptive"], "action_confidence": ["high"], "action_maximum": [""]})
+    assert typed.rule_document()["action"] == {"type": "adaptive", "confidence_pct": "high"}
+    assert "hide what the other channels may sell" in describe_rule(saved, {})
+
+
 def test_describe_rule_in_the_seed_words() -> None:
     rule = {"action": {"type": "set", "value": 0}, "condition": {"op": "<=", "value": 3}, "channels": ["c2"]}
     assert (

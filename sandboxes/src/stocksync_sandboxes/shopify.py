@@ -362,6 +362,8 @@ class BucketConfig(_Body):
     restore_rate: float | None = Field(None, gt=0)
     bucket_size: float | None = Field(None, gt=0)
     currently_available: float | None = Field(None, ge=0)
+    # Reads show an accepted quantity only this many seconds later (0: at once).
+    display_delay_s: float | None = Field(None, ge=0, le=3600)
 
 
 # --- the app -------------------------------------------------------------------------------
@@ -596,6 +598,8 @@ def create_app(
             restore_rate=body.restore_rate,
             currently_available=body.currently_available,
         )
+        if body.display_delay_s is not None:
+            store.inventory.display_delay_s = body.display_delay_s
         return _json(200, _config_json(store))
 
     @app.post("/_sandbox/orders")
@@ -637,6 +641,7 @@ def _config_json(store: ShopifyStore) -> dict[str, Any]:
         "bucket_size": status.maximum_available,
         "restore_rate": status.restore_rate,
         "currently_available": status.currently_available,
+        "display_delay_s": store.inventory.display_delay_s,
     }
 
 

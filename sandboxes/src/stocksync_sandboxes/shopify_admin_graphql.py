@@ -705,7 +705,7 @@ def _level_object(inventory: Inventory, inventory_item_id: str, location_id: str
             {
                 "id": f"gid://shopify/InventoryQuantity/{location_number}?inventory_item_id={item_number}&name={name}",
                 "name": name,
-                "quantity": level.quantity(name) if name in _QUANTITY_NAMES_READABLE else 0,
+                "quantity": inventory.shown_quantity(level, name) if name in _QUANTITY_NAMES_READABLE else 0,
                 "updatedAt": level.updated_at,
             }
             for name in names

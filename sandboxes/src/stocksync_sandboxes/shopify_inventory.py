@@ -284,6 +284,23 @@ class Inventory:
         self._idempotency: dict[str, _IdempotencyRecord] = {}
         self._group_numbers: Iterator[int] = itertools.count(1)
         self._last_received_at = 0.0
+        # A storefront that shows an accepted quantity only this long after (a marketplace's
+        # display lag, for tests of the adaptive buffer): reads of a level see it as it was
+        # then. The change log and the control API show what was applied, at once.
+        self.display_delay_s = 0.0
+
+    def shown_quantity(self, level: InventoryLevel, name: str) -> int:
+        """The level's quantity as reads show it: without the changes newer than the display delay."""
+        quantity = level.quantity(name)
+        if self.display_delay_s <= 0 or name not in ("available", "on_hand"):
+            return quantity
+        cutoff = self._wall_clock() - self.display_delay_s
+        for change in reversed(self._changes):
+            if change.received_at <= cutoff:
+                break
+            if (change.inventory_item_id, change.location_id) == (level.inventory_item_id, level.location_id):
+                quantity -= change.delta  # a set moves available and on_hand alike
+        return quantity
 
     def reset(self) -> None:
         self._catalog.clear()

@@ -109,6 +109,9 @@ class ChannelQuantityChanged(Event):
     available: Int64
     rule_ids: tuple[uuid.UUID, ...] = ()
     origin_received_at: datetime | None = None
+    # Why a rule that reads more than the quantity (the adaptive buffer) did what it did:
+    # one sentence per such rule, kept in the push history.
+    reasons: tuple[Text, ...] = Field(default=(), max_length=20)
 
 
 class OversellDetected(Event):
@@ -162,6 +165,22 @@ class ConnectionChanged(Event):
     # True for channels that hold a quantity per location (Shopify's inventory levels):
     # the rule engine then publishes one quantity per listed location instead of the sum.
     per_location: bool = False
+
+
+class ConnectionDelayMeasured(Event):
+    """connection.delays.v1 (compacted): how long a connection's channel takes to show a change.
+
+    Measured by channel-publisher from its push history and read-backs: the time from an
+    order's receipt to the moment the channel shows the new quantity, over the last
+    `samples` measurements (seconds). Announced once enough samples exist, then when the
+    p95 moves enough; a consumer keeps the newest (`occurred_at`). The rule engine's
+    adaptive buffer reads the p95.
+    """
+
+    connection_id: uuid.UUID
+    p50_s: Annotated[float, Field(ge=0, le=86_400)]
+    p95_s: Annotated[float, Field(ge=0, le=86_400)]
+    samples: Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class DeadLetterRecorded(Event):

@@ -13,6 +13,7 @@ from typing import Any
 from stocksync_common.contracts import (
     ChannelQuantityChanged,
     ConnectionChanged,
+    ConnectionDelayMeasured,
     DeadLetterRecorded,
     Event,
     OrderLineMoved,
@@ -52,7 +53,24 @@ CONNECTIONS = Topic(
 OVERSELLS = Topic("stock.oversells.v1", OversellDetected, _stock_key)
 CATALOGUE = Topic("catalogue.v1", ProductAttributesChanged, _stock_key, compacted=True)
 
-EVENT_TOPICS: tuple[Topic, ...] = (ORDERS, STOCK_CHANGED, CHANNEL_QUANTITY, CONNECTIONS, OVERSELLS, CATALOGUE)
+# Each connection's measured display delay (channel-publisher -> rule-engine's adaptive buffer).
+CONNECTION_DELAYS = Topic(
+    "connection.delays.v1",
+    ConnectionDelayMeasured,
+    lambda event: f"{event.merchant_id}:{event.connection_id}",
+    partitions=1,
+    compacted=True,
+)
+
+EVENT_TOPICS: tuple[Topic, ...] = (
+    ORDERS,
+    STOCK_CHANGED,
+    CHANNEL_QUANTITY,
+    CONNECTIONS,
+    OVERSELLS,
+    CATALOGUE,
+    CONNECTION_DELAYS,
+)
 
 
 def _dead_letter_key(event: Any) -> str:

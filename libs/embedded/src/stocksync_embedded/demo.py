@@ -1,7 +1,8 @@
 """The demo merchant of the embedded default: two Shopify stores, one connection of every
 other channel type (WooCommerce, Amazon, eBay, Mirakl, Walmart, generic webhook), each
-against its sandbox, three SKUs, the seed's rule; a second warehouse (`east`, which the
-WooCommerce channel also sells from) and a bundle (KIT-AB: one SKU-A and two SKU-B).
+against its sandbox, three SKUs, the seed's rule (on C2), an adaptive buffer (on C1, for
+SKU-B); a second warehouse (`east`, which the WooCommerce channel also sells from) and a
+bundle (KIT-AB: one SKU-A and two SKU-B).
 
 Every sandbox both receives quantities and sends signed orders (`POST /_sandbox/orders`)
 with the secret its connection was created with, so an order placed on any of them
@@ -223,6 +224,25 @@ class Demo:
     # The second warehouse and the bundle (`seed_warehouse_and_bundle`); a demo.json
     # written before them gets them at its next start (its channels do not list the bundle).
     warehouse_seeded: bool = False
+    # The adaptive buffer on C1 for SKU-B (docs/rules.md); None in a demo.json from before it.
+    adaptive_rule_id: str | None = None
+
+
+# The adaptive buffer as the demo shows it: on C1, for SKU-B, hide the units that may sell
+# while C1 shows a change, at 95% confidence, at most 5 units. SKU-A keeps the seed's
+# workflow (C2's "0 when <= 3", every other channel the plain available quantity).
+ADAPTIVE_RULE = {
+    "name": "Adaptive buffer on C1 for SKU-B: hide what may sell while C1 is stale",
+    "skus": ["SKU-B"],
+    "condition": {"op": "always"},
+    "action": {"type": "adaptive", "confidence_pct": 95, "minimum": 0, "maximum": 5},
+}
+
+
+def _create_adaptive_rule(client: httpx.Client, auth: dict[str, str], connection_id: str) -> str:
+    answer = _create_rule(client, auth, {**ADAPTIVE_RULE, "channels": [connection_id]})
+    rule_id: str = answer.json()["rule_id"]
+    return rule_id
 
 
 def _new_stores(first_port: int) -> list[DemoStore]:
@@ -278,7 +298,16 @@ def seed(stack: Stack, first_sandbox_port: int) -> Demo:
             "action": {"type": "set", "value": 0},
         },
     )
-    return Demo(merchant.json()["merchant_id"], api_key, stores, rule.json()["rule_id"], channels, stock_seeded=False)
+    adaptive_rule_id = _create_adaptive_rule(client, auth, stores[0].connection_id)
+    return Demo(
+        merchant.json()["merchant_id"],
+        api_key,
+        stores,
+        rule.json()["rule_id"],
+        channels,
+        stock_seeded=False,
+        adaptive_rule_id=adaptive_rule_id,
+    )
 
 
 def resume_paused_connections(stack: Stack, demo: Demo) -> None:
@@ -376,7 +405,8 @@ def update_demo(stack: Stack, demo: Demo, first_sandbox_port: int) -> bool:
     one retired); Amazon's `inbound.api_key` is set at creation only, so a new Amazon
     connection takes the place of the old one, which is paused. Before access tokens were
     refreshed, Amazon, eBay and Walmart connections held a fixed token: each is replaced
-    the same way by one with client credentials.
+    the same way by one with client credentials. Before the adaptive buffer, C1 had no
+    rule: it gets the demo's adaptive rule.
     """
     auth = {"X-API-Key": demo.api_key}
     changed = False
@@ -414,6 +444,9 @@ def update_demo(stack: Stack, demo: Demo, first_sandbox_port: int) -> bool:
             channel.credentials_version = CREDENTIALS_VERSION
             channel.connection_id = _create_connection(client, auth, channel)
             changed = True
+        if demo.adaptive_rule_id is None:
+            demo.adaptive_rule_id = _create_adaptive_rule(client, auth, demo.stores[0].connection_id)
+            changed = True
     return changed
 
 
@@ -429,6 +462,7 @@ def load_or_seed(stack: Stack, first_sandbox_port: int) -> Demo:
             [DemoChannel(**c) for c in raw.get("channels", [])],
             raw.get("stock_seeded", True),
             raw.get("warehouse_seeded", False),
+            raw.get("adaptive_rule_id"),
         )
         if not update_demo(stack, demo, first_sandbox_port):
             return demo

@@ -75,6 +75,8 @@ pending_pushes = sa.Table(
     # Queued by a resync (POST /v1/connections/{id}/resync): sent even at the version the
     # channel already accepted. A newer quantity replacing it is sent anyway.
     sa.Column("resync", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Why an adaptive buffer hid what it hid (ChannelQuantityChanged.reasons, one a line).
+    sa.Column("reason", sa.Text, nullable=True),
 )
 
 # The newest version the channel accepted per SKU: nothing older is ever sent.
@@ -108,6 +110,8 @@ pushes = sa.Table(
     sa.Column("origin_received_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sync_window_ms", sa.Float, nullable=True),
+    # Why an adaptive buffer hid what it hid, as the rule engine said (one a line).
+    sa.Column("reason", sa.Text, nullable=True),
     sa.Index("ix_pushes_merchant", "merchant_id", "push_id"),
     # A connection's pushes newest first (`GET /v1/pushes?connection_id=`): read by row
     # comparisons on (connection_id, push_id), see `list_pushes`.
@@ -173,4 +177,46 @@ unmapped_skus = sa.Table(
     sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_quantity", sa.BigInteger, nullable=False),
+)
+
+# A connection's display delay (service_layer/display_delays.py): one sample per measured
+# push, from the order's receipt to the moment the channel showed the quantity ("read_back"),
+# or accepted it when its API cannot be read ("accepted"), or a probe that gave up waiting
+# ("censored": at least that long). Only the last window's samples are kept.
+display_delays = sa.Table(
+    "display_delays",
+    metadata,
+    sa.Column("sample_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("connection_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("delay_s", sa.Float, nullable=False),
+    sa.Column("how", sa.Text, nullable=False),
+    sa.Column("measured_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_display_delays_connection", "connection_id", "sample_id"),
+)
+
+# The one push per connection being read back until the channel shows its quantity.
+display_probes = sa.Table(
+    "display_probes",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("origin_received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reads", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_read_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Per connection: the newest push already sampled, and the delay last announced on
+# connection.delays.v1.
+display_delay_state = sa.Table(
+    "display_delay_state",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("last_push_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("announced_p95_s", sa.Float, nullable=True),
+    sa.Column("announced_at", sa.DateTime(timezone=True), nullable=True),
 )

@@ -295,6 +295,7 @@ class PushOut(BaseModel):
     origin_received_at: datetime | None
     finished_at: datetime
     sync_window_ms: float | None
+    reason: str | None = Field(None, description="Why an adaptive buffer hid what it hid (one line per such rule)")
 
 
 def _valid_sku(value: str | None) -> str | None:
@@ -472,6 +473,13 @@ class CredentialsHealthOut(BaseModel):
     failed_at: datetime | None
 
 
+class DisplayDelayOut(BaseModel):
+    p50_s: float
+    p95_s: float
+    samples: int = Field(description="Measurements in the sliding window")
+    measured: bool = Field(description="False while too few samples exist: p50 and p95 are the configured default")
+
+
 class HealthOut(BaseModel):
     connection_id: uuid.UUID
     status: str = Field(description="ok, failing (calls failing or the credentials refused, not paused yet) or paused")
@@ -493,12 +501,15 @@ class HealthOut(BaseModel):
     credentials: CredentialsHealthOut | None = Field(
         description="The access token obtained from the credentials (channels with expiring tokens)"
     )
+    display_delay: DisplayDelayOut = Field(
+        description="Time from an order's receipt to the channel showing the new quantity (the adaptive buffer's delay)"
+    )
 
 
 @router.get("/connections/{connection_id}/health", response_model=HealthOut, tags=["connections"])
 async def get_health(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> HealthOut:
     """The last hour of one connection."""
-    health = await connection_health(_runtime(request).engine, merchant_id, connection_id)
+    health = await connection_health(_runtime(request).engine, merchant_id, connection_id, _publisher(request).settings)
     if health is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     return HealthOut.model_validate(health)

@@ -13,6 +13,7 @@ from channel_publisher.adapters.tables import dead_letters, outbox
 from channel_publisher.config import PublisherSettings
 from channel_publisher.entrypoints.api import router
 from channel_publisher.service_layer.connections import announce_all_connections
+from channel_publisher.service_layer.display_delays import display_delay_worker
 from channel_publisher.service_layer.drift import drift_checker
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
@@ -35,6 +36,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
     runtime.add_consumer([CHANNEL_QUANTITY], "channel-publisher", on_channel_quantities)
     runtime.add_worker(BackgroundWorker("push-worker", publisher.run, publisher.request_stop))
     runtime.add_worker(drift_checker(publisher))
+    runtime.add_worker(display_delay_worker(publisher, runtime.wake_relay))
     app = create_service_app(
         title="Stocksync channel-publisher",
         description="Channel connections, coalesced and rate-limited pushes, and the push history.",

@@ -1,10 +1,11 @@
 """Drift check: read back what the channel shows and compare it with what was last sent.
 
 Only channels whose API can read quantities (Shopify, WooCommerce, eBay). A SKU with a
-push waiting is skipped (it is about to change), and a difference is recorded only if
-nothing was sent for that SKU while the channel was being read, so a push racing the
-read-back is not reported as drift. Drift is reported, not corrected: someone changed
-the stock on the marketplace by hand, and the merchant decides.
+push waiting is skipped (it is about to change), and so is a SKU sent more recently than
+the channel's measured display delay (it may not show the new quantity yet); a difference
+is recorded only if nothing was sent for that SKU while the channel was being read, so a
+push racing the read-back is not reported as drift. Drift is reported, not corrected:
+someone changed the stock on the marketplace by hand, and the merchant decides.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stocksync_common.periodic import Periodic
 from channel_publisher.adapters.channels.registry import READABLE_CHANNELS
 from channel_publisher.adapters.tables import connections, drift_findings, last_sent, listings, pending_pushes
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
+from channel_publisher.service_layer.display_delays import read_display_delay
 
 if TYPE_CHECKING:
     from channel_publisher.service_layer.publishing import Publisher
@@ -94,6 +96,10 @@ async def check_drift(publisher: Publisher, connection_id: uuid.UUID) -> list[di
         connection, adapter = found
         if not isinstance(adapter, ReadsQuantities):
             raise DriftCheckUnsupported(connection.channel_type)
+        # A channel that shows a change late (its measured display delay) still shows the
+        # previous quantity for a while after accepting a new one: that is not drift.
+        display = await read_display_delay(conn, publisher.settings, connection_id)
+        shown_since = utcnow() - timedelta(seconds=display.p95_s) if display.measured else None
         sent = (
             await conn.execute(
                 sa.select(last_sent, listings.c.external)
@@ -107,6 +113,7 @@ async def check_drift(publisher: Publisher, connection_id: uuid.UUID) -> list[di
                 )
                 .where(
                     last_sent.c.connection_id == connection_id,
+                    sa.true() if shown_since is None else last_sent.c.sent_at <= shown_since,
                     ~sa.exists().where(
                         pending_pushes.c.connection_id == last_sent.c.connection_id,
                         pending_pushes.c.sku == last_sent.c.sku,

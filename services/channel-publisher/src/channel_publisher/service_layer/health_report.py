@@ -20,12 +20,14 @@ from channel_publisher.adapters.tables import (
     pushes,
     unmapped_skus,
 )
+from channel_publisher.config import PublisherSettings
+from channel_publisher.service_layer.display_delays import read_display_delay
 
 WINDOW = timedelta(hours=1)
 
 
 async def connection_health(
-    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, settings: PublisherSettings
 ) -> dict[str, Any] | None:
     since = utcnow() - WINDOW
     async with engine.connect() as conn:
@@ -74,6 +76,7 @@ async def connection_health(
                 )
             )
         ).one()
+        display_delay = await read_display_delay(conn, settings, connection_id)
         drifted = (
             await conn.execute(
                 sa.select(sa.func.count())
@@ -132,4 +135,10 @@ async def connection_health(
         "resume_at": row.resume_at,
         "last_drift_check_at": row.last_drift_check_at,
         "drift_findings": drifted,
+        "display_delay": {
+            "p50_s": display_delay.p50_s,
+            "p95_s": display_delay.p95_s,
+            "samples": display_delay.samples,
+            "measured": display_delay.measured,
+        },
     }

@@ -117,7 +117,7 @@ WITH drain_lock AS MATERIALIZED (
 SELECT c.paused_at, c.resume_at, c.consecutive_failures,
        p.connection_id, p.sku, p.location, p.merchant_id, p.quantity, p.version, p.stock_version, p.rule_ids,
        p.causation_id, p.origin_received_at, p.attempts, p.resync, coalesce(s.version, 0) AS sent_version,
-       l.external::text AS external, p.trace_context
+       l.external::text AS external, p.trace_context, p.reason
 FROM drain_lock
 JOIN {connections.fullname} c ON drain_lock.held
 LEFT JOIN LATERAL (
@@ -150,6 +150,7 @@ HISTORY_COLUMNS = (
     "origin_received_at",
     "finished_at",
     "sync_window_ms",
+    "reason",
 )
 
 # What a call settled: `last_sent` moves forward for what was accepted (a newer version
@@ -172,16 +173,16 @@ WITH sent AS (
     INSERT INTO {pushes.fullname} ({", ".join(HISTORY_COLUMNS)})
     SELECT h.merchant_id, h.connection_id, h.sku, h.location, h.quantity, h.version, h.stock_version,
            h.rule_ids::uuid[], h.causation_id, h.status, h.attempts, h.channel_response, h.origin_received_at,
-           h.finished_at, h.sync_window_ms
+           h.finished_at, h.sync_window_ms, h.reason
     FROM unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[],
                 $19::text[], $20::text[], $21::text[], $22::int[], $23::text[], $24::timestamptz[],
-                $25::timestamptz[], $26::float8[]) WITH ORDINALITY
+                $25::timestamptz[], $26::float8[], $27::text[]) WITH ORDINALITY
         AS h(merchant_id, connection_id, sku, location, quantity, version, stock_version, rule_ids, causation_id,
-             status, attempts, channel_response, origin_received_at, finished_at, sync_window_ms, n)
+             status, attempts, channel_response, origin_received_at, finished_at, sync_window_ms, reason, n)
     ORDER BY h.n
 ), settled AS (
     DELETE FROM {pending_pushes.fullname} AS p
-    USING unnest($27::text[], $28::text[], $29::bigint[]) AS d(sku, location, version)
+    USING unnest($28::text[], $29::text[], $30::bigint[]) AS d(sku, location, version)
     WHERE p.connection_id = $1::uuid AND p.sku = d.sku AND p.location = d.location AND p.version = d.version
 )
 SELECT 1
@@ -231,6 +232,8 @@ class _Pending:
     sent_version: int
     external: dict[str, Any] | None
     trace_context: str | None = None
+    # Why an adaptive buffer hid what it hid (one line per such rule); None otherwise.
+    reason: str | None = None
 
     @classmethod
     def of(cls, record: Any) -> _Pending:
@@ -251,6 +254,7 @@ class _Pending:
             record["sent_version"],
             None if external is None else orjson.loads(external),
             record["trace_context"],
+            record["reason"],
         )
 
 
@@ -579,4 +583,5 @@ def _history(row: Any, status: str, response: str, finished: Any = None, attempt
         "origin_received_at": row.origin_received_at,
         "finished_at": finished,
         "sync_window_ms": window,
+        "reason": getattr(row, "reason", None),
     }

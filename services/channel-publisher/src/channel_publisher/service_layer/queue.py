@@ -32,9 +32,10 @@ WITH claimed AS (
 ), queued AS (
     SELECT c.*
     FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::bigint[], $9::bigint[],
-                $10::bigint[], $11::text[], $12::text[], $13::timestamptz[], $15::text[]) WITH ORDINALITY
+                $10::bigint[], $11::text[], $12::text[], $13::timestamptz[], $15::text[], $16::text[])
+        WITH ORDINALITY
         AS c(event_id, connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids,
-             causation_id, origin_received_at, trace_context, n)
+             causation_id, origin_received_at, trace_context, reason, n)
     WHERE c.event_id IN (SELECT event_id FROM claimed)
       AND NOT EXISTS (
           SELECT FROM {last_sent.fullname} s
@@ -44,16 +45,17 @@ WITH claimed AS (
 ), upserted AS (
     INSERT INTO {pending_pushes.fullname} AS p
         (connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids, causation_id,
-         origin_received_at, enqueued_at, attempts, not_before, trace_context)
+         origin_received_at, enqueued_at, attempts, not_before, trace_context, reason)
     SELECT connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids::uuid[],
-           causation_id, origin_received_at, $14::timestamptz, 0, NULL, trace_context
+           causation_id, origin_received_at, $14::timestamptz, 0, NULL, trace_context, reason
     FROM queued
     ORDER BY n
     ON CONFLICT (connection_id, sku, location) DO UPDATE SET
         merchant_id = excluded.merchant_id, quantity = excluded.quantity, version = excluded.version,
         stock_version = excluded.stock_version, rule_ids = excluded.rule_ids, causation_id = excluded.causation_id,
         origin_received_at = excluded.origin_received_at, enqueued_at = excluded.enqueued_at,
-        attempts = excluded.attempts, not_before = excluded.not_before, trace_context = excluded.trace_context
+        attempts = excluded.attempts, not_before = excluded.not_before, trace_context = excluded.trace_context,
+        reason = excluded.reason
     -- A newer version replaces an older one; an older one arriving late does not.
     WHERE {NEWER_VERSION_SQL.format(version="excluded.version", than="p.version")}
 )
@@ -90,5 +92,6 @@ async def enqueue_channel_quantities(engine: AsyncEngine, changes: Sequence[Chan
             [c.origin_received_at for c in candidates],
             utcnow(),
             [trace_context_of(c) for c in candidates],
+            ["\n".join(c.reasons) if c.reasons else None for c in candidates],
         )
     return {row["connection_id"] for row in rows}

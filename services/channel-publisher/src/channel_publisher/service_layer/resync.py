@@ -39,14 +39,15 @@ WITH listed AS (
 ), queued AS (
     INSERT INTO {pending_pushes.fullname}
         (connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids, causation_id,
-         origin_received_at, enqueued_at, attempts, not_before, resync)
+         origin_received_at, enqueued_at, attempts, not_before, resync, reason)
     SELECT s.connection_id, s.sku, s.location, :merchant_id, s.quantity, s.version,
-           coalesce(h.stock_version, 0), coalesce(h.rule_ids, '{{}}'::uuid[]), :causation_id, NULL, :now, 0, NULL, true
+           coalesce(h.stock_version, 0), coalesce(h.rule_ids, '{{}}'::uuid[]), :causation_id, NULL, :now, 0, NULL, true,
+           h.reason
     FROM listed
     JOIN {last_sent.fullname} s ON s.connection_id = :connection_id AND s.sku = listed.sku
                                 AND s.location = listed.location
     LEFT JOIN LATERAL (
-        SELECT stock_version, rule_ids FROM {pushes.fullname} h
+        SELECT stock_version, rule_ids, reason FROM {pushes.fullname} h
         WHERE h.connection_id = s.connection_id AND h.sku = s.sku AND h.location = s.location
           AND h.version = s.version AND h.status = 'accepted'
         ORDER BY h.push_id DESC LIMIT 1

@@ -27,6 +27,14 @@ ACTIONS: tuple[tuple[str, str], ...] = (
     ("cap", "cap at N"),
     ("percent", "publish N % of it"),
     ("allocate", "fixed allocation of N"),
+    ("adaptive", "adaptive buffer (below)"),
+)
+# The adaptive buffer's parameters: form field, API field (docs/rules.md).
+ADAPTIVE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("action_confidence", "confidence_pct"),
+    ("action_minimum", "minimum"),
+    ("action_maximum", "maximum"),
+    ("action_floor", "floor_per_hour"),
 )
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SCOPES: tuple[str, ...] = ("all", "skus", "attributes")
@@ -50,6 +58,11 @@ class RuleForm:
     condition_upper: str = ""
     action_type: str = "set"
     action_value: str = ""
+    # The adaptive buffer only; blank takes the API's default.
+    action_confidence: str = ""
+    action_minimum: str = ""
+    action_maximum: str = ""
+    action_floor: str = ""
     starts_at: str = ""
     ends_at: str = ""
     time_zone: str = "UTC"
@@ -79,6 +92,7 @@ class RuleForm:
             condition_upper=one("condition_upper"),
             action_type=one("action_type", "set"),
             action_value=one("action_value"),
+            **{name: one(name) for name, _ in ADAPTIVE_FIELDS},
             starts_at=one("starts_at"),
             ends_at=one("ends_at"),
             time_zone=one("time_zone", "UTC") or "UTC",
@@ -108,7 +122,8 @@ class RuleForm:
             condition_value=_text(condition.get("value")),
             condition_upper=_text(condition.get("upper")),
             action_type=action.get("type", "set"),
-            action_value=_text(action.get("value")),
+            action_value="" if action.get("type") == "adaptive" else _text(action.get("value")),
+            **{name: _text(action.get(key)) for name, key in ADAPTIVE_FIELDS},
             starts_at=(rule.get("starts_at") or "")[:16],
             ends_at=(rule.get("ends_at") or "")[:16],
             time_zone=rule.get("time_zone", "UTC"),
@@ -119,13 +134,23 @@ class RuleForm:
             enabled=bool(rule.get("enabled", True)),
         )
 
+    def _action(self) -> dict[str, Any]:
+        if self.action_type != "adaptive":
+            return {"type": self.action_type, "value": _number(self.action_value)}
+        action: dict[str, Any] = {"type": "adaptive"}
+        for name, key in ADAPTIVE_FIELDS:
+            text = getattr(self, name)
+            if text != "":
+                action[key] = _decimal(text) if key in ("confidence_pct", "floor_per_hour") else _number(text)
+        return action
+
     def rule_document(self) -> dict[str, Any]:
         """The rule as POST /v1/rules takes it; text left as typed where it is not a number."""
         document: dict[str, Any] = {
             "name": self.name,
             "channels": self.channels or "all",
             "condition": {"op": self.condition_op},
-            "action": {"type": self.action_type, "value": _number(self.action_value)},
+            "action": self._action(),
             "time_zone": self.time_zone,
             "position": _number(self.position),
             "enabled": self.enabled,
@@ -161,6 +186,16 @@ def _items(text: str) -> list[str]:
     return [item.strip() for item in _SPLIT.split(text) if item.strip()]
 
 
+def _decimal(text: str) -> float | str | None:
+    """A number when the text is one; else the text, for the API to name the field at fault."""
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _number(text: str) -> int | str | None:
     """An integer when the text is one; else the text, so that the API names the field at fault."""
     if text == "":
@@ -187,6 +222,11 @@ def describe_rule(rule: Mapping[str, Any], channel_names: Mapping[str, str]) -> 
         "allocate": "allocate {v}",
     }
     what = verbs.get(str(action.get("type")), "{v}").format(v=action.get("value"))
+    if action.get("type") == "adaptive":
+        what = (
+            f"hide what the other channels may sell while this one is stale "
+            f"({action.get('confidence_pct')}% confidence, {action.get('minimum')} to {action.get('maximum')} units)"
+        )
     op = condition.get("op")
     if op == "always":
         when = "always"

@@ -114,3 +114,28 @@ rule_changes = sa.Table(
     sa.Column("after", pg.JSONB, nullable=True),
     sa.Column("channel_quantities_changed", sa.Integer, nullable=False),
 )
+
+# The adaptive buffer's sales rate per SKU and channel (type): an exponentially decayed rate
+# (units per second, as of `at`), updated in O(1) by each sale on the stock.changed.v1 path
+# (service_layer/stock_changes.py); a row whose rate decayed to nothing is dropped.
+sales_rates = sa.Table(
+    "sales_rates",
+    metadata,
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("rate", sa.Float, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Projection of connection.delays.v1: each connection's measured display delay.
+connection_delays = sa.Table(
+    "connection_delays",
+    metadata,
+    sa.Column("connection_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("merchant_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("p50_s", sa.Float, nullable=False),
+    sa.Column("p95_s", sa.Float, nullable=False),
+    sa.Column("samples", sa.BigInteger, nullable=False),
+    sa.Column("measured_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -119,23 +119,49 @@ def poisson_quantile(expected: float, confidence: float) -> int:
     return k
 
 
+# Bounds of the action's parameters (the rules API refuses anything outside them).
+MAX_HIDDEN_UNITS = 1_000
+MAX_FLOOR_PER_HOUR = 100_000.0
+
+
 @dataclass(frozen=True)
 class AdaptiveBuffer:
-    """The rule action's parameters: confidence in percent (50-99.99), and bounds on what is hidden."""
+    """The rule action's parameters: confidence in percent (50-99.99), bounds on what is
+    hidden, and a floor on the SKU's sales rate (units per hour) that the merchant sets for
+    a launch or a sales day, when the measured rate cannot know yet (0: none)."""
 
     confidence_pct: float = 95.0
     minimum: int = 0
     maximum: int = 10
+    floor_per_hour: float = 0.0
 
     def __post_init__(self) -> None:
         if not 50.0 <= self.confidence_pct <= 99.99:
             raise ValueError("confidence_pct must be between 50 and 99.99")
-        if not 0 <= self.minimum <= self.maximum:
-            raise ValueError("need 0 <= minimum <= maximum")
+        if not 0 <= self.minimum <= self.maximum <= MAX_HIDDEN_UNITS:
+            raise ValueError(f"need 0 <= minimum <= maximum <= {MAX_HIDDEN_UNITS}")
+        if not 0.0 <= self.floor_per_hour <= MAX_FLOOR_PER_HOUR:
+            raise ValueError(f"floor_per_hour must be between 0 and {MAX_FLOOR_PER_HOUR:g}")
+
+    def rate(self, exposure: Exposure) -> float:
+        """Units per second: the measured rate, or the merchant's floor when higher."""
+        return max(exposure.total_rate, self.floor_per_hour / 3600)
+
+    def expected(self, exposure: Exposure, connection_id: object) -> float:
+        """Units expected to sell while this channel's listing is stale (see `Exposure.expected_elsewhere`)."""
+        return self.rate(exposure) * exposure.delay(connection_id)
 
     def hidden(self, expected_elsewhere: float) -> int:
         units = poisson_quantile(expected_elsewhere, self.confidence_pct / 100)
         return max(self.minimum, min(self.maximum, units))
+
+    def document(self) -> dict[str, float | int]:
+        return {
+            "confidence_pct": self.confidence_pct,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "floor_per_hour": self.floor_per_hour,
+        }
 
 
 @dataclass(frozen=True)
@@ -148,6 +174,11 @@ class Exposure:
     rates: Mapping[object, float]
     delays: Mapping[object, float]
     default_delay_s: float = 120.0
+
+    @classmethod
+    def of_total(cls, total_rate: float, delays: Mapping[object, float], default_delay_s: float) -> Exposure:
+        """An exposure from the SKU's total rate (all the decision reads of the rates)."""
+        return cls({None: total_rate}, delays, default_delay_s)
 
     def delay(self, connection_id: object) -> float:
         return self.delays.get(connection_id, self.default_delay_s)
@@ -171,6 +202,42 @@ class Exposure:
 NO_EXPOSURE = Exposure({}, {})
 
 
+@dataclass(frozen=True)
+class Estimation:
+    """How the service estimates: the rate's time constant and the delay until one is measured."""
+
+    tau_s: float = 1800.0
+    default_delay_s: float = 120.0
+
+
+# A rate below this many units per hour counts as none (its row can be dropped): the
+# rounding of `rate_per_hour` below makes it 0 anyway.
+NEGLIGIBLE_PER_HOUR = 0.0005
+
+
+def rate_per_hour(rate_per_s: float) -> float:
+    """The rate as decisions read it: units per hour, rounded to 3 decimals, so that the event
+    path and a re-evaluation (which computes it in SQL) decide from the same figure."""
+    return round(rate_per_s * 3600, 3)
+
+
+def sale_of(causation_id: str, channel_types: Iterable[str], before: int | None, after: int) -> tuple[str, int] | None:
+    """The channel (its type) and units of a sale, from a stock change's causation and levels.
+
+    An order movement's causation id starts with its channel type (`shopify:<order>:<line>:
+    placed`); the units sold are the drop of the available quantity since the last version
+    applied (a cancel or a shipment does not lower it). Anything else (an adjustment, an
+    import, a first sight of the SKU) is no sale. The decision reads only the SKU's total
+    rate, so which of a merchant's connections of one type sold does not matter.
+    """
+    if before is None or after >= before:
+        return None
+    channel, _, rest = causation_id.partition(":")
+    if channel not in channel_types or not rest:
+        return None
+    return channel, before - after
+
+
 NOTHING_HIDDEN = "adaptive buffer hid nothing: too few sales elsewhere while this channel is stale"
 
 
@@ -178,10 +245,11 @@ def explain(hidden: int, exposure: Exposure, connection_id: object, buffer: Adap
     """The sentence a push carries: what was hidden and from which figures."""
     if hidden == 0 and buffer.minimum == 0:
         return NOTHING_HIDDEN
-    per_hour = exposure.total_rate * 3600
+    per_hour = buffer.rate(exposure) * 3600
+    floor = " (the merchant's floor)" if buffer.floor_per_hour / 3600 > exposure.total_rate else ""
     return (
-        f"adaptive buffer hid {hidden}: the SKU sells {per_hour:.2f} units/h, this channel shows a "
+        f"adaptive buffer hid {hidden}: the SKU sells {per_hour:.2f} units/h{floor}, this channel shows a "
         f"change after {exposure.delay(connection_id):.0f} s (p95), "
-        f"{exposure.expected_elsewhere(connection_id):.2f} units expected meanwhile, "
+        f"{buffer.expected(exposure, connection_id):.2f} units expected meanwhile, "
         f"{buffer.confidence_pct:g}% confidence, bounds {buffer.minimum}-{buffer.maximum}"
     )

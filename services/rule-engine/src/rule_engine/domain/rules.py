@@ -17,17 +17,19 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from rule_engine.domain.adaptive import NO_EXPOSURE, AdaptiveBuffer, Exposure, explain
 
 ConditionOp = Literal["<=", "<", ">=", ">", "==", "between", "always"]
 ActionType = Literal["set", "subtract", "cap", "percent", "allocate"]
-# Not an API action yet: the event path does not maintain its rates and delays (docs/rules.md).
+# The adaptive buffer: reads the SKU's sales rate and each channel's display delay (domain.adaptive).
 AdaptiveActionType = Literal["adaptive"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# A decision keeps the reasons of its first adaptive rules only, as many as an event carries.
+MAX_REASONS = 20
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,22 @@ class Action:
     def __post_init__(self) -> None:
         if (self.type == "adaptive") != (self.adaptive is not None):
             raise ValueError("an adaptive action, and only one, carries its AdaptiveBuffer")
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Action:
+        """An action as stored: `{"type", "value"}`, plus the adaptive buffer's parameters."""
+        if document["type"] == "adaptive":
+            return cls(
+                "adaptive",
+                0,
+                AdaptiveBuffer(
+                    float(document.get("confidence_pct", 95.0)),
+                    int(document.get("minimum", 0)),
+                    int(document.get("maximum", 10)),
+                    float(document.get("floor_per_hour", 0.0)),
+                ),
+            )
+        return cls(document["type"], document.get("value", 0))
 
     def apply(self, quantity: int, hidden: int = 0) -> int:
         match self.type:
@@ -289,8 +307,9 @@ class Funnel:
             if (not rule.connection_ids or connection_id in rule.connection_ids) and rule.condition.holds(quantity):
                 hidden = 0
                 if rule.action.adaptive is not None:
-                    hidden = rule.action.adaptive.hidden(exposure.expected_elsewhere(connection_id))
-                    reasons = (*reasons, explain(hidden, exposure, connection_id, rule.action.adaptive))
+                    hidden = rule.action.adaptive.hidden(rule.action.adaptive.expected(exposure, connection_id))
+                    if len(reasons) < MAX_REASONS:  # what an event carries (ChannelQuantityChanged)
+                        reasons = (*reasons, explain(hidden, exposure, connection_id, rule.action.adaptive))
                 quantity = rule.action.apply(quantity, hidden)
                 decided_by = (*decided_by, rule.rule_id)
         return Decision(max(0, int(quantity)), decided_by, reasons)
@@ -311,6 +330,7 @@ class Funnel:
         available: int,
         product: ProductAttributes = NO_ATTRIBUTES,
         named_sku: str | None = None,
+        exposure: Exposure = NO_EXPOSURE,
     ) -> tuple[Decision, ...]:
         """One decision per connection for every SKU with these inputs.
 
@@ -323,7 +343,7 @@ class Funnel:
             if (not r.skus or (named_sku is not None and named_sku in r.skus))
             and (r.product_filter.is_empty or r.product_filter.matches(product))
         ]
-        return tuple(self.decide_with(product_rules, c, available) for c in connection_ids)
+        return tuple(self.decide_with(product_rules, c, available, exposure) for c in connection_ids)
 
 
 def channel_quantity(

@@ -11,7 +11,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from stocksync_common.auth import MerchantId, api_key_id
 from stocksync_common.bounds import INT64_MAX, QUANTITY_MAX, Identifier, Label, Quantity, Sku
@@ -19,7 +29,8 @@ from stocksync_common.contracts import utcnow
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
-from rule_engine.domain.rules import Action, ActionType, Condition, ConditionOp, Weekday
+from rule_engine.domain.adaptive import MAX_FLOOR_PER_HOUR, MAX_HIDDEN_UNITS, AdaptiveBuffer
+from rule_engine.domain.rules import Action, ActionType, AdaptiveActionType, Condition, ConditionOp, Weekday
 from rule_engine.service_layer import rule_changes
 from rule_engine.service_layer.evaluation import rule_from_row
 from rule_engine.service_layer.rule_changes import RuleNotFound, UnknownChannels
@@ -63,16 +74,77 @@ class ConditionIn(BaseModel):
 
 
 class ActionIn(BaseModel):
+    """What a rule does to the quantity. "adaptive" hides the units the SKU is expected to
+    sell while the channel's listing is stale (docs/rules.md): it takes `confidence_pct`,
+    `minimum`, `maximum` and `floor_per_hour` instead of `value`. Each error names its field."""
+
     model_config = ConfigDict(extra="forbid")
-    type: ActionType
-    value: Quantity
+    type: Literal[ActionType, AdaptiveActionType]
+    value: Quantity | None = Field(
+        None, validate_default=True, description='The action\'s number; required except for "adaptive"'
+    )
+    confidence_pct: float | None = Field(
+        None, ge=50, le=99.99, description="adaptive: the chance that the hidden units cover the sales meanwhile"
+    )
+    minimum: int | None = Field(None, ge=0, le=MAX_HIDDEN_UNITS, description="adaptive: units always hidden")
+    maximum: int | None = Field(
+        None, ge=0, le=MAX_HIDDEN_UNITS, validate_default=True, description="adaptive: units hidden at most"
+    )
+    floor_per_hour: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_FLOOR_PER_HOUR,
+        description="adaptive: the least sales rate assumed (units/hour), for a launch or a sales day",
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _value_of_its_type(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("type")
+        if kind == "adaptive" and value not in (None, 0):
+            raise ValueError("the adaptive action takes no value (confidence_pct, minimum, maximum)")
+        if kind is not None and kind != "adaptive" and value is None:
+            raise ValueError(f"Field required for the action {kind!r}")
+        return value
+
+    @field_validator("confidence_pct", "minimum", "maximum", "floor_per_hour")
+    @classmethod
+    def _only_adaptive(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("type")
+        if kind != "adaptive":
+            if value is not None and kind is not None:
+                raise ValueError("only for the adaptive action")
+            return value
+        if info.field_name == "maximum":
+            maximum = AdaptiveBuffer().maximum if value is None else value
+            if maximum < (info.data.get("minimum") or 0):
+                raise ValueError("must be at least minimum")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.type == "adaptive":
+            buffer = AdaptiveBuffer()
+            self.value = 0
+            self.confidence_pct = buffer.confidence_pct if self.confidence_pct is None else self.confidence_pct
+            self.minimum = buffer.minimum if self.minimum is None else self.minimum
+            self.maximum = buffer.maximum if self.maximum is None else self.maximum
+            self.floor_per_hour = buffer.floor_per_hour if self.floor_per_hour is None else self.floor_per_hour
+            return self
+        assert self.value is not None  # `_value_of_its_type`
         if self.type == "percent" and self.value > 100:
             raise ValueError("a percentage is at most 100")
         _check_evaluates(Action(self.type, self.value).apply)
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the fields of the action's type: `{"type": "set", "value": 0}` stays as it was."""
+        dumped: dict[str, Any] = handler(self)
+        return {k: v for k, v in dumped.items() if v is not None}
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump()
 
 
 class ProductFilterIn(BaseModel):
@@ -172,7 +244,7 @@ class RuleIn(BaseModel):
             "connection_ids": [] if self.channels == "all" else list(dict.fromkeys(self.channels)),
             "skus": sorted(set(self.skus or [])),
             "condition": self.condition.model_dump(),
-            "action": self.action.model_dump(),
+            "action": self.action.stored(),
             "product_filter": self.product_filter.stored() if self.product_filter is not None else {},
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,
@@ -294,6 +366,9 @@ class PreviewedChange(BaseModel):
     proposed: int
     rule_ids: list[uuid.UUID] = Field(
         description="Rules that decided the proposed quantity; the nil UUID is the previewed rule when not yet saved"
+    )
+    reasons: list[str] = Field(
+        default_factory=list, description="Why an adaptive buffer hid what it hid on this channel"
     )
 
 
@@ -452,6 +527,7 @@ async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantI
                 current=c.current,
                 proposed=c.decision.quantity,
                 rule_ids=list(c.decision.rule_ids),
+                reasons=list(c.decision.reasons),
             )
             for c in preview.changes
         ],

@@ -44,7 +44,19 @@ from stocksync_common.db import claim_events
 from stocksync_common.outbox import add_to_outbox
 from stocksync_common.topics import CATALOGUE, CONNECTIONS
 
-from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, products, rules, stock
+from rule_engine.adapters.tables import (
+    channel_quantities,
+    connection_delays,
+    connections,
+    inbox,
+    outbox,
+    products,
+    rules,
+    sales_rates,
+    stock,
+)
+from rule_engine.config import RuleEngineSettings
+from rule_engine.domain.adaptive import Estimation, Exposure
 from rule_engine.domain.rules import (
     Action,
     AttributeFilter,
@@ -69,7 +81,7 @@ def rule_from_mapping(m: Mapping[str, Any]) -> Rule:
         rule_id=m["rule_id"],
         position=m["position"],
         condition=Condition(**m["condition"]),
-        action=Action(**m["action"]),
+        action=Action.from_document(m["action"]),
         connection_ids=frozenset(m["connection_ids"]),
         skus=frozenset(m["skus"]),
         enabled=m["enabled"],
@@ -189,7 +201,30 @@ _INPUT_TYPES: dict[str, type[sa.types.TypeEngine[Any]]] = {
     "category": sa.Text,
     "tags": sa.Text,  # PostgreSQL's own text of the array, as the first query gave it
     "named": sa.Text,
+    "rate": sa.Numeric,
 }
+
+
+@functools.cache
+def configured_estimation() -> Estimation:
+    """The adaptive buffer's estimation settings, read once per process."""
+    settings = RuleEngineSettings()
+    return Estimation(settings.adaptive_rate_tau_s, settings.adaptive_default_delay_s)
+
+
+def _sales_rate_per_hour(source: Any) -> Any:
+    """The SKU's sales rate over its channels, decayed to `at`, in units per hour rounded
+    like `domain.adaptive.rate_per_hour` (0 for a SKU that never sold)."""
+    elapsed = sa.func.greatest(
+        0.0, sa.extract("epoch", sa.bindparam("at", type_=sa.DateTime(timezone=True)) - sales_rates.c.at)
+    )
+    decayed = sales_rates.c.rate * sa.func.exp(-elapsed / sa.bindparam("tau", type_=sa.Float))
+    total = (
+        sa.select(sa.func.round(sa.cast(sa.func.sum(decayed) * 3600, sa.Numeric), 3))
+        .where(sales_rates.c.merchant_id == source.c.merchant_id, sales_rates.c.sku == source.c.sku)
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(total, sa.cast(0, sa.Numeric))
 
 
 def _in_scope(source: Any, scoped: bool) -> list[Any]:
@@ -216,6 +251,8 @@ def _inputs(source: Any, names: Sequence[str]) -> dict[str, Any]:
             else_=sa.literal(""),
         ),
     }
+    if "rate" in names:
+        every["rate"] = _sales_rate_per_hour(source)
     return {name: every[name] for name in names}
 
 
@@ -353,11 +390,27 @@ def _queries(names: tuple[str, ...], connections: int, scoped: bool, summed: boo
     return distinct_inputs, paged
 
 
-def _decisions_for(funnel: Funnel, targets: Sequence[uuid.UUID], row: Any) -> tuple[Decision, ...]:
+def _decisions_for(
+    funnel: Funnel, targets: Sequence[uuid.UUID], row: Any, exposure: Exposure | None = None
+) -> tuple[Decision, ...]:
     m = row._mapping
     product = ProductAttributes.of(m.get("brand"), m.get("category"), m.get("tags") or ())
     named = m.get("named")
+    if exposure is not None:
+        rate = float(m["rate"]) / 3600
+        exposure = Exposure.of_total(rate, exposure.delays, exposure.default_delay_s)
+        return funnel.decisions(targets, m["available"], product, named[1:] if named else None, exposure)
     return funnel.decisions(targets, m["available"], product, named[1:] if named else None)
+
+
+async def measured_delays(conn: AsyncConnection, merchant_id: uuid.UUID) -> dict[object, float]:
+    """The p95 display delay of each of the merchant's connections that has one measured."""
+    rows = await conn.execute(
+        sa.select(connection_delays.c.connection_id, connection_delays.c.p95_s).where(
+            connection_delays.c.merchant_id == merchant_id
+        )
+    )
+    return {connection_id: p95 for connection_id, p95 in rows.all()}
 
 
 async def changed_quantities(
@@ -369,6 +422,8 @@ async def changed_quantities(
     lock_stock: bool,
     limit: int | None = None,
     after: tuple[str, str] | None = None,
+    at: datetime | None = None,
+    estimation: Estimation | None = None,
 ) -> ChangeList:
     """The channel quantities in `scope` whose decision differs from the last published one.
 
@@ -396,7 +451,9 @@ async def changed_quantities(
             params["skus"] = sorted(scope.skus)
         await conn.execute(_lock_sql(scope.skus is not None), params)
     found = [
-        await _feed_changes(conn, merchant_id, funnel, scope, feed, targets, limit=limit, after=after)
+        await _feed_changes(
+            conn, merchant_id, funnel, scope, feed, targets, limit=limit, after=after, at=at, estimation=estimation
+        )
         for feed, targets in feeds.items()
     ]
     if len(found) == 1:
@@ -451,6 +508,8 @@ async def _feed_changes(
     *,
     limit: int | None,
     after: tuple[str, str] | None,
+    at: datetime | None,
+    estimation: Estimation | None,
 ) -> ChangeList:
     """`changed_quantities` for the connections of one feed."""
     named = funnel.named_skus if scope.skus is None else funnel.named_skus & scope.skus
@@ -458,6 +517,7 @@ async def _feed_changes(
         "available",
         *(a for a in ("brand", "category", "tags") if a in funnel.filtered_attributes),
         *(("named",) if named else ()),
+        *(("rate",) if funnel.is_adaptive else ()),
     )
     find_inputs, find_changes = _queries(
         names, len(targets), scope.skus is not None, not feed.per_location, limit is not None
@@ -467,6 +527,12 @@ async def _feed_changes(
         "named": sorted(named),
         "feed_locations": list(feed.locations),
     }
+    exposure: Exposure | None = None
+    if funnel.is_adaptive:
+        # A SKU's decisions then also depend on its sales rate, and on the connections' delays.
+        estimation = estimation or configured_estimation()
+        params.update(at=at or utcnow(), tau=estimation.tau_s)
+        exposure = Exposure({}, await measured_delays(conn, merchant_id), estimation.default_delay_s)
     if scope.skus is not None:
         params["skus"] = sorted(scope.skus)
     else:
@@ -474,7 +540,7 @@ async def _feed_changes(
     distinct_inputs = (await conn.execute(find_inputs, params)).all()
     if not distinct_inputs:
         return ChangeList([], 0, 0)
-    decided = [_decisions_for(funnel, targets, row) for row in distinct_inputs]
+    decided = [_decisions_for(funnel, targets, row, exposure) for row in distinct_inputs]
 
     for name in names:
         params[f"decisions_{name}"] = [r._mapping["tags_text" if name == "tags" else name] for r in distinct_inputs]
@@ -498,7 +564,7 @@ async def _feed_changes(
         if m["sku"] is None:
             break  # a page after the last change: only the totals
         input_id = m["input_id"]
-        row_decisions = decided[input_id] if input_id is not None else _decisions_for(funnel, targets, row)
+        row_decisions = decided[input_id] if input_id is not None else _decisions_for(funnel, targets, row, exposure)
         row_changes = [
             QuantityChange(
                 target,
@@ -542,7 +608,7 @@ async def reevaluate(
     """Recompute the channel quantities in `scope` as of `at` (now); emit those that changed."""
     at = at or utcnow()
     funnel = Funnel(await load_rules(conn, merchant_id), at)
-    found = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=True)
+    found = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=True, at=at)
     emitted: list[ChannelQuantityChanged] = []
     upserts: list[dict[str, Any]] = []
     for change in found.changes:
@@ -558,6 +624,7 @@ async def reevaluate(
                 stock_version=change.stock_version,
                 available=change.available,
                 rule_ids=change.decision.rule_ids,
+                reasons=change.decision.reasons,
                 causation_id=causation_id or change.causation_id,
                 origin_received_at=change.origin_received_at if causation_id is None else None,
             )

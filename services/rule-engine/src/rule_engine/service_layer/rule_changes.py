@@ -373,6 +373,7 @@ async def preview_rule_change(
             lock_stock=False,
             limit=limit,
             after=after,
+            at=at,
         )
     return Preview(at, found.changes, found.channel_quantities_changed, found.skus_changed, found.more, found.next)
 

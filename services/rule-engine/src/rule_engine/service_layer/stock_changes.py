@@ -27,17 +27,28 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stocksync_common.contracts import DEFAULT_LOCATION, ChannelQuantityChanged, StockChanged, utcnow
+from stocksync_common.contracts import DEFAULT_LOCATION, ChannelQuantityChanged, ChannelType, StockChanged, utcnow
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import raw_transaction, uuid_array_literal
 from stocksync_common.topics import STOCK_CHANGED
 
-from rule_engine.adapters.tables import channel_quantities, connections, inbox, outbox, products, rules, stock
+from rule_engine.adapters.tables import (
+    channel_quantities,
+    connection_delays,
+    connections,
+    inbox,
+    outbox,
+    products,
+    rules,
+    sales_rates,
+    stock,
+)
+from rule_engine.domain.adaptive import DecayedRate, Estimation, Exposure, rate_per_hour, sale_of
 from rule_engine.domain.rules import Decision, Funnel, ProductAttributes, Rule
 from rule_engine.service_layer.evaluation import rule_from_mapping
 
@@ -47,7 +58,14 @@ WITH claimed AS (
     SELECT e, $1::text FROM unnest($2::uuid[]) AS e
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
-)
+),
+before AS (
+    SELECT s.merchant_id, s.sku, s.location, s.available
+    FROM {stock.fullname} s
+    JOIN unnest($4::uuid[], $5::text[], $6::text[]) AS b(merchant_id, sku, location)
+        ON s.merchant_id = b.merchant_id AND s.sku = b.sku AND s.location = b.location
+),
+upserted AS (
 INSERT INTO {stock.fullname} AS s
     (merchant_id, sku, location, available, version, causation_id, origin_received_at)
 SELECT c.merchant_id, c.sku, c.location, c.available, c.version, c.causation_id, c.origin_received_at
@@ -61,7 +79,12 @@ ON CONFLICT (merchant_id, sku, location) DO UPDATE
 SET available = EXCLUDED.available, version = EXCLUDED.version, causation_id = EXCLUDED.causation_id,
     origin_received_at = EXCLUDED.origin_received_at
 WHERE s.version < EXCLUDED.version
-RETURNING s.merchant_id, s.sku
+RETURNING s.merchant_id, s.sku, s.location
+)
+-- What each updated row held before (none for a SKU seen for the first time): a sale is a drop.
+SELECT u.merchant_id, u.sku, u.location, b.available AS before_available
+FROM upserted u
+LEFT JOIN before b ON b.merchant_id = u.merchant_id AND b.sku = u.sku AND b.location = u.location
 """
 
 _RULE_COLUMNS = (
@@ -85,7 +108,11 @@ merchants AS (
         (SELECT coalesce(array_agg(c.connection_id), '{{}}')
          FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS connection_ids,
         (SELECT md5(coalesce(string_agg(r.rule_id::text || '@' || r.xmin::text, ',' ORDER BY r.rule_id), ''))
-         FROM {rules.fullname} r WHERE r.merchant_id = d.merchant_id) AS fingerprint
+         FROM {rules.fullname} r WHERE r.merchant_id = d.merchant_id) AS fingerprint,
+        (SELECT coalesce(array_agg(cd.connection_id ORDER BY cd.connection_id), '{{}}')
+         FROM {connection_delays.fullname} cd WHERE cd.merchant_id = d.merchant_id) AS delay_connections,
+        (SELECT coalesce(array_agg(cd.p95_s ORDER BY cd.connection_id), '{{}}')
+         FROM {connection_delays.fullname} cd WHERE cd.merchant_id = d.merchant_id) AS delay_p95s
     FROM (SELECT DISTINCT merchant_id FROM moved) d
 ),
 locked AS (
@@ -96,7 +123,8 @@ locked AS (
 )
 SELECT l.merchant_id, l.sku, l.location, l.available, l.version, l.causation_id, l.origin_received_at,
     pr.brand, pr.category, pr.tags,
-    mm.feeds, mm.fingerprint,
+    mm.feeds, mm.fingerprint, mm.delay_connections, mm.delay_p95s,
+    sr.channels AS rate_channels, sr.rates, sr.rated_at,
     CASE WHEN mm.fingerprint IS NOT DISTINCT FROM k.fingerprint THEN NULL
          ELSE (SELECT coalesce(json_agg(x), '[]')::text
                FROM (SELECT {_RULE_COLUMNS} FROM {rules.fullname} WHERE merchant_id = mm.merchant_id) x)
@@ -114,6 +142,10 @@ LEFT JOIN LATERAL (
     -- (connection_id, sku) leads the primary key: one index range per connection.
     WHERE cq.connection_id = ANY(mm.connection_ids) AND cq.sku = l.sku
 ) p ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(r.channel) AS channels, array_agg(r.rate) AS rates, array_agg(r.at) AS rated_at
+    FROM {sales_rates.fullname} r WHERE r.merchant_id = l.merchant_id AND r.sku = l.sku
+) sr ON true
 ORDER BY l.merchant_id, l.sku, l.location
 """
 
@@ -136,6 +168,16 @@ announced AS (
 )
 SELECT (SELECT count(*) FROM published), (SELECT count(*) FROM announced)
 """
+
+
+# The sales rates that moved (one row per SKU and channel that sold), in key order.
+SAVE_RATES_SQL = f"""
+INSERT INTO {sales_rates.fullname} AS r (merchant_id, sku, channel, rate, at)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::timestamptz[])
+ON CONFLICT (merchant_id, sku, channel) DO UPDATE SET rate = EXCLUDED.rate, at = EXCLUDED.at
+"""
+
+RateKey = tuple[uuid.UUID, str, str]  # merchant, sku, channel
 
 
 class RuleSets:
@@ -229,11 +271,57 @@ def _views(by_location: dict[str, Any], feed: dict[str, Any]) -> list[_View]:
     ]
 
 
-def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: datetime) -> list[ChannelQuantityChanged]:
+CHANNEL_TYPES = frozenset(get_args(ChannelType))
+
+
+def sales_in(moved: Iterable[Any], changes: dict[tuple[uuid.UUID, str, str], StockChanged]) -> list[tuple[Any, ...]]:
+    """The sales a batch applied: (merchant, sku, channel, units, at) per moved row that sold.
+
+    `moved` are the projection's rows the batch updated, with the available they had before.
+    """
+    sales: list[tuple[Any, ...]] = []
+    for row in moved:
+        change = changes[(row["merchant_id"], row["sku"], row["location"])]
+        sale = sale_of(change.causation_id, CHANNEL_TYPES, row["before_available"], change.available)
+        if sale is None:
+            continue
+        at = change.origin_received_at or change.occurred_at
+        sales.append((change.merchant_id, change.sku, sale[0], sale[1], at))
+    return sales
+
+
+def updated_rates(
+    rows: Iterable[Any], sales: Iterable[tuple[Any, ...]], estimation: Estimation
+) -> tuple[dict[tuple[uuid.UUID, str], dict[str, DecayedRate]], dict[RateKey, DecayedRate]]:
+    """Each moved SKU's rates per channel after this batch's sales, and the rates that changed."""
+    per_sku: dict[tuple[uuid.UUID, str], dict[str, DecayedRate]] = {}
+    for row in rows:
+        key = (row["merchant_id"], row["sku"])
+        if key in per_sku:
+            continue
+        stored = zip(row["rate_channels"] or (), row["rates"] or (), row["rated_at"] or (), strict=True)
+        per_sku[key] = {c: DecayedRate(rate, at.timestamp()) for c, rate, at in stored}
+    changed: dict[RateKey, DecayedRate] = {}
+    for merchant_id, sku, channel, units, at in sorted(sales, key=lambda s: s[4]):
+        rates = per_sku.setdefault((merchant_id, sku), {})
+        rate = rates.get(channel, DecayedRate()).observe(units, at.timestamp(), estimation.tau_s)
+        rates[channel] = rate
+        changed[(merchant_id, sku, channel)] = rate
+    return per_sku, changed
+
+
+def plan_channel_quantities(
+    rows: Iterable[Any],
+    rule_sets: RuleSets,
+    at: datetime,
+    rates: dict[tuple[uuid.UUID, str], dict[str, DecayedRate]] | None = None,
+    estimation: Estimation = Estimation(),
+) -> list[ChannelQuantityChanged]:
     """The channel quantities that differ from the published ones, from `LOCK_AND_READ_SQL`'s rows.
 
     Rows come in (merchant, sku, location) order; per SKU, connections in id order, each
-    shown its feed (`_views`).
+    shown its feed (`_views`). A merchant with an adaptive rule decides from the SKU's sales
+    rate (`rates`, after the batch's sales) and its connections' measured delays.
     """
     emitted: list[ChannelQuantityChanged] = []
     funnels: dict[uuid.UUID, Funnel] = {}
@@ -254,6 +342,16 @@ def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: dateti
             if funnel.needs_attributes
             else None
         )
+        per_hour = None
+        exposure: Exposure | None = None
+        if funnel.is_adaptive:
+            sku_rates = (rates or {}).get((merchant_id, sku), {})
+            per_hour = rate_per_hour(sum(r.value_at(at.timestamp(), estimation.tau_s) for r in sku_rates.values()))
+            exposure = Exposure.of_total(
+                per_hour / 3600,
+                dict(zip(first["delay_connections"], first["delay_p95s"], strict=True)),
+                estimation.default_delay_s,
+            )
         published: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
         if first["published_to"] is not None:
             published = {
@@ -270,10 +368,15 @@ def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: dateti
         for feed in feeds:
             target = uuid.UUID(feed["id"])
             for view in _views(by_location, feed):
-                key = (merchant_id, target, view.available, product, named)
+                key = (merchant_id, target, view.available, product, named, per_hour)
                 decision = decided.get(key)
                 if decision is None:
-                    decision = funnel.decisions([target], view.available, product or ProductAttributes(), named)[0]
+                    attributes = product or ProductAttributes()
+                    decision = (
+                        funnel.decisions([target], view.available, attributes, named, exposure)[0]
+                        if exposure is not None
+                        else funnel.decisions([target], view.available, attributes, named)[0]
+                    )
                     decided[key] = decision
                 current, version = published.get((target, view.location), (None, 0))
                 if current == decision.quantity:
@@ -289,6 +392,7 @@ def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: dateti
                         stock_version=view.stock_version,
                         available=view.available,
                         rule_ids=decision.rule_ids,
+                        reasons=decision.reasons,
                         causation_id=view.causation_id,
                         origin_received_at=view.origin_received_at,
                     )
@@ -297,10 +401,14 @@ def plan_channel_quantities(rows: Iterable[Any], rule_sets: RuleSets, at: dateti
 
 
 async def apply_stock_changes(
-    engine: AsyncEngine, changes: Iterable[StockChanged], rule_sets: RuleSets | None = None
+    engine: AsyncEngine,
+    changes: Iterable[StockChanged],
+    rule_sets: RuleSets | None = None,
+    estimation: Estimation = Estimation(),
 ) -> int:
     """Project a consumer batch of stock changes and emit the channel quantities that
-    changed; one transaction, three statements. Returns the number emitted."""
+    changed; one transaction, three statements (a fourth saves the sales rates of a batch
+    that sold). Returns the number emitted."""
     changes = list(changes)
     rule_sets = rule_sets if rule_sets is not None else RuleSets()
     rows = _newest(changes)
@@ -331,7 +439,19 @@ async def apply_stock_changes(
             known_merchants,
             fingerprints,
         )
-        emitted = plan_channel_quantities(read, rule_sets, utcnow())
+        sales = sales_in(moved, {(c.merchant_id, c.sku, c.location): c for c in rows})
+        rates, changed_rates = updated_rates(read, sales, estimation)
+        if changed_rates:
+            keys = sorted(changed_rates, key=lambda k: (str(k[0]), k[1], k[2]))
+            await conn.execute(
+                SAVE_RATES_SQL,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                [changed_rates[k].rate for k in keys],
+                [datetime.fromtimestamp(changed_rates[k].at or 0.0, UTC) for k in keys],
+            )
+        emitted = plan_channel_quantities(read, rule_sets, utcnow(), rates, estimation)
         if not emitted:
             return 0
         await conn.fetchrow(

@@ -1,0 +1,336 @@
+"""Each connection's display delay: from an order's receipt to the moment the channel shows it.
+
+Measured from the push history and read-backs, one push at a time per connection:
+
+- every tick, a connection without an open probe takes its newest accepted push since
+  the last one sampled (a push that carries the order's receipt time);
+- a channel whose API can be read back (Shopify, WooCommerce, eBay) gets a probe: the
+  listing is read every `display_probe_interval_s` (slower as it waits, `next_read_in`)
+  until it shows the pushed quantity; the sample is that read's time minus the order's
+  receipt. A newer quantity sent meanwhile ends the probe without a sample (the channel
+  may never show the older one); a probe older than `display_probe_max_s` records that
+  age as a censored sample (the channel is at least that slow);
+- a channel that cannot be read back is sampled at acceptance (its sync window), the
+  best it can tell.
+
+Only the last `display_delay_window` samples are kept. Once `display_delay_min_samples`
+exist the p50 and p95 replace the configured default; the delay is then announced on
+connection.delays.v1 (through the outbox) the first time and whenever its p95 moves
+enough (`domain.display_delay.should_announce`), which the rule engine's adaptive buffer
+reads. The cost is bounded: at most one read call per connection per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from prometheus_client import Gauge
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stocksync_common.contracts import ConnectionDelayMeasured, utcnow
+from stocksync_common.outbox import add_to_outbox
+from stocksync_common.periodic import Periodic
+
+from channel_publisher.adapters.tables import (
+    connections,
+    display_delay_state,
+    display_delays,
+    display_probes,
+    last_sent,
+    listings,
+    outbox,
+    pushes,
+)
+from channel_publisher.config import PublisherSettings
+from channel_publisher.domain.display_delay import DisplayDelay, next_read_in, should_announce
+from channel_publisher.domain.pushes import PushItem, ReadsQuantities
+
+if TYPE_CHECKING:
+    from channel_publisher.service_layer.publishing import Publisher
+
+log = logging.getLogger(__name__)
+
+DISPLAY_DELAY = Gauge(
+    "stocksync_channel_display_delay_seconds",
+    "Time from an order's receipt to the channel showing the new quantity (over the sliding window)",
+    ["connection_id", "quantile"],
+)
+
+
+def display_delay_worker(publisher: Publisher, wake_relay: Callable[[], None]) -> Periodic:
+    async def step() -> None:
+        if await measure_display_delays(publisher):
+            wake_relay()
+
+    return Periodic("display-delays", publisher.settings.display_probe_interval_s, step)
+
+
+async def measure_display_delays(publisher: Publisher, now: datetime | None = None) -> int:
+    """One tick: start probes or take samples, read the due probes, announce. Returns announcements."""
+    settings = publisher.settings
+    now = now or utcnow()
+    measured: set[uuid.UUID] = set()
+    async with publisher.engine.begin() as conn:
+        measured |= await _take_new_pushes(publisher, conn, now)
+        due = (
+            await conn.execute(
+                sa.select(display_probes, listings.c.external, last_sent.c.version.label("sent_version"))
+                .join(
+                    listings,
+                    sa.and_(
+                        listings.c.connection_id == display_probes.c.connection_id,
+                        listings.c.sku == display_probes.c.sku,
+                        listings.c.location == display_probes.c.location,
+                    ),
+                    isouter=True,
+                )
+                .join(
+                    last_sent,
+                    sa.and_(
+                        last_sent.c.connection_id == display_probes.c.connection_id,
+                        last_sent.c.sku == display_probes.c.sku,
+                        last_sent.c.location == display_probes.c.location,
+                    ),
+                    isouter=True,
+                )
+                .where(display_probes.c.next_read_at <= now)
+            )
+        ).all()
+    # Concurrently: one slow or unreachable channel must not hold the others' probes back.
+    results = await asyncio.gather(*(_read_probe(publisher, probe) for probe in due))
+    measured |= {probe.connection_id for probe, sampled in zip(due, results, strict=True) if sampled}
+    announced = 0
+    for connection_id in sorted(measured):
+        async with publisher.engine.begin() as conn:
+            announced += await _summarise(conn, settings, connection_id, utcnow())
+    return announced
+
+
+async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: datetime) -> set[uuid.UUID]:
+    """Per active connection without an open probe: its newest accepted push not yet sampled.
+
+    Looked up through the history's (connection_id, finished_at) index, from the last push
+    sampled (or the last hour): a connection that has not pushed for days costs one probe
+    of the index, not a scan of everyone's pushes since."""
+    state = display_delay_state.alias("st")
+    since = sa.func.coalesce(state.c.last_finished_at, sa.literal(now - timedelta(hours=1), sa.DateTime(timezone=True)))
+    newest = (
+        sa.select(
+            pushes.c.push_id,
+            pushes.c.sku,
+            pushes.c.location,
+            pushes.c.quantity,
+            pushes.c.version,
+            pushes.c.origin_received_at,
+            pushes.c.finished_at,
+        )
+        .where(
+            pushes.c.connection_id == connections.c.connection_id,
+            pushes.c.status == "accepted",
+            pushes.c.origin_received_at.is_not(None),
+            pushes.c.finished_at >= since,
+            pushes.c.push_id > sa.func.coalesce(state.c.last_push_id, 0),
+        )
+        .order_by(pushes.c.finished_at.desc(), pushes.c.push_id.desc())
+        .limit(1)
+        .lateral("newest")
+    )
+    rows = (
+        await conn.execute(
+            sa.select(connections.c.connection_id, connections.c.channel_type, newest)
+            .select_from(
+                connections.outerjoin(state, state.c.connection_id == connections.c.connection_id).join(
+                    newest, sa.true()
+                )
+            )
+            .where(
+                connections.c.active,
+                ~sa.exists().where(display_probes.c.connection_id == connections.c.connection_id),
+            )
+        )
+    ).all()
+    sampled: set[uuid.UUID] = set()
+    for row in rows:
+        # Claim the push first: of two publisher instances, only the one that moves the
+        # connection's mark forward samples it (the other waits for the row lock, then skips).
+        sampled_up_to = {"last_push_id": row.push_id, "last_finished_at": row.finished_at}
+        stmt = pg.insert(display_delay_state).values(connection_id=row.connection_id, **sampled_up_to)
+        claimed = await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[display_delay_state.c.connection_id],
+                set_=sampled_up_to,
+                where=display_delay_state.c.last_push_id < stmt.excluded.last_push_id,
+            ).returning(display_delay_state.c.connection_id)
+        )
+        if claimed.first() is None:
+            continue
+        found = await publisher.adapter_for(conn, row.connection_id)
+        if found is not None and isinstance(found[1], ReadsQuantities):
+            await conn.execute(
+                pg.insert(display_probes)
+                .on_conflict_do_nothing()
+                .values(
+                    connection_id=row.connection_id,
+                    sku=row.sku,
+                    location=row.location,
+                    quantity=row.quantity,
+                    version=row.version,
+                    origin_received_at=row.origin_received_at,
+                    accepted_at=row.finished_at,
+                    reads=0,
+                    next_read_at=now,
+                )
+            )
+        else:
+            await _record(
+                conn, row.connection_id, (row.finished_at - row.origin_received_at).total_seconds(), "accepted"
+            )
+            sampled.add(row.connection_id)
+    return sampled
+
+
+async def _read_probe(publisher: Publisher, probe: Any) -> bool:
+    """Read one probe's listing; True when it produced a sample."""
+    settings = publisher.settings
+    superseded = probe.sent_version is not None and probe.sent_version > probe.version
+    shown: int | None = None
+    read_failed = False
+    if not superseded and probe.external is not None:
+        async with publisher.engine.connect() as conn:
+            found = await publisher.adapter_for(conn, probe.connection_id)
+        adapter = found[1] if found is not None else None
+        if not isinstance(adapter, ReadsQuantities):
+            superseded = True  # no longer readable (its type or credentials changed): nothing to measure
+        else:
+            try:
+                answer = await adapter.read_quantities(
+                    [PushItem(probe.sku, probe.location, probe.quantity, dict(probe.external), probe.version)]
+                )
+                shown = answer.get(0)
+            except Exception as exc:
+                read_failed = True
+                log.warning(
+                    "display probe: read-back failed",
+                    extra={"connection_id": str(probe.connection_id), "error": str(exc)},
+                )
+    read_at = utcnow()
+    # This probe as it was read: another instance that read it too, or a newer probe, is left alone.
+    key = sa.and_(
+        display_probes.c.connection_id == probe.connection_id,
+        display_probes.c.version == probe.version,
+        display_probes.c.reads == probe.reads,
+    )
+    async with publisher.engine.begin() as conn:
+
+        async def closed() -> bool:
+            return (
+                await conn.execute(sa.delete(display_probes).where(key).returning(display_probes.c.version))
+            ).first() is not None
+
+        if superseded or probe.external is None:
+            await closed()
+            return False
+        if not read_failed and shown == probe.quantity:
+            if not await closed():
+                return False
+            await _record(conn, probe.connection_id, (read_at - probe.origin_received_at).total_seconds(), "read_back")
+            return True
+        if (read_at - probe.accepted_at).total_seconds() >= settings.display_probe_max_s:
+            if not await closed():
+                return False
+            await _record(conn, probe.connection_id, (read_at - probe.origin_received_at).total_seconds(), "censored")
+            return True
+        wait = next_read_in(probe.reads, settings.display_probe_interval_s)
+        await conn.execute(
+            sa.update(display_probes)
+            .where(key)
+            .values(reads=probe.reads + 1, next_read_at=read_at + timedelta(seconds=wait))
+        )
+    return False
+
+
+async def _record(conn: AsyncConnection, connection_id: uuid.UUID, delay_s: float, how: str) -> None:
+    await conn.execute(
+        sa.insert(display_delays).values(
+            connection_id=connection_id, delay_s=min(max(0.0, delay_s), 86_400.0), how=how, measured_at=utcnow()
+        )
+    )
+
+
+async def read_display_delay(
+    conn: AsyncConnection, settings: PublisherSettings, connection_id: uuid.UUID
+) -> DisplayDelay:
+    """The connection's delay over its last `display_delay_window` samples (or the default)."""
+    samples = (
+        await conn.execute(
+            sa.select(display_delays.c.delay_s)
+            .where(display_delays.c.connection_id == connection_id)
+            .order_by(display_delays.c.sample_id.desc())
+            .limit(settings.display_delay_window)
+        )
+    ).scalars()
+    return DisplayDelay.of(list(samples), settings.display_delay_default_s, settings.display_delay_min_samples)
+
+
+async def _summarise(
+    conn: AsyncConnection, settings: PublisherSettings, connection_id: uuid.UUID, now: datetime
+) -> int:
+    """Trim the window, update the gauge, and announce the delay if it moved enough."""
+    await conn.execute(
+        sa.delete(display_delays).where(
+            display_delays.c.connection_id == connection_id,
+            display_delays.c.sample_id
+            < sa.select(sa.func.min(sa.literal_column("sample_id")))
+            .select_from(
+                sa.select(display_delays.c.sample_id)
+                .where(display_delays.c.connection_id == connection_id)
+                .order_by(display_delays.c.sample_id.desc())
+                .limit(settings.display_delay_window)
+                .subquery()
+            )
+            .scalar_subquery(),
+        )
+    )
+    delay = await read_display_delay(conn, settings, connection_id)
+    DISPLAY_DELAY.labels(str(connection_id), "0.5").set(delay.p50_s)
+    DISPLAY_DELAY.labels(str(connection_id), "0.95").set(delay.p95_s)
+    state = (
+        await conn.execute(
+            sa.select(display_delay_state, connections.c.merchant_id)
+            .join(connections, connections.c.connection_id == display_delay_state.c.connection_id)
+            .where(display_delay_state.c.connection_id == connection_id)
+            .with_for_update(of=display_delay_state)
+        )
+    ).one_or_none()
+    if state is None or not should_announce(
+        delay,
+        state.announced_p95_s,
+        state.announced_at,
+        now,
+        min_change=settings.display_delay_announce_change,
+        min_interval=timedelta(seconds=settings.display_delay_announce_interval_s),
+    ):
+        return 0
+    event = ConnectionDelayMeasured(
+        merchant_id=state.merchant_id,
+        connection_id=connection_id,
+        causation_id=f"display-delay:{connection_id}",
+        p50_s=delay.p50_s,
+        p95_s=delay.p95_s,
+        samples=delay.samples,
+        occurred_at=now,
+    )
+    await add_to_outbox(conn, outbox, [event])
+    await conn.execute(
+        sa.update(display_delay_state)
+        .where(display_delay_state.c.connection_id == connection_id)
+        .values(announced_p95_s=delay.p95_s, announced_at=now)
+    )
+    return 1
