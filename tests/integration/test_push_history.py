@@ -17,6 +17,7 @@ from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
 
 from channel_publisher.adapters.tables import pushes
+from channel_publisher.config import PublisherSettings
 from channel_publisher.service_layer.connections import create_connection
 from channel_publisher.service_layer.health_report import connection_health
 from channel_publisher.service_layer.push_history import PushFilter, push_history
@@ -160,10 +161,10 @@ async def test_a_connections_health_names_its_newest_error_whichever_its_status(
                 )
             )
 
-    assert (await connection_health(engine, merchant, connection) or {})["last_error"] is None
+    assert (await connection_health(engine, merchant, connection, PublisherSettings()) or {})["last_error"] is None
     for status, response in (("retrying", "HTTP 503"), ("rejected", "SKU unknown"), ("accepted", "ok")):
         await push(status, response)
-    health = await connection_health(engine, merchant, connection)
+    health = await connection_health(engine, merchant, connection, PublisherSettings())
     assert health is not None
     assert health["last_error"] == {
         "sku": "A",
@@ -172,5 +173,5 @@ async def test_a_connections_health_names_its_newest_error_whichever_its_status(
         "finished_at": now,
     }
     await push("retrying", "HTTP 502")
-    health = await connection_health(engine, merchant, connection)
+    health = await connection_health(engine, merchant, connection, PublisherSettings())
     assert health is not None and health["last_error"]["channel_response"] == "HTTP 502"
