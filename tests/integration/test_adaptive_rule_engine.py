@@ -10,6 +10,7 @@ the refresh shows the hidden units again once the rate has decayed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from rule_engine.adapters.tables import connection_delays, connections, sales_ra
 from rule_engine.service_layer.adaptive import apply_connection_delays, refresh_adaptive_quantities
 from rule_engine.service_layer.evaluation import reevaluate
 from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
+from tests.conftest import PrivateDatabase
 from tests.integration.test_rule_engine_stock_batch import add_rule, emitted_events
 
 pytestmark = pytest.mark.integration
@@ -68,6 +70,15 @@ async def rates(engine: AsyncEngine, merchant_id: uuid.UUID) -> dict[tuple[str, 
 async def shown(engine: AsyncEngine, merchant_id: uuid.UUID) -> dict[uuid.UUID, Any]:
     """The newest quantity and reasons emitted per connection."""
     return {e.connection_id: (e.quantity, e.reasons) for e in await emitted_events(engine, merchant_id)}
+
+
+@pytest.fixture
+def database_url(private_database: PrivateDatabase) -> Iterator[str]:
+    """A database of each test's own: the e2e stack's rule engine, running on the
+    session's database in the same worker, would take part (its periodic refresh covers
+    every merchant there, and the refresh's count is what is tested)."""
+    with private_database() as url:
+        yield url
 
 
 async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(database_url: str) -> None:

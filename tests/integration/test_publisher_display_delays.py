@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
@@ -29,6 +29,7 @@ from channel_publisher.service_layer.display_delays import measure_display_delay
 from channel_publisher.service_layer.drift import check_drift
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
+from tests.conftest import PrivateDatabase
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +72,15 @@ class UnreadableChannel:
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         return BatchResult({i: ItemOutcome("accepted", "ok") for i in range(len(items))})
+
+
+@pytest.fixture
+def database_url(private_database: PrivateDatabase) -> Iterator[str]:
+    """A database of each test's own: the e2e stack's publisher, running on the
+    session's database in the same worker, would claim these tests' pending read-back
+    probes."""
+    with private_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +24,7 @@ from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem, 
 from channel_publisher.service_layer.connections import create_connection, load_connection
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
+from tests.conftest import PrivateDatabase
 
 SKU = "SKU-DRAIN-1"
 
@@ -51,9 +52,17 @@ class HeldChannel:
         return BatchResult({i: ItemOutcome("accepted", "applied") for i in range(len(items))})
 
 
+@pytest.fixture(scope="module")
+def own_database_url(private_database: PrivateDatabase) -> Iterator[str]:
+    """Not the session's database: the e2e stack's publisher, running on that one in the
+    same worker, drains every connection's pending pushes there, these tests' too."""
+    with private_database() as url:
+        yield url
+
+
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url)
+async def engine(own_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(own_database_url)
     yield engine
     await engine.dispose()
 
