@@ -74,6 +74,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src cli/src services/console/src
+	$(BIN)/mypy tests
 
 ## The AsyncAPI document of the topics (docs/asyncapi.yaml), from the registry and the contracts.
 asyncapi: $(STAMP)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
@@ -63,7 +63,7 @@ class ChannelSeries:
 def order_windows(
     orders: Sequence[tuple[float, Sequence[tuple[str, int]]]],
     start_available: dict[str, int],
-    channels: dict[str, dict[str, Sequence[tuple[float, int]]]],
+    channels: Mapping[str, Mapping[str, Sequence[tuple[float, int]]]],
     expected_on: Callable[[str, str, int], int],
 ) -> list[float | None]:
     """Sync window (seconds) per order; None where some channel never showed it.

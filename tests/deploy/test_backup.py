@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
@@ -114,7 +115,7 @@ def test_a_dump_restores_the_same_stock_after_the_ledger_schema_is_dropped(datab
     before = asyncio.run(fetch(database, STOCK_SQL))
     entries = asyncio.run(fetch(database, "SELECT count(*) FROM stock_ledger.ledger_entries"))
     assert len(before) == 50
-    assert sum(row[4] for row in before) == 120  # 40 lines of 3 reserved
+    assert sum(cast(int, row[4]) for row in before) == 120  # 40 lines of 3 reserved
 
     dump = tmp_path / "stocksync.dump"
     backed_up = run_script("backup.sh", dump, database)

@@ -286,7 +286,7 @@ def promql_metrics(expr: str) -> set[str]:
     names: set[str] = set()
 
     def visit(node: Any) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
+        if isinstance(node, promql_parser.VectorSelector) and node.name is not None:
             names.add(node.name)
 
     promql_parser.walk(promql_parser.parse(expr), visit)

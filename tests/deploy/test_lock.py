@@ -30,7 +30,7 @@ IMAGE_PACKAGES = [
 
 
 def pinned(lock: Path) -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for line in lock.read_text().splitlines():
         if match := re.match(r"^([A-Za-z0-9._-]+)==([^\s;]+)", line):
             found[canonicalize_name(match[1])] = match[2]
@@ -39,11 +39,11 @@ def pinned(lock: Path) -> dict[str, str]:
 
 def dependencies(package: str) -> set[str]:
     project = tomllib.loads((REPO / package / "pyproject.toml").read_text())["project"]
-    return {canonicalize_name(Requirement(r).name) for r in project.get("dependencies", [])} - OWN
+    return {str(canonicalize_name(Requirement(r).name)) for r in project.get("dependencies", [])} - OWN
 
 
 def dev_requirements() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for line in (REPO / "requirements-dev.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line and not line.startswith("-"):

@@ -237,7 +237,12 @@ def test_follow_prints_each_new_push_as_a_json_line_while_an_order_is_placed(
         text=True,
     )
     lines: list[dict[str, Any]] = []
-    reader = threading.Thread(target=lambda: [lines.append(json.loads(line)) for line in follower.stdout or []])
+
+    def read() -> None:
+        for line in follower.stdout or []:
+            lines.append(json.loads(line))
+
+    reader = threading.Thread(target=read)
     reader.start()
     try:
         assert api.post(
@@ -273,15 +278,14 @@ def test_follow_prints_each_new_push_as_a_json_line_while_an_order_is_placed(
 
 
 def test_operators_see_lag_and_backlog_per_service_and_dead_letters(stack: Stack, merchant: Merchant) -> None:
-    admin = {"STOCKSYNC_ADMIN_TOKEN": stack.admin_token}
-    backlog = run(stack, None, "--json", "backlog", **admin)
+    backlog = run(stack, None, "--json", "backlog", STOCKSYNC_ADMIN_TOKEN=stack.admin_token)
     assert backlog.returncode == 0, backlog.stderr
     rows = as_json(backlog)
     assert [r["service"] for r in rows] == ["order-ingest", "stock-ledger", "rule-engine", "channel-publisher"]
     for row in rows:
         assert row["consumer_lag"] == sum(p["lag"] for p in row["partitions"]) >= 0
         assert isinstance(row["outbox_backlog"], int) and row["outbox_backlog"] >= 0
-    table = run(stack, None, "backlog", **admin)
+    table = run(stack, None, "backlog", STOCKSYNC_ADMIN_TOKEN=stack.admin_token)
     assert table.returncode == 0 and "channel-publisher" in table.stdout and "outbox backlog" in table.stdout
     assert run(stack, merchant, "backlog").returncode == 2  # no admin token
     assert run(stack, None, "backlog", STOCKSYNC_ADMIN_TOKEN="wrong").returncode == 1
@@ -289,7 +293,17 @@ def test_operators_see_lag_and_backlog_per_service_and_dead_letters(stack: Stack
     mine = run(stack, merchant, "--json", "dead-letters", "list", "--not-replayed")
     assert mine.returncode == 0, mine.stderr
     assert as_json(mine)["dead_letters"] == []  # a new merchant has none
-    every = run(stack, None, "--json", "dead-letters", "list", "--all-merchants", "--limit", "5", **admin)
+    every = run(
+        stack,
+        None,
+        "--json",
+        "dead-letters",
+        "list",
+        "--all-merchants",
+        "--limit",
+        "5",
+        STOCKSYNC_ADMIN_TOKEN=stack.admin_token,
+    )
     assert every.returncode == 0, every.stderr
     assert isinstance(as_json(every)["dead_letters"], list)
 

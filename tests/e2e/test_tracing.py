@@ -63,7 +63,8 @@ def test_one_order_is_one_trace_from_the_webhook_to_every_channels_answer(
     def only(service: str, name: str) -> ReceivedSpan:
         found = [s for s in spans if s.service == service and s.name == name]
         assert len(found) == 1, (service, name, [(s.service, s.name) for s in spans])
-        return found[0]
+        span: ReceivedSpan = found[0]
+        return span
 
     ledger = only("stock-ledger", "orders.v1 process")
     assert ledger.kind == CONSUMER and ledger.parent_span_id == webhook.span_id

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import sqlalchemy as sa
@@ -121,5 +122,5 @@ async def consumer(schema: str, database_url: str, bootstrap: str, group: str, m
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    modes = {"relay": relay, "lease": lease, "consumer": consumer}
+    modes: dict[str, Callable[..., Coroutine[Any, Any, None]]] = {"relay": relay, "lease": lease, "consumer": consumer}
     asyncio.run(modes[mode](*args))

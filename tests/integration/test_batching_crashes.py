@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import OversellDetected
 from stocksync_common.db import make_engine
@@ -110,7 +111,7 @@ def test_a_relay_killed_between_publishing_and_marking_has_its_rows_published_ag
             await producer.stop()
             await engine.dispose()
 
-    async def count_unpublished(engine: sa.ext.asyncio.AsyncEngine) -> int:
+    async def count_unpublished(engine: AsyncEngine) -> int:
         async with engine.connect() as conn:
             return int(
                 (
@@ -182,7 +183,7 @@ def test_a_consumer_killed_between_its_database_commit_and_its_offset_commit_app
         finally:
             await engine.dispose()
 
-    async def applied_versions(engine: sa.ext.asyncio.AsyncEngine) -> list[int]:
+    async def applied_versions(engine: AsyncEngine) -> list[int]:
         async with engine.connect() as conn:
             return list((await conn.execute(sa.select(tables.effects.c.version).order_by("version"))).scalars())
 

@@ -168,7 +168,7 @@ async def test_sigterm_mid_stream_commits_the_batch_in_hand_and_a_restart_applie
 
         await wait_until(all_applied)
         async with engine.connect() as conn:
-            reserved = dict(
+            reserved: dict[str, int] = dict(
                 (
                     await conn.execute(
                         sa.text("SELECT sku, reserved FROM stock_ledger.stock_items WHERE merchant_id = :m"),
@@ -176,7 +176,7 @@ async def test_sigterm_mid_stream_commits_the_batch_in_hand_and_a_restart_applie
                     )
                 ).all()
             )
-            entries = dict(
+            entries: dict[str, int] = dict(
                 (
                     await conn.execute(
                         sa.text(

@@ -80,7 +80,7 @@ def test_a_rule_saved_out_of_bounds_is_clamped_disabled_and_listed_again(databas
                         .order_by(rule_changes.c.change_id)
                     )
                 ).all()
-            return listed, history
+            return listed, list(history)
         finally:
             await engine.dispose()
 

@@ -51,7 +51,7 @@ def test_amazon_sandbox_notifications_follow_amazons_schema_for_every_status(sta
     notification = amazon_orders.build_notification(
         seller_id="A2SANDBOXSELLER",
         order_id=amazon_orders.amazon_order_id(),
-        status=status,
+        status=status,  # type: ignore[arg-type]
         lines=LINES,  # type: ignore[arg-type]
     )
     validate(notification, "amazon/OrderChangeNotification.json")

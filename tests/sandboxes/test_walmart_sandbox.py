@@ -27,7 +27,8 @@ def seller(token_lifetime_s: float = 900.0) -> TestClient:
 
 def update(client: TestClient, query: str, sku: str) -> int:
     body = {"sku": sku, "quantity": {"unit": "EACH", "amount": 2}}
-    return client.put(f"/v3/inventory?sku={query}", json=body).status_code
+    status_code: int = client.put(f"/v3/inventory?sku={query}", json=body).status_code
+    return status_code
 
 
 def test_the_basic_header_is_required_beside_the_access_token() -> None:

@@ -101,6 +101,7 @@ def test_an_order_id_beyond_the_identifier_bound_is_refused() -> None:
     body["id"] = 10**250  # a JSON number of 251 digits: its text is the order id
     with pytest.raises(MalformedDelivery) as refused:
         PARSERS["shopify"](headers, json.dumps(body).encode())
+    assert isinstance(refused.value.detail, list)
     assert any(error["loc"][-1] == "external_order_id" for error in refused.value.detail)
 
 
@@ -109,4 +110,5 @@ def test_a_quantity_beyond_any_stock_is_refused() -> None:
     body["line_items"][0]["quantity"] = 2**70
     with pytest.raises(MalformedDelivery) as refused:
         PARSERS["shopify"](headers, json.dumps(body).encode())
+    assert isinstance(refused.value.detail, list)
     assert any(error["loc"][-1] == "ordered" for error in refused.value.detail)

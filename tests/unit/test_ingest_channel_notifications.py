@@ -87,9 +87,11 @@ def test_a_malformed_envelope_or_an_unknown_status_is_refused_naming_the_field()
     del enveloped["detail"]["NotificationMetadata"]
     with pytest.raises(MalformedDelivery) as missing:
         amazon.parse({}, orjson.dumps(enveloped))
+    assert isinstance(missing.value.detail, list)
     assert ["body", "detail", "NotificationMetadata"] in [e["loc"] for e in missing.value.detail]
     with pytest.raises(MalformedDelivery) as unknown:
         amazon.parse({}, orjson.dumps(amazon_with("Lost")))
+    assert isinstance(unknown.value.detail, list)
     assert unknown.value.detail[0]["loc"][-1] == "OrderStatus"
     for bad in (b"", b"[]", b"{", b'{"detail-type": "ORDER_CHANGE"}'):
         with pytest.raises(MalformedDelivery):

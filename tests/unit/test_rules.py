@@ -39,7 +39,7 @@ def rule(
     return Rule(
         uuid.uuid4(),
         position,
-        Condition(op, value, upper),
+        Condition(op, value, upper),  # type: ignore[arg-type]
         Action(action, amount),  # type: ignore[arg-type]
         connection_ids=channels,
         skus=skus,

@@ -155,7 +155,7 @@ def test_a_failed_event_and_a_failed_batch_mark_their_spans(spans: InMemorySpanE
     bad = ConsumedEvent(ORDERS, order_line("B", "2"), 0, 2, trace_context=PARENT)
     with tracing.consuming([good, bad], "stock-ledger") as consumed:
         consumed.failed(bad, ValueError("no such SKU"))
-    status = {s.attributes["messaging.kafka.offset"]: s.status.status_code for s in spans.get_finished_spans()}
+    status = {(s.attributes or {})["messaging.kafka.offset"]: s.status.status_code for s in spans.get_finished_spans()}
     assert status == {1: StatusCode.UNSET, 2: StatusCode.ERROR}
     spans.clear()
     with pytest.raises(ConnectionError), tracing.consuming([good], "stock-ledger"):
