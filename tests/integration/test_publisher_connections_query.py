@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.db import make_engine
 
-from channel_publisher.service_layer.connections import create_connection, merchant_connections
+from channel_publisher.service_layer.connections import merchant_connections
+from tests.integration.publisher_connections import shopify_connection
 
 
 @pytest.fixture
@@ -24,39 +25,14 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _connection(engine: AsyncEngine, merchant_id: uuid.UUID, name: str, skus: list[str]) -> uuid.UUID:
-    return await create_connection(
-        engine,
-        merchant_id=merchant_id,
-        channel_type="shopify",
-        name=name,
-        base_url="http://127.0.0.1:9",
-        credentials={"access_token": "token"},
-        webhook_secrets=["secret"],
-        settings={},
-        inbound={},
-        listing_rows=[
-            {
-                "sku": sku,
-                "location": "default",
-                "external": {
-                    "inventory_item_id": f"gid://shopify/InventoryItem/{n}",
-                    "location_id": "gid://shopify/Location/1",
-                },
-            }
-            for n, sku in enumerate(skus)
-        ],
-    )
-
-
 async def test_a_merchants_connections_come_in_creation_order_with_their_listings_in_one_statement(
     engine: AsyncEngine,
 ) -> None:
     merchant_id, other_merchant = uuid.uuid4(), uuid.uuid4()
-    first = await _connection(engine, merchant_id, "first", ["A", "B"])
-    second = await _connection(engine, merchant_id, "second", [])
-    third = await _connection(engine, merchant_id, "third", ["C"])
-    foreign = await _connection(engine, other_merchant, "foreign", ["A", "B", "C"])
+    first = await shopify_connection(engine, merchant_id, "first", ["A", "B"])
+    second = await shopify_connection(engine, merchant_id, "second", [])
+    third = await shopify_connection(engine, merchant_id, "third", ["C"])
+    foreign = await shopify_connection(engine, other_merchant, "foreign", ["A", "B", "C"])
 
     statements: list[str] = []
 

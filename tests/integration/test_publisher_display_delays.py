@@ -24,12 +24,13 @@ from stocksync_common.db import make_engine
 from channel_publisher.adapters.tables import display_delays, display_probes, outbox, pushes
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
-from channel_publisher.service_layer.connections import create_connection, load_connection
+from channel_publisher.service_layer.connections import load_connection
 from channel_publisher.service_layer.display_delays import measure_display_delays, read_display_delay
 from channel_publisher.service_layer.drift import check_drift
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
 from tests.conftest import PrivateDatabase
+from tests.integration.publisher_connections import shopify_connection
 
 pytestmark = pytest.mark.integration
 
@@ -92,27 +93,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 async def connected(engine: AsyncEngine, publisher: Publisher, channel: object) -> tuple[uuid.UUID, uuid.UUID]:
     merchant_id = uuid.uuid4()
-    connection_id = await create_connection(
-        engine,
-        merchant_id=merchant_id,
-        channel_type="shopify",
-        name="lagging",
-        base_url="http://127.0.0.1:9",
-        credentials={"access_token": "token"},
-        webhook_secrets=["secret"],
-        settings={},
-        inbound={},
-        listing_rows=[
-            {
-                "sku": SKU,
-                "location": "default",
-                "external": {
-                    "inventory_item_id": "gid://shopify/InventoryItem/1",
-                    "location_id": "gid://shopify/Location/1",
-                },
-            }
-        ],
-    )
+    connection_id = await shopify_connection(engine, merchant_id, "lagging", [SKU])
     async with engine.connect() as conn:
         connection = await load_connection(conn, connection_id)
     assert connection is not None

@@ -25,6 +25,7 @@ from channel_publisher.service_layer.connections import create_connection, load_
 from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.queue import enqueue_channel_quantities
 from tests.conftest import PrivateDatabase
+from tests.integration.publisher_connections import shopify_connection
 
 SKU = "SKU-DRAIN-1"
 
@@ -68,27 +69,7 @@ async def engine(own_database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def _connection_with_held_channel(engine: AsyncEngine, publisher: Publisher) -> tuple[uuid.UUID, HeldChannel]:
-    connection_id = await create_connection(
-        engine,
-        merchant_id=uuid.uuid4(),
-        channel_type="shopify",
-        name="held",
-        base_url="http://127.0.0.1:9",
-        credentials={"access_token": "token"},
-        webhook_secrets=["secret"],
-        settings={},
-        inbound={},
-        listing_rows=[
-            {
-                "sku": SKU,
-                "location": "default",
-                "external": {
-                    "inventory_item_id": "gid://shopify/InventoryItem/1",
-                    "location_id": "gid://shopify/Location/1",
-                },
-            }
-        ],
-    )
+    connection_id = await shopify_connection(engine, uuid.uuid4(), "held", [SKU])
     async with engine.connect() as conn:
         connection = await load_connection(conn, connection_id)
     assert connection is not None
@@ -239,26 +220,8 @@ async def test_a_connection_failing_as_a_whole_is_paused_sends_nothing_until_res
 ) -> None:
     channel = FailingChannel()
     publisher = Publisher(engine, PublisherSettings(), adapters={"shopify": lambda *_: channel})
-    connection_id = await create_connection(
-        engine,
-        merchant_id=uuid.uuid4(),
-        channel_type="shopify",
-        name="failing",
-        base_url="http://127.0.0.1:9",
-        credentials={"access_token": "token"},
-        webhook_secrets=["secret"],
-        settings={"pause_after_failures": 2, "pause_duration_s": 300},
-        inbound={},
-        listing_rows=[
-            {
-                "sku": SKU,
-                "location": "default",
-                "external": {
-                    "inventory_item_id": "gid://shopify/InventoryItem/1",
-                    "location_id": "gid://shopify/Location/1",
-                },
-            }
-        ],
+    connection_id = await shopify_connection(
+        engine, uuid.uuid4(), "failing", [SKU], {"pause_after_failures": 2, "pause_duration_s": 300}
     )
     await enqueue_channel_quantities(engine, [_quantity(connection_id, 3, 1)])
 
@@ -320,28 +283,7 @@ async def test_an_item_throttled_with_retry_after_waits_that_long_alone_and_the_
     channel = ThrottlingChannel(retry_after=30.0)
     publisher = Publisher(engine, PublisherSettings(), adapters={"shopify": lambda *_: channel})
     skus = ["SKU-THROTTLE-A", "SKU-THROTTLE-B"]
-    connection_id = await create_connection(
-        engine,
-        merchant_id=uuid.uuid4(),
-        channel_type="shopify",
-        name="throttling",
-        base_url="http://127.0.0.1:9",
-        credentials={"access_token": "token"},
-        webhook_secrets=["secret"],
-        settings={"pause_after_failures": 1},
-        inbound={},
-        listing_rows=[
-            {
-                "sku": sku,
-                "location": "default",
-                "external": {
-                    "inventory_item_id": f"gid://shopify/InventoryItem/{n}",
-                    "location_id": "gid://shopify/Location/1",
-                },
-            }
-            for n, sku in enumerate(skus)
-        ],
-    )
+    connection_id = await shopify_connection(engine, uuid.uuid4(), "throttling", skus, {"pause_after_failures": 1})
     changes = [_quantity(connection_id, 4, 1).model_copy(update={"sku": sku}) for sku in skus]
     await enqueue_channel_quantities(engine, changes)
 

@@ -338,9 +338,10 @@ def seed_stock(stack: Stack, demo: Demo) -> None:
 
 
 def _create_rule(client: httpx.Client, auth: dict[str, str], rule: dict[str, Any]) -> httpx.Response:
-    """The rule engine learns of a new connection from connections.v1, a moment after the
-    publisher created it: until then it refuses a rule naming it (422 on `channels`), and
-    the seed asks again."""
+    """The rule engine learns of a new connection from connections.v1 and waits up to 5 s
+    for one made just now (rule_changes.waits_for_new_channels). On the stack's very first
+    start its consumers may still be joining their group for longer than that: then it
+    answers 422 on `channels`, and the seed asks again."""
     ask = Retrying(
         retry=retry_if_result(_channels_not_known_yet),
         stop=stop_after_delay(60),

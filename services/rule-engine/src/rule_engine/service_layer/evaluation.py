@@ -450,9 +450,16 @@ async def changed_quantities(
         if scope.skus is not None:
             params["skus"] = sorted(scope.skus)
         await conn.execute(_lock_sql(scope.skus is not None), params)
+    adaptive: tuple[Exposure, dict[str, Any]] | None = None
+    if funnel.is_adaptive:
+        # A SKU's decisions then also depend on its sales rate, and on the connections'
+        # delays: read once, for every feed, at one moment.
+        estimation = estimation or configured_estimation()
+        exposure = Exposure({}, await measured_delays(conn, merchant_id), estimation.default_delay_s)
+        adaptive = (exposure, {"at": at or utcnow(), "tau": estimation.tau_s})
     found = [
         await _feed_changes(
-            conn, merchant_id, funnel, scope, feed, targets, limit=limit, after=after, at=at, estimation=estimation
+            conn, merchant_id, funnel, scope, feed, targets, limit=limit, after=after, adaptive=adaptive
         )
         for feed, targets in feeds.items()
     ]
@@ -508,10 +515,10 @@ async def _feed_changes(
     *,
     limit: int | None,
     after: tuple[str, str] | None,
-    at: datetime | None,
-    estimation: Estimation | None,
+    adaptive: tuple[Exposure, dict[str, Any]] | None,
 ) -> ChangeList:
-    """`changed_quantities` for the connections of one feed."""
+    """`changed_quantities` for the connections of one feed; `adaptive`: the delays and the
+    rates' parameters when the merchant has an adaptive rule."""
     named = funnel.named_skus if scope.skus is None else funnel.named_skus & scope.skus
     names = (
         "available",
@@ -528,11 +535,9 @@ async def _feed_changes(
         "feed_locations": list(feed.locations),
     }
     exposure: Exposure | None = None
-    if funnel.is_adaptive:
-        # A SKU's decisions then also depend on its sales rate, and on the connections' delays.
-        estimation = estimation or configured_estimation()
-        params.update(at=at or utcnow(), tau=estimation.tau_s)
-        exposure = Exposure({}, await measured_delays(conn, merchant_id), estimation.default_delay_s)
+    if adaptive is not None:
+        exposure, rate_params = adaptive
+        params.update(rate_params)
     if scope.skus is not None:
         params["skus"] = sorted(scope.skus)
     else:
