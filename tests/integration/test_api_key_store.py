@@ -17,7 +17,7 @@ from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
 
 from stock_ledger.adapters.api_key_store import ApiKeyStore
-from stock_ledger.adapters.tables import api_keys
+from stock_ledger.adapters.tables import api_keys, merchants
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,18 @@ async def test_a_created_key_verifies_and_only_its_digest_is_stored(store: ApiKe
     assert row.digest == key_digest(key) and key not in str(tuple(row))
     # The right key id with a wrong secret is refused.
     assert await store.verify(key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")) is None
+
+
+async def test_a_new_merchant_is_stored_with_a_first_key_that_acts_as_it(
+    store: ApiKeyStore, engine: AsyncEngine
+) -> None:
+    merchant_id, key = await store.create_merchant("Corner shop")
+    owner = await store.verify(key)
+    assert owner is not None and owner.merchant_id == merchant_id
+    async with engine.connect() as conn:
+        name = await conn.scalar(sa.select(merchants.c.name).where(merchants.c.merchant_id == merchant_id))
+    assert name == "Corner shop"
+    assert [k.name for k in await store.list(merchant_id, 10)] == ["creation key"]
 
 
 async def test_last_use_is_written_once_a_minute_at_most(store: ApiKeyStore, engine: AsyncEngine) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stock_ledger.domain.stock import (
-    LineState,
+    LineTotals,
     StockLevel,
     is_stale_snapshot,
     order_line_effect,
@@ -20,49 +20,49 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_placed_line_reserves_its_quantity() -> None:
-    effect = order_line_effect(LineState(), "placed", 2)
+    effect = order_line_effect(LineTotals(), "placed", 2)
     assert (effect.delta_on_hand, effect.delta_reserved) == (0, 2)
-    assert effect.line == LineState(placed=2)
+    assert effect.line == LineTotals(placed=2)
     assert effect.line.reserved == 2
 
 
 def test_cancelled_line_releases_only_what_it_reserved() -> None:
-    effect = order_line_effect(LineState(placed=1), "cancelled", 3)
+    effect = order_line_effect(LineTotals(placed=1), "cancelled", 3)
     assert (effect.delta_on_hand, effect.delta_reserved) == (0, -1)
     assert effect.line.reserved == 0
 
 
 def test_partial_cancellation_releases_part_of_the_line() -> None:
-    effect = order_line_effect(LineState(placed=3), "cancelled", 1)
+    effect = order_line_effect(LineTotals(placed=3), "cancelled", 1)
     assert effect.delta_reserved == -1
     assert effect.line.reserved == 2
 
 
 def test_shipped_line_releases_and_takes_from_on_hand() -> None:
-    effect = order_line_effect(LineState(placed=2), "shipped", 2)
+    effect = order_line_effect(LineTotals(placed=2), "shipped", 2)
     assert (effect.delta_on_hand, effect.delta_reserved) == (-2, -2)
-    assert effect.line == LineState(placed=2, shipped=2)
+    assert effect.line == LineTotals(placed=2, shipped=2)
 
 
 def test_partial_shipment_releases_only_the_shipped_units() -> None:
-    effect = order_line_effect(LineState(placed=3), "shipped", 1)
+    effect = order_line_effect(LineTotals(placed=3), "shipped", 1)
     assert (effect.delta_on_hand, effect.delta_reserved) == (-1, -1)
     assert effect.line.reserved == 2
 
 
 def test_return_with_restock_puts_units_back_on_hand() -> None:
-    effect = order_line_effect(LineState(placed=1, shipped=1), "returned", 1)
+    effect = order_line_effect(LineTotals(placed=1, shipped=1), "returned", 1)
     assert (effect.delta_on_hand, effect.delta_reserved) == (1, 0)
 
 
 def test_refund_without_restock_changes_no_stock_but_is_recorded_on_the_line() -> None:
-    effect = order_line_effect(LineState(placed=1, shipped=1), "returned", 1, restock=False)
+    effect = order_line_effect(LineTotals(placed=1, shipped=1), "returned", 1, restock=False)
     assert (effect.delta_on_hand, effect.delta_reserved) == (0, 0)
     assert (effect.line.returned, effect.line.restocked) == (1, 0)
 
 
 def test_cancellation_before_its_order_leaves_nothing_reserved_once_the_order_arrives() -> None:
-    cancelled = order_line_effect(LineState(), "cancelled", 2)
+    cancelled = order_line_effect(LineTotals(), "cancelled", 2)
     assert cancelled.delta_reserved == 0
     placed = order_line_effect(cancelled.line, "placed", 2)
     assert placed.delta_reserved == 0
@@ -70,7 +70,7 @@ def test_cancellation_before_its_order_leaves_nothing_reserved_once_the_order_ar
 
 
 def test_shipment_before_its_order_takes_on_hand_once_and_reserves_nothing() -> None:
-    shipped = order_line_effect(LineState(), "shipped", 2)
+    shipped = order_line_effect(LineTotals(), "shipped", 2)
     placed = order_line_effect(shipped.line, "placed", 2)
     assert shipped.delta_on_hand + placed.delta_on_hand == -2
     assert shipped.delta_reserved + placed.delta_reserved == 0
@@ -80,7 +80,7 @@ def test_shipment_before_its_order_takes_on_hand_once_and_reserves_nothing() -> 
     "order", list(itertools.permutations([("placed", 3), ("cancelled", 1), ("shipped", 1), ("returned", 1)]))
 )
 def test_a_lines_movements_in_any_order_end_at_the_same_numbers(order: tuple[tuple[str, int], ...]) -> None:
-    line, on_hand, reserved = LineState(), 0, 0
+    line, on_hand, reserved = LineTotals(), 0, 0
     for movement, quantity in order:
         effect = order_line_effect(line, movement, quantity)  # type: ignore[arg-type]
         line, on_hand, reserved = effect.line, on_hand + effect.delta_on_hand, reserved + effect.delta_reserved
@@ -92,7 +92,7 @@ def test_movement_before_the_snapshot_watermark_changes_only_reserved() -> None:
     level = StockLevel(on_hand=5, watermark=T0)
     assert not level.counts_on_hand_of(T0 - timedelta(seconds=1))
     assert level.counts_on_hand_of(T0 + timedelta(seconds=1))
-    effect = order_line_effect(LineState(placed=1), "shipped", 1, counts_on_hand=False)
+    effect = order_line_effect(LineTotals(placed=1), "shipped", 1, counts_on_hand=False)
     assert (effect.delta_on_hand, effect.delta_reserved) == (0, -1)
 
 
@@ -109,12 +109,12 @@ def test_snapshot_adds_the_movements_the_erp_has_not_seen() -> None:
 
 def test_movement_quantity_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        order_line_effect(LineState(), "placed", 0)
+        order_line_effect(LineTotals(), "placed", 0)
 
 
 def test_an_order_is_never_refused_and_can_take_available_below_zero() -> None:
     level = StockLevel(on_hand=1, reserved=1)
-    effect = order_line_effect(LineState(), "placed", 1)
+    effect = order_line_effect(LineTotals(), "placed", 1)
     assert level.moved(effect.delta_on_hand, effect.delta_reserved).available == -1
 
 

@@ -2,12 +2,12 @@
 
 Channels report an order line's *state* (ordered 3, shipped 1, cancelled 1), not
 movements, and they resend states twice or out of order. order-ingest keeps, per order
-line, the cumulative quantities it has already emitted (`LineState`) and emits only the
+line, the cumulative quantities it has already emitted (`EmittedLine`) and emits only the
 difference between what a report says and what was emitted. So a duplicate report emits
 nothing, a stale report (an older state arriving after a newer one) emits nothing, and a
 cancellation that arrives before its order emits "placed" then "cancelled".
 
-Invariants of a `LineState`, kept by `advance_line` whatever the reports say:
+Invariants of an `EmittedLine`, kept by `advance_line` whatever the reports say:
     0 <= shipped + cancelled <= placed      (units leave a reservation at most once)
     0 <= returned <= shipped                (only shipped units come back)
 and every field only grows, so a movement is never emitted twice.
@@ -43,9 +43,10 @@ class Notification:
     skipped_lines: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class LineState:
-    """Cumulative quantities already emitted for one order line."""
+@dataclass(frozen=True, kw_only=True)
+class EmittedLine:
+    """Cumulative quantities already emitted to orders.v1 for one order line. Not the
+    stock-ledger's `LineTotals` (what it has applied, in whatever order it came)."""
 
     placed: int = 0
     shipped: int = 0
@@ -65,7 +66,7 @@ class LineMovement:
     cumulative: int
 
 
-def advance_line(state: LineState, report: LineReport) -> tuple[LineState, list[LineMovement]]:
+def advance_line(state: EmittedLine, report: LineReport) -> tuple[EmittedLine, list[LineMovement]]:
     """The movements that bring `state` up to what `report` says, and the new state.
 
     Order of the movements: placed first (a cancellation implies the order), then
@@ -76,7 +77,7 @@ def advance_line(state: LineState, report: LineReport) -> tuple[LineState, list[
     shipped = min(max(state.shipped, report.shipped), placed - state.cancelled)
     cancelled = min(max(state.cancelled, report.cancelled), placed - shipped)
     returned = min(max(state.returned, report.returned), shipped)
-    new_state = LineState(placed, shipped, cancelled, returned)
+    new_state = EmittedLine(placed=placed, shipped=shipped, cancelled=cancelled, returned=returned)
     steps: tuple[tuple[OrderMovement, int, int], ...] = (
         ("placed", state.placed, placed),
         ("shipped", state.shipped, shipped),

@@ -32,7 +32,7 @@ from stocksync_common.tracing import current_span, derived_from
 
 from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
 from order_ingest.domain.connections import InboundConnection
-from order_ingest.domain.movements import LineMovement, LineReport, LineState, Notification, advance_line
+from order_ingest.domain.movements import EmittedLine, LineMovement, LineReport, Notification, advance_line
 
 # Headers that must never be stored: signatures and credentials.
 SECRET_HEADERS = frozenset(
@@ -348,17 +348,19 @@ def _line_key(row: Any) -> LineKey:
     return row["connection_id"], row["external_order_id"], row["line_id"]
 
 
-def _state(row: Any) -> LineState:
-    return LineState(row["placed"], row["shipped"], row["cancelled"], row["returned"])
+def _state(row: Any) -> EmittedLine:
+    return EmittedLine(
+        placed=row["placed"], shipped=row["shipped"], cancelled=row["cancelled"], returned=row["returned"]
+    )
 
 
 async def _advance_lines(
-    conn: Any, applied: Sequence[_Applied], states: dict[LineKey, LineState], replayed_at: datetime | None
+    conn: Any, applied: Sequence[_Applied], states: dict[LineKey, EmittedLine], replayed_at: datetime | None
 ) -> None:
     """Advance the locked lines (`states`) delivery after delivery, then save the lines'
     new states, what each delivery produced and the events in one statement (nothing at
     all when no delivery moved anything, unless it is a replay)."""
-    moved: dict[LineKey, tuple[LineState, datetime]] = {}
+    moved: dict[LineKey, tuple[EmittedLine, datetime]] = {}
     events: list[OrderLineMoved] = []
     spans: dict[tuple[Any, ...], Any] = {}
     for delivery in applied:

@@ -1,4 +1,4 @@
-"""The merchants' API keys: the one store of the `api_keys` table.
+"""Merchants and their API keys: the one store of the `merchants` and `api_keys` tables.
 
 A key is valid while it is not revoked and its `expires_at` (set by a rotation with a grace
 period) has not passed. Only a SHA-256 digest of a key is stored; a presented key is found
@@ -31,7 +31,7 @@ from stocksync_common.auth import (
 )
 from stocksync_common.contracts import utcnow
 
-from stock_ledger.adapters.tables import api_keys
+from stock_ledger.adapters.tables import api_keys, merchants
 
 LAST_USED_EVERY_S = 60.0
 LEGACY_KEY_NAME = "legacy key"
@@ -75,6 +75,15 @@ class ApiKeyStore:
         self._last_used_written: dict[str, float] = {}
 
     # ---- issuing --------------------------------------------------------------------
+
+    async def create_merchant(self, name: str) -> tuple[uuid.UUID, str]:
+        """A new merchant and its first key, in one transaction: the merchant's id and the
+        key (shown once). A merchant never exists without a key to act as it."""
+        merchant_id = uuid.uuid4()
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.insert(merchants).values(merchant_id=merchant_id, name=name))
+            _, key = await self.create(merchant_id, "creation key", conn)
+        return merchant_id, key
 
     async def create(
         self, merchant_id: uuid.UUID, name: str, conn: AsyncConnection | None = None

@@ -33,7 +33,7 @@ from stocksync_common.raw_connection import Connection, column_arrays, unnest_sq
 from stocksync_common.uow import inbox_claim_sql
 
 from stock_ledger.adapters.tables import inbox, ledger_entries, order_lines, outbox, oversells, stock_items
-from stock_ledger.domain.stock import LineState, StockLevel
+from stock_ledger.domain.stock import LineTotals, StockLevel
 
 SkuKey = tuple[uuid.UUID, str, str]
 """(merchant_id, sku, location): the key of one stock row."""
@@ -257,7 +257,7 @@ JOIN {unnest_sql(_LINE_REF, 3, "w")}
 @dataclass(frozen=True)
 class Recorded:
     causations: set[tuple[uuid.UUID, str]]  # (merchant_id, causation_id) already in the ledger
-    lines: dict[LineKey, LineState]
+    lines: dict[LineKey, LineTotals]
     line_locations: dict[LineKey, str]  # where each known line reserved
 
 
@@ -278,7 +278,7 @@ async def read_recorded(
         else:
             line_key = (row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])
             recorded.line_locations[line_key] = row["location"]
-            recorded.lines[line_key] = LineState(
+            recorded.lines[line_key] = LineTotals(
                 placed=row["placed"],
                 cancelled=row["cancelled"],
                 shipped=row["shipped"],

@@ -97,7 +97,7 @@ order_lines = sa.Table(
     sa.Column("sku", sa.Text, nullable=False),
     sa.Column("location", sa.Text, nullable=False),
     # Totals the channel reported per movement kind; `reserved` is derived from them
-    # (domain.stock.LineState) and kept so that reconciliation can sum it per SKU.
+    # (domain.stock.LineTotals) and kept so that reconciliation can sum it per SKU.
     sa.Column("placed", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("reserved", sa.BigInteger, nullable=False),
     sa.Column("shipped", sa.BigInteger, nullable=False),

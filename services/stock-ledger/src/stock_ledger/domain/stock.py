@@ -46,9 +46,11 @@ class StockLevel:
         return self.watermark is None or occurred_at > self.watermark
 
 
-@dataclass(frozen=True)
-class LineState:
-    """Totals one order line has reported, per movement kind."""
+@dataclass(frozen=True, kw_only=True)
+class LineTotals:
+    """Totals the ledger has applied for one order line, per movement kind. Unlike
+    order-ingest's `EmittedLine` they are not clamped: a cancellation may arrive before
+    its order, and what the line reserves is derived."""
 
     placed: int = 0
     cancelled: int = 0
@@ -66,11 +68,11 @@ class LineState:
 class MovementEffect:
     delta_on_hand: int
     delta_reserved: int
-    line: LineState
+    line: LineTotals
 
 
 def order_line_effect(
-    line: LineState, movement: OrderMovement, quantity: int, *, restock: bool = True, counts_on_hand: bool = True
+    line: LineTotals, movement: OrderMovement, quantity: int, *, restock: bool = True, counts_on_hand: bool = True
 ) -> MovementEffect:
     """What one movement of an order line does to the line and to its SKU.
 

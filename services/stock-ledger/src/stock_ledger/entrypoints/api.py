@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -21,8 +20,8 @@ from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
+from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.snapshot_formats import SnapshotRecord, UnreadableUpload, read_csv, read_json_lines
-from stock_ledger.adapters.tables import merchants
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.config import LedgerSettings
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
@@ -67,11 +66,8 @@ class MerchantOut(BaseModel):
     responses=error_responses(401, e401="Admin token required"),
 )
 async def create_merchant(body: MerchantIn, request: Request, _: AdminOnly) -> MerchantOut:
-    runtime = _runtime(request)
-    merchant_id = uuid.uuid4()
-    async with runtime.engine.begin() as conn:
-        await conn.execute(sa.insert(merchants).values(merchant_id=merchant_id, name=body.name))
-        _, key = await request.app.state.api_key_store.create(merchant_id, "creation key", conn)
+    store: ApiKeyStore = request.app.state.api_key_store
+    merchant_id, key = await store.create_merchant(body.name)
     return MerchantOut(merchant_id=merchant_id, name=body.name, api_key=key)
 
 

@@ -40,7 +40,7 @@ from stock_ledger.adapters.connection_locations_store import Routes, read_routes
 from stock_ledger.adapters.ledger_store import LedgerEntry, LineKey, OrderLineRow, SkuKey
 from stock_ledger.domain.allocation import allocate
 from stock_ledger.domain.bundles import buildable
-from stock_ledger.domain.stock import LineState, order_line_effect
+from stock_ledger.domain.stock import LineTotals, order_line_effect
 from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
 
 
@@ -156,7 +156,7 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
             raise LinePlacedElsewhere(f"line {line_key} was placed at {location!r} by a concurrent batch")
     before = dict(levels)
     moves: list[tuple[OrderLineMoved, SkuKey, str, int, int, int]] = []  # event, row, causation, quantity, deltas
-    moved_lines: dict[LineKey, tuple[OrderLineMoved, SkuKey, LineState]] = {}
+    moved_lines: dict[LineKey, tuple[OrderLineMoved, SkuKey, LineTotals]] = {}
     new_bundle_lines: dict[LineKey, Definition] = {}
     applied: dict[SkuKey, list[OrderLineMoved]] = {}
     for (merchant_id, base), event in fresh.items():
@@ -176,7 +176,7 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
             if set(line_parts) != {event.sku}:
                 new_bundle_lines[line_key] = line_parts
         effect = order_line_effect(
-            lines.get(line_key, LineState()), event.movement, event.quantity, restock=event.restock
+            lines.get(line_key, LineTotals()), event.movement, event.quantity, restock=event.restock
         )
         lines[line_key] = effect.line
         moved_lines[line_key] = (event, (merchant_id, event.sku, location), effect.line)
