@@ -67,8 +67,8 @@ def test_a_replay_puts_the_original_record_back_once_and_replay_all_skips_what_w
             # OUTBOX_RETENTION_S, so they are read here either way. (This test used to hold
             # the relay's lock; the relay now holds it as a lease for as long as it runs.)
             # Collected twice (the topic redelivers): listed once.
-            await collect_dead_letters(engine, letters)
-            await collect_dead_letters(engine, letters)
+            await collect_dead_letters(letters, engine)
+            await collect_dead_letters(letters, engine)
             async with engine.connect() as conn:
                 listed = await list_dead_letters(conn, merchant_id=merchant_id)
                 foreign = await list_dead_letters(conn, merchant_id=stranger)

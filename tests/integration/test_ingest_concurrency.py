@@ -26,6 +26,7 @@ from order_ingest.domain.movements import LineReport, Notification
 from order_ingest.service_layer.group_commit import DeliveryGroups, Overloaded
 from order_ingest.service_layer.ingest import (
     Accepted,
+    ConnectionDirectory,
     Delivery,
     accept_delivery,
     apply_connection_changes,
@@ -122,7 +123,6 @@ async def test_the_mirakl_poller_pages_through_or11_and_waits_out_a_429(engine: 
     try:
         connection = a_connection("mirakl", base_url=served.url, api_key="shop-key")
         await apply_connection_changes(
-            engine,
             [
                 ConnectionChanged(
                     merchant_id=connection.merchant_id,
@@ -135,6 +135,7 @@ async def test_the_mirakl_poller_pages_through_or11_and_waits_out_a_429(engine: 
                     causation_id="test",
                 )
             ],
+            ConnectionDirectory(engine),
         )
         due = {c.connection_id: since for c, since in await due_connections(engine, datetime.now(UTC))}
         assert connection.connection_id in due and due[connection.connection_id] is None

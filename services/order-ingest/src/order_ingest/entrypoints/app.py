@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from stocksync_common.channel_hosts import channel_http_client
 from stocksync_common.contracts import ConnectionChanged
-from stocksync_common.kafka import ConsumedEvent
+from stocksync_common.message_bus import HandlerTable, batch_handler
 from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import CONNECTIONS
 
@@ -22,6 +22,10 @@ from order_ingest.service_layer.group_commit import DeliveryGroups
 from order_ingest.service_layer.ingest import ConnectionDirectory, apply_connection_changes
 from order_ingest.service_layer.webhooks import ConnectionRateLimits, WebhookIntake
 
+CONSUMER_GROUP = "order-ingest"
+# What CONSUMER_GROUP applies: the connections projection, which webhooks are verified against.
+HANDLERS: HandlerTable[ConnectionDirectory] = {ConnectionChanged: apply_connection_changes}
+
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
@@ -30,14 +34,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     http = channel_http_client(settings.private_channel_hosts_allowed, httpx.Timeout(20.0, connect=5.0))
 
     directory = ConnectionDirectory(runtime.engine)
-
-    async def on_connections(batch: list[ConsumedEvent]) -> None:
-        await apply_connection_changes(
-            runtime.engine, [item.event for item in batch if isinstance(item.event, ConnectionChanged)]
-        )
-        directory.invalidate()
-
-    runtime.add_consumer([CONNECTIONS], "order-ingest", on_connections)
+    runtime.add_consumer([CONNECTIONS], CONSUMER_GROUP, batch_handler(HANDLERS, lambda: directory))
     runtime.add_worker(mirakl_poller(runtime.engine, settings, http, runtime.wake_relay))
     runtime.add_worker(retention_sweep(runtime.engine, settings))
     app = create_service_app(

@@ -435,12 +435,15 @@ def _event(connection: InboundConnection, movement: LineMovement, received_at: d
     )
 
 
-async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[ConnectionChanged]) -> None:
-    async with engine.begin() as conn:
+async def apply_connection_changes(changes: Sequence[ConnectionChanged], directory: ConnectionDirectory) -> None:
+    """Keep the connections projection; then this process's directory forgets its copies
+    (another instance's expire within their ttl)."""
+    async with directory.engine.begin() as conn:
         new_ids = await claim_events(conn, inbox, CONNECTIONS.name, (c.event_id for c in changes))
         for change in changes:
             if change.event_id in new_ids:
                 await _upsert_connection(conn, open_connection(change))
+    directory.invalidate()
 
 
 async def _upsert_connection(conn: AsyncConnection, change: ConnectionChanged) -> None:

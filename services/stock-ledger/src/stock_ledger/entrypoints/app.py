@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.auth import ApiKeyVerifier
 from stocksync_common.contracts import ConnectionChanged, DeadLetterRecorded, OrderLineMoved
-from stocksync_common.kafka import ConsumedEvent
-from stocksync_common.logging import causation
+from stocksync_common.message_bus import HandlerTable, batch_handler
 from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import CONNECTIONS, DEAD_LETTER_TOPICS, ORDERS
+from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.tables import dead_letters, outbox
@@ -31,34 +33,38 @@ CONSUMER_GROUP = "stock-ledger"
 # The stock-ledger keeps every service's dead letters (from `<topic>.dlq`) for the API.
 DEAD_LETTER_GROUP = "stock-ledger-dead-letters"
 
+# What CONSUMER_GROUP applies, each with a unit of work of its own, in this order: a
+# connection's locations first, so that its orders in the same batch reserve where it says.
+ORDER_HANDLERS: HandlerTable[UnitOfWork] = {
+    ConnectionChanged: apply_connection_changes,
+    OrderLineMoved: apply_order_lines,
+}
+# What DEAD_LETTER_GROUP applies: a dead letter changes no stock, it is kept in a plain transaction.
+DEAD_LETTER_HANDLERS: HandlerTable[AsyncEngine] = {DeadLetterRecorded: collect_dead_letters}
+
+
+async def _apply_order_lines_then_exit(events: Sequence[OrderLineMoved], uow: UnitOfWork) -> None:
+    """FAULT_EXIT_AFTER_DB_COMMIT (tests only): the database has committed; the offsets have not."""
+    await apply_order_lines(events, uow)
+    os._exit(70)
+
 
 def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     settings = settings or LedgerSettings()
     runtime = Runtime("stock-ledger", settings, outbox, dead_letters)
 
     units = unit_of_work_factory(runtime.engine, runtime.wake_relay)
-
-    async def on_order_lines(batch: list[ConsumedEvent]) -> None:
-        # A connection's locations first: its orders in the same batch reserve where it says.
-        await apply_connection_changes(
-            [item.event for item in batch if isinstance(item.event, ConnectionChanged)], units()
-        )
-        events = [item.event for item in batch if isinstance(item.event, OrderLineMoved)]
-        if not events:
-            return
-        with causation(events[0].causation_id if len(events) == 1 else None):
-            await apply_order_lines(events, units())
-        if settings.fault_exit_after_db_commit and events:
-            os._exit(70)  # the database has committed; the offsets have not
-
-    async def on_dead_letters(batch: list[ConsumedEvent]) -> None:
-        await collect_dead_letters(
-            runtime.engine, [item.event for item in batch if isinstance(item.event, DeadLetterRecorded)]
-        )
-
-    runtime.add_consumer([ORDERS, CONNECTIONS], CONSUMER_GROUP, on_order_lines)
+    order_handlers = ORDER_HANDLERS
+    if settings.fault_exit_after_db_commit:
+        order_handlers = {**ORDER_HANDLERS, OrderLineMoved: _apply_order_lines_then_exit}
+    runtime.add_consumer([ORDERS, CONNECTIONS], CONSUMER_GROUP, batch_handler(order_handlers, units))
     # Not dead-lettered itself: a dead letter of a dead letter would loop.
-    runtime.add_consumer(DEAD_LETTER_TOPICS, DEAD_LETTER_GROUP, on_dead_letters, dead_letter=False)
+    runtime.add_consumer(
+        DEAD_LETTER_TOPICS,
+        DEAD_LETTER_GROUP,
+        batch_handler(DEAD_LETTER_HANDLERS, lambda: runtime.engine),
+        dead_letter=False,
+    )
     import_worker = ImportWorker(
         runtime.engine, chunk_size=settings.snapshot_chunk_rows, after_chunk=runtime.wake_relay
     )

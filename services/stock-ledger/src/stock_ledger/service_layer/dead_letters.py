@@ -25,7 +25,7 @@ from stocksync_common.topics import BY_NAME
 from stock_ledger.adapters.tables import dead_letters, outbox
 
 
-async def collect_dead_letters(engine: AsyncEngine, events: Sequence[DeadLetterRecorded]) -> None:
+async def collect_dead_letters(events: Sequence[DeadLetterRecorded], engine: AsyncEngine) -> None:
     """Record dead letters published by any service; one seen before is left as it is."""
     if not events:
         return
