@@ -1,17 +1,19 @@
 """The stock.changed.v1 consumer batch: project the stock, re-evaluate the SKUs that moved.
 
-It does what `reevaluate` does for the SKUs a batch moved, in three statements on
-asyncpg (stocksync_common.raw_connection) whatever the batch size:
+It does what `reevaluate` does for the SKUs a batch moved, in three statements of the
+store (adapters/quantity_store.py) whatever the batch size, in one unit of work:
 
-1. claim the inbox and upsert the stock projection (rows in (merchant, sku, location)
-   order; a version not newer than the one applied is dropped), returning the SKUs
-   that moved;
-2. lock every stock row of those SKUs in (merchant, sku, location) order and read, for
-   each, its product attributes and the quantities last published to the merchant's
-   active connections; per merchant, the active connections and a fingerprint of the
-   rules (rule ids and row versions, `xmin`), and the rules themselves only when the
-   fingerprint differs from the one this process holds;
-3. upsert the published quantities that changed and write their outbox rows.
+1. claim the inbox and upsert the stock projection (`claim_and_project_stock`),
+   returning the rows that moved;
+2. lock every stock row of those SKUs and read their inputs (`lock_and_read`): product
+   attributes, published quantities, sales rates; per merchant, the active connections'
+   feeds, the measured delays and a fingerprint of the rules, and the rules themselves
+   only when the fingerprint differs from the one this process holds;
+3. publish the quantities that changed (`publish`: channel_quantities and the outbox);
+
+and a fourth (`save_rates`) when the batch sold. Deciding is Python: per SKU, each
+connection's feed (`domain.feeds.feed_views`), the funnel's decision, compared with what
+was published.
 
 Statement 2 runs after statement 1 has locked the moved rows, so it sees what a rule
 change, the scheduler or another batch committed before; any of those that re-evaluates
@@ -24,180 +26,42 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, get_args
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stocksync_common.contracts import DEFAULT_LOCATION, ChannelQuantityChanged, ChannelType, StockChanged, utcnow
-from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
-from stocksync_common.raw_connection import raw_transaction, uuid_array_literal
+from stocksync_common.contracts import ChannelQuantityChanged, ChannelType, StockChanged, utcnow
 from stocksync_common.topics import STOCK_CHANGED
 
-from rule_engine.adapters.tables import (
-    channel_quantities,
-    connection_delays,
-    connections,
-    inbox,
-    outbox,
-    products,
-    rules,
-    sales_rates,
-    stock,
-)
+from rule_engine.adapters import quantity_store
+from rule_engine.adapters.quantity_store import RateKey
+from rule_engine.adapters.unit_of_work import unit_of_work_factory
 from rule_engine.domain.adaptive import DecayedRate, Estimation, Exposure, rate_per_hour, sale_of
+from rule_engine.domain.feeds import Feed, StockRow, feed_views, quantity_changed
 from rule_engine.domain.rules import Decision, Funnel, ProductAttributes, Rule
 from rule_engine.service_layer.evaluation import rule_from_mapping
-
-CLAIM_AND_PROJECT_SQL = f"""
-WITH claimed AS (
-    INSERT INTO {inbox.fullname} (event_id, topic)
-    SELECT e, $1::text FROM unnest($2::uuid[]) AS e
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
-),
-before AS (
-    SELECT s.merchant_id, s.sku, s.location, s.available
-    FROM {stock.fullname} s
-    JOIN unnest($4::uuid[], $5::text[], $6::text[]) AS b(merchant_id, sku, location)
-        ON s.merchant_id = b.merchant_id AND s.sku = b.sku AND s.location = b.location
-),
-upserted AS (
-INSERT INTO {stock.fullname} AS s
-    (merchant_id, sku, location, available, version, causation_id, origin_received_at)
-SELECT c.merchant_id, c.sku, c.location, c.available, c.version, c.causation_id, c.origin_received_at
-FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[],
-            $10::timestamptz[])
-    WITH ORDINALITY AS c(event_id, merchant_id, sku, location, available, version, causation_id,
-                         origin_received_at, n)
-WHERE c.event_id IN (SELECT event_id FROM claimed)
-ORDER BY c.n
-ON CONFLICT (merchant_id, sku, location) DO UPDATE
-SET available = EXCLUDED.available, version = EXCLUDED.version, causation_id = EXCLUDED.causation_id,
-    origin_received_at = EXCLUDED.origin_received_at
-WHERE s.version < EXCLUDED.version
-RETURNING s.merchant_id, s.sku, s.location
-)
--- What each updated row held before (none for a SKU seen for the first time): a sale is a drop.
-SELECT u.merchant_id, u.sku, u.location, b.available AS before_available
-FROM upserted u
-LEFT JOIN before b ON b.merchant_id = u.merchant_id AND b.sku = u.sku AND b.location = u.location
-"""
-
-_RULE_COLUMNS = (
-    "rule_id, position, enabled, connection_ids, skus, condition, action, product_filter, "
-    "starts_at, ends_at, weekly_windows, time_zone"
-)
-
-LOCK_AND_READ_SQL = f"""
-WITH moved AS (
-    SELECT DISTINCT m.merchant_id, m.sku FROM unnest($1::uuid[], $2::text[]) AS m(merchant_id, sku)
-),
-known AS (
-    SELECT k.merchant_id, k.fingerprint FROM unnest($3::uuid[], $4::text[]) AS k(merchant_id, fingerprint)
-),
-merchants AS (
-    SELECT d.merchant_id,
-        (SELECT coalesce(json_agg(json_build_object(
-                    'id', c.connection_id, 'locations', c.locations, 'per_location', c.per_location
-                ) ORDER BY c.connection_id), '[]')::text
-         FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS feeds,
-        (SELECT coalesce(array_agg(c.connection_id), '{{}}')
-         FROM {connections.fullname} c WHERE c.merchant_id = d.merchant_id AND c.active) AS connection_ids,
-        (SELECT md5(coalesce(string_agg(r.rule_id::text || '@' || r.xmin::text, ',' ORDER BY r.rule_id), ''))
-         FROM {rules.fullname} r WHERE r.merchant_id = d.merchant_id) AS fingerprint,
-        (SELECT coalesce(array_agg(cd.connection_id ORDER BY cd.connection_id), '{{}}')
-         FROM {connection_delays.fullname} cd WHERE cd.merchant_id = d.merchant_id) AS delay_connections,
-        (SELECT coalesce(array_agg(cd.p95_s ORDER BY cd.connection_id), '{{}}')
-         FROM {connection_delays.fullname} cd WHERE cd.merchant_id = d.merchant_id) AS delay_p95s
-    FROM (SELECT DISTINCT merchant_id FROM moved) d
-),
-locked AS (
-    SELECT s.merchant_id, s.sku, s.location, s.available, s.version, s.causation_id, s.origin_received_at
-    FROM {stock.fullname} s JOIN moved m ON s.merchant_id = m.merchant_id AND s.sku = m.sku
-    ORDER BY s.merchant_id, s.sku, s.location
-    FOR UPDATE OF s
-)
-SELECT l.merchant_id, l.sku, l.location, l.available, l.version, l.causation_id, l.origin_received_at,
-    pr.brand, pr.category, pr.tags,
-    mm.feeds, mm.fingerprint, mm.delay_connections, mm.delay_p95s,
-    sr.channels AS rate_channels, sr.rates, sr.rated_at,
-    CASE WHEN mm.fingerprint IS NOT DISTINCT FROM k.fingerprint THEN NULL
-         ELSE (SELECT coalesce(json_agg(x), '[]')::text
-               FROM (SELECT {_RULE_COLUMNS} FROM {rules.fullname} WHERE merchant_id = mm.merchant_id) x)
-    END AS rules_json,
-    p.connection_ids AS published_to, p.locations AS published_locations, p.quantities AS published_quantities,
-    p.versions AS published_versions
-FROM locked l
-JOIN merchants mm ON mm.merchant_id = l.merchant_id
-LEFT JOIN known k ON k.merchant_id = l.merchant_id
-LEFT JOIN {products.fullname} pr ON pr.merchant_id = l.merchant_id AND pr.sku = l.sku
-LEFT JOIN LATERAL (
-    SELECT array_agg(cq.connection_id) AS connection_ids, array_agg(cq.location) AS locations,
-        array_agg(cq.quantity) AS quantities, array_agg(cq.version) AS versions
-    FROM {channel_quantities.fullname} cq
-    -- (connection_id, sku) leads the primary key: one index range per connection.
-    WHERE cq.connection_id = ANY(mm.connection_ids) AND cq.sku = l.sku
-) p ON true
-LEFT JOIN LATERAL (
-    SELECT array_agg(r.channel) AS channels, array_agg(r.rate) AS rates, array_agg(r.at) AS rated_at
-    FROM {sales_rates.fullname} r WHERE r.merchant_id = l.merchant_id AND r.sku = l.sku
-) sr ON true
-ORDER BY l.merchant_id, l.sku, l.location
-"""
-
-PUBLISH_SQL = f"""
-WITH published AS (
-    INSERT INTO {channel_quantities.fullname} AS cq
-        (connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids)
-    SELECT q.connection_id, q.sku, q.location, q.merchant_id, q.quantity, q.version, q.stock_version,
-        q.rule_ids::uuid[]
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::bigint[], $7::bigint[],
-                $8::text[])
-        AS q(connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids)
-    ON CONFLICT (connection_id, sku, location) DO UPDATE
-    SET quantity = EXCLUDED.quantity, version = EXCLUDED.version, stock_version = EXCLUDED.stock_version,
-        rule_ids = EXCLUDED.rule_ids
-    RETURNING 1
-),
-announced AS (
-    {outbox_insert_sql(outbox, 9)}
-)
-SELECT (SELECT count(*) FROM published), (SELECT count(*) FROM announced)
-"""
-
-
-# The sales rates that moved (one row per SKU and channel that sold), in key order.
-SAVE_RATES_SQL = f"""
-INSERT INTO {sales_rates.fullname} AS r (merchant_id, sku, channel, rate, at)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::timestamptz[])
-ON CONFLICT (merchant_id, sku, channel) DO UPDATE SET rate = EXCLUDED.rate, at = EXCLUDED.at
-"""
-
-RateKey = tuple[uuid.UUID, str, str]  # merchant, sku, channel
 
 
 class RuleSets:
     """Each merchant's rules as last read, with the fingerprint they were read at.
 
     Only a cache: every batch sends the fingerprints it holds and gets the rules back
-    for a merchant whose fingerprint differs (`LOCK_AND_READ_SQL`).
+    for a merchant whose fingerprint differs (`quantity_store.lock_and_read`).
     """
 
     def __init__(self, max_merchants: int = 10_000) -> None:
         self._rules: dict[uuid.UUID, tuple[str, list[Rule]]] = {}
         self._max_merchants = max_merchants
 
-    def known(self, merchant_ids: Iterable[uuid.UUID]) -> tuple[list[uuid.UUID], list[str]]:
+    def known(self, merchant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
         """The fingerprints held for these merchants. Evicts here, never during a batch:
         a merchant sent as known must still be held when its rows come back."""
         if len(self._rules) >= self._max_merchants:
             self._rules.clear()
-        held = [(m, self._rules[m][0]) for m in merchant_ids if m in self._rules]
-        return [m for m, _ in held], [f for _, f in held]
+        return {m: self._rules[m][0] for m in merchant_ids if m in self._rules}
 
     def rules(self, merchant_id: uuid.UUID, fingerprint: str, rules_json: str | None) -> list[Rule]:
         if rules_json is None:
@@ -221,54 +85,6 @@ def _rule_from_json(document: dict[str, Any]) -> Rule:
 
 def _timestamp(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text is not None else None
-
-
-def _newest(changes: Iterable[StockChanged]) -> list[StockChanged]:
-    """The newest change per (merchant, sku, location), in lock order."""
-    newest: dict[tuple[uuid.UUID, str, str], StockChanged] = {}
-    for change in changes:
-        key = (change.merchant_id, change.sku, change.location)
-        if key not in newest or change.version > newest[key].version:
-            newest[key] = change
-    return [newest[k] for k in sorted(newest, key=lambda k: (str(k[0]), k[1], k[2]))]
-
-
-_EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class _View:
-    """What one connection is shown of a SKU at one published location."""
-
-    location: str
-    available: int
-    stock_version: int
-    causation_id: str
-    origin_received_at: datetime | None
-
-
-def _views(by_location: dict[str, Any], feed: dict[str, Any]) -> list[_View]:
-    """A connection's feed of one SKU (service_layer/evaluation.py `Feed`): each listed
-    location's row, or the sum of their available at the default location (0 when none
-    of them has stock: a channel is never shown another location's units)."""
-    rows = [by_location[loc] for loc in feed["locations"] if loc in by_location]
-    if feed["per_location"]:
-        return [
-            _View(r["location"], r["available"], r["version"], r["causation_id"], r["origin_received_at"]) for r in rows
-        ]
-    if not rows:
-        return [_View(DEFAULT_LOCATION, 0, 0, next(iter(by_location.values()))["causation_id"], None)]
-    # The causation and sync window of the feed's latest movement.
-    newest = max(rows, key=lambda r: r["origin_received_at"] or _EPOCH)
-    return [
-        _View(
-            DEFAULT_LOCATION,
-            sum(r["available"] for r in rows),
-            sum(r["version"] for r in rows),
-            newest["causation_id"],
-            newest["origin_received_at"],
-        )
-    ]
 
 
 CHANNEL_TYPES = frozenset(get_args(ChannelType))
@@ -310,6 +126,27 @@ def updated_rates(
     return per_sku, changed
 
 
+def _feeds(document: str) -> list[tuple[uuid.UUID, Feed]]:
+    """A merchant's active connections and their feeds, from `lock_and_read`'s JSON, in id order."""
+    return [(uuid.UUID(f["id"]), Feed.of(f["locations"], f["per_location"])) for f in orjson.loads(document)]
+
+
+def _published(row: Any) -> dict[tuple[uuid.UUID, str], tuple[int, int]]:
+    """The (quantity, version) last published per (connection, location) of the row's SKU."""
+    if row["published_to"] is None:
+        return {}
+    return {
+        (connection_id, location): (quantity, version)
+        for connection_id, location, quantity, version in zip(
+            row["published_to"],
+            row["published_locations"],
+            row["published_quantities"],
+            row["published_versions"],
+            strict=True,
+        )
+    }
+
+
 def plan_channel_quantities(
     rows: Iterable[Any],
     rule_sets: RuleSets,
@@ -317,19 +154,22 @@ def plan_channel_quantities(
     rates: dict[tuple[uuid.UUID, str], dict[str, DecayedRate]] | None = None,
     estimation: Estimation = Estimation(),
 ) -> list[ChannelQuantityChanged]:
-    """The channel quantities that differ from the published ones, from `LOCK_AND_READ_SQL`'s rows.
+    """The channel quantities that differ from the published ones, from `lock_and_read`'s rows.
 
     Rows come in (merchant, sku, location) order; per SKU, connections in id order, each
-    shown its feed (`_views`). A merchant with an adaptive rule decides from the SKU's sales
-    rate (`rates`, after the batch's sales) and its connections' measured delays.
+    shown its feed (`feed_views`). A merchant with an adaptive rule decides from the SKU's
+    sales rate (`rates`, after the batch's sales) and its connections' measured delays.
     """
     emitted: list[ChannelQuantityChanged] = []
     funnels: dict[uuid.UUID, Funnel] = {}
+    merchant_feeds: dict[uuid.UUID, list[tuple[uuid.UUID, Feed]]] = {}
     decided: dict[tuple[Any, ...], Decision] = {}
     for (merchant_id, sku), grouped in itertools.groupby(rows, key=lambda r: (r["merchant_id"], r["sku"])):
         sku_rows = list(grouped)
         first = sku_rows[0]
-        feeds: list[dict[str, Any]] = orjson.loads(first["feeds"])
+        feeds = merchant_feeds.get(merchant_id)
+        if feeds is None:
+            feeds = merchant_feeds[merchant_id] = _feeds(first["feeds"])
         if not feeds:
             continue
         funnel = funnels.get(merchant_id)
@@ -352,22 +192,13 @@ def plan_channel_quantities(
                 dict(zip(first["delay_connections"], first["delay_p95s"], strict=True)),
                 estimation.default_delay_s,
             )
-        published: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
-        if first["published_to"] is not None:
-            published = {
-                (connection_id, location): (quantity, version)
-                for connection_id, location, quantity, version in zip(
-                    first["published_to"],
-                    first["published_locations"],
-                    first["published_quantities"],
-                    first["published_versions"],
-                    strict=True,
-                )
-            }
-        by_location = {r["location"]: r for r in sku_rows}
-        for feed in feeds:
-            target = uuid.UUID(feed["id"])
-            for view in _views(by_location, feed):
+        published = _published(first)
+        stock_rows = [
+            StockRow(r["location"], r["available"], r["version"], r["causation_id"], r["origin_received_at"])
+            for r in sku_rows
+        ]
+        for target, feed in feeds:
+            for view in feed_views(feed, stock_rows):
                 key = (merchant_id, target, view.available, product, named, per_hour)
                 decision = decided.get(key)
                 if decision is None:
@@ -381,22 +212,7 @@ def plan_channel_quantities(
                 current, version = published.get((target, view.location), (None, 0))
                 if current == decision.quantity:
                     continue
-                emitted.append(
-                    ChannelQuantityChanged(
-                        merchant_id=merchant_id,
-                        connection_id=target,
-                        sku=sku,
-                        location=view.location,
-                        quantity=decision.quantity,
-                        version=version + 1,
-                        stock_version=view.stock_version,
-                        available=view.available,
-                        rule_ids=decision.rule_ids,
-                        reasons=decision.reasons,
-                        causation_id=view.causation_id,
-                        origin_received_at=view.origin_received_at,
-                    )
-                )
+                emitted.append(quantity_changed(merchant_id, target, sku, view, decision, version))
     return emitted
 
 
@@ -407,63 +223,24 @@ async def apply_stock_changes(
     estimation: Estimation = Estimation(),
 ) -> int:
     """Project a consumer batch of stock changes and emit the channel quantities that
-    changed; one transaction, three statements (a fourth saves the sales rates of a batch
-    that sold). Returns the number emitted."""
+    changed; one unit of work, three statements (a fourth saves the sales rates of a
+    batch that sold). Returns the number emitted."""
     changes = list(changes)
     rule_sets = rule_sets if rule_sets is not None else RuleSets()
-    rows = _newest(changes)
     event_ids = list(dict.fromkeys(c.event_id for c in changes))
     if not event_ids:
         return 0
-    async with raw_transaction(engine) as conn:
-        moved = await conn.fetch(
-            CLAIM_AND_PROJECT_SQL,
-            STOCK_CHANGED.name,
-            event_ids,
-            [c.event_id for c in rows],
-            [c.merchant_id for c in rows],
-            [c.sku for c in rows],
-            [c.location for c in rows],
-            [c.available for c in rows],
-            [c.version for c in rows],
-            [c.causation_id for c in rows],
-            [c.origin_received_at for c in rows],
-        )
-        if not moved:
-            return 0
-        known_merchants, fingerprints = rule_sets.known({r["merchant_id"] for r in moved})
-        read = await conn.fetch(
-            LOCK_AND_READ_SQL,
-            [r["merchant_id"] for r in moved],
-            [r["sku"] for r in moved],
-            known_merchants,
-            fingerprints,
-        )
-        sales = sales_in(moved, {(c.merchant_id, c.sku, c.location): c for c in rows})
-        rates, changed_rates = updated_rates(read, sales, estimation)
-        if changed_rates:
-            keys = sorted(changed_rates, key=lambda k: (str(k[0]), k[1], k[2]))
-            await conn.execute(
-                SAVE_RATES_SQL,
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [k[2] for k in keys],
-                [changed_rates[k].rate for k in keys],
-                [datetime.fromtimestamp(changed_rates[k].at or 0.0, UTC) for k in keys],
-            )
-        emitted = plan_channel_quantities(read, rule_sets, utcnow(), rates, estimation)
-        if not emitted:
-            return 0
-        await conn.fetchrow(
-            PUBLISH_SQL,
-            [e.connection_id for e in emitted],
-            [e.sku for e in emitted],
-            [e.location for e in emitted],
-            [e.merchant_id for e in emitted],
-            [e.quantity for e in emitted],
-            [e.version for e in emitted],
-            [e.stock_version for e in emitted],
-            [uuid_array_literal(e.rule_ids) for e in emitted],
-            *outbox_arrays(emitted),
-        )
+    newest = quantity_store.newest_per_row(changes)
+    async with unit_of_work_factory(engine)() as uow:
+        moved = await quantity_store.claim_and_project_stock(uow.connection, STOCK_CHANGED.name, event_ids, newest)
+        emitted: Sequence[ChannelQuantityChanged] = []
+        if moved:
+            skus = [(r["merchant_id"], r["sku"]) for r in moved]
+            read = await quantity_store.lock_and_read(uow.connection, skus, rule_sets.known(m for m, _ in skus))
+            sales = sales_in(moved, {(c.merchant_id, c.sku, c.location): c for c in newest})
+            rates, changed_rates = updated_rates(read, sales, estimation)
+            await quantity_store.save_rates(uow.connection, changed_rates)
+            emitted = plan_channel_quantities(read, rule_sets, utcnow(), rates, estimation)
+            await quantity_store.publish(uow.connection, emitted)
+        await uow.commit()
     return len(emitted)
