@@ -21,14 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.contracts import ChannelQuantityChanged, ConnectionDelayMeasured, utcnow
 from stocksync_common.db import make_engine
 
+from channel_publisher.adapters.push_store import PushStore
 from channel_publisher.adapters.tables import display_delays, display_probes, outbox, pushes
 from channel_publisher.config import PublisherSettings
-from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
+from channel_publisher.domain.pushes import BatchResult, ChannelAdapter, ItemOutcome, PushItem
+from channel_publisher.service_layer.connection_adapters import ConnectionAdapter
 from channel_publisher.service_layer.connections import load_connection
 from channel_publisher.service_layer.display_delays import measure_display_delays, read_display_delay
+from channel_publisher.service_layer.drainer import Drainer
 from channel_publisher.service_layer.drift import check_drift
-from channel_publisher.service_layer.publishing import Publisher
-from channel_publisher.service_layer.queue import enqueue_channel_quantities
 from tests.conftest import PrivateDatabase
 from tests.integration.publisher_connections import shopify_connection
 
@@ -91,19 +92,31 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def connected(engine: AsyncEngine, publisher: Publisher, channel: object) -> tuple[uuid.UUID, uuid.UUID]:
+class ChannelsUnderTest:
+    """The adapter source of these tests: each connection calls the channel the test gave it."""
+
+    def __init__(self) -> None:
+        self.by_connection: dict[uuid.UUID, ConnectionAdapter] = {}
+
+    async def adapter_for(self, connection_id: uuid.UUID) -> ConnectionAdapter | None:
+        return self.by_connection.get(connection_id)
+
+
+async def connected(
+    engine: AsyncEngine, channels: ChannelsUnderTest, channel: ChannelAdapter
+) -> tuple[uuid.UUID, uuid.UUID]:
     merchant_id = uuid.uuid4()
     connection_id = await shopify_connection(engine, merchant_id, "lagging", [SKU])
     async with engine.connect() as conn:
         connection = await load_connection(conn, connection_id)
     assert connection is not None
-    publisher._adapters[connection_id] = (connection, channel)  # type: ignore[assignment]
+    channels.by_connection[connection_id] = ConnectionAdapter(connection, channel)
     return merchant_id, connection_id
 
 
 async def pushed(
     engine: AsyncEngine,
-    publisher: Publisher,
+    drainer: Drainer,
     merchant_id: uuid.UUID,
     connection_id: uuid.UUID,
     quantity: int,
@@ -121,8 +134,8 @@ async def pushed(
         reasons=(REASON,),
         origin_received_at=utcnow() - timedelta(seconds=5),
     )
-    await enqueue_channel_quantities(engine, [change])
-    assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 10) == 1
+    await PushStore(engine).enqueue([change])
+    assert await asyncio.wait_for(drainer.publish_due_pushes(connection_id), 10) == 1
 
 
 async def read_due_now(engine: AsyncEngine, connection_id: uuid.UUID) -> None:
@@ -158,91 +171,84 @@ async def announced(engine: AsyncEngine, connection_id: uuid.UUID) -> list[Conne
 
 async def test_a_probe_measures_from_the_orders_receipt_to_the_channel_showing_it(engine: AsyncEngine) -> None:
     settings = PublisherSettings(display_delay_min_samples=2, display_delay_announce_interval_s=0)
-    publisher = Publisher(engine, settings)
+    channels = ChannelsUnderTest()
+    drainer = Drainer(PushStore(engine), channels, settings)
     channel = LaggingChannel()
-    merchant_id, connection_id = await connected(engine, publisher, channel)
-    try:
-        await pushed(engine, publisher, merchant_id, connection_id, 7, 1)
-        async with engine.connect() as conn:
-            reason = (
-                await conn.execute(sa.select(pushes.c.reason).where(pushes.c.connection_id == connection_id))
-            ).scalar_one()
-        assert reason == REASON
+    merchant_id, connection_id = await connected(engine, channels, channel)
+    await pushed(engine, drainer, merchant_id, connection_id, 7, 1)
+    async with engine.connect() as conn:
+        reason = (
+            await conn.execute(sa.select(pushes.c.reason).where(pushes.c.connection_id == connection_id))
+        ).scalar_one()
+    assert reason == REASON
 
-        # Accepted, not shown yet: the probe reads and waits.
-        await measure_display_delays(publisher)
-        assert (channel.reads, await samples(engine, connection_id)) == (1, [])
-        channel.display()
-        await read_due_now(engine, connection_id)
-        await measure_display_delays(publisher)
-        [(how, first)] = await samples(engine, connection_id)
-        assert how == "read_back" and 5.0 <= first < 60.0
-        assert await announced(engine, connection_id) == []  # one sample: still the default
+    # Accepted, not shown yet: the probe reads and waits.
+    await measure_display_delays(engine, settings, channels)
+    assert (channel.reads, await samples(engine, connection_id)) == (1, [])
+    channel.display()
+    await read_due_now(engine, connection_id)
+    await measure_display_delays(engine, settings, channels)
+    [(how, first)] = await samples(engine, connection_id)
+    assert how == "read_back" and 5.0 <= first < 60.0
+    assert await announced(engine, connection_id) == []  # one sample: still the default
 
-        # A push that a newer one overtakes before it shows ends its probe without a sample.
-        await pushed(engine, publisher, merchant_id, connection_id, 6, 2)
-        await measure_display_delays(publisher)
-        await pushed(engine, publisher, merchant_id, connection_id, 5, 3)
-        await read_due_now(engine, connection_id)
-        await measure_display_delays(publisher)
-        assert len(await samples(engine, connection_id)) == 1
-        async with engine.connect() as conn:
-            assert (
-                await conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(display_probes)
-                    .where(display_probes.c.connection_id == connection_id)
-                )
-            ).scalar_one() == 0
-        # The next tick probes version 3, which the channel shows: the second sample announces.
-        channel.display()
-        await measure_display_delays(publisher)
-        assert [how for how, _ in await samples(engine, connection_id)] == ["read_back", "read_back"]
-        [event] = await announced(engine, connection_id)
-        assert (event.merchant_id, event.samples) == (merchant_id, 2)
-        assert 5.0 <= event.p50_s <= event.p95_s < 60.0
+    # A push that a newer one overtakes before it shows ends its probe without a sample.
+    await pushed(engine, drainer, merchant_id, connection_id, 6, 2)
+    await measure_display_delays(engine, settings, channels)
+    await pushed(engine, drainer, merchant_id, connection_id, 5, 3)
+    await read_due_now(engine, connection_id)
+    await measure_display_delays(engine, settings, channels)
+    assert len(await samples(engine, connection_id)) == 1
+    async with engine.connect() as conn:
+        assert (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(display_probes)
+                .where(display_probes.c.connection_id == connection_id)
+            )
+        ).scalar_one() == 0
+    # The next tick probes version 3, which the channel shows: the second sample announces.
+    channel.display()
+    await measure_display_delays(engine, settings, channels)
+    assert [how for how, _ in await samples(engine, connection_id)] == ["read_back", "read_back"]
+    [event] = await announced(engine, connection_id)
+    assert (event.merchant_id, event.samples) == (merchant_id, 2)
+    assert 5.0 <= event.p50_s <= event.p95_s < 60.0
 
-        async with engine.connect() as conn:
-            delay = await read_display_delay(conn, settings, connection_id)
-        assert delay.measured and (delay.p50_s, delay.p95_s) == (event.p50_s, event.p95_s)
-        # A drift check right after a push does not take the channel's lag for drift.
-        channel.shown = 99
-        assert await check_drift(publisher, connection_id) == []
-        channel.display()
-        # Nothing new pushed: nothing read, nothing announced again.
-        reads = channel.reads
-        await measure_display_delays(publisher)
-        assert channel.reads == reads and len(await announced(engine, connection_id)) == 1
-    finally:
-        await publisher.http.aclose()
+    async with engine.connect() as conn:
+        delay = await read_display_delay(conn, settings, connection_id)
+    assert delay.measured and (delay.p50_s, delay.p95_s) == (event.p50_s, event.p95_s)
+    # A drift check right after a push does not take the channel's lag for drift.
+    channel.shown = 99
+    assert await check_drift(engine, settings, channels, connection_id) == []
+    channel.display()
+    # Nothing new pushed: nothing read, nothing announced again.
+    reads = channel.reads
+    await measure_display_delays(engine, settings, channels)
+    assert channel.reads == reads and len(await announced(engine, connection_id)) == 1
 
 
 async def test_a_channel_that_never_shows_it_records_a_censored_sample_and_an_unreadable_one_its_acceptance(
     engine: AsyncEngine,
 ) -> None:
     settings = PublisherSettings(display_probe_max_s=0.001)
-    publisher = Publisher(engine, settings)
-    try:
-        lagging = LaggingChannel()
-        merchant_id, connection_id = await connected(engine, publisher, lagging)
-        await pushed(engine, publisher, merchant_id, connection_id, 4, 1)
-        await measure_display_delays(publisher)  # opens the probe and reads: not shown, past the maximum
-        [(how, delay)] = await samples(engine, connection_id)
-        assert how == "censored" and delay >= 5.0
+    channels = ChannelsUnderTest()
+    drainer = Drainer(PushStore(engine), channels, settings)
+    lagging = LaggingChannel()
+    merchant_id, connection_id = await connected(engine, channels, lagging)
+    await pushed(engine, drainer, merchant_id, connection_id, 4, 1)
+    await measure_display_delays(engine, settings, channels)  # opens the probe and reads: not shown, past the maximum
+    [(how, delay)] = await samples(engine, connection_id)
+    assert how == "censored" and delay >= 5.0
 
-        merchant_id, unreadable = await connected(engine, publisher, UnreadableChannel())
-        await pushed(engine, publisher, merchant_id, unreadable, 4, 1)
-        # Two publisher instances measure at once: the push is sampled once.
-        other = Publisher(engine, settings)
-        other._adapters[unreadable] = publisher._adapters[unreadable]
-        try:
-            await asyncio.gather(measure_display_delays(publisher), measure_display_delays(other))
-        finally:
-            await other.http.aclose()
-        [(how, delay)] = await samples(engine, unreadable)
-        assert how == "accepted" and 5.0 <= delay < 60.0
-        async with engine.connect() as conn:
-            health = await read_display_delay(conn, settings, unreadable)
-        assert (health.measured, health.p95_s, health.samples) == (False, settings.display_delay_default_s, 1)
-    finally:
-        await publisher.http.aclose()
+    merchant_id, unreadable = await connected(engine, channels, UnreadableChannel())
+    await pushed(engine, drainer, merchant_id, unreadable, 4, 1)
+    # Two publisher instances measure at once: the push is sampled once.
+    await asyncio.gather(
+        measure_display_delays(engine, settings, channels), measure_display_delays(engine, settings, channels)
+    )
+    [(how, delay)] = await samples(engine, unreadable)
+    assert how == "accepted" and 5.0 <= delay < 60.0
+    async with engine.connect() as conn:
+        health = await read_display_delay(conn, settings, unreadable)
+    assert (health.measured, health.p95_s, health.samples) == (False, settings.display_delay_default_s, 1)

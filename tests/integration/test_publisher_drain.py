@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.contracts import ChannelQuantityChanged
 from stocksync_common.db import make_engine
 
+from channel_publisher.adapters.channels.registry import ADAPTERS, AdapterFactory
+from channel_publisher.adapters.push_store import PushStore
 from channel_publisher.adapters.tables import connections, last_sent, pending_pushes, pushes
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem, TransientChannelError
-from channel_publisher.service_layer.connections import create_connection, load_connection
-from channel_publisher.service_layer.publishing import Publisher
-from channel_publisher.service_layer.queue import enqueue_channel_quantities
+from channel_publisher.service_layer.connection_adapters import ConnectionAdapters
+from channel_publisher.service_layer.connections import create_connection
+from channel_publisher.service_layer.drainer import Drainer
 from tests.conftest import PrivateDatabase
 from tests.integration.publisher_connections import shopify_connection
 
@@ -68,14 +70,17 @@ async def engine(own_database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _connection_with_held_channel(engine: AsyncEngine, publisher: Publisher) -> tuple[uuid.UUID, HeldChannel]:
-    connection_id = await shopify_connection(engine, uuid.uuid4(), "held", [SKU])
-    async with engine.connect() as conn:
-        connection = await load_connection(conn, connection_id)
-    assert connection is not None
-    channel = HeldChannel()
-    publisher._adapters[connection_id] = (connection, channel)  # the channel under test's control
-    return connection_id, channel
+@pytest.fixture
+def adapters() -> dict[str, AdapterFactory]:
+    """The channel types' adapters the drainer builds; a test puts its own channel in."""
+    return dict(ADAPTERS)
+
+
+@pytest.fixture
+async def drainer(engine: AsyncEngine, adapters: dict[str, AdapterFactory]) -> AsyncIterator[Drainer]:
+    connection_adapters = ConnectionAdapters(engine, PublisherSettings(), adapters)
+    yield Drainer(PushStore(engine), connection_adapters, PublisherSettings())
+    await connection_adapters.aclose()
 
 
 def _quantity(connection_id: uuid.UUID, quantity: int, version: int) -> ChannelQuantityChanged:
@@ -91,17 +96,20 @@ def _quantity(connection_id: uuid.UUID, quantity: int, version: int) -> ChannelQ
     )
 
 
-async def test_a_newer_quantity_is_queued_during_a_call_and_sent_after_it_in_order(engine: AsyncEngine) -> None:
-    publisher = Publisher(engine, PublisherSettings())
-    connection_id, channel = await _connection_with_held_channel(engine, publisher)
-    await enqueue_channel_quantities(engine, [_quantity(connection_id, 7, 1)])
-    draining = asyncio.create_task(publisher.publish_due_pushes(connection_id))
+async def test_a_newer_quantity_is_queued_during_a_call_and_sent_after_it_in_order(
+    engine: AsyncEngine, adapters: dict[str, AdapterFactory], drainer: Drainer
+) -> None:
+    channel = HeldChannel()
+    adapters["shopify"] = lambda *_: channel
+    connection_id = await shopify_connection(engine, uuid.uuid4(), "held", [SKU])
+    await PushStore(engine).enqueue([_quantity(connection_id, 7, 1)])
+    draining = asyncio.create_task(drainer.publish_due_pushes(connection_id))
     await asyncio.wait_for(channel.in_call.wait(), 10)
 
     # The consumer records the newer quantity while the channel has not answered yet.
-    await asyncio.wait_for(enqueue_channel_quantities(engine, [_quantity(connection_id, 5, 2)]), 5)
+    await asyncio.wait_for(PushStore(engine).enqueue([_quantity(connection_id, 5, 2)]), 5)
     # A second drain of the same connection (another instance) sends nothing meanwhile.
-    assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 5) == 0
+    assert await asyncio.wait_for(drainer.publish_due_pushes(connection_id), 5) == 0
     assert channel.calls == [[(SKU, 7)]]
 
     channel.release.set()
@@ -125,17 +133,15 @@ async def test_a_newer_quantity_is_queued_during_a_call_and_sent_after_it_in_ord
     assert sent == [1]
 
     channel.release.set()
-    assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 10) == 1
+    assert await asyncio.wait_for(drainer.publish_due_pushes(connection_id), 10) == 1
     assert channel.calls == [[(SKU, 7)], [(SKU, 5)]]
-    await publisher.http.aclose()
 
 
 async def test_a_connection_stored_with_credentials_of_an_old_shape_keeps_its_quantities_and_counts_a_failure(
-    engine: AsyncEngine,
+    engine: AsyncEngine, drainer: Drainer
 ) -> None:
     """An Amazon connection saved with a fixed access token, before LWA credentials: its
     adapter cannot be built, which is the connection's problem, never the SKU's."""
-    publisher = Publisher(engine, PublisherSettings())
     connection_id = await create_connection(
         engine,
         merchant_id=uuid.uuid4(),
@@ -148,8 +154,8 @@ async def test_a_connection_stored_with_credentials_of_an_old_shape_keeps_its_qu
         inbound={},
         listing_rows=[{"sku": SKU, "location": "default", "external": {"product_type": "PRODUCT"}}],
     )
-    await enqueue_channel_quantities(engine, [_quantity(connection_id, 3, 1)])
-    assert await asyncio.wait_for(publisher.publish_due_pushes(connection_id), 10) == 0
+    await PushStore(engine).enqueue([_quantity(connection_id, 3, 1)])
+    assert await asyncio.wait_for(drainer.publish_due_pushes(connection_id), 10) == 0
     async with engine.connect() as conn:
         pending = (
             (
@@ -171,7 +177,6 @@ async def test_a_connection_stored_with_credentials_of_an_old_shape_keeps_its_qu
             )
         ).scalar_one()
     assert (pending, failures, history) == ([3], 1, 0)
-    await publisher.http.aclose()
 
 
 class FailingChannel:
@@ -216,22 +221,22 @@ async def _health(engine: AsyncEngine, connection_id: uuid.UUID) -> tuple[int, b
 
 
 async def test_a_connection_failing_as_a_whole_is_paused_sends_nothing_until_resume_at_then_resumes(
-    engine: AsyncEngine,
+    engine: AsyncEngine, adapters: dict[str, AdapterFactory], drainer: Drainer
 ) -> None:
     channel = FailingChannel()
-    publisher = Publisher(engine, PublisherSettings(), adapters={"shopify": lambda *_: channel})
+    adapters["shopify"] = lambda *_: channel
     connection_id = await shopify_connection(
         engine, uuid.uuid4(), "failing", [SKU], {"pause_after_failures": 2, "pause_duration_s": 300}
     )
-    await enqueue_channel_quantities(engine, [_quantity(connection_id, 3, 1)])
+    await PushStore(engine).enqueue([_quantity(connection_id, 3, 1)])
 
-    await publisher.publish_due_pushes(connection_id)
+    await drainer.publish_due_pushes(connection_id)
     assert await _health(engine, connection_id) == (1, False, [3])
-    await publisher.publish_due_pushes(connection_id)
+    await drainer.publish_due_pushes(connection_id)
     assert await _health(engine, connection_id) == (2, True, [3])
 
     # Paused: the quantity keeps waiting and the channel is not called.
-    assert await publisher.publish_due_pushes(connection_id) == 0
+    assert await drainer.publish_due_pushes(connection_id) == 0
     assert channel.calls == 2
     assert await _health(engine, connection_id) == (2, True, [3])
 
@@ -243,7 +248,7 @@ async def test_a_connection_failing_as_a_whole_is_paused_sends_nothing_until_res
             .where(connections.c.connection_id == connection_id)
             .values(resume_at=sa.func.now() - sa.text("interval '1 second'"))
         )
-    await publisher.publish_due_pushes(connection_id)
+    await drainer.publish_due_pushes(connection_id)
     assert channel.calls == 3
     assert await _health(engine, connection_id) == (0, False, [])
     async with engine.connect() as conn:
@@ -251,7 +256,6 @@ async def test_a_connection_failing_as_a_whole_is_paused_sends_nothing_until_res
             await conn.execute(sa.select(last_sent.c.version).where(last_sent.c.connection_id == connection_id))
         ).scalar_one()
     assert sent == 1
-    await publisher.http.aclose()
 
 
 class ThrottlingChannel:
@@ -278,17 +282,17 @@ class ThrottlingChannel:
 
 
 async def test_an_item_throttled_with_retry_after_waits_that_long_alone_and_the_connection_stays_healthy(
-    engine: AsyncEngine,
+    engine: AsyncEngine, adapters: dict[str, AdapterFactory], drainer: Drainer
 ) -> None:
     channel = ThrottlingChannel(retry_after=30.0)
-    publisher = Publisher(engine, PublisherSettings(), adapters={"shopify": lambda *_: channel})
+    adapters["shopify"] = lambda *_: channel
     skus = ["SKU-THROTTLE-A", "SKU-THROTTLE-B"]
     connection_id = await shopify_connection(engine, uuid.uuid4(), "throttling", skus, {"pause_after_failures": 1})
     changes = [_quantity(connection_id, 4, 1).model_copy(update={"sku": sku}) for sku in skus]
-    await enqueue_channel_quantities(engine, changes)
+    await PushStore(engine).enqueue(changes)
 
     before = datetime.now(UTC)
-    assert await publisher.publish_due_pushes(connection_id) == 1  # the accepted one settled
+    assert await drainer.publish_due_pushes(connection_id) == 1  # the accepted one settled
     assert len(channel.calls) == 1 and sorted(channel.calls[0]) == skus
     async with engine.connect() as conn:
         waiting = (
@@ -325,6 +329,5 @@ async def test_an_item_throttled_with_retry_after_waits_that_long_alone_and_the_
     assert failures == 0
 
     # Until Retry-After has passed the throttled item is not taken, and the channel not called.
-    assert await publisher.publish_due_pushes(connection_id) == 0
+    assert await drainer.publish_due_pushes(connection_id) == 0
     assert len(channel.calls) == 1
-    await publisher.http.aclose()

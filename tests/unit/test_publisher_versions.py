@@ -6,9 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from channel_publisher.adapters.push_store import ENQUEUE_SQL, SETTLE_SQL
 from channel_publisher.domain.versions import NEWER_VERSION_SQL, is_newer, needs_sending
-from channel_publisher.service_layer.publishing import SETTLE_SQL
-from channel_publisher.service_layer.queue import ENQUEUE_SQL
 
 versions = st.integers(min_value=0, max_value=2**63 - 1)
 

@@ -7,7 +7,7 @@ unless `resume_at` has passed; then it tries again by itself, and the first call
 does not fail as a whole clears the failures and the pause. A failure while paused
 (the trial call after `resume_at`) pauses it again from then, keeping when the pause began.
 
-The push queue's statements (service_layer/publishing.py, DUE_SQL and TAKE_SQL) select
+The push queue's statements (adapters/push_store.py, DUE_SQL and TAKE_SQL) select
 due rows with the same rule, `ACCEPTS_PUSHES_SQL`, so that a paused connection's rows
 are not even read.
 """

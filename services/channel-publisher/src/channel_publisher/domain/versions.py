@@ -8,7 +8,7 @@ and is dropped again just before sending, and `last_sent` only moves forward. A 
 is the one exception: it sends again the very version the channel accepted.
 
 The publisher's statements state the same rule with `NEWER_VERSION_SQL`
-(service_layer/queue.py ENQUEUE_SQL, service_layer/publishing.py SETTLE_SQL).
+(adapters/push_store.py, ENQUEUE_SQL and SETTLE_SQL).
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ from channel_publisher.adapters.tables import (
     pushes,
     unmapped_skus,
 )
+from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.channels import CHANNELS, ConnectionSettings
+from channel_publisher.service_layer.connection_adapters import AdapterSource
 from channel_publisher.service_layer.connections import (
     add_webhook_secret,
     create_connection,
@@ -47,9 +49,9 @@ from channel_publisher.service_layer.connections import (
     retire_previous_webhook_secrets,
     set_connection_locations,
 )
+from channel_publisher.service_layer.drainer import Drainer
 from channel_publisher.service_layer.drift import DriftCheckUnsupported, check_drift
 from channel_publisher.service_layer.health_report import connection_health
-from channel_publisher.service_layer.publishing import Publisher
 from channel_publisher.service_layer.push_history import PushFilter, push_history
 from channel_publisher.service_layer.resync import resync_connection
 
@@ -392,9 +394,14 @@ async def list_published(
     return [PublishedOut.model_validate({**row._mapping, "rule_ids": row.rule_ids or []}) for row in rows]
 
 
-def _publisher(request: Request) -> Publisher:
-    publisher: Publisher = request.app.state.publisher
-    return publisher
+def _drainer(request: Request) -> Drainer:
+    drainer: Drainer = request.app.state.drainer
+    return drainer
+
+
+def _settings(request: Request) -> PublisherSettings:
+    settings: PublisherSettings = request.app.state.settings
+    return settings
 
 
 class PauseIn(BaseModel):
@@ -419,7 +426,7 @@ async def post_resume(connection_id: uuid.UUID, request: Request, merchant_id: M
     runtime = _runtime(request)
     if not await resume_connection(runtime.engine, merchant_id, connection_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-    _publisher(request).wake()
+    _drainer(request).wake()
     return await _connection_out(runtime, merchant_id, connection_id)
 
 
@@ -444,7 +451,7 @@ async def post_resync(connection_id: uuid.UUID, request: Request, merchant_id: M
     resync = await resync_connection(_runtime(request).engine, merchant_id, connection_id)
     if resync is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-    _publisher(request).drain_now([connection_id])
+    _drainer(request).drain_now([connection_id])
     return ResyncOut(
         resync_id=resync.resync_id,
         queued=resync.queued,
@@ -509,7 +516,7 @@ class HealthOut(BaseModel):
 @router.get("/connections/{connection_id}/health", response_model=HealthOut, tags=["connections"])
 async def get_health(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> HealthOut:
     """The last hour of one connection."""
-    health = await connection_health(_runtime(request).engine, merchant_id, connection_id, _publisher(request).settings)
+    health = await connection_health(_runtime(request).engine, merchant_id, connection_id, _settings(request))
     if health is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     return HealthOut.model_validate(health)
@@ -637,7 +644,8 @@ async def post_drift_check(
     runtime = _runtime(request)
     await _owned(runtime, merchant_id, connection_id)
     try:
-        findings = await check_drift(_publisher(request), connection_id)
+        adapters: AdapterSource = request.app.state.adapters
+        findings = await check_drift(runtime.engine, _settings(request), adapters, connection_id)
     except DriftCheckUnsupported as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"{exc} cannot read quantities back") from exc
     return [DriftFindingOut.model_validate(f) for f in findings]

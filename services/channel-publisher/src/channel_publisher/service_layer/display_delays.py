@@ -27,12 +27,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import Gauge
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import ConnectionDelayMeasured, utcnow
 from stocksync_common.outbox import add_to_outbox
@@ -51,9 +51,7 @@ from channel_publisher.adapters.tables import (
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.display_delay import DisplayDelay, next_read_in, should_announce
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
-
-if TYPE_CHECKING:
-    from channel_publisher.service_layer.publishing import Publisher
+from channel_publisher.service_layer.connection_adapters import AdapterSource
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +62,24 @@ DISPLAY_DELAY = Gauge(
 )
 
 
-def display_delay_worker(publisher: Publisher, wake_relay: Callable[[], None]) -> Periodic:
+def display_delay_worker(
+    engine: AsyncEngine, settings: PublisherSettings, adapters: AdapterSource, wake_relay: Callable[[], None]
+) -> Periodic:
     async def step() -> None:
-        if await measure_display_delays(publisher):
+        if await measure_display_delays(engine, settings, adapters):
             wake_relay()
 
-    return Periodic("display-delays", publisher.settings.display_probe_interval_s, step)
+    return Periodic("display-delays", settings.display_probe_interval_s, step)
 
 
-async def measure_display_delays(publisher: Publisher, now: datetime | None = None) -> int:
+async def measure_display_delays(
+    engine: AsyncEngine, settings: PublisherSettings, adapters: AdapterSource, now: datetime | None = None
+) -> int:
     """One tick: start probes or take samples, read the due probes, announce. Returns announcements."""
-    settings = publisher.settings
     now = now or utcnow()
     measured: set[uuid.UUID] = set()
-    async with publisher.engine.begin() as conn:
-        measured |= await _take_new_pushes(publisher, conn, now)
+    async with engine.begin() as conn:
+        measured |= await _take_new_pushes(adapters, conn, now)
         due = (
             await conn.execute(
                 sa.select(display_probes, listings.c.external, last_sent.c.version.label("sent_version"))
@@ -104,16 +105,16 @@ async def measure_display_delays(publisher: Publisher, now: datetime | None = No
             )
         ).all()
     # Concurrently: one slow or unreachable channel must not hold the others' probes back.
-    results = await asyncio.gather(*(_read_probe(publisher, probe) for probe in due))
+    results = await asyncio.gather(*(_read_probe(engine, settings, adapters, probe) for probe in due))
     measured |= {probe.connection_id for probe, sampled in zip(due, results, strict=True) if sampled}
     announced = 0
     for connection_id in sorted(measured):
-        async with publisher.engine.begin() as conn:
+        async with engine.begin() as conn:
             announced += await _summarise(conn, settings, connection_id, utcnow())
     return announced
 
 
-async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: datetime) -> set[uuid.UUID]:
+async def _take_new_pushes(adapters: AdapterSource, conn: AsyncConnection, now: datetime) -> set[uuid.UUID]:
     """Per active connection without an open probe: its newest accepted push not yet sampled.
 
     Looked up through the history's (connection_id, finished_at) index, from the last push
@@ -171,8 +172,8 @@ async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: dat
         )
         if claimed.first() is None:
             continue
-        found = await publisher.adapter_for(conn, row.connection_id)
-        if found is not None and isinstance(found[1], ReadsQuantities):
+        found = await adapters.adapter_for(row.connection_id)
+        if found is not None and isinstance(found.adapter, ReadsQuantities):
             await conn.execute(
                 pg.insert(display_probes)
                 .on_conflict_do_nothing()
@@ -196,16 +197,14 @@ async def _take_new_pushes(publisher: Publisher, conn: AsyncConnection, now: dat
     return sampled
 
 
-async def _read_probe(publisher: Publisher, probe: Any) -> bool:
+async def _read_probe(engine: AsyncEngine, settings: PublisherSettings, adapters: AdapterSource, probe: Any) -> bool:
     """Read one probe's listing; True when it produced a sample."""
-    settings = publisher.settings
     superseded = probe.sent_version is not None and probe.sent_version > probe.version
     shown: int | None = None
     read_failed = False
     if not superseded and probe.external is not None:
-        async with publisher.engine.connect() as conn:
-            found = await publisher.adapter_for(conn, probe.connection_id)
-        adapter = found[1] if found is not None else None
+        found = await adapters.adapter_for(probe.connection_id)
+        adapter = found.adapter if found is not None else None
         if not isinstance(adapter, ReadsQuantities):
             superseded = True  # no longer readable (its type or credentials changed): nothing to measure
         else:
@@ -227,7 +226,7 @@ async def _read_probe(publisher: Publisher, probe: Any) -> bool:
         display_probes.c.version == probe.version,
         display_probes.c.reads == probe.reads,
     )
-    async with publisher.engine.begin() as conn:
+    async with engine.begin() as conn:
 
         async def closed() -> bool:
             return (

@@ -13,21 +13,21 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.periodic import Periodic
 
 from channel_publisher.adapters.channels.registry import READABLE_CHANNELS
 from channel_publisher.adapters.tables import connections, drift_findings, last_sent, listings, pending_pushes
+from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
+from channel_publisher.service_layer.connection_adapters import AdapterSource
 from channel_publisher.service_layer.display_delays import read_display_delay
-
-if TYPE_CHECKING:
-    from channel_publisher.service_layer.publishing import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +42,24 @@ class DriftCheckUnsupported(Exception):
     """The channel's API cannot read quantities back."""
 
 
-def drift_checker(publisher: Publisher) -> Periodic:
+def drift_checker(engine: AsyncEngine, settings: PublisherSettings, adapters: AdapterSource) -> Periodic:
     """The background worker that runs the drift checks that are due, every `SCAN_PERIOD_S`."""
 
     async def check_due() -> None:
-        for connection_id in await _due_connections(publisher):
+        for connection_id in await _due_connections(engine, settings):
             try:
-                await check_drift(publisher, connection_id)
+                await check_drift(engine, settings, adapters, connection_id)
             except Exception as exc:
                 # One unreachable channel must not hold the others' checks back; it is
                 # tried again at its next period.
                 log.warning("drift check failed", extra={"connection_id": str(connection_id), "error": str(exc)})
-                await _mark_checked(publisher, connection_id)
+                await _mark_checked(engine, connection_id)
 
     return Periodic("drift-checks", SCAN_PERIOD_S, check_due)
 
 
-async def _mark_checked(publisher: Publisher, connection_id: uuid.UUID) -> None:
-    async with publisher.engine.begin() as conn:
+async def _mark_checked(engine: AsyncEngine, connection_id: uuid.UUID) -> None:
+    async with engine.begin() as conn:
         await conn.execute(
             sa.update(connections)
             .where(connections.c.connection_id == connection_id)
@@ -67,9 +67,9 @@ async def _mark_checked(publisher: Publisher, connection_id: uuid.UUID) -> None:
         )
 
 
-async def _due_connections(publisher: Publisher) -> list[uuid.UUID]:
+async def _due_connections(engine: AsyncEngine, settings: PublisherSettings) -> list[uuid.UUID]:
     now = utcnow()
-    async with publisher.engine.connect() as conn:
+    async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 sa.select(connections.c.connection_id, connections.c.settings, connections.c.last_drift_check_at).where(
@@ -81,24 +81,26 @@ async def _due_connections(publisher: Publisher) -> list[uuid.UUID]:
         ).all()
     due = []
     for row in rows:
-        interval = float(row.settings.get("drift_check_interval_s", publisher.settings.drift_check_interval_s))
+        interval = float(row.settings.get("drift_check_interval_s", settings.drift_check_interval_s))
         if row.last_drift_check_at is None or row.last_drift_check_at + timedelta(seconds=interval) <= now:
             due.append(row.connection_id)
     return due
 
 
-async def check_drift(publisher: Publisher, connection_id: uuid.UUID) -> list[dict[str, Any]]:
+async def check_drift(
+    engine: AsyncEngine, settings: PublisherSettings, adapters: AdapterSource, connection_id: uuid.UUID
+) -> list[dict[str, Any]]:
     """Read the channel's quantities of every sent SKU; record and return the differences."""
-    async with publisher.engine.connect() as conn:
-        found = await publisher.adapter_for(conn, connection_id)
-        if found is None:
-            return []
-        connection, adapter = found
-        if not isinstance(adapter, ReadsQuantities):
-            raise DriftCheckUnsupported(connection.channel_type)
+    found = await adapters.adapter_for(connection_id)
+    if found is None:
+        return []
+    connection, adapter = found.connection, found.adapter
+    if not isinstance(adapter, ReadsQuantities):
+        raise DriftCheckUnsupported(connection.channel_type)
+    async with engine.connect() as conn:
         # A channel that shows a change late (its measured display delay) still shows the
         # previous quantity for a while after accepting a new one: that is not drift.
-        display = await read_display_delay(conn, publisher.settings, connection_id)
+        display = await read_display_delay(conn, settings, connection_id)
         shown_since = utcnow() - timedelta(seconds=display.p95_s) if display.measured else None
         sent = (
             await conn.execute(
@@ -131,7 +133,7 @@ async def check_drift(publisher: Publisher, connection_id: uuid.UUID) -> list[di
         shown = await adapter.read_quantities(items)
         differences += [(row, shown.get(i)) for i, row in enumerate(chunk) if shown.get(i) != row.quantity]
     findings = []
-    async with publisher.engine.begin() as conn:
+    async with engine.begin() as conn:
         for row, channel_quantity in differences:
             unchanged = (
                 await conn.execute(
