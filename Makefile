@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml sandboxes/pyproject.toml)
 PYTEST_ARGS ?=
 # `make test` runs test files in parallel processes (pytest-xdist; a file stays on one
@@ -70,11 +71,13 @@ test: $(STAMP) $(CHROMIUM)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP)
+# The benchmark's own packages too: bench/ is type-checked with what it imports.
+lint: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/embedded/src sandboxes/src services/order-ingest/src services/stock-ledger/src services/rule-engine/src services/channel-publisher/src cli/src services/console/src
 	$(BIN)/mypy tests
+	$(BIN)/mypy bench
 
 ## The AsyncAPI document of the topics (docs/asyncapi.yaml), from the registry and the contracts.
 asyncapi: $(STAMP)
@@ -87,7 +90,6 @@ format: $(STAMP)
 BENCH_ARGS ?=
 SIM_ARGS ?=
 SOAK_ARGS ?=
-BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt

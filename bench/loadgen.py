@@ -58,6 +58,10 @@ class LoadSpec:
     retry_delay_max: float = 8.0
     shop_domain: str = "bench.myshopify.com"
     api_version: str = "2026-10"
+    # More receivers of the same webhooks (other instances of order-ingest, `--instances`):
+    # orders go round-robin over `url` and these, and a resend goes to the next one, as
+    # behind a load balancer.
+    more_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,8 +217,9 @@ class KeepAlivePool:
 async def _send_all(spec: LoadSpec, progress: Any) -> list[OrderResult]:
     plan = plan_orders(spec)
     now = datetime.now(UTC)
-    pool = KeepAlivePool(spec.url)
-    prepared = [pool.request_bytes(*_signed(spec, order, now)) for order in plan]
+    pools = [KeepAlivePool(url) for url in (spec.url, *spec.more_urls)]
+    signed = [_signed(spec, order, now) for order in plan]
+    prepared = [[pool.request_bytes(*request) for request in signed] for pool in pools]
     results = [OrderResult(o.index, o.order_id, [list(line) for line in o.lines], 0.0) for o in plan]  # type: ignore[misc]
     in_flight = 0
 
@@ -222,8 +227,11 @@ async def _send_all(spec: LoadSpec, progress: Any) -> list[OrderResult]:
         """Send order i once; the delay before resending it, or None when it is done."""
         result = results[i]
         retry_after = None
+        receiver = (i + result.extra.get("attempts", 1) - 1) % len(pools)
         try:
-            status, body, retry_after = await asyncio.wait_for(pool.send(prepared[i]), spec.timeout)
+            status, body, retry_after = await asyncio.wait_for(
+                pools[receiver].send(prepared[receiver][i]), spec.timeout
+            )
             result.answered_at = time.time()
             result.status_code = status
             try:
@@ -239,12 +247,13 @@ async def _send_all(spec: LoadSpec, progress: Any) -> list[OrderResult]:
         if result.status_code == 503 and retry_after is not None:
             # Shed by an overloaded receiver: counted apart from failures.
             result.extra["shed"] = result.extra.get("shed", 0) + 1
-        attempts = result.extra.get("attempts", 1)
+        attempts: int = result.extra.get("attempts", 1)
         if attempts > spec.retries:
             return None
         result.extra["attempts"] = attempts + 1
-        backoff = min(spec.retry_delay * 2 ** (attempts - 1), spec.retry_delay_max)
-        return (retry_after if retry_after is not None else backoff) * rng.uniform(1.0, 1.5)
+        backoff = min(spec.retry_delay * 2.0 ** (attempts - 1), spec.retry_delay_max)
+        delay: float = (retry_after if retry_after is not None else backoff) * rng.uniform(1.0, 1.5)
+        return delay
 
     async def send(i: int) -> None:
         nonlocal in_flight
@@ -275,7 +284,8 @@ async def _send_all(spec: LoadSpec, progress: Any) -> list[OrderResult]:
         tasks.append(asyncio.create_task(send(order.index)))
     if tasks:
         await asyncio.wait(tasks)
-    pool.close()
+    for pool in pools:
+        pool.close()
     return results
 
 

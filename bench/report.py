@@ -150,11 +150,13 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     all_runs = [r for r in result["runs"] if r["kind"] == "stocksync"]
     lost = sum(r.get("lost_or_extra_units", 0) for r in all_runs)
     wrong = sum(r.get("channel_mismatch_count", 0) for r in all_runs)
+    disorder = sum(r.get("published_out_of_order", 0) for r in all_runs)
     out.append(
         (
-            "zero lost or extra units in every run",
-            f"{lost} units off in the ledger, {wrong} channel quantities off, over {len(all_runs)} runs",
-            "met" if lost == 0 and wrong == 0 else "missed",
+            "zero lost or extra units and no quantity published out of order in every run",
+            f"{lost} units off in the ledger, {wrong} channel quantities off, {disorder} quantities published "
+            f"out of order, over {len(all_runs)} runs with {_instances(result)} of every service",
+            "met" if lost == 0 and wrong == 0 and disorder == 0 else "missed",
         )
     )
     return out
@@ -166,7 +168,11 @@ def _run_row(r: dict[str, Any], floor: dict[float, dict[str, Any]]) -> str:
     base = floor.get(r["rate"]) if r["kind"] == "stocksync" and not r["hot_sku"] else None
     if base is not None and base["window_ms"]["p50"] > 0:
         ratio = f"{w['p50'] / floor[r['rate']]['window_ms']['p50']:.1f}x"
-    units = "-" if "lost_or_extra_units" not in r else f"{r['lost_or_extra_units']} / {r['channel_mismatch_count']}"
+    units = (
+        "-"
+        if "lost_or_extra_units" not in r
+        else f"{r['lost_or_extra_units']} / {r['channel_mismatch_count']} / {r.get('published_out_of_order', '-')}"
+    )
     return (
         f"| {r['kind']}{' (hot SKU)' if r['hot_sku'] else ''} | {r['rate']:g} | {r['accepted']}/{r['orders']} | "
         f"{_fmt(r['accepted_per_second'])} | {_fmt(r['ack_ms']['p50'])} / {_fmt(r['ack_ms']['p99'])} | "
@@ -227,6 +233,13 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "means other work shared the CPUs during the run and the figures below are disturbed.",
         "- Everything co-located: PostgreSQL, the broker, the four services, two sandbox Shopify stores, the "
         "floor's four processes and the load generator.",
+        f"- Instances: {_instances(result)} of every Stocksync service"
+        + (
+            " (same database, broker and consumer groups; the generator sends to each order-ingest in turn, "
+            "a resend to the next one)."
+            if _instances(result) > 1
+            else "."
+        ),
         "",
         "## What is measured",
         "",
@@ -252,7 +265,9 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         f"{95}% of the target, and every channel is right within 5 s of the last answer.",
         "- **Units**: after the drain, every SKU's `reserved` in the ledger (`GET /v1/stock/{sku}`) must equal "
         "the units of the accepted orders, and every channel must show the rule applied to the ledger's "
-        "`available`. The table gives ledger units off / channel quantities off.",
+        "`available`. Stock only falls during a run, so each quantity a channel receives must be at or below "
+        "the one before it: a rise is a quantity published out of order (an older one overtaking a newer). "
+        "The table gives ledger units off / channel quantities off / quantities out of order.",
         "- **Floor**: `bench/floor/`, the same hops with no business logic (HTTP in with uvicorn + FastAPI, "
         "produce, consume, one PostgreSQL commit per batch, produce, consume, one HTTP POST per channel to a "
         "sink), same broker, same PostgreSQL, same client settings, same load, measured the same way.",
@@ -271,7 +286,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "Shopify does, and every order must still be applied exactly once.",
         "",
         "| run | target/s | accepted | accepted/s | ack p50 / p99 | p50 | p90 | p99 | p99.9 | max | p50 vs floor "
-        "| drain s | units off (ledger / channels) | shed | sustained |",
+        "| drain s | units off (ledger / channels) / out of order | shed | sustained |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_run_row(r, floor) for r in runs],
         "",
@@ -338,7 +353,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
                 top = ", ".join(f"{frame} {pct}%" for frame, pct in p["project_frames_pct"][:5])
                 lines.append(f"- {r['rate']:g}/s {service} ({p['samples']} samples): {top}")
     findings = REPO / "bench" / "findings.md"
-    if findings.exists():
+    if findings.exists() and _instances(result) == 1:
         lines += ["", findings.read_text().strip()]
     lines += [
         "",
@@ -348,6 +363,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "make bench                                            # the default run (rates, hot SKU, highest rate)",
         'make bench BENCH_ARGS="--rates 50,200 --duration 20"  # other rates and durations',
         'make bench BENCH_ARGS="--profile cpu"                 # py-spy every service during the runs',
+        'make bench BENCH_ARGS="--instances 2"                 # two of every service: docs/BENCHMARKS-instances.md',
         "python -m bench.report bench/results/<file>.json      # this page from another result",
         "```",
         "",
@@ -357,7 +373,18 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _instances(result: dict[str, Any]) -> int:
+    return int(result["settings"].get("instances", 1))
+
+
 def write_report(result: dict[str, Any]) -> Path:
+    """docs/BENCHMARKS.md (and its plots), or docs/BENCHMARKS-instances.md for a run with
+    several instances of every service."""
+    if _instances(result) > 1:
+        path = DOCS / "BENCHMARKS-instances.md"
+        path.write_text(markdown(result, []))
+        print(f"report: {path}", file=sys.stderr)
+        return path
     images = plot(result)
     path = DOCS / "BENCHMARKS.md"
     path.write_text(markdown(result, images))

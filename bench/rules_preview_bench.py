@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
@@ -63,7 +64,7 @@ def rule_values(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def fill(engine: sa.ext.asyncio.AsyncEngine, merchant_id: uuid.UUID, skus: int) -> None:
+async def fill(engine: AsyncEngine, merchant_id: uuid.UUID, skus: int) -> None:
     channels = [uuid.uuid4(), uuid.uuid4()]
     async with engine.begin() as conn:
         await conn.execute(

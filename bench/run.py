@@ -103,6 +103,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="CPU sample of the idle stack first")
     parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        choices=(1, 2, 3),
+        help="instances of every Stocksync service (2: two of each, sharing the database, the broker "
+        "and the consumer groups; the generator sends to every order-ingest in turn)",
+    )
+    parser.add_argument(
         "--profile",
         choices=("cpu", "idle"),
         default=None,
@@ -180,7 +188,9 @@ def drive(
     sampler = ResourceSampler({**groups, "load generator": load.pid or 0})
     sampler.start()
     services = {
-        n: p for n, p in groups.items() if n in ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher")
+        n: p
+        for n, p in groups.items()
+        if n.split(" #")[0] in ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher")
     }
     profiling = (
         start_profiles(services, spec.duration, out_dir, label.replace("/", "").replace(" ", "-"), profile == "idle")
@@ -250,6 +260,8 @@ def summarise_run(
     }
     for key in (
         "lost_or_extra_units",
+        "published_out_of_order",
+        "published_out_of_order_examples",
         "unit_errors",
         "channel_mismatch_count",
         "channel_mismatches",
@@ -266,13 +278,13 @@ def sync_window_metric(target: StocksyncTarget) -> tuple[float, float]:
     """(sum, count) of `stocksync_sync_window_seconds` on channel-publisher's /metrics."""
     import httpx
 
-    text = httpx.get(f"{target.stack.service_url('channel-publisher')}/metrics", timeout=30).text
     total, count = 0.0, 0.0
-    for line in text.splitlines():
-        if line.startswith("stocksync_sync_window_seconds_sum"):
-            total += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("stocksync_sync_window_seconds_count"):
-            count += float(line.rsplit(" ", 1)[1])
+    for url in target.service_urls("channel-publisher"):
+        for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+            if line.startswith("stocksync_sync_window_seconds_sum"):
+                total += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("stocksync_sync_window_seconds_count"):
+                count += float(line.rsplit(" ", 1)[1])
     return total, count
 
 
@@ -281,8 +293,10 @@ def run_stocksync(
 ) -> dict[str, Any]:
     skus = [f"SKU-{i:04d}" for i in range(args.skus)]
     scenario = target.prepare(skus, args.on_hand)
+    urls = target.ingest_urls
     spec = LoadSpec(
-        url=target.ingest_url,
+        url=urls[0],
+        more_urls=tuple(urls[1:]),
         webhook_secret=target.webhook_secret,
         rate=rate,
         duration=args.duration,
@@ -390,6 +404,7 @@ def main(argv: list[str] | None = None) -> Path:
         if stack.broker is not None and stack.broker._process is not None:
             infra["broker"] = stack.broker._process.pid
         stocksync = StocksyncTarget(stack, args.channels, args.restore_rate, args.bucket_size)
+        stocksync.start_instances(args.instances)
         # What the processes cost with no load at all (consumers polling the broker, relays, timers).
         idle = ResourceSampler({**stocksync.process_groups(), **infra})
         idle.start()
@@ -461,7 +476,10 @@ def main(argv: list[str] | None = None) -> Path:
     text = json.dumps(result, indent=1)
     path.write_text(text)
     # A profiled run is disturbed by the profiler: it does not replace the latest numbers.
-    (args.out / ("latest-profile.json" if args.profile else "latest.json")).write_text(text)
+    latest = (
+        "latest-profile.json" if args.profile else "latest.json" if args.instances == 1 else "latest-instances.json"
+    )
+    (args.out / latest).write_text(text)
     print(f"results: {path} ({result['elapsed_seconds']} s)", file=sys.stderr)
     if args.report and not args.profile:
         from bench.report import write_report

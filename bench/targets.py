@@ -8,6 +8,7 @@ windows plus what it checked.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import OrderResult
-from stocksync_embedded.stack import ManagedProcess, Stack
+from stocksync_embedded.stack import SERVICES, ManagedProcess, Stack
 
 from rule_engine.domain.rules import Action, Condition, Rule, channel_quantity
 
@@ -60,6 +61,25 @@ def accepted(orders: list[OrderResult]) -> list[OrderResult]:
 
 def item_number(gid: str | int) -> int:
     return int(str(gid).rsplit("/", 1)[-1])
+
+
+def published_out_of_order(series: dict[str, dict[str, list[tuple[float, int]]]]) -> list[dict[str, Any]]:
+    """Quantities a channel received after a newer one, per channel and SKU, in the order received.
+
+    In a bench run stock only falls (orders, no restock) and the rule ("0 when <= 3") never
+    raises a lower quantity, so every quantity a channel receives must be at or below the
+    one before it: a rise means an older quantity overtook a newer one on its way (two
+    instances publishing, a resend after a newer push).
+    """
+    found = []
+    for channel, per_sku in series.items():
+        for sku, received in per_sku.items():
+            for (_, before), (at, quantity) in itertools.pairwise(received):
+                if quantity > before:
+                    found.append(
+                        {"channel": channel, "sku": sku, "received_at": at, "quantity": quantity, "after": before}
+                    )
+    return found
 
 
 @dataclass
@@ -128,6 +148,30 @@ class StocksyncTarget:
         self.bucket_size = bucket_size
         self.api = httpx.Client(base_url=stack.base_url, timeout=60)
         self.scenario: Scenario | None = None
+        # Each service's other instances (`start_instances`): their base URLs.
+        self.more_instances: dict[str, list[str]] = {}
+
+    def start_instances(self, count: int) -> None:
+        """`count - 1` more instances of every service, on the same database and broker:
+        the consumer groups share the partitions, the outbox relays share one lease, the
+        publishers one advisory lock per connection, and the load generator sends to
+        every order-ingest in turn (the gateway keeps using the first instances)."""
+        for number in range(2, count + 1):
+            for service, module in SERVICES:
+                port = free_port()
+                process = ManagedProcess(
+                    f"{service} #{number}",
+                    [sys.executable, "-m", module, "serve"],
+                    {**self.stack.service_env(service), "HTTP_PORT": str(port)},
+                    self.stack.home / "logs" / f"{service}-{number}.log",
+                    f"http://127.0.0.1:{port}/readyz",
+                )
+                self.stack.add_process(process)
+                self.more_instances.setdefault(service, []).append(f"http://127.0.0.1:{port}")
+
+    def service_urls(self, service: str) -> list[str]:
+        """Every instance of `service`."""
+        return [self.stack.service_url(service), *self.more_instances.get(service, [])]
 
     def process_groups(self) -> dict[str, int]:
         groups = {
@@ -143,8 +187,13 @@ class StocksyncTarget:
 
     @property
     def ingest_url(self) -> str:
+        return self.ingest_urls[0]
+
+    @property
+    def ingest_urls(self) -> list[str]:
+        """The webhook URL on every order-ingest instance."""
         assert self.scenario is not None
-        return f"{self.stack.service_url('order-ingest')}{self.scenario.webhook_url_path}"
+        return [f"{url}{self.scenario.webhook_url_path}" for url in self.service_urls("order-ingest")]
 
     @property
     def webhook_secret(self) -> str:
@@ -314,6 +363,7 @@ class StocksyncTarget:
                     per_sku.setdefault(changed, []).append((change["received_at"], change["quantity"]))
             series[channel.name] = per_sku
             throttled[channel.name] = channel.requests()
+        disorder = published_out_of_order(series)
         return {
             "drained": drained,
             "drain_seconds": round(drain_s, 3),
@@ -322,6 +372,8 @@ class StocksyncTarget:
             "channel_mismatches": mismatches[:20],
             "channel_mismatch_count": len(mismatches),
             "channel_requests": throttled,
+            "published_out_of_order": len(disorder),
+            "published_out_of_order_examples": disorder[:20],
             "start_available": {sku: scenario.on_hand for sku in scenario.skus},
             "series": series,
             "publisher_windows_ms": self.publisher_windows(),

@@ -76,7 +76,8 @@ SHAPE_KEYS = {"steady": "steady", "flash": "flash sale 10x for an hour", "slow":
 def shape_scenario(base: Scenario, shape: str, seed: int) -> Scenario:
     params = dict(SHAPES[shape])
     factor = params.pop("buyers_per_hour_factor", 1.0)
-    return replace(base, seed=seed, buyers_per_hour=base.buyers_per_hour * factor, **params)
+    shaped = replace(base, seed=seed, buyers_per_hour=base.buyers_per_hour * factor)
+    return replace(shaped, flash_factor=params["flash_factor"]) if "flash_factor" in params else shaped
 
 
 def run_one(job: tuple[Scenario, Strategy, list[float], list[float], int]) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def run_shapes(
     """Events, events + buffer, events + adaptive buffer, per traffic shape and seed; the same buyers for each."""
     adaptive = AdaptiveBuffer(args.confidence, 0, ADAPTIVE.maximum)
     compared = [s for s in strategies((), args.buffer, adaptive) if s.batch_interval_s is None]
-    jobs = []
+    jobs: list[tuple[str, int, tuple[Scenario, Strategy, list[float], list[float], int]]] = []
     for shape in [SHAPE_KEYS[k.strip()] for k in args.shapes.split(",") if k.strip()]:
         for seed in [int(x) for x in args.seeds.split(",") if x.strip()]:
             scenario = shape_scenario(base, shape, seed)

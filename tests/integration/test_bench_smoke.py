@@ -55,3 +55,44 @@ def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
     assert floor["accepted"] == floor["orders"] == 10
     assert floor["drained"] and floor["windows_missing"] == 0
     assert (tmp_path / "latest.json").exists()
+
+
+def test_a_tiny_run_with_two_instances_of_every_service_accounts_for_every_unit_in_order(tmp_path: Path) -> None:
+    from bench.run import main
+
+    path = main(
+        [
+            "--instances",
+            "2",
+            "--rates",
+            "10",
+            "--duration",
+            "2",
+            "--hot-rate",
+            "0",
+            "--no-floor",
+            "--no-find-max",
+            "--no-report",
+            "--skus",
+            "3",
+            "--quiet",
+            "--drain-timeout",
+            "120",
+            "--out",
+            str(tmp_path),
+            "--home",
+            str(tmp_path / "home"),
+        ]
+    )
+    result = json.loads(path.read_text())
+    (run,) = result["runs"]
+    print(json.dumps(run, indent=1)[:6000])  # shown by pytest when an assertion fails
+    assert result["settings"]["instances"] == 2
+    # Both instances of each service ran (and were sampled).
+    assert {f"{s} #2" for s in ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher")} <= set(
+        run["resources"]
+    )
+    assert run["accepted"] == run["orders"] == 20 and run["drained"]
+    assert (run["lost_or_extra_units"], run["channel_mismatch_count"], run["published_out_of_order"]) == (0, 0, 0)
+    assert run["windows_missing"] == 0
+    assert (tmp_path / "latest-instances.json").exists() and not (tmp_path / "latest.json").exists()
