@@ -28,6 +28,14 @@ class ItemOutcome:
     channel_response: str = ""
     retry_after: float | None = None
 
+    @classmethod
+    def of_failed_call(cls, exc: TransientChannelError | PermanentChannelError) -> ItemOutcome:
+        """A failed call as the outcome of each item it carried: retried after a transient
+        failure (not before its Retry-After), rejected after a permanent one."""
+        if isinstance(exc, TransientChannelError):
+            return cls("retry", str(exc), exc.retry_after)
+        return cls("rejected", str(exc))
+
 
 class TransientChannelError(Exception):
     """A failure worth retrying (429, 5xx, timeout, throttled); `retry_after` in seconds."""

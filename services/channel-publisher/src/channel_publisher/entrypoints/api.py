@@ -545,6 +545,16 @@ async def _owned(runtime: Runtime, merchant_id: uuid.UUID, connection_id: uuid.U
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
 
 
+async def _rows_of_owned(
+    request: Request, merchant_id: uuid.UUID, connection_id: uuid.UUID, query: sa.Select[Any]
+) -> list[dict[str, Any]]:
+    """The rows `query` reads about one of the merchant's connections (404 for another's)."""
+    runtime = _runtime(request)
+    await _owned(runtime, merchant_id, connection_id)
+    async with runtime.engine.connect() as conn:
+        return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
 @router.get("/connections/{connection_id}/pending", response_model=list[PendingOut], tags=["pushes"])
 async def list_pending(
     connection_id: uuid.UUID,
@@ -553,18 +563,14 @@ async def list_pending(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[PendingOut]:
     """Quantities waiting to be sent (only the newest per SKU), oldest first."""
-    runtime = _runtime(request)
-    await _owned(runtime, merchant_id, connection_id)
-    async with runtime.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(pending_pushes)
-                .where(pending_pushes.c.connection_id == connection_id)
-                .order_by(pending_pushes.c.enqueued_at, pending_pushes.c.sku)
-                .limit(limit)
-            )
-        ).all()
-    return [PendingOut.model_validate(dict(row._mapping)) for row in rows]
+    query = (
+        sa.select(pending_pushes)
+        .where(pending_pushes.c.connection_id == connection_id)
+        .order_by(pending_pushes.c.enqueued_at, pending_pushes.c.sku)
+        .limit(limit)
+    )
+    rows = await _rows_of_owned(request, merchant_id, connection_id, query)
+    return [PendingOut.model_validate(row) for row in rows]
 
 
 class UnmappedSkuOut(BaseModel):
@@ -585,18 +591,14 @@ async def list_unmapped(
     after_sku: Annotated[str, Query(max_length=200)] = "",
 ) -> list[UnmappedSkuOut]:
     """SKUs whose stock changed that this connection has no listing for, by SKU (page with after_sku)."""
-    runtime = _runtime(request)
-    await _owned(runtime, merchant_id, connection_id)
-    async with runtime.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(unmapped_skus)
-                .where(unmapped_skus.c.connection_id == connection_id, unmapped_skus.c.sku > after_sku)
-                .order_by(unmapped_skus.c.sku, unmapped_skus.c.location)
-                .limit(limit)
-            )
-        ).all()
-    return [UnmappedSkuOut.model_validate(dict(row._mapping)) for row in rows]
+    query = (
+        sa.select(unmapped_skus)
+        .where(unmapped_skus.c.connection_id == connection_id, unmapped_skus.c.sku > after_sku)
+        .order_by(unmapped_skus.c.sku, unmapped_skus.c.location)
+        .limit(limit)
+    )
+    rows = await _rows_of_owned(request, merchant_id, connection_id, query)
+    return [UnmappedSkuOut.model_validate(row) for row in rows]
 
 
 class DriftFindingOut(BaseModel):
@@ -617,18 +619,14 @@ async def list_drift(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DriftFindingOut]:
     """SKUs whose quantity on the channel differed from what Stocksync last sent, newest first."""
-    runtime = _runtime(request)
-    await _owned(runtime, merchant_id, connection_id)
-    async with runtime.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(drift_findings)
-                .where(drift_findings.c.connection_id == connection_id)
-                .order_by(drift_findings.c.finding_id.desc())
-                .limit(limit)
-            )
-        ).all()
-    return [DriftFindingOut.model_validate(dict(row._mapping)) for row in rows]
+    query = (
+        sa.select(drift_findings)
+        .where(drift_findings.c.connection_id == connection_id)
+        .order_by(drift_findings.c.finding_id.desc())
+        .limit(limit)
+    )
+    rows = await _rows_of_owned(request, merchant_id, connection_id, query)
+    return [DriftFindingOut.model_validate(row) for row in rows]
 
 
 @router.post(

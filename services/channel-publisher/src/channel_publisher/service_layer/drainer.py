@@ -108,13 +108,12 @@ async def call_channel(adapter: ChannelAdapter, batch: Batch) -> CallAnswer:
     count = len(batch.to_send)
     try:
         return CallAnswer((await adapter.push([row.item() for row in batch.to_send])).outcomes)
-    except TransientChannelError as exc:
-        return CallAnswer({i: ItemOutcome("retry", str(exc), exc.retry_after) for i in range(count)})
-    except PermanentChannelError as exc:
-        return CallAnswer({i: ItemOutcome("rejected", str(exc)) for i in range(count)}, refused=True)
+    except (TransientChannelError, PermanentChannelError) as exc:
+        outcome = ItemOutcome.of_failed_call(exc)
+        return CallAnswer(dict.fromkeys(range(count), outcome), refused=isinstance(exc, PermanentChannelError))
     except CredentialsError as exc:
         problem = f"credentials: {exc}"
-        return CallAnswer({i: ItemOutcome("retry", problem) for i in range(count)}, credentials_error=problem)
+        return CallAnswer(dict.fromkeys(range(count), ItemOutcome("retry", problem)), credentials_error=problem)
 
 
 class Drainer:

@@ -24,8 +24,13 @@ from urllib.parse import quote
 
 import httpx
 
-from channel_publisher.adapters.channels.http_answers import TokenSource, raise_for_channel_status, send_authorized
-from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.adapters.channels.http_answers import (
+    TokenSource,
+    raise_for_channel_status,
+    required_tokens,
+    send_authorized,
+)
+from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.adapters.channels.single_sku_calls import push_each
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 
@@ -38,7 +43,7 @@ BURST = 1
 DEFAULT_BATCH = 10
 
 
-class AmazonAdapter:
+class AmazonAdapter(Paced):
     channel_type = "amazon"
 
     def __init__(
@@ -49,10 +54,8 @@ class AmazonAdapter:
         settings: dict[str, Any],
         tokens: TokenSource | None = None,
     ) -> None:
-        if tokens is None:
-            raise ValueError("Amazon needs the connection's access tokens")
         self.http = http
-        self.tokens = tokens
+        self.tokens = required_tokens(tokens, "Amazon")
         self.base = base_url.rstrip("/")
         self.seller_id = str(credentials["seller_id"])
         self.marketplace_ids = ",".join(credentials["marketplace_ids"])
@@ -61,9 +64,6 @@ class AmazonAdapter:
             float(settings.get("requests_per_second", REQUESTS_PER_SECOND * SAFETY_FACTOR)),
             int(settings.get("burst", BURST)),
         )
-
-    def ready_in(self) -> float:
-        return self.pacer.ready_in()
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         return await push_each(items, self._patch)

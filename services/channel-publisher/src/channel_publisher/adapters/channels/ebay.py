@@ -23,8 +23,13 @@ from typing import Any
 
 import httpx
 
-from channel_publisher.adapters.channels.http_answers import TokenSource, raise_for_channel_status, send_authorized
-from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.adapters.channels.http_answers import (
+    TokenSource,
+    raise_for_channel_status,
+    required_tokens,
+    send_authorized,
+)
+from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.domain.pushes import (
     BatchResult,
     ItemOutcome,
@@ -44,7 +49,7 @@ BURST = 5
 CONTENT_LANGUAGE = "en-US"
 
 
-class EbayAdapter:
+class EbayAdapter(Paced):
     channel_type = "ebay"
 
     def __init__(
@@ -55,10 +60,8 @@ class EbayAdapter:
         settings: dict[str, Any],
         tokens: TokenSource | None = None,
     ) -> None:
-        if tokens is None:
-            raise ValueError("eBay needs the connection's access tokens")
         self.http = http
-        self.tokens = tokens
+        self.tokens = required_tokens(tokens, "eBay")
         self.base = base_url.rstrip("/") + "/sell/inventory/v1"
         self.headers = {"Content-Language": CONTENT_LANGUAGE}
         self.skus_per_call = max(1, min(int(settings.get("skus_per_call", SKUS_PER_CALL)), MAX_SKUS_PER_CALL))
@@ -66,9 +69,6 @@ class EbayAdapter:
         self.pacer = CallPacer(
             float(settings.get("requests_per_second", REQUESTS_PER_SECOND)), int(settings.get("burst", BURST))
         )
-
-    def ready_in(self) -> float:
-        return self.pacer.ready_in()
 
     @staticmethod
     def _bearer(token: str) -> dict[str, str]:
@@ -83,10 +83,8 @@ class EbayAdapter:
         async def one(indexes: list[int]) -> None:
             try:
                 await self._call(items, indexes, result)
-            except TransientChannelError as exc:
-                result.outcomes.update({i: ItemOutcome("retry", str(exc), exc.retry_after) for i in indexes})
-            except PermanentChannelError as exc:
-                result.outcomes.update({i: ItemOutcome("rejected", str(exc)) for i in indexes})
+            except (TransientChannelError, PermanentChannelError) as exc:
+                result.outcomes.update(dict.fromkeys(indexes, ItemOutcome.of_failed_call(exc)))
 
         if len(chunks) == 1:
             # One call: its failures are the whole call's (the publisher counts them).

@@ -21,14 +21,14 @@ import orjson
 from stocksync_common import standard_webhooks
 
 from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
-from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 
 MAX_BATCH = 100
 EVENT_TYPE = "inventory.quantities.updated"
 
 
-class GenericWebhookAdapter:
+class GenericWebhookAdapter(Paced):
     channel_type = "generic"
 
     def __init__(
@@ -44,9 +44,6 @@ class GenericWebhookAdapter:
         self.secret = str(credentials["signing_secret"])
         self.batch_limit = min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
         self.pacer = CallPacer(settings.get("requests_per_second"), int(settings.get("burst", 1)))
-
-    def ready_in(self) -> float:
-        return self.pacer.ready_in()
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         quantities = [

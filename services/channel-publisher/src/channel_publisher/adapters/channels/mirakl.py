@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
-from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem, TransientChannelError
 
 IMPORTS_PATH = "/api/offers/stock/imports"
@@ -44,7 +44,7 @@ FAILED_STATUSES = frozenset({"FAILED"})
 IMPORT_TIMEOUT_S = 300.0
 
 
-class MiraklAdapter:
+class MiraklAdapter(Paced):
     channel_type = "mirakl"
 
     def __init__(
@@ -68,9 +68,6 @@ class MiraklAdapter:
             None, min_interval_s=float(settings.get("error_report_interval_s", ERROR_REPORT_INTERVAL_S))
         )
         self.import_timeout_s = float(settings.get("import_timeout_s", IMPORT_TIMEOUT_S))
-
-    def ready_in(self) -> float:
-        return self.pacer.ready_in()
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         offer_skus = [str(item.external.get("offer_sku") or item.sku) for item in items]

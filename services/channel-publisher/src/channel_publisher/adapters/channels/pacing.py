@@ -50,3 +50,13 @@ class CallPacer:
         """The channel said to come back later: no call before then."""
         if seconds:
             self._held_until = max(self._held_until, time.monotonic() + seconds)
+
+
+class Paced:
+    """An adapter whose readiness is its connection's pacer's: the publisher takes no rows
+    for it while `ready_in()` is above zero."""
+
+    pacer: CallPacer
+
+    def ready_in(self) -> float:
+        return self.pacer.ready_in()

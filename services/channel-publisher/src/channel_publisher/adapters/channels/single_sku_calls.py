@@ -25,10 +25,8 @@ async def push_each(items: list[PushItem], call_one: Callable[[PushItem], Awaita
     async def one(index: int, item: PushItem) -> None:
         try:
             result.outcomes[index] = await call_one(item)
-        except TransientChannelError as exc:
-            result.outcomes[index] = ItemOutcome("retry", str(exc), exc.retry_after)
-        except PermanentChannelError as exc:
-            result.outcomes[index] = ItemOutcome("rejected", str(exc))
+        except (TransientChannelError, PermanentChannelError) as exc:
+            result.outcomes[index] = ItemOutcome.of_failed_call(exc)
 
     await asyncio.gather(*(one(index, item) for index, item in enumerate(items)))
     return result

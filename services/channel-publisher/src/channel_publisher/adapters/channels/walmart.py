@@ -21,8 +21,13 @@ from urllib.parse import quote
 import httpx
 
 from channel_publisher.adapters.channels.access_tokens import WALMART_SERVICE_NAME, basic
-from channel_publisher.adapters.channels.http_answers import TokenSource, raise_for_channel_status, send_authorized
-from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.adapters.channels.http_answers import (
+    TokenSource,
+    raise_for_channel_status,
+    required_tokens,
+    send_authorized,
+)
+from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.adapters.channels.single_sku_calls import push_each
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 
@@ -33,7 +38,7 @@ BURST = 3
 DEFAULT_BATCH = 10
 
 
-class WalmartAdapter:
+class WalmartAdapter(Paced):
     channel_type = "walmart"
 
     def __init__(
@@ -44,19 +49,14 @@ class WalmartAdapter:
         settings: dict[str, Any],
         tokens: TokenSource | None = None,
     ) -> None:
-        if tokens is None:
-            raise ValueError("Walmart needs the connection's access tokens")
         self.http = http
-        self.tokens = tokens
+        self.tokens = required_tokens(tokens, "Walmart")
         self.url = base_url.rstrip("/") + "/v3/inventory"
         self.basic = basic(str(credentials["client_id"]), str(credentials["client_secret"]))
         self.batch_limit = int(settings.get("batch_limit", DEFAULT_BATCH))
         self.pacer = CallPacer(
             float(settings.get("requests_per_second", REQUESTS_PER_SECOND)), int(settings.get("burst", BURST))
         )
-
-    def ready_in(self) -> float:
-        return self.pacer.ready_in()
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         return await push_each(items, self._put)

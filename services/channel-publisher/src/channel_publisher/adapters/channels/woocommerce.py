@@ -26,14 +26,14 @@ from typing import Any
 import httpx
 
 from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
-from channel_publisher.adapters.channels.pacing import CallPacer
+from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
 
 MAX_BATCH = 100
 API_PREFIX = "/wp-json/wc/v3"
 
 
-class WooCommerceAdapter:
+class WooCommerceAdapter(Paced):
     channel_type = "woocommerce"
 
     def __init__(
@@ -50,9 +50,6 @@ class WooCommerceAdapter:
         self.auth = httpx.BasicAuth(str(credentials["consumer_key"]), str(credentials["consumer_secret"]))
         self.batch_limit = min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
         self.pacer = CallPacer(settings.get("requests_per_second"), int(settings.get("burst", 1)))
-
-    def ready_in(self) -> float:
-        return self.pacer.ready_in()
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         extra = {"manage_stock": True} if self.manage_stock else {}
