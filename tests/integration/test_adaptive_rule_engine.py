@@ -142,7 +142,7 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
 
         # A re-evaluation from the database agrees with the event path.
         async with engine.begin() as conn:
-            assert await reevaluate(conn, merchant_id) == []
+            assert await reevaluate(conn, merchant_id, causation_id="check") == []
 
         # Later, the slow channel turns fast: it hides nothing more.
         faster = delay(merchant_id, slow, 3.0)

@@ -252,7 +252,7 @@ async def check(engine: AsyncEngine, merchant: Merchant, rule_list: list[Rule], 
     per_location = uuid.uuid5(merchant_id, str(PER_LOCATION))
     # A summed feed's version is the sum of its rows' (each 3 here): it grows with any of them.
     assert all(
-        (c.stock_version, c.causation_id)
+        (c.view.stock_version, c.view.causation_id)
         == (3 if c.connection_id == per_location else 3 * rows_of[c.sku], f"snapshot:{c.sku}")
         for c in found.changes
     )

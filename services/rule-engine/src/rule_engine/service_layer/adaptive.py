@@ -11,7 +11,7 @@
   SKU pushes for this reason at most once per interval; a rate decayed to nothing is
   dropped.
 
-Lock order as everywhere (service_layer/evaluation.py): rule rows are not locked here;
+Lock order as everywhere (adapters/quantity_store.py): rule rows are not locked here;
 `reevaluate` locks the stock rows in scope, and the sales rates of those SKUs are
 deleted only under those locks (the stock path writes them under the same locks).
 """
@@ -24,16 +24,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import ConnectionDelayMeasured, utcnow
-from stocksync_common.db import claim_events
 from stocksync_common.periodic import Periodic
+from stocksync_common.raw_connection import driver_connection
 from stocksync_common.topics import CONNECTION_DELAYS
 
-from rule_engine.adapters.tables import connection_delays, inbox, rules, sales_rates
-from rule_engine.domain.adaptive import NEGLIGIBLE_PER_HOUR
+from rule_engine.adapters import quantity_store
+from rule_engine.adapters.tables import rules, sales_rates
 from rule_engine.service_layer.evaluation import Scope, configured_estimation, reevaluate
 
 log = logging.getLogger(__name__)
@@ -53,37 +52,16 @@ async def apply_connection_delays(engine: AsyncEngine, changes: Sequence[Connect
     """Project measured delays (the newest per connection wins); re-evaluate where an adaptive rule reads them."""
     emitted = 0
     async with engine.begin() as conn:
-        new_ids = await claim_events(conn, inbox, CONNECTION_DELAYS.name, (c.event_id for c in changes))
-        updated: list[ConnectionDelayMeasured] = []
-        for change in sorted(changes, key=lambda c: str(c.connection_id)):
-            if change.event_id not in new_ids:
-                continue
-            values = {
-                "merchant_id": change.merchant_id,
-                "p50_s": change.p50_s,
-                "p95_s": change.p95_s,
-                "samples": change.samples,
-                "measured_at": change.occurred_at,
-            }
-            stmt = pg.insert(connection_delays).values(connection_id=change.connection_id, **values)
-            done = await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[connection_delays.c.connection_id],
-                    set_=values,
-                    where=connection_delays.c.measured_at < stmt.excluded.measured_at,
-                ).returning(connection_delays.c.connection_id)
-            )
-            if done.first() is not None:
-                updated.append(change)
-        adaptive = await adaptive_merchants(conn, [c.merchant_id for c in updated])
-        for change in updated:
-            if change.merchant_id in adaptive:
+        updated = await quantity_store.project_delays(await driver_connection(conn), CONNECTION_DELAYS.name, changes)
+        adaptive = await adaptive_merchants(conn, [merchant_id for _, merchant_id in updated])
+        for connection_id, merchant_id in updated:
+            if merchant_id in adaptive:
                 emitted += len(
                     await reevaluate(
                         conn,
-                        change.merchant_id,
-                        Scope(connection_ids=frozenset({change.connection_id})),
-                        causation_id=f"display-delay:{change.connection_id}",
+                        merchant_id,
+                        Scope(connection_ids=frozenset({connection_id})),
+                        causation_id=f"display-delay:{connection_id}",
                     )
                 )
     return emitted
@@ -112,18 +90,7 @@ async def refresh_adaptive_quantities(engine: AsyncEngine, at: datetime | None =
             emitted += len(
                 await reevaluate(conn, merchant_id, Scope(skus=skus), causation_id="adaptive:refresh", at=at)
             )
-            # rate * exp(-elapsed / tau) * 3600 < NEGLIGIBLE  <=>  elapsed > tau * ln(rate * 3600 / NEGLIGIBLE)
-            elapsed = sa.extract("epoch", sa.literal(at, sa.DateTime(timezone=True)) - sales_rates.c.at)
-            await conn.execute(
-                sa.delete(sales_rates).where(
-                    sales_rates.c.merchant_id == merchant_id,
-                    sales_rates.c.sku.in_(sorted(skus)),
-                    sa.or_(
-                        sales_rates.c.rate * 3600 < NEGLIGIBLE_PER_HOUR,
-                        elapsed > tau * sa.func.ln(sales_rates.c.rate * 3600 / NEGLIGIBLE_PER_HOUR),
-                    ),
-                )
-            )
+            await quantity_store.drop_decayed_rates(await driver_connection(conn), merchant_id, skus, at, tau)
     return emitted
 
 

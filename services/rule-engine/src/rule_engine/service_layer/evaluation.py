@@ -5,17 +5,15 @@ boundary, a new connection) ends in `reevaluate`, which computes the channel qua
 of the SKUs and connections concerned and emits `channel.quantity.v1` only where a
 quantity changed. It runs inside the transaction that recorded the trigger, so the
 emitted events and the state agree. A consumer batch of stock changes, the hot path,
-does the same for the SKUs it moved in three asyncpg statements
-(`service_layer/stock_changes.py`); `tests/integration/test_rule_engine_stock_batch.py`
-checks that a full `reevaluate` afterwards finds nothing left to emit.
+does the same for the SKUs it moved in three statements (`service_layer/stock_changes.py`);
+both decide with the same funnel on the same feed views (`domain.feeds`) and publish
+through the same statement (`quantity_store.publish`), and
+`tests/integration/test_rule_engine_stock_batch.py` checks that a full `reevaluate`
+afterwards finds nothing left to emit.
 
-Lock order, everywhere: rule rows (rule changes, the scheduler), then the stock rows of
-the projection in (sku, location) order. A stock change locks only stock rows.
-
-Locations (docs/stock.md): the projection holds one row per (sku, location); a
-connection is evaluated on its feed: the sum of the available of the locations it sells
-from, published at location `default`, or, for a channel that holds a quantity per
-location (`per_location`, Shopify), each listed location's row on its own.
+Every write and lock goes through the store (adapters/quantity_store.py, whose docstring
+holds the lock order) on the asyncpg connection under the SQLAlchemy one; the
+re-evaluation's set-based reads are SQLAlchemy Core (docs/decisions/0001-raw-asyncpg-on-hot-paths.md).
 """
 
 from __future__ import annotations
@@ -40,16 +38,14 @@ from stocksync_common.contracts import (
     ProductAttributesChanged,
     utcnow,
 )
-from stocksync_common.db import claim_events
-from stocksync_common.outbox import add_to_outbox
+from stocksync_common.raw_connection import driver_connection
 from stocksync_common.topics import CATALOGUE, CONNECTIONS
 
+from rule_engine.adapters import quantity_store
 from rule_engine.adapters.tables import (
     channel_quantities,
     connection_delays,
     connections,
-    inbox,
-    outbox,
     products,
     rules,
     sales_rates,
@@ -57,6 +53,7 @@ from rule_engine.adapters.tables import (
 )
 from rule_engine.config import RuleEngineSettings
 from rule_engine.domain.adaptive import Estimation, Exposure
+from rule_engine.domain.feeds import Feed, FeedView, quantity_changed
 from rule_engine.domain.rules import (
     Action,
     AttributeFilter,
@@ -103,15 +100,6 @@ async def load_rules(conn: AsyncConnection, merchant_id: uuid.UUID) -> list[Rule
     return [rule_from_row(row) for row in rows]
 
 
-@dataclass(frozen=True)
-class Feed:
-    """What a group of connections is shown: the sum over `locations` (published at the
-    default location) or, when `per_location`, each of those locations' rows."""
-
-    locations: tuple[str, ...]
-    per_location: bool
-
-
 async def connection_feeds(conn: AsyncConnection, merchant_id: uuid.UUID) -> dict[Feed, list[uuid.UUID]]:
     """The merchant's active connections grouped by feed, each group in connection id order."""
     rows = await conn.execute(
@@ -121,7 +109,7 @@ async def connection_feeds(conn: AsyncConnection, merchant_id: uuid.UUID) -> dic
     )
     feeds: dict[Feed, list[uuid.UUID]] = {}
     for row in rows:
-        feeds.setdefault(Feed(tuple(sorted(row.locations)), row.per_location), []).append(row.connection_id)
+        feeds.setdefault(Feed.of(row.locations, row.per_location), []).append(row.connection_id)
     return feeds
 
 
@@ -158,14 +146,18 @@ class QuantityChange:
 
     connection_id: uuid.UUID
     sku: str
-    location: str
-    available: int
+    view: FeedView
     current: int | None
     current_version: int
     decision: Decision
-    stock_version: int
-    causation_id: str
-    origin_received_at: datetime | None
+
+    @property
+    def location(self) -> str:
+        return self.view.location
+
+    @property
+    def available(self) -> int:
+        return self.view.available
 
 
 @dataclass(frozen=True)
@@ -264,25 +256,16 @@ def _with_products(source: Any, names: Sequence[str]) -> Any:
     )
 
 
-def _lock_sql(scoped: bool) -> Any:
-    """Lock the scope's stock rows in (sku, location) order: a concurrent stock change of
-    the same SKU waits for this re-evaluation."""
-    return (
-        sa.select(sa.literal(1))
-        .select_from(stock)
-        .where(*_in_scope(stock, scoped))
-        .order_by(stock.c.sku, stock.c.location)
-        .with_for_update()
-    )
-
-
 def _feed_rows(summed: bool, scoped: bool) -> Any:
-    """The rows a feed's connections are evaluated on, shaped like the projection's.
+    """The rows a feed's connections are evaluated on, shaped like the projection's: the
+    set-based mirror of `domain.feeds.feed_views`, for every SKU in scope at once.
 
     Summed: one row per SKU that has any stock row, at the default location, with the
     sum of the feed locations' available (0 when none of them has a row: a channel fed
-    only from B is shown 0, never A's stock) and the sum of their versions (it grows
-    whenever one of them does).
+    only from B is shown 0, never A's stock) and the sum of their versions. Available
+    and versions agree with `feed_views` (tests/integration/test_rule_engine_stock_batch.py);
+    the causation does not (the max stands in for the newest movement's, which would
+    cost a sort per SKU): a re-evaluation always announces its trigger as the cause.
     """
     in_feed = stock.c.location == sa.any_(sa.bindparam("feed_locations", type_=pg.ARRAY(sa.Text)))
     if not summed:
@@ -446,10 +429,7 @@ async def changed_quantities(
     if not feeds:
         return ChangeList([], 0, 0)
     if lock_stock:
-        params: dict[str, Any] = {"merchant_id": merchant_id}
-        if scope.skus is not None:
-            params["skus"] = sorted(scope.skus)
-        await conn.execute(_lock_sql(scope.skus is not None), params)
+        await quantity_store.lock_stock(await driver_connection(conn), merchant_id, scope.skus)
     adaptive: tuple[Exposure, dict[str, Any]] | None = None
     if funnel.is_adaptive:
         # A SKU's decisions then also depend on its sales rate, and on the connections'
@@ -570,19 +550,9 @@ async def _feed_changes(
             break  # a page after the last change: only the totals
         input_id = m["input_id"]
         row_decisions = decided[input_id] if input_id is not None else _decisions_for(funnel, targets, row, exposure)
+        view = FeedView(m["location"], m["available"], m["stock_version"], m["causation_id"], m["origin_received_at"])
         row_changes = [
-            QuantityChange(
-                target,
-                m["sku"],
-                m["location"],
-                m["available"],
-                m[f"current_{j}"],
-                m[f"version_{j}"] or 0,
-                decision,
-                m["stock_version"],
-                m["causation_id"],
-                m["origin_received_at"],
-            )
+            QuantityChange(target, m["sku"], view, m[f"current_{j}"], m[f"version_{j}"] or 0, decision)
             for j, (target, decision) in enumerate(zip(targets, row_decisions, strict=True))
             if m[f"current_{j}"] != decision.quantity
         ]
@@ -607,94 +577,45 @@ async def reevaluate(
     merchant_id: uuid.UUID,
     scope: Scope = EVERYTHING,
     *,
-    causation_id: str | None = None,
+    causation_id: str,
     at: datetime | None = None,
 ) -> list[ChannelQuantityChanged]:
-    """Recompute the channel quantities in `scope` as of `at` (now); emit those that changed."""
+    """Recompute the channel quantities in `scope` as of `at` (now); emit those that
+    changed, caused by the trigger `causation_id` names."""
     at = at or utcnow()
     funnel = Funnel(await load_rules(conn, merchant_id), at)
     found = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=True, at=at)
-    emitted: list[ChannelQuantityChanged] = []
-    upserts: list[dict[str, Any]] = []
-    for change in found.changes:
-        version = change.current_version + 1
-        emitted.append(
-            ChannelQuantityChanged(
-                merchant_id=merchant_id,
-                connection_id=change.connection_id,
-                sku=change.sku,
-                location=change.location,
-                quantity=change.decision.quantity,
-                version=version,
-                stock_version=change.stock_version,
-                available=change.available,
-                rule_ids=change.decision.rule_ids,
-                reasons=change.decision.reasons,
-                causation_id=causation_id or change.causation_id,
-                origin_received_at=change.origin_received_at if causation_id is None else None,
-            )
-        )
-        upserts.append(
-            {
-                "connection_id": change.connection_id,
-                "sku": change.sku,
-                "location": change.location,
-                "merchant_id": merchant_id,
-                "quantity": change.decision.quantity,
-                "version": version,
-                "stock_version": change.stock_version,
-                "rule_ids": list(change.decision.rule_ids),
-            }
-        )
-    if upserts:
-        stmt = pg.insert(channel_quantities)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[
-                    channel_quantities.c.connection_id,
-                    channel_quantities.c.sku,
-                    channel_quantities.c.location,
-                ],
-                set_={c: stmt.excluded[c] for c in ("quantity", "version", "stock_version", "rule_ids")},
-            ),
-            upserts,
-        )
-        await add_to_outbox(conn, outbox, emitted)
+    emitted = [
+        quantity_changed(merchant_id, c.connection_id, c.sku, c.view, c.decision, c.current_version, causation_id)
+        for c in found.changes
+    ]
+    await quantity_store.publish(await driver_connection(conn), emitted)
     return emitted
 
 
-async def apply_product_attributes(engine: AsyncEngine, changes: Sequence[ProductAttributesChanged]) -> int:
-    """Project catalogue attributes; a SKU whose attributes changed is re-evaluated at once."""
+def _newest_attributes(changes: Sequence[ProductAttributesChanged]) -> list[ProductAttributesChanged]:
     newest: dict[tuple[uuid.UUID, str], ProductAttributesChanged] = {}
     for change in changes:
         key = (change.merchant_id, change.sku)
         if key not in newest or change.version > newest[key].version:
             newest[key] = change
+    return list(newest.values())
+
+
+async def apply_product_attributes(engine: AsyncEngine, changes: Sequence[ProductAttributesChanged]) -> int:
+    """Project catalogue attributes; a SKU whose attributes changed is re-evaluated at once."""
     emitted = 0
     async with engine.begin() as conn:
-        new_ids = await claim_events(conn, inbox, CATALOGUE.name, (c.event_id for c in changes))
+        updated = await quantity_store.project_products(
+            await driver_connection(conn),
+            CATALOGUE.name,
+            list(dict.fromkeys(c.event_id for c in changes)),
+            _newest_attributes(changes),
+        )
         described: dict[uuid.UUID, set[str]] = defaultdict(set)
-        for key in sorted(newest, key=lambda k: (str(k[0]), k[1])):
-            change = newest[key]
-            if change.event_id not in new_ids:
-                continue
-            values = {
-                "brand": change.brand,
-                "category": change.category,
-                "tags": list(change.tags),
-                "version": change.version,
-            }
-            stmt = pg.insert(products).values(merchant_id=change.merchant_id, sku=change.sku, **values)
-            updated = await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[products.c.merchant_id, products.c.sku],
-                    set_=values,
-                    where=products.c.version < stmt.excluded.version,
-                ).returning(products.c.sku)
-            )
-            if updated.first() is not None:
-                described[change.merchant_id].add(change.sku)
-        for merchant_id, skus in described.items():
+        for merchant_id, sku in updated:
+            described[merchant_id].add(sku)
+        for merchant_id, skus in sorted(described.items(), key=lambda d: str(d[0])):
             emitted += len(
                 await reevaluate(
                     conn, merchant_id, Scope(skus=frozenset(skus)), causation_id=f"catalogue:{sorted(skus)[0]}"
@@ -706,27 +627,10 @@ async def apply_product_attributes(engine: AsyncEngine, changes: Sequence[Produc
 async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[ConnectionChanged]) -> int:
     emitted = 0
     async with engine.begin() as conn:
-        new_ids = await claim_events(conn, inbox, CONNECTIONS.name, (c.event_id for c in changes))
+        driver = await driver_connection(conn)
         for change in changes:
-            if change.event_id not in new_ids:
+            if not await quantity_store.project_connection(driver, CONNECTIONS.name, change):
                 continue
-            values = {
-                "merchant_id": change.merchant_id,
-                "channel_type": change.channel_type,
-                "name": change.name,
-                "active": change.active,
-                "locations": list(change.locations),
-                "per_location": change.per_location,
-                "updated_at": change.occurred_at,
-            }
-            stmt = pg.insert(connections).values(connection_id=change.connection_id, **values)
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[connections.c.connection_id],
-                    set_=values,
-                    where=connections.c.updated_at <= stmt.excluded.updated_at,
-                )
-            )
             if change.active:
                 # A new channel gets the current quantity of every SKU at once.
                 emitted += len(
@@ -737,67 +641,30 @@ async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[Connec
                         causation_id=f"connection:{change.connection_id}",
                     )
                 )
-                emitted += len(await _zero_dropped_locations(conn, change.connection_id))
+                emitted += len(await _zero_dropped_locations(conn, change.merchant_id, change.connection_id))
     return emitted
 
 
-async def _zero_dropped_locations(conn: AsyncConnection, connection_id: uuid.UUID) -> list[ChannelQuantityChanged]:
+async def _zero_dropped_locations(
+    conn: AsyncConnection, merchant_id: uuid.UUID, connection_id: uuid.UUID
+) -> list[ChannelQuantityChanged]:
     """A per-location channel no longer selling from a location is sent 0 there: what it
     was shown last would otherwise stay on sale. (A summed channel's quantity, at the
     default location, is re-evaluated like any other.) Runs after `reevaluate`, which
     locked the merchant's stock rows: no stock batch writes these rows meanwhile."""
-    row = (
-        await conn.execute(
-            sa.select(connections.c.merchant_id, connections.c.locations, connections.c.per_location).where(
-                connections.c.connection_id == connection_id, connections.c.active.is_(True)
-            )
-        )
-    ).one_or_none()
-    if row is None or not row.per_location:
-        return []
-    cq = channel_quantities.c
-    dropped = (
-        await conn.execute(
-            sa.select(channel_quantities)
-            .where(cq.connection_id == connection_id, cq.location.not_in(row.locations), cq.quantity != 0)
-            .order_by(cq.sku, cq.location)
-            .with_for_update()
-        )
-    ).all()
+    driver = await driver_connection(conn)
+    causation_id = f"connection:{connection_id}:location-dropped"
     events = [
-        ChannelQuantityChanged(
-            merchant_id=row.merchant_id,
-            connection_id=connection_id,
-            sku=d.sku,
-            location=d.location,
-            quantity=0,
-            version=d.version + 1,
-            stock_version=d.stock_version,
-            available=0,
-            causation_id=f"connection:{connection_id}:location-dropped",
+        quantity_changed(
+            merchant_id,
+            connection_id,
+            d["sku"],
+            FeedView(d["location"], 0, d["stock_version"], causation_id, None),
+            Decision(0),
+            d["version"],
+            causation_id,
         )
-        for d in dropped
+        for d in await quantity_store.lock_dropped_locations(driver, connection_id)
     ]
-    if events:
-        stmt = pg.insert(channel_quantities)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[cq.connection_id, cq.sku, cq.location],
-                set_={c: stmt.excluded[c] for c in ("quantity", "version", "stock_version", "rule_ids")},
-            ),
-            [
-                {
-                    "connection_id": e.connection_id,
-                    "sku": e.sku,
-                    "location": e.location,
-                    "merchant_id": e.merchant_id,
-                    "quantity": 0,
-                    "version": e.version,
-                    "stock_version": e.stock_version,
-                    "rule_ids": [],
-                }
-                for e in events
-            ],
-        )
-        await add_to_outbox(conn, outbox, events)
+    await quantity_store.publish(driver, events)
     return events
