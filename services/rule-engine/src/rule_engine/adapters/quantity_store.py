@@ -477,28 +477,13 @@ RETURNING d.connection_id, d.merchant_id
 """
 
 
-@dataclass(frozen=True)
-class _DelayChange:
-    event_id: uuid.UUID
-    connection_id: uuid.UUID
-    merchant_id: uuid.UUID
-    p50_s: float
-    p95_s: float
-    samples: int
-    occurred_at: datetime
-
-
 async def project_delays(
     conn: Connection, topic: str, changes: Sequence[ConnectionDelayMeasured]
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Claim the changes' event ids and project the newest delay per connection:
     (connection, merchant) of those that changed, in connection id order."""
-    rows = [
-        _DelayChange(c.event_id, c.connection_id, c.merchant_id, c.p50_s, c.p95_s, c.samples, c.occurred_at)
-        for c in changes
-    ]
     updated = await conn.fetch(
-        PROJECT_DELAYS_SQL, [c.event_id for c in changes], topic, *column_arrays(rows, _names(_DELAY))
+        PROJECT_DELAYS_SQL, [c.event_id for c in changes], topic, *column_arrays(changes, _names(_DELAY))
     )
     return sorted(((r["connection_id"], r["merchant_id"]) for r in updated), key=lambda c: str(c[0]))
 
