@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.db import make_engine
 from stocksync_sandboxes import amazon, ebay, mirakl, shopify, walmart, woocommerce
 
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.access_tokens import AccessTokens, grant_for
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
@@ -100,7 +101,7 @@ def token_adapter(
     grant = grant_for(channel_type, BASE, stored)
     assert grant is not None
     tokens = AccessTokens(engine, http, connection_id, grant)
-    return ADAPTER_OF[channel_type](http, BASE, stored, {}, tokens)
+    return ADAPTER_OF[channel_type](ChannelAccess(http, BASE, stored, {}, tokens))
 
 
 @pytest.mark.parametrize("channel_type", list(TOKEN_CHANNELS))
@@ -195,7 +196,7 @@ async def test_ebay_sends_one_sku_per_call_by_default_and_up_to_the_setting(engi
         grant = grant_for("ebay", BASE, stored)
         assert grant is not None
         batched = EbayAdapter(
-            http, BASE, stored, {"skus_per_call": 25}, AccessTokens(engine, http, uuid.uuid4(), grant)
+            ChannelAccess(http, BASE, stored, {"skus_per_call": 25}, AccessTokens(engine, http, uuid.uuid4(), grant))
         )
         result = await batched.push(items)
         assert {o.status for o in result.outcomes.values()} == {"accepted"}
@@ -220,13 +221,13 @@ async def test_woocommerce_sends_manage_stock_and_accepts_only_the_quantity_it_r
         items = [PushItem("W-1", "default", 4, {"product_id": 101}), PushItem("W-2", "default", 5, {"product_id": 102})]
         creds = {"consumer_key": "ck", "consumer_secret": "cs"}
         # The store's choice kept: the unmanaged product is reported, never accepted.
-        kept = await WooCommerceAdapter(http, BASE, creds, {"manage_stock": False}).push(items)
+        kept = await WooCommerceAdapter(ChannelAccess(http, BASE, creds, {"manage_stock": False})).push(items)
         assert kept.outcomes[0].status == "accepted"
         assert kept.outcomes[1].status == "rejected"
         assert "does not manage stock" in kept.outcomes[1].channel_response
         assert await quantities(http) == {"W-1": 4, "W-2": 0}
         # The default turns stock management on with the quantity.
-        sent = await WooCommerceAdapter(http, BASE, creds, {}).push(items)
+        sent = await WooCommerceAdapter(ChannelAccess(http, BASE, creds)).push(items)
         assert [o.status for o in sent.outcomes.values()] == ["accepted", "accepted"]
         assert await quantities(http) == {"W-1": 4, "W-2": 5}
 
@@ -238,7 +239,7 @@ async def test_mirakl_records_imported_lines_as_accepted_and_the_error_reports_l
     async with client_for(app) as http:
         await seed(http, ["M-1", "M-2"])
         settings = {"min_interval_s": 1.0, "status_poll_interval_s": 0.5, "error_report_interval_s": 1.0}
-        adapter = MiraklAdapter(http, BASE, {"api_key": "key"}, settings)
+        adapter = MiraklAdapter(ChannelAccess(http, BASE, {"api_key": "key"}, settings))
         items = [PushItem(sku, "default", 9, {}) for sku in ("M-1", "M-2", "M-404")]
         result = await adapter.push(items)
         assert [o.status for o in result.outcomes.values()] == ["accepted", "accepted", "rejected"]
@@ -277,12 +278,14 @@ async def test_shopify_expiring_offline_tokens_refresh_across_expiry_with_the_ro
             json={"items": [{"inventory_item_id": item_id, "location_id": location, "sku": "SH-1"}]},
         )
         assert seeded.status_code == 200, seeded.text
-        adapter = ShopifyAdapter(http, BASE, stored, {}, AccessTokens(engine, http, connection_id, grant))
+        adapter = ShopifyAdapter(
+            ChannelAccess(http, BASE, stored, {}, AccessTokens(engine, http, connection_id, grant))
+        )
         listing = {"inventory_item_id": item_id, "location_id": location}
         first = await adapter.push([PushItem("SH-1", "default", 4, listing, 1)])
         await asyncio.sleep(2.5)
         # A second instance, as after a restart: it reads the rotated refresh token from the database.
-        other = ShopifyAdapter(http, BASE, stored, {}, AccessTokens(engine, http, connection_id, grant))
+        other = ShopifyAdapter(ChannelAccess(http, BASE, stored, {}, AccessTokens(engine, http, connection_id, grant)))
         second = await other.push([PushItem("SH-1", "default", 6, listing, 2)])
         assert [first.outcomes[0].status, second.outcomes[0].status] == ["accepted", "accepted"]
         assert app.state.expiring_tokens.issued == 2

@@ -19,6 +19,7 @@ import pytest
 
 from stocksync_sandboxes import amazon, ebay, mirakl
 
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
 from channel_publisher.adapters.channels.mirakl import MiraklAdapter
@@ -79,7 +80,7 @@ async def test_amazon_patch_requests_and_answers_follow_listings_items_2021_08_0
             )
         ).json()["access_token"]
         adapter = AmazonAdapter(
-            http, BASE, {"seller_id": "S1", "marketplace_ids": ["A1PA6795UKMFR9"]}, {}, TokenOf(token)
+            ChannelAccess(http, BASE, {"seller_id": "S1", "marketplace_ids": ["A1PA6795UKMFR9"]}, {}, TokenOf(token))
         )
         await adapter.push([PushItem("A B/1", "default", 3, {}), PushItem("UNKNOWN", "default", 1, {})])
         patches = [r for r in seen if r.method == "PATCH"]
@@ -117,7 +118,7 @@ async def test_ebay_bulk_update_requests_and_answers_follow_the_sell_inventory_o
                 data={"grant_type": "refresh_token", "refresh_token": "r", "scope": ebay.INVENTORY_SCOPE},
             )
         ).json()["access_token"]
-        adapter = EbayAdapter(http, BASE, {}, {"skus_per_call": 25}, TokenOf(token))
+        adapter = EbayAdapter(ChannelAccess(http, BASE, {}, {"skus_per_call": 25}, TokenOf(token)))
         await adapter.push([PushItem(sku, "default", 2, {}) for sku in ("A", "B", "Z")])
         await adapter.read_quantities([PushItem("A", "default", 0, {})])
         update = next(r for r in seen if r.url.path.endswith("/bulk_update_price_quantity"))
@@ -152,7 +153,7 @@ async def test_mirakl_status_and_error_report_follow_sto02_and_sto03(lines: list
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, event_hooks=hooks) as http:
         await http.post("/_sandbox/listings", json={"listings": [{"sku": "A"}]})
         settings = {"min_interval_s": 0.2, "status_poll_interval_s": 0.2}
-        result = await MiraklAdapter(http, BASE, {"api_key": "key"}, settings).push(
+        result = await MiraklAdapter(ChannelAccess(http, BASE, {"api_key": "key"}, settings)).push(
             [PushItem(sku, "default", 4, {}) for sku in lines]
         )
         assert [o.status for o in result.outcomes.values()] == ["accepted"] + ["rejected"] * (len(lines) - 1)

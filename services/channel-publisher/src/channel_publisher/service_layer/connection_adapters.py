@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.channel_hosts import channel_http_client
 from stocksync_common.tracing import instrument_client
 
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.access_tokens import AccessTokens, grant_for
 from channel_publisher.adapters.channels.registry import ADAPTERS, AdapterFactory
 from channel_publisher.config import PublisherSettings
@@ -65,9 +66,8 @@ class ConnectionAdapters:
             CHANNELS[connection.channel_type].credentials.model_validate(connection.credentials)
             grant = grant_for(connection.channel_type, connection.base_url, connection.credentials)
             tokens = AccessTokens(self.engine, self.http, connection_id, grant) if grant is not None else None
-            adapter = self.factories[connection.channel_type](
-                self.http, connection.base_url, connection.credentials, connection.settings, tokens
-            )
+            access = ChannelAccess(self.http, connection.base_url, connection.credentials, connection.settings, tokens)
+            adapter = self.factories[connection.channel_type](access)
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             # Stored before the channel's credentials took their current shape (a fixed
             # access token where a refresh token is needed now): the connection's problem.

@@ -19,15 +19,11 @@ error on the attribute); warnings are kept in the recorded answer.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
-import httpx
-
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.http_answers import (
-    TokenSource,
     raise_for_channel_status,
-    required_tokens,
     send_authorized,
 )
 from channel_publisher.adapters.channels.pacing import CallPacer, Paced
@@ -46,23 +42,16 @@ DEFAULT_BATCH = 10
 class AmazonAdapter(Paced):
     channel_type = "amazon"
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        credentials: dict[str, Any],
-        settings: dict[str, Any],
-        tokens: TokenSource | None = None,
-    ) -> None:
-        self.http = http
-        self.tokens = required_tokens(tokens, "Amazon")
-        self.base = base_url.rstrip("/")
-        self.seller_id = str(credentials["seller_id"])
-        self.marketplace_ids = ",".join(credentials["marketplace_ids"])
-        self.batch_limit = int(settings.get("batch_limit", DEFAULT_BATCH))
+    def __init__(self, access: ChannelAccess) -> None:
+        self.http = access.http
+        self.tokens = access.required_tokens("Amazon")
+        self.base = access.base_url.rstrip("/")
+        self.seller_id = str(access.credentials["seller_id"])
+        self.marketplace_ids = ",".join(access.credentials["marketplace_ids"])
+        self.batch_limit = int(access.settings.get("batch_limit", DEFAULT_BATCH))
         self.pacer = CallPacer(
-            float(settings.get("requests_per_second", REQUESTS_PER_SECOND * SAFETY_FACTOR)),
-            int(settings.get("burst", BURST)),
+            float(access.settings.get("requests_per_second", REQUESTS_PER_SECOND * SAFETY_FACTOR)),
+            int(access.settings.get("burst", BURST)),
         )
 
     async def push(self, items: list[PushItem]) -> BatchResult:

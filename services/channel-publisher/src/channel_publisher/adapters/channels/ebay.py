@@ -19,14 +19,10 @@ drift check: `POST /sell/inventory/v1/bulk_get_inventory_item` (25 SKUs).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import httpx
-
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.http_answers import (
-    TokenSource,
     raise_for_channel_status,
-    required_tokens,
     send_authorized,
 )
 from channel_publisher.adapters.channels.pacing import CallPacer, Paced
@@ -52,22 +48,16 @@ CONTENT_LANGUAGE = "en-US"
 class EbayAdapter(Paced):
     channel_type = "ebay"
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        credentials: dict[str, Any],
-        settings: dict[str, Any],
-        tokens: TokenSource | None = None,
-    ) -> None:
-        self.http = http
-        self.tokens = required_tokens(tokens, "eBay")
-        self.base = base_url.rstrip("/") + "/sell/inventory/v1"
+    def __init__(self, access: ChannelAccess) -> None:
+        self.http = access.http
+        self.tokens = access.required_tokens("eBay")
+        self.base = access.base_url.rstrip("/") + "/sell/inventory/v1"
         self.headers = {"Content-Language": CONTENT_LANGUAGE}
-        self.skus_per_call = max(1, min(int(settings.get("skus_per_call", SKUS_PER_CALL)), MAX_SKUS_PER_CALL))
-        self.batch_limit = max(1, min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH))
+        self.skus_per_call = max(1, min(int(access.settings.get("skus_per_call", SKUS_PER_CALL)), MAX_SKUS_PER_CALL))
+        self.batch_limit = max(1, min(int(access.settings.get("batch_limit", MAX_BATCH)), MAX_BATCH))
         self.pacer = CallPacer(
-            float(settings.get("requests_per_second", REQUESTS_PER_SECOND)), int(settings.get("burst", BURST))
+            float(access.settings.get("requests_per_second", REQUESTS_PER_SECOND)),
+            int(access.settings.get("burst", BURST)),
         )
 
     @staticmethod

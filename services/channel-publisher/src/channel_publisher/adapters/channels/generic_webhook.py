@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
-import httpx
 import orjson
 
 from stocksync_common import standard_webhooks
 
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
 from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
@@ -31,19 +30,12 @@ EVENT_TYPE = "inventory.quantities.updated"
 class GenericWebhookAdapter(Paced):
     channel_type = "generic"
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        credentials: dict[str, Any],
-        settings: dict[str, Any],
-        tokens: object = None,
-    ) -> None:
-        self.http = http
-        self.url = base_url
-        self.secret = str(credentials["signing_secret"])
-        self.batch_limit = min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
-        self.pacer = CallPacer(settings.get("requests_per_second"), int(settings.get("burst", 1)))
+    def __init__(self, access: ChannelAccess) -> None:
+        self.http = access.http
+        self.url = access.base_url
+        self.secret = str(access.credentials["signing_secret"])
+        self.batch_limit = min(int(access.settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
+        self.pacer = CallPacer(access.settings.get("requests_per_second"), int(access.settings.get("burst", 1)))
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         quantities = [

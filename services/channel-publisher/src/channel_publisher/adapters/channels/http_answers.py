@@ -24,13 +24,6 @@ class TokenSource(Protocol):
     async def after_unauthorized(self, refused: str) -> str: ...
 
 
-def required_tokens(tokens: TokenSource | None, channel: str) -> TokenSource:
-    """The connection's access tokens, for a channel that cannot call without them."""
-    if tokens is None:
-        raise ValueError(f"{channel} needs the connection's access tokens")
-    return tokens
-
-
 class StaticToken:
     """A token the merchant gave as is (Shopify's offline token): nothing to refresh."""
 

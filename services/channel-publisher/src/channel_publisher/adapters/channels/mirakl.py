@@ -24,8 +24,7 @@ import io
 import time
 from typing import Any
 
-import httpx
-
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
 from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem, TransientChannelError
@@ -47,27 +46,20 @@ IMPORT_TIMEOUT_S = 300.0
 class MiraklAdapter(Paced):
     channel_type = "mirakl"
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        credentials: dict[str, Any],
-        settings: dict[str, Any],
-        tokens: object = None,
-    ) -> None:
-        self.http = http
-        self.url = base_url.rstrip("/") + IMPORTS_PATH
-        self.headers = {"Authorization": str(credentials["api_key"]), "Accept": "application/json"}
-        self.batch_limit = min(int(settings.get("batch_limit", MAX_LINES)), MAX_LINES)
-        self.pacer = CallPacer(None, min_interval_s=float(settings.get("min_interval_s", MIN_INTERVAL_S)))
+    def __init__(self, access: ChannelAccess) -> None:
+        self.http = access.http
+        self.url = access.base_url.rstrip("/") + IMPORTS_PATH
+        self.headers = {"Authorization": str(access.credentials["api_key"]), "Accept": "application/json"}
+        self.batch_limit = min(int(access.settings.get("batch_limit", MAX_LINES)), MAX_LINES)
+        self.pacer = CallPacer(None, min_interval_s=float(access.settings.get("min_interval_s", MIN_INTERVAL_S)))
         # STO02 and STO03 are operations with their own limits.
         self.status_pacer = CallPacer(
-            None, min_interval_s=float(settings.get("status_poll_interval_s", STATUS_POLL_INTERVAL_S))
+            None, min_interval_s=float(access.settings.get("status_poll_interval_s", STATUS_POLL_INTERVAL_S))
         )
         self.report_pacer = CallPacer(
-            None, min_interval_s=float(settings.get("error_report_interval_s", ERROR_REPORT_INTERVAL_S))
+            None, min_interval_s=float(access.settings.get("error_report_interval_s", ERROR_REPORT_INTERVAL_S))
         )
-        self.import_timeout_s = float(settings.get("import_timeout_s", IMPORT_TIMEOUT_S))
+        self.import_timeout_s = float(access.settings.get("import_timeout_s", IMPORT_TIMEOUT_S))
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         offer_skus = [str(item.external.get("offer_sku") or item.sku) for item in items]

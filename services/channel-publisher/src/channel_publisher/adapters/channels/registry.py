@@ -8,13 +8,11 @@ type added there and missing here fails at import, and which channels can be rea
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, get_args
-
-import httpx
+from typing import get_args
 
 from stocksync_common.contracts import ChannelType
 
-from channel_publisher.adapters.channels.access_tokens import AccessTokens
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.amazon import AmazonAdapter
 from channel_publisher.adapters.channels.ebay import EbayAdapter
 from channel_publisher.adapters.channels.generic_webhook import GenericWebhookAdapter
@@ -24,8 +22,7 @@ from channel_publisher.adapters.channels.walmart import WalmartAdapter
 from channel_publisher.adapters.channels.woocommerce import WooCommerceAdapter
 from channel_publisher.domain.pushes import ChannelAdapter
 
-AdapterFactory = Callable[[httpx.AsyncClient, str, dict[str, Any], dict[str, Any], AccessTokens | None], ChannelAdapter]
-"""(http client, base URL, credentials, settings, access tokens or None) -> the adapter."""
+AdapterFactory = Callable[[ChannelAccess], ChannelAdapter]
 
 ADAPTERS: Mapping[str, AdapterFactory] = {
     "shopify": ShopifyAdapter,

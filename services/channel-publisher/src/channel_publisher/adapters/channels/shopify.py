@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import orjson
 
-from channel_publisher.adapters.channels.http_answers import StaticToken, TokenSource, raise_for_channel_status
+from channel_publisher.adapters.channels.access import ChannelAccess
+from channel_publisher.adapters.channels.http_answers import StaticToken, raise_for_channel_status
 from channel_publisher.domain.pushes import (
     BatchResult,
     CredentialsError,
@@ -52,22 +53,16 @@ MUTATION = """mutation SetAvailable($input: InventorySetQuantitiesInput!, $idemp
 class ShopifyAdapter:
     channel_type = "shopify"
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        credentials: dict[str, Any],
-        settings: dict[str, Any],
-        tokens: TokenSource | None = None,
-    ) -> None:
-        self.http = http
-        self.url = f"{base_url.rstrip('/')}/admin/api/{settings.get('api_version', API_VERSION)}/graphql.json"
+    def __init__(self, access: ChannelAccess) -> None:
+        self.http = access.http
+        api_version = access.settings.get("api_version", API_VERSION)
+        self.url = f"{access.base_url.rstrip('/')}/admin/api/{api_version}/graphql.json"
         # An expiring offline token is refreshed (access_tokens.py); a plain offline token is used as is.
-        self.tokens = tokens or StaticToken(str(credentials.get("access_token", "")))
-        self.batch_limit = min(int(settings.get("batch_limit", MAX_ITEMS)), MAX_ITEMS)
+        self.tokens = access.tokens or StaticToken(str(access.credentials.get("access_token", "")))
+        self.batch_limit = min(int(access.settings.get("batch_limit", MAX_ITEMS)), MAX_ITEMS)
         # The bucket as Shopify last reported it, to wait before a call that would be throttled.
         self._available: float | None = None
-        self._restore_rate = float(settings.get("restore_rate", 100.0))
+        self._restore_rate = float(access.settings.get("restore_rate", 100.0))
         self._observed_at = time.monotonic()
 
     def ready_in(self) -> float:

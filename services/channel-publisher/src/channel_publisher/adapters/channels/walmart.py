@@ -15,16 +15,12 @@ Follows the US Marketplace Inventory API ("Update inventory for an item"):
 from __future__ import annotations
 
 import uuid
-from typing import Any
 from urllib.parse import quote
 
-import httpx
-
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.access_tokens import WALMART_SERVICE_NAME, basic
 from channel_publisher.adapters.channels.http_answers import (
-    TokenSource,
     raise_for_channel_status,
-    required_tokens,
     send_authorized,
 )
 from channel_publisher.adapters.channels.pacing import CallPacer, Paced
@@ -41,21 +37,15 @@ DEFAULT_BATCH = 10
 class WalmartAdapter(Paced):
     channel_type = "walmart"
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        credentials: dict[str, Any],
-        settings: dict[str, Any],
-        tokens: TokenSource | None = None,
-    ) -> None:
-        self.http = http
-        self.tokens = required_tokens(tokens, "Walmart")
-        self.url = base_url.rstrip("/") + "/v3/inventory"
-        self.basic = basic(str(credentials["client_id"]), str(credentials["client_secret"]))
-        self.batch_limit = int(settings.get("batch_limit", DEFAULT_BATCH))
+    def __init__(self, access: ChannelAccess) -> None:
+        self.http = access.http
+        self.tokens = access.required_tokens("Walmart")
+        self.url = access.base_url.rstrip("/") + "/v3/inventory"
+        self.basic = basic(str(access.credentials["client_id"]), str(access.credentials["client_secret"]))
+        self.batch_limit = int(access.settings.get("batch_limit", DEFAULT_BATCH))
         self.pacer = CallPacer(
-            float(settings.get("requests_per_second", REQUESTS_PER_SECOND)), int(settings.get("burst", BURST))
+            float(access.settings.get("requests_per_second", REQUESTS_PER_SECOND)),
+            int(access.settings.get("burst", BURST)),
         )
 
     async def push(self, items: list[PushItem]) -> BatchResult:

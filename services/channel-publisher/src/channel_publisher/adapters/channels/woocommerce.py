@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from channel_publisher.adapters.channels.access import ChannelAccess
 from channel_publisher.adapters.channels.http_answers import raise_for_channel_status, send
 from channel_publisher.adapters.channels.pacing import CallPacer, Paced
 from channel_publisher.domain.pushes import BatchResult, ItemOutcome, PushItem
@@ -36,20 +37,13 @@ API_PREFIX = "/wp-json/wc/v3"
 class WooCommerceAdapter(Paced):
     channel_type = "woocommerce"
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        credentials: dict[str, Any],
-        settings: dict[str, Any],
-        tokens: object = None,
-    ) -> None:
-        self.http = http
-        self.manage_stock = settings.get("manage_stock", True) is not False
-        self.base = base_url.rstrip("/") + API_PREFIX
-        self.auth = httpx.BasicAuth(str(credentials["consumer_key"]), str(credentials["consumer_secret"]))
-        self.batch_limit = min(int(settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
-        self.pacer = CallPacer(settings.get("requests_per_second"), int(settings.get("burst", 1)))
+    def __init__(self, access: ChannelAccess) -> None:
+        self.http = access.http
+        self.manage_stock = access.settings.get("manage_stock", True) is not False
+        self.base = access.base_url.rstrip("/") + API_PREFIX
+        self.auth = httpx.BasicAuth(str(access.credentials["consumer_key"]), str(access.credentials["consumer_secret"]))
+        self.batch_limit = min(int(access.settings.get("batch_limit", MAX_BATCH)), MAX_BATCH)
+        self.pacer = CallPacer(access.settings.get("requests_per_second"), int(access.settings.get("burst", 1)))
 
     async def push(self, items: list[PushItem]) -> BatchResult:
         extra = {"manage_stock": True} if self.manage_stock else {}
