@@ -54,7 +54,7 @@ connections = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    # Its feed (service_layer/evaluation.py `Feed`): the locations it sells from, and
+    # Its feed (domain/feeds.py `Feed`): the locations it sells from, and
     # whether it is shown each of them (Shopify) or their sum.
     sa.Column("locations", pg.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{default}'::text[]")),
     sa.Column("per_location", sa.Boolean, nullable=False, server_default=sa.false()),
