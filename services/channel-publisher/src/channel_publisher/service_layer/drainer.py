@@ -144,10 +144,6 @@ class Drainer:
         self._stopping = True
         self._scan.request_stop()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     async def run(self) -> None:
         try:
             await self._scan.run()
