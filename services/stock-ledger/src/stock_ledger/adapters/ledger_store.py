@@ -14,29 +14,61 @@ insert its outbox row before the first has committed.
 Every use case (order lines, snapshots, adjustments) goes through the same three
 statements whatever its size: `lock_stock` (with the inbox claim when the input is an
 event), `read_recorded` (after the locks, so it reads what the previous holders
-committed), `save` (all writes and the outbox). Statements are hand-written SQL on
-asyncpg (docs/decisions/0001-raw-asyncpg-on-hot-paths.md); rows travel as one array
-per named column (`column_arrays`, `unnest_sql`), so a statement is the same text,
-prepared once, for any number of rows.
+committed), `save_stock_changes` (all writes and the outbox in one statement, `save`).
+An order batch reads one statement before them, `read_routes`: which rows it locks
+depends on where its lines can reserve. Statements are hand-written SQL on asyncpg
+(docs/decisions/0001-raw-asyncpg-on-hot-paths.md); rows travel as one array per named
+column (`column_arrays`, `unnest_sql`), so a statement is the same text, prepared once,
+for any number of rows.
+
+Bundles, the second lock phase (adapters/bundle_store.py, domain/bundles.py): saving
+first recomputes every bundle containing a SKU whose levels changed, at the locations
+where it changed. It reads those bundles' definitions after the first phase's locks,
+then locks the bundles' rows (`derive_bundles`, a second `lock_stock`, in lock order)
+and reads their components' committed available: two more statements, only when a
+moved SKU is the component of a bundle (one, the definitions, whenever a level moved).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stocksync_common.contracts import Event
+from prometheus_client import Counter
+
+from stocksync_common.contracts import DEFAULT_LOCATION, Event, StockChanged
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import Connection, column_arrays, unnest_sql
-from stocksync_common.uow import inbox_claim_sql
+from stocksync_common.uow import UnitOfWork, inbox_claim_sql
 
-from stock_ledger.adapters.tables import inbox, ledger_entries, order_lines, outbox, oversells, stock_items
-from stock_ledger.domain.stock import LineTotals, StockLevel
+from stock_ledger.adapters import bundle_store
+from stock_ledger.adapters.tables import (
+    bundle_components,
+    connection_locations,
+    inbox,
+    ledger_entries,
+    order_line_components,
+    order_lines,
+    outbox,
+    oversells,
+    stock_items,
+)
+from stock_ledger.domain.bundles import BundleTarget, bundle_targets, derived_changes, moved_levels
+from stock_ledger.domain.stock import (
+    LineTotals,
+    OpenedOversell,
+    SkuChange,
+    SkuKey,
+    StockLevel,
+    StockWrites,
+    plan_stock_changes,
+)
 
-SkuKey = tuple[uuid.UUID, str, str]
-"""(merchant_id, sku, location): the key of one stock row."""
+OVERSELLS = Counter("stocksync_oversells_total", "Stock changes that took available below zero")
+OVERSOLD_UNITS = Counter("stocksync_oversold_units_total", "Units sold beyond what was available")
+MOVEMENTS = Counter("stocksync_ledger_movements_total", "Ledger entries appended", ["kind"])
 
 LineKey = tuple[uuid.UUID, uuid.UUID, str, str]
 """(merchant_id, connection_id, external_order_id, line_id): one order line."""
@@ -96,18 +128,6 @@ class StockRow:
     reserved: int
     version: int
     snapshot_as_of: datetime | None
-
-
-@dataclass(frozen=True)
-class OpenedOversell:
-    oversell_id: uuid.UUID
-    merchant_id: uuid.UUID
-    sku: str
-    location: str
-    version: int
-    available: int
-    oversold: int
-    causation_id: str
 
 
 @dataclass(frozen=True)
@@ -187,6 +207,90 @@ _OPENED = (
 
 def _names(columns: Sequence[tuple[str, str]]) -> list[str]:
     return [name for name, _ in columns]
+
+
+_MERCHANT_SKU = (("merchant_id", "uuid"), ("sku", "text"))
+
+
+@dataclass(frozen=True)
+class MerchantSku:
+    merchant_id: uuid.UUID
+    sku: str
+
+
+# Before the locks, an order batch's one read: the connections' locations ('c'), where
+# known lines reserved ('l') and what known bundle lines reserve per bundle ('p'), and
+# the bundles among the batch's SKUs ('b'). Its answer only chooses which rows the batch
+# locks (a list, a line's location and parts, a definition); what the rows hold is read
+# after the locks. A line is recorded once and never moves, so what this read says of it
+# stays true (the use case checks it again under the locks).
+ROUTES_SQL = f"""
+WITH lines AS (SELECT * FROM {unnest_sql(_LINE_REF, 2, "w")}),
+skus AS (SELECT DISTINCT * FROM {unnest_sql(_MERCHANT_SKU, 6, "s")})
+SELECT 'c' AS kind, c.merchant_id, c.connection_id, c.locations, NULL::text AS external_order_id,
+    NULL::text AS line_id, NULL::text AS location, NULL::text AS sku, NULL::text AS component, NULL::bigint AS quantity
+FROM {connection_locations.fullname} c WHERE c.connection_id = ANY($1::uuid[])
+UNION ALL
+SELECT 'l', l.merchant_id, l.connection_id, NULL, l.external_order_id, l.line_id, l.location, NULL, NULL, NULL
+FROM {order_lines.fullname} l
+JOIN lines w ON l.merchant_id = w.merchant_id AND l.connection_id = w.connection_id
+    AND l.external_order_id = w.external_order_id AND l.line_id = w.line_id
+UNION ALL
+SELECT 'p', p.merchant_id, p.connection_id, NULL, p.external_order_id, p.line_id, NULL, NULL, p.component_sku,
+    p.quantity
+FROM {order_line_components.fullname} p
+JOIN lines w ON p.merchant_id = w.merchant_id AND p.connection_id = w.connection_id
+    AND p.external_order_id = w.external_order_id AND p.line_id = w.line_id
+UNION ALL
+SELECT 'b', b.merchant_id, NULL, NULL, NULL, NULL, NULL, b.bundle_sku, b.component_sku, b.quantity
+FROM {bundle_components.fullname} b JOIN skus s ON b.merchant_id = s.merchant_id AND b.bundle_sku = s.sku
+"""
+
+
+@dataclass(frozen=True)
+class Routes:
+    """What an order batch needs before it locks: each connection's locations (first
+    choice first), where known lines reserved and what known bundle lines reserve per
+    bundle, and the definitions of the bundles among the batch's SKUs."""
+
+    priorities: dict[tuple[uuid.UUID, uuid.UUID], tuple[str, ...]]  # by (merchant_id, connection_id)
+    line_locations: dict[LineKey, str]
+    line_parts: dict[LineKey, dict[str, int]]
+    bundles: dict[tuple[uuid.UUID, str], dict[str, int]]  # by (merchant_id, bundle sku)
+
+    def priority(self, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> tuple[str, ...]:
+        """A connection the ledger has not heard of yet sells from the default location."""
+        return self.priorities.get((merchant_id, connection_id), (DEFAULT_LOCATION,))
+
+
+async def read_routes(
+    conn: Connection,
+    connection_ids: Iterable[uuid.UUID],
+    line_keys: Iterable[LineKey],
+    skus: Iterable[tuple[uuid.UUID, str]] = (),
+) -> Routes:
+    lines = [LineRef(*key) for key in dict.fromkeys(line_keys)]
+    wanted = [MerchantSku(*pair) for pair in dict.fromkeys(skus)]
+    routes = Routes({}, {}, {}, {})
+    rows = await conn.fetch(
+        ROUTES_SQL,
+        list(dict.fromkeys(connection_ids)),
+        *column_arrays(lines, _names(_LINE_REF)),
+        *column_arrays(wanted, _names(_MERCHANT_SKU)),
+    )
+    for row in rows:
+        kind = row["kind"]
+        if kind == "c":
+            routes.priorities[(row["merchant_id"], row["connection_id"])] = tuple(row["locations"])
+        elif kind == "b":
+            routes.bundles.setdefault((row["merchant_id"], row["sku"]), {})[row["component"]] = row["quantity"]
+        else:
+            key = (row["merchant_id"], row["connection_id"], row["external_order_id"], row["line_id"])
+            if kind == "l":
+                routes.line_locations[key] = row["location"]
+            else:
+                routes.line_parts.setdefault(key, {})[row["component"]] = row["quantity"]
+    return routes
 
 
 # Inserts the missing stock rows and locks every row, in the order of the arrays (sorted
@@ -307,7 +411,7 @@ def _statement_parameters() -> dict[str, int]:
 _AT = _statement_parameters()
 
 # Every write of a batch: ledger entries (in order), lines, stock rows, oversells closed
-# and opened (which ones, `stock_rows.plan_stock_changes` decides), and the outbox.
+# and opened (which ones, `domain.stock.plan_stock_changes` decides), and the outbox.
 SAVE_SQL = f"""
 WITH entries AS (
     INSERT INTO {ledger_entries.fullname} ({", ".join(_names(_ENTRY))})
@@ -365,6 +469,94 @@ async def save(
         *column_arrays(opened, _names(_OPENED)),
         *outbox_arrays(events),
     )
+
+
+async def derive_bundles(
+    conn: Connection,
+    targets: Mapping[SkuKey, BundleTarget],
+    now: datetime,
+    moved: Mapping[SkuKey, StockLevel] | None = None,
+) -> tuple[list[SkuChange], list[LedgerEntry]]:
+    """Lock the bundle rows `targets` (the second lock phase) and recompute them from
+    their components' available: `moved` (this transaction's levels, not written yet)
+    over what is committed. One ledger entry and one new version per row that changes."""
+    if not targets:
+        return [], []
+    ordered = {key: targets[key] for key in sorted(targets, key=lock_order)}
+    levels = (await lock_stock(conn, ordered)).levels
+    available = await bundle_store.available_at(
+        conn, ((m, component, location) for (m, _, location), t in ordered.items() for component in t.definition)
+    )
+    available.update((key, level.available) for key, level in (moved or {}).items())
+    changes = derived_changes(ordered, levels, available)
+    entries = [
+        LedgerEntry(
+            merchant_id=c.key[0],
+            sku=c.key[1],
+            location=c.key[2],
+            # Unique per row and version: a bundle row moves once per transaction.
+            causation_id=f"bundle:{c.key[1]}:{c.key[2]}:{c.after.version}",
+            kind="bundle",
+            quantity=c.after.on_hand,
+            delta_on_hand=c.after.on_hand - c.before.on_hand,
+            delta_reserved=-c.before.reserved,
+            version=c.after.version,
+            occurred_at=now,
+            reason=c.causation_id[:500],
+        )
+        for c in changes
+    ]
+    MOVEMENTS.labels("bundle").inc(len(entries))
+    return changes, entries
+
+
+async def save_stock_changes(
+    uow: UnitOfWork,
+    writes: StockWrites,
+    entries: Sequence[LedgerEntry],
+    lines: Sequence[OrderLineRow] = (),
+) -> list[StockChanged]:
+    """Write ledger entries, lines, the changed stock rows, the oversells and the events
+    (with any the unit of work holds) in one statement; return the StockChanged written.
+
+    The caller holds the rows' locks (the first phase) and has given a new version to
+    every change of on_hand or reserved. Bundles containing a moved SKU move with it:
+    their rows are locked and recomputed first (the second phase, `derive_bundles`).
+    """
+    conn = uow.connection
+    moved = moved_levels(writes.changes)
+    if moved:
+        definitions = await bundle_store.definitions(conn, {(m, sku) for m, sku, _ in moved})
+        derived, derived_entries = await derive_bundles(
+            conn, bundle_targets(definitions, writes.changes), writes.now, moved
+        )
+        if derived:
+            writes = writes.merged(plan_stock_changes(derived, writes.now))
+            entries = [*entries, *derived_entries]
+    for oversell in writes.opened:
+        OVERSELLS.inc()
+        OVERSOLD_UNITS.inc(oversell.oversold)
+    uow.add(writes.events)
+    await save(
+        conn,
+        now=writes.now,
+        entries=entries,
+        lines=lines,
+        stock=[
+            StockRow(
+                *c.key,
+                on_hand=c.after.on_hand,
+                reserved=c.after.reserved,
+                version=c.after.version,
+                snapshot_as_of=c.after.watermark,
+            )
+            for c in writes.changes
+        ],
+        resolved=writes.recovered,
+        opened=writes.opened,
+        events=uow.take_events(),
+    )
+    return writes.stock_events
 
 
 ON_HAND_MOVED_SQL = f"""

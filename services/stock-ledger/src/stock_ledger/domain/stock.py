@@ -16,14 +16,26 @@ stale and changes nothing.
 
 A marketplace order is a fact and is never refused: available may go below zero,
 which is an oversell the merchant must see.
+
+What a transaction's stock changes call for (`plan_stock_changes`), stated once here:
+a change of on_hand or reserved gets a new version and one StockChanged; a change that
+takes available below zero opens an oversell (OversellDetected, for the new shortfall
+only: `oversold_units`); one that brings available back to zero or more closes the
+SKU's open oversells. A bundle's row (domain/bundles.py) is derived from its
+components: it opens and closes no oversell, its component's does.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from stocksync_common.contracts import OrderMovement
+from stocksync_common.contracts import Event, OrderMovement, OversellDetected, StockChanged
+
+SkuKey = tuple[uuid.UUID, str, str]
+"""(merchant_id, sku, location): the key of one stock row."""
 
 
 @dataclass(frozen=True)
@@ -114,3 +126,107 @@ def oversold_units(before: StockLevel, after: StockLevel) -> int:
     if after.available >= 0 or after.available >= before.available:
         return 0
     return min(-after.available, before.available - after.available)
+
+
+@dataclass(frozen=True)
+class SkuChange:
+    """One SKU's levels before and after a transaction's movements."""
+
+    key: SkuKey
+    before: StockLevel
+    after: StockLevel
+    causation_id: str
+    origin_received_at: datetime | None = None
+    # A bundle's row, derived from its components: it opens and closes no oversell.
+    derived: bool = False
+
+    @property
+    def new_version(self) -> bool:
+        return self.after.version > self.before.version
+
+
+@dataclass(frozen=True)
+class OpenedOversell:
+    oversell_id: uuid.UUID
+    merchant_id: uuid.UUID
+    sku: str
+    location: str
+    version: int
+    available: int
+    oversold: int
+    causation_id: str
+
+
+@dataclass(frozen=True)
+class StockWrites:
+    """What a transaction's stock changes write, worked out before any I/O."""
+
+    changes: list[SkuChange]  # those whose row changes
+    stock_events: list[StockChanged]
+    events: list[Event]  # for the outbox: every StockChanged and OversellDetected, in order
+    opened: list[OpenedOversell]
+    recovered: list[SkuKey]  # SKUs whose open oversells close
+    now: datetime
+
+    def merged(self, extra: StockWrites) -> StockWrites:
+        return StockWrites(
+            [*self.changes, *extra.changes],
+            [*self.stock_events, *extra.stock_events],
+            [*self.events, *extra.events],
+            [*self.opened, *extra.opened],
+            [*self.recovered, *extra.recovered],
+            self.now,
+        )
+
+
+def plan_stock_changes(changes: Sequence[SkuChange], now: datetime) -> StockWrites:
+    """The rows, events and oversells that `changes` call for (the module docstring's rules)."""
+    changes = [c for c in changes if c.after != c.before]
+    stock_events: list[StockChanged] = []
+    events: list[Event] = []
+    opened: list[OpenedOversell] = []
+    for c in changes:
+        if not c.new_version:
+            continue  # only the watermark moved: nothing a consumer needs to know
+        merchant_id, sku, location = c.key
+        event = StockChanged(
+            merchant_id=merchant_id,
+            sku=sku,
+            location=location,
+            version=c.after.version,
+            on_hand=c.after.on_hand,
+            reserved=c.after.reserved,
+            available=c.after.available,
+            causation_id=c.causation_id,
+            occurred_at=now,
+            origin_received_at=c.origin_received_at,
+        )
+        stock_events.append(event)
+        events.append(event)
+        oversold = 0 if c.derived else oversold_units(c.before, c.after)
+        if oversold:
+            oversell = OversellDetected(
+                merchant_id=merchant_id,
+                sku=sku,
+                location=location,
+                version=c.after.version,
+                available=c.after.available,
+                oversold=oversold,
+                causation_id=c.causation_id,
+                occurred_at=now,
+            )
+            events.append(oversell)
+            opened.append(
+                OpenedOversell(
+                    oversell_id=oversell.event_id,
+                    merchant_id=merchant_id,
+                    sku=sku,
+                    location=location,
+                    version=c.after.version,
+                    available=c.after.available,
+                    oversold=oversold,
+                    causation_id=c.causation_id,
+                )
+            )
+    recovered = [c.key for c in changes if not c.derived and c.before.available < 0 <= c.after.available]
+    return StockWrites(changes, stock_events, events, opened, recovered, now)

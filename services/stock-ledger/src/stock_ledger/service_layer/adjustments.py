@@ -9,9 +9,8 @@ from stocksync_common.contracts import utcnow
 from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters import bundle_store, ledger_store
-from stock_ledger.adapters.ledger_store import LedgerEntry
-from stock_ledger.domain.stock import StockLevel
-from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
+from stock_ledger.adapters.ledger_store import MOVEMENTS, LedgerEntry
+from stock_ledger.domain.stock import SkuChange, StockLevel, plan_stock_changes
 
 
 class AdjustmentRefused(Exception):
@@ -68,7 +67,7 @@ async def adjust_stock(adjustment: Adjustment, uow: UnitOfWork) -> AdjustmentOut
             actor=adjustment.actor,
         )
         writes = plan_stock_changes([SkuChange(key, before, after, causation_id)], now)
-        await save_stock_changes(uow, writes, [entry])
+        await ledger_store.save_stock_changes(uow, writes, [entry])
         await uow.commit()
     MOVEMENTS.labels("adjustment").inc()
     return AdjustmentOutcome(after, duplicate=False)

@@ -3,7 +3,7 @@
 Locking protocol (adapters/bundle_store.py): first the rows of every component, old and
 new, at every location where the bundle or one of them has stock, in lock order; then
 the definitions are read again and checked under those locks; then the bundle's own
-rows (the second phase, `derive_bundles`), which are recomputed from the components
+rows (the second phase, `ledger_store.derive_bundles`), which are recomputed from the components
 and get a new version where they change. An order or a snapshot moving a component
 either committed before (its levels are read here) or waits for this transaction (and
 then reads the new definition).
@@ -23,8 +23,8 @@ from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters import bundle_store, ledger_store
 from stock_ledger.adapters.bundle_store import Definition
-from stock_ledger.domain.bundles import BUNDLES_PER_MERCHANT_MAX, BundleRefused, check_definition
-from stock_ledger.service_layer.stock_rows import BundleTarget, derive_bundles, plan_stock_changes, save_stock_changes
+from stock_ledger.domain.bundles import BUNDLES_PER_MERCHANT_MAX, BundleRefused, BundleTarget, check_definition
+from stock_ledger.domain.stock import plan_stock_changes
 
 
 class BundleNotFound(LookupError):
@@ -82,8 +82,8 @@ async def save_bundle(
         if old is None and any(level.on_hand or level.reserved for level in rows.values()):
             raise BundleRefused(f"{sku!r} has stock of its own: a bundle's stock is its components'")
         now = utcnow()
-        derived, entries = await derive_bundles(uow, targets, now)
-        changed = await save_stock_changes(uow, plan_stock_changes(derived, now), entries)
+        derived, entries = await ledger_store.derive_bundles(conn, targets, now)
+        changed = await ledger_store.save_stock_changes(uow, plan_stock_changes(derived, now), entries)
         after = {c.key[2]: c.after.available for c in derived}
         available = {loc: after.get(loc, rows[(merchant_id, sku, loc)].available) for loc in locations}
         await uow.commit()

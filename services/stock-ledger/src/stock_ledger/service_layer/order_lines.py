@@ -8,7 +8,7 @@ SKU. A hot SKU with 500 order lines in a batch costs the same round trips as 500
 with one each.
 
 Locations: before the locks, one statement reads the locations of the batch's
-connections and where its known lines reserved (adapters/connection_locations_store.py);
+connections and where its known lines reserved (`ledger_store.read_routes`);
 the batch then locks every location a line could reserve at, and a new line reserves
 at the location `domain.allocation.allocate` chooses from the levels read under the
 locks. A known line's movements apply where it reserved.
@@ -36,12 +36,10 @@ from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters import bundle_store, ledger_store
 from stock_ledger.adapters.bundle_store import Definition
-from stock_ledger.adapters.connection_locations_store import Routes, read_routes
-from stock_ledger.adapters.ledger_store import LedgerEntry, LineKey, OrderLineRow, SkuKey
+from stock_ledger.adapters.ledger_store import MOVEMENTS, LedgerEntry, LineKey, OrderLineRow, Routes
 from stock_ledger.domain.allocation import allocate
 from stock_ledger.domain.bundles import buildable
-from stock_ledger.domain.stock import LineTotals, order_line_effect
-from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
+from stock_ledger.domain.stock import LineTotals, SkuChange, SkuKey, order_line_effect, plan_stock_changes
 
 
 def movement_causation_id(event: OrderLineMoved) -> str:
@@ -86,7 +84,7 @@ async def apply_order_lines(events: Sequence[OrderLineMoved], uow: UnitOfWork) -
 
 async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[StockChanged]:
     conn = uow.connection
-    routes = await read_routes(
+    routes = await ledger_store.read_routes(
         conn,
         {e.connection_id for e in events},
         (_line_key(e) for e in events),
@@ -235,4 +233,4 @@ async def _apply(uow: UnitOfWork, events: Sequence[OrderLineMoved]) -> list[Stoc
         )
         for event, key, line in moved_lines.values()
     ]
-    return await save_stock_changes(uow, plan_stock_changes(changes, utcnow()), entries, order_lines)
+    return await ledger_store.save_stock_changes(uow, plan_stock_changes(changes, utcnow()), entries, order_lines)

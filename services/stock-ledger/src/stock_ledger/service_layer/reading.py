@@ -9,8 +9,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stock_ledger.adapters.ledger_store import SkuKey
 from stock_ledger.adapters.tables import ledger_entries, oversells, stock_items
+from stock_ledger.domain.stock import SkuKey
 
 Row = sa.Row[Any]
 

@@ -25,8 +25,8 @@ from stocksync_common.contracts import StockChanged
 from stocksync_common.kafka import decode_event
 from stocksync_common.topics import STOCK_CHANGED
 
-from stock_ledger.adapters.ledger_store import SkuKey
 from stock_ledger.adapters.tables import ledger_entries, order_line_components, order_lines, outbox, stock_items
+from stock_ledger.domain.stock import SkuKey
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from stocksync_common.contracts import Event, ProductAttributesChanged, StockCha
 from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters import attributes_store, bundle_store, ledger_store
-from stock_ledger.adapters.ledger_store import LedgerEntry, SkuKey, SnapshotAsOf
-from stock_ledger.domain.stock import is_stale_snapshot, snapshot_on_hand
-from stock_ledger.service_layer.stock_rows import MOVEMENTS, SkuChange, plan_stock_changes, save_stock_changes
+from stock_ledger.adapters.ledger_store import MOVEMENTS, LedgerEntry, SnapshotAsOf
+from stock_ledger.domain.stock import SkuChange, SkuKey, is_stale_snapshot, plan_stock_changes, snapshot_on_hand
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ async def apply_snapshot_rows(
                 occurred_at=row.as_of,
             )
         )
-    outcome.changed = await save_stock_changes(uow, plan_stock_changes(changes, utcnow()), entries)
+    outcome.changed = await ledger_store.save_stock_changes(uow, plan_stock_changes(changes, utcnow()), entries)
     uow.add(await _changed_attributes(uow, merchant_id, snapshot_id, described))
     return outcome
 
