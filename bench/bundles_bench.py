@@ -34,7 +34,9 @@ from stocksync_common.topics import STOCK_CHANGED
 from stocksync_embedded.stack import Ports, Stack
 
 from rule_engine.adapters.tables import connections as rule_connections
-from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
+from rule_engine.adapters.unit_of_work import unit_of_work_factory as rule_engine_units
+from rule_engine.service_layer.context import ConsumerContext
+from rule_engine.service_layer.stock_changes import apply_stock_changes
 from stock_ledger.adapters.tables import outbox
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.bundles import save_bundle
@@ -110,7 +112,7 @@ async def one_run(engine: Any, bundles: int, run: int) -> dict[str, float]:
     read_done = time.perf_counter()
     after = [e for e in events if e.causation_id == order.causation_id]
     rules_started = time.perf_counter()
-    emitted = await apply_stock_changes(engine, after, RuleSets())
+    emitted = await apply_stock_changes(after, ConsumerContext(rule_engine_units(engine)))
     rules_done = time.perf_counter()
     assert len(after) == bundles + 1 and emitted == bundles + 1, (len(after), emitted, len(changed))
     return {

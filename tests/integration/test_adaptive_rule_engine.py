@@ -22,9 +22,11 @@ from sqlalchemy.pool import NullPool
 from stocksync_common.contracts import ConnectionDelayMeasured, StockChanged, utcnow
 
 from rule_engine.adapters.tables import connection_delays, connections, sales_rates
+from rule_engine.adapters.unit_of_work import unit_of_work_factory
 from rule_engine.service_layer.adaptive import apply_connection_delays, refresh_adaptive_quantities
+from rule_engine.service_layer.context import ConsumerContext
 from rule_engine.service_layer.evaluation import reevaluate
-from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
+from rule_engine.service_layer.stock_changes import apply_stock_changes
 from tests.conftest import PrivateDatabase
 from tests.integration.test_rule_engine_stock_batch import add_rule, emitted_events
 
@@ -84,7 +86,7 @@ def database_url(private_database: PrivateDatabase) -> Iterator[str]:
 async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(database_url: str) -> None:
     engine = create_async_engine(database_url, poolclass=NullPool)
     merchant_id, fast, slow = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    rule_sets = RuleSets()
+    context = ConsumerContext(unit_of_work_factory(engine))
     try:
         async with engine.begin() as conn:
             await conn.execute(
@@ -104,13 +106,14 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
         rule_id = await add_rule(engine, merchant_id, 1, condition={"op": "always"}, action=ADAPTIVE)
 
         # A stock import is no sale: no rate, nothing hidden.
-        assert await apply_stock_changes(engine, [change(merchant_id, 1, 100, "adjustment:a1")], rule_sets) == 2
+        assert await apply_stock_changes([change(merchant_id, 1, 100, "adjustment:a1")], context) == 2
         assert await rates(engine, merchant_id) == {}
         assert {c: q for c, (q, _) in (await shown(engine, merchant_id)).items()} == {fast: 100, slow: 100}
 
         # Measured delays arrive; with no sales they change nothing.
         assert (
-            await apply_connection_delays(engine, [delay(merchant_id, fast, 3.0), delay(merchant_id, slow, 600.0)]) == 0
+            await apply_connection_delays([delay(merchant_id, fast, 3.0), delay(merchant_id, slow, 600.0)], context)
+            == 0
         )
         async with engine.connect() as conn:
             projected = dict(
@@ -120,7 +123,7 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
 
         # 30 units sold on the fast channel: 30 / 1800 s = 60 units an hour.
         sale = change(merchant_id, 2, 70, "shopify:order-1:line-1:placed")
-        assert await apply_stock_changes(engine, [sale], rule_sets) == 2
+        assert await apply_stock_changes([sale], context) == 2
         assert await rates(engine, merchant_id) == {("X", "shopify"): pytest.approx(30 / 1800)}
         now = await shown(engine, merchant_id)
         # Fast: 60/h x 3 s = 0.05 expected, P(0) = 0.951 >= 95%: hides nothing.
@@ -134,10 +137,10 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
         assert events[-1].rule_ids == (rule_id,)
 
         # A redelivery and an older version count no sale; an adjustment that lowers stock is no sale.
-        assert await apply_stock_changes(engine, [sale], rule_sets) == 0
+        assert await apply_stock_changes([sale], context) == 0
         older = change(merchant_id, 1, 10, "shopify:order-0:line-1:placed")
-        assert await apply_stock_changes(engine, [older], rule_sets) == 0
-        assert await apply_stock_changes(engine, [change(merchant_id, 3, 69, "adjustment:a2")], rule_sets) == 2
+        assert await apply_stock_changes([older], context) == 0
+        assert await apply_stock_changes([change(merchant_id, 3, 69, "adjustment:a2")], context) == 2
         assert await rates(engine, merchant_id) == {("X", "shopify"): pytest.approx(30 / 1800)}
 
         # A re-evaluation from the database agrees with the event path.
@@ -146,13 +149,13 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
 
         # Later, the slow channel turns fast: it hides nothing more.
         faster = delay(merchant_id, slow, 3.0)
-        assert await apply_connection_delays(engine, [faster]) == 1
+        assert await apply_connection_delays([faster], context) == 1
         assert (await shown(engine, merchant_id))[slow][0] == 69
         # Its redelivery, and an older measure arriving late, change nothing.
         stale = delay(merchant_id, slow, 600.0).model_copy(
             update={"occurred_at": faster.occurred_at - timedelta(minutes=1)}
         )
-        assert await apply_connection_delays(engine, [faster, stale]) == 0
+        assert await apply_connection_delays([faster, stale], context) == 0
         async with engine.connect() as conn:
             p95 = (
                 await conn.execute(
@@ -167,7 +170,7 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
 async def test_the_refresh_shows_hidden_units_again_once_the_rate_decayed(database_url: str) -> None:
     engine = create_async_engine(database_url, poolclass=NullPool)
     merchant_id, channel = uuid.uuid4(), uuid.uuid4()
-    rule_sets = RuleSets()
+    context = ConsumerContext(unit_of_work_factory(engine))
     try:
         async with engine.begin() as conn:
             await conn.execute(
@@ -181,9 +184,9 @@ async def test_the_refresh_shows_hidden_units_again_once_the_rate_decayed(databa
                 )
             )
         await add_rule(engine, merchant_id, 1, condition={"op": "always"}, action=ADAPTIVE)
-        await apply_stock_changes(engine, [change(merchant_id, 1, 50, "adjustment:a1")], rule_sets)
+        await apply_stock_changes([change(merchant_id, 1, 50, "adjustment:a1")], context)
         # 18 units sold, no delay measured: the default 120 s. 36/h x 120 s = 1.2 expected: hides 3.
-        await apply_stock_changes(engine, [change(merchant_id, 2, 32, "amazon:o:l:placed")], rule_sets)
+        await apply_stock_changes([change(merchant_id, 2, 32, "amazon:o:l:placed")], context)
         assert (await shown(engine, merchant_id))[channel][0] == 29
 
         # Nothing changed yet: the refresh publishes nothing.

@@ -29,7 +29,9 @@ from stocksync_common.topics import STOCK_CHANGED
 
 from rule_engine.adapters.tables import channel_quantities
 from rule_engine.adapters.tables import connections as rule_connections
-from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
+from rule_engine.adapters.unit_of_work import unit_of_work_factory as rule_engine_units
+from rule_engine.service_layer.context import ConsumerContext
+from rule_engine.service_layer.stock_changes import apply_stock_changes
 from stock_ledger.adapters.tables import outbox as ledger_outbox
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.bundles import save_bundle
@@ -206,7 +208,7 @@ async def check(engine: AsyncEngine, ops: list[tuple[Any, ...]]) -> None:
             )
         ).scalars()
         events = [StockChanged.model_validate_json(p) for p in payloads]
-    await apply_stock_changes(engine, events, RuleSets())
+    await apply_stock_changes(events, ConsumerContext(rule_engine_units(engine)))
     async with engine.connect() as conn:
         shown = dict(
             (

@@ -20,8 +20,10 @@ from stocksync_common.contracts import ChannelQuantityChanged, ConnectionChanged
 
 from rule_engine.adapters.tables import channel_quantities, connections, outbox, stock
 from rule_engine.adapters.tables import rules as rules_table
+from rule_engine.adapters.unit_of_work import unit_of_work_factory
+from rule_engine.service_layer.context import ConsumerContext
 from rule_engine.service_layer.evaluation import apply_connection_changes, reevaluate
-from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
+from rule_engine.service_layer.stock_changes import apply_stock_changes
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +78,8 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
     engine = create_async_engine(database_url, poolclass=NullPool)
     merchant_id = uuid.uuid4()
     first, second, inactive = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    rule_sets = RuleSets()
+    wakes: list[None] = []
+    context = ConsumerContext(unit_of_work_factory(engine, lambda: wakes.append(None)))
     try:
         async with engine.begin() as conn:
             await conn.execute(
@@ -108,7 +111,8 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
             stock_changed(merchant_id, "B", 5, 10),
         ]
         # Both connections sell from the default location only: "north" is not theirs.
-        assert await apply_stock_changes(engine, batch, rule_sets) == 4
+        assert await apply_stock_changes(batch, context) == 4
+        assert len(wakes) == 1  # by the unit of work's commit, which wrote the four
         events = await emitted_events(engine, merchant_id)
         assert [(e.connection_id, e.sku, e.location, e.quantity, e.version, e.stock_version) for e in events] == [
             (channels[0], "A", "default", 0, 1, 5),
@@ -120,9 +124,10 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
         assert events[0].causation_id == "order:A:5" and events[0].available == 2
 
         # A redelivery, an older version, and a newer version that leaves the quantity at 0.
-        assert await apply_stock_changes(engine, batch, rule_sets) == 0
-        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 4, 50)], rule_sets) == 0
-        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 6, 1)], rule_sets) == 0
+        assert await apply_stock_changes(batch, context) == 0
+        assert await apply_stock_changes([stock_changed(merchant_id, "A", 4, 50)], context) == 0
+        assert await apply_stock_changes([stock_changed(merchant_id, "A", 6, 1)], context) == 0
+        assert len(wakes) == 1  # nothing written, nothing to wake the relay for
         async with engine.connect() as conn:
             projected = (
                 await conn.execute(
@@ -133,7 +138,7 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
             ).one()
         assert tuple(projected) == (6, 1)
 
-        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 7, 8)], rule_sets) == 2
+        assert await apply_stock_changes([stock_changed(merchant_id, "A", 7, 8)], context) == 2
         latest = (await emitted_events(engine, merchant_id))[-2:]
         assert [(e.quantity, e.version, e.stock_version, e.rule_ids) for e in latest] == [(8, 2, 7, ())] * 2
 
@@ -142,7 +147,7 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
             await conn.execute(
                 sa.update(rules_table).where(rules_table.c.rule_id == buffer).values(action={"type": "set", "value": 1})
             )
-        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "A", 8, 3)], rule_sets) == 2
+        assert await apply_stock_changes([stock_changed(merchant_id, "A", 8, 3)], context) == 2
         latest = (await emitted_events(engine, merchant_id))[-2:]
         assert [(e.quantity, e.version, e.stock_version, e.rule_ids) for e in latest] == [(1, 3, 8, (buffer,))] * 2
 
@@ -169,7 +174,7 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
     merchant_id = uuid.uuid4()
     both, only_b, shopify = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     feeds = {both: (["b", "a"], False), only_b: (["b"], False), shopify: (["a", "b"], True)}
-    rule_sets = RuleSets()
+    context = ConsumerContext(unit_of_work_factory(engine))
     try:
         async with engine.begin() as conn:
             await conn.execute(
@@ -194,7 +199,7 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
             return {(e.connection_id, e.sku, e.location, e.quantity, e.available) for e in events}
 
         batch = [stock_changed(merchant_id, "X", 1, 7, location="a"), stock_changed(merchant_id, "Y", 1, 2, "a")]
-        await apply_stock_changes(engine, batch, rule_sets)
+        await apply_stock_changes(batch, context)
         assert shown(await emitted_events(engine, merchant_id)) == {
             (both, "X", "default", 7, 7),
             (only_b, "X", "default", 0, 0),  # A's 7 units are never shown to a channel fed from B
@@ -205,7 +210,7 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
         }
 
         before = len(await emitted_events(engine, merchant_id))
-        await apply_stock_changes(engine, [stock_changed(merchant_id, "X", 1, 5, location="b")], rule_sets)
+        await apply_stock_changes([stock_changed(merchant_id, "X", 1, 5, location="b")], context)
         newest = (await emitted_events(engine, merchant_id))[before:]
         assert shown(newest) == {
             (both, "X", "default", 12, 12),
@@ -216,7 +221,7 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
         assert {e.version for e in newest if e.connection_id != shopify} == {2}
 
         # A location no connection sells from moves nothing.
-        assert await apply_stock_changes(engine, [stock_changed(merchant_id, "X", 1, 99, location="c")], rule_sets) == 0
+        assert await apply_stock_changes([stock_changed(merchant_id, "X", 1, 99, location="c")], context) == 0
 
         async with engine.begin() as conn:
             assert await reevaluate(conn, merchant_id, causation_id="check") == []
@@ -234,7 +239,7 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
                 per_location=connection_id == shopify,
                 causation_id="moved",
             )
-            await apply_connection_changes(engine, [change])
+            await apply_connection_changes([change], context)
         newest = (await emitted_events(engine, merchant_id))[before:]
         # (Y at "a" was already shown 0, by the buffer rule: nothing to send.)
         assert shown(newest) == {(shopify, "X", "a", 0, 0), (both, "X", "default", 5, 5)}

@@ -10,48 +10,48 @@ from stocksync_common.contracts import (
     ProductAttributesChanged,
     StockChanged,
 )
-from stocksync_common.kafka import ConsumedEvent
+from stocksync_common.message_bus import HandlerTable, batch_handler
 from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import CATALOGUE, CONNECTION_DELAYS, CONNECTIONS, STOCK_CHANGED
 
 from rule_engine.adapters.tables import dead_letters, outbox
+from rule_engine.adapters.unit_of_work import unit_of_work_factory
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.api import router
 from rule_engine.service_layer.adaptive import adaptive_refresher, apply_connection_delays
+from rule_engine.service_layer.context import ConsumerContext
 from rule_engine.service_layer.evaluation import (
     apply_connection_changes,
     apply_product_attributes,
     configured_estimation,
 )
 from rule_engine.service_layer.schedule import rule_scheduler
-from rule_engine.service_layer.stock_changes import RuleSets, apply_stock_changes
+from rule_engine.service_layer.stock_changes import apply_stock_changes
+
+CONSUMER_GROUP = "rule-engine"
+# What CONSUMER_GROUP applies, each in a transaction of its own, in this order: connections
+# and attributes first, so that a stock change in the same batch sees them.
+HANDLERS: HandlerTable[ConsumerContext] = {
+    ConnectionChanged: apply_connection_changes,
+    ProductAttributesChanged: apply_product_attributes,
+    StockChanged: apply_stock_changes,
+    ConnectionDelayMeasured: apply_connection_delays,
+}
 
 
 def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
     settings = settings or RuleEngineSettings()
     runtime = Runtime("rule-engine", settings, outbox, dead_letters)
-    # Checked against the database on every batch (see stock_changes): safe with several instances.
-    rule_sets = RuleSets()
-
-    async def on_events(batch: list[ConsumedEvent]) -> None:
-        # Connections and attributes first: a stock change in the same batch then sees them.
-        connections = [i.event for i in batch if isinstance(i.event, ConnectionChanged)]
-        attributes = [i.event for i in batch if isinstance(i.event, ProductAttributesChanged)]
-        stock_changes = [i.event for i in batch if isinstance(i.event, StockChanged)]
-        delays = [i.event for i in batch if isinstance(i.event, ConnectionDelayMeasured)]
-        emitted = 0
-        if connections:
-            emitted += await apply_connection_changes(runtime.engine, connections)
-        if attributes:
-            emitted += await apply_product_attributes(runtime.engine, attributes)
-        if stock_changes:
-            emitted += await apply_stock_changes(runtime.engine, stock_changes, rule_sets, configured_estimation())
-        if delays:
-            emitted += await apply_connection_delays(runtime.engine, delays)
-        if emitted:
-            runtime.wake_relay()
-
-    runtime.add_consumer([CONNECTIONS, CATALOGUE, STOCK_CHANGED, CONNECTION_DELAYS], "rule-engine", on_events)
+    # Its rules cache is checked against the database on every batch (see stock_changes):
+    # safe with several instances.
+    context = ConsumerContext(
+        unit_of_work_factory(runtime.engine, runtime.wake_relay), estimation=configured_estimation()
+    )
+    runtime.add_consumer(
+        [CONNECTIONS, CATALOGUE, STOCK_CHANGED, CONNECTION_DELAYS],
+        CONSUMER_GROUP,
+        batch_handler(HANDLERS, lambda: context),
+    )
     runtime.add_worker(rule_scheduler(runtime.engine, settings.rule_schedule_interval_s, runtime.wake_relay))
     runtime.add_worker(adaptive_refresher(runtime.engine, settings.adaptive_refresh_interval_s, runtime.wake_relay))
     app = create_service_app(

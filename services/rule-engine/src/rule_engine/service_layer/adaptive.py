@@ -22,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,6 +35,9 @@ from stocksync_common.topics import CONNECTION_DELAYS
 from rule_engine.adapters import quantity_store
 from rule_engine.adapters.tables import rules, sales_rates
 from rule_engine.service_layer.evaluation import Scope, configured_estimation, reevaluate
+
+if TYPE_CHECKING:
+    from rule_engine.service_layer.context import ConsumerContext
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,10 @@ async def adaptive_merchants(conn: AsyncConnection, merchant_ids: Sequence[uuid.
     return set((await conn.execute(query)).scalars().all())
 
 
-async def apply_connection_delays(engine: AsyncEngine, changes: Sequence[ConnectionDelayMeasured]) -> int:
+async def apply_connection_delays(changes: Sequence[ConnectionDelayMeasured], context: ConsumerContext) -> int:
     """Project measured delays (the newest per connection wins); re-evaluate where an adaptive rule reads them."""
     emitted = 0
-    async with engine.begin() as conn:
+    async with context.units.engine.begin() as conn:
         updated = await quantity_store.project_delays(await driver_connection(conn), CONNECTION_DELAYS.name, changes)
         adaptive = await adaptive_merchants(conn, [merchant_id for _, merchant_id in updated])
         for connection_id, merchant_id in updated:
@@ -64,6 +68,7 @@ async def apply_connection_delays(engine: AsyncEngine, changes: Sequence[Connect
                         causation_id=f"display-delay:{connection_id}",
                     )
                 )
+    context.published(emitted)
     return emitted
 
 

@@ -25,11 +25,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync_common.contracts import (
     DEFAULT_LOCATION,
@@ -65,6 +65,9 @@ from rule_engine.domain.rules import (
     Schedule,
     WeeklyWindow,
 )
+
+if TYPE_CHECKING:
+    from rule_engine.service_layer.context import ConsumerContext
 
 
 def rule_from_row(row: Any) -> Rule:
@@ -602,10 +605,10 @@ def _newest_attributes(changes: Sequence[ProductAttributesChanged]) -> list[Prod
     return list(newest.values())
 
 
-async def apply_product_attributes(engine: AsyncEngine, changes: Sequence[ProductAttributesChanged]) -> int:
+async def apply_product_attributes(changes: Sequence[ProductAttributesChanged], context: ConsumerContext) -> int:
     """Project catalogue attributes; a SKU whose attributes changed is re-evaluated at once."""
     emitted = 0
-    async with engine.begin() as conn:
+    async with context.units.engine.begin() as conn:
         updated = await quantity_store.project_products(
             await driver_connection(conn),
             CATALOGUE.name,
@@ -621,12 +624,14 @@ async def apply_product_attributes(engine: AsyncEngine, changes: Sequence[Produc
                     conn, merchant_id, Scope(skus=frozenset(skus)), causation_id=f"catalogue:{sorted(skus)[0]}"
                 )
             )
+    context.published(emitted)
     return emitted
 
 
-async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[ConnectionChanged]) -> int:
+async def apply_connection_changes(changes: Sequence[ConnectionChanged], context: ConsumerContext) -> int:
+    """Project connections; a new or changed active one is sent every SKU's quantity at once."""
     emitted = 0
-    async with engine.begin() as conn:
+    async with context.units.engine.begin() as conn:
         driver = await driver_connection(conn)
         for change in changes:
             if not await quantity_store.project_connection(driver, CONNECTIONS.name, change):
@@ -642,6 +647,7 @@ async def apply_connection_changes(engine: AsyncEngine, changes: Sequence[Connec
                     )
                 )
                 emitted += len(await _zero_dropped_locations(conn, change.merchant_id, change.connection_id))
+    context.published(emitted)
     return emitted
 
 

@@ -28,21 +28,22 @@ import itertools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import ChannelQuantityChanged, ChannelType, StockChanged, utcnow
 from stocksync_common.topics import STOCK_CHANGED
 
 from rule_engine.adapters import quantity_store
 from rule_engine.adapters.quantity_store import RateKey
-from rule_engine.adapters.unit_of_work import unit_of_work_factory
 from rule_engine.domain.adaptive import DecayedRate, Estimation, Exposure, rate_per_hour, sale_of
 from rule_engine.domain.feeds import Feed, StockRow, feed_views, quantity_changed
 from rule_engine.domain.rules import Decision, Funnel, ProductAttributes, Rule
 from rule_engine.service_layer.evaluation import rule_from_mapping
+
+if TYPE_CHECKING:
+    from rule_engine.service_layer.context import ConsumerContext
 
 
 class RuleSets:
@@ -216,31 +217,28 @@ def plan_channel_quantities(
     return emitted
 
 
-async def apply_stock_changes(
-    engine: AsyncEngine,
-    changes: Iterable[StockChanged],
-    rule_sets: RuleSets | None = None,
-    estimation: Estimation = Estimation(),
-) -> int:
+async def apply_stock_changes(changes: Sequence[StockChanged], context: ConsumerContext) -> int:
     """Project a consumer batch of stock changes and emit the channel quantities that
     changed; one unit of work, three statements (a fourth saves the sales rates of a
-    batch that sold). Returns the number emitted."""
-    changes = list(changes)
-    rule_sets = rule_sets if rule_sets is not None else RuleSets()
+    batch that sold), whose commit wakes the relay if it emitted any. Returns the number
+    emitted."""
     event_ids = list(dict.fromkeys(c.event_id for c in changes))
     if not event_ids:
         return 0
     newest = quantity_store.newest_per_row(changes)
-    async with unit_of_work_factory(engine)() as uow:
+    async with context.units() as uow:
         moved = await quantity_store.claim_and_project_stock(uow.connection, STOCK_CHANGED.name, event_ids, newest)
         emitted: Sequence[ChannelQuantityChanged] = []
         if moved:
             skus = [(r["merchant_id"], r["sku"]) for r in moved]
+            rule_sets = context.rule_sets
             read = await quantity_store.lock_and_read(uow.connection, skus, rule_sets.known(m for m, _ in skus))
             sales = sales_in(moved, {(c.merchant_id, c.sku, c.location): c for c in newest})
-            rates, changed_rates = updated_rates(read, sales, estimation)
+            rates, changed_rates = updated_rates(read, sales, context.estimation)
             await quantity_store.save_rates(uow.connection, changed_rates)
-            emitted = plan_channel_quantities(read, rule_sets, utcnow(), rates, estimation)
-            await quantity_store.publish(uow.connection, emitted)
+            emitted = plan_channel_quantities(read, rule_sets, utcnow(), rates, context.estimation)
+            uow.add(emitted)
+            # The store writes them to the outbox in its publish statement.
+            await quantity_store.publish(uow.connection, cast(list[ChannelQuantityChanged], uow.take_events()))
         await uow.commit()
     return len(emitted)
