@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stocksync_common.contracts import ChannelQuantityChanged
-from stocksync_common.kafka import ConsumedEvent
+from stocksync_common.message_bus import HandlerTable, batch_handler
 from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_app
 from stocksync_common.topics import CHANNEL_QUANTITY
 
@@ -16,8 +16,12 @@ from channel_publisher.entrypoints.api import router
 from channel_publisher.service_layer.connection_adapters import ConnectionAdapters
 from channel_publisher.service_layer.connections import announce_all_connections
 from channel_publisher.service_layer.display_delays import display_delay_worker
-from channel_publisher.service_layer.drainer import Drainer
+from channel_publisher.service_layer.drainer import Drainer, PushIntake, queue_channel_quantities
 from channel_publisher.service_layer.drift import drift_checker
+
+CONSUMER_GROUP = "channel-publisher"
+# What CONSUMER_GROUP applies: the quantities to push, queued and coalesced per key.
+HANDLERS: HandlerTable[PushIntake] = {ChannelQuantityChanged: queue_channel_quantities}
 
 
 def create_app(settings: PublisherSettings | None = None) -> FastAPI:
@@ -26,11 +30,6 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
     store = PushStore(runtime.engine)
     adapters = ConnectionAdapters(runtime.engine, settings)
     drainer = Drainer(store, adapters, settings)
-
-    async def on_channel_quantities(batch: list[ConsumedEvent]) -> None:
-        changes = [i.event for i in batch if isinstance(i.event, ChannelQuantityChanged)]
-        # The connections with new work start draining now, without waiting for a scan.
-        drainer.drain_now(await store.enqueue(changes))
 
     async def push_worker() -> None:
         try:
@@ -43,7 +42,8 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         if await announce_all_connections(runtime.engine):
             runtime.wake_relay()
 
-    runtime.add_consumer([CHANNEL_QUANTITY], "channel-publisher", on_channel_quantities)
+    intake = PushIntake(store, drainer)
+    runtime.add_consumer([CHANNEL_QUANTITY], CONSUMER_GROUP, batch_handler(HANDLERS, lambda: intake))
     runtime.add_worker(BackgroundWorker("push-worker", push_worker, drainer.request_stop))
     runtime.add_worker(drift_checker(runtime.engine, settings, adapters))
     runtime.add_worker(display_delay_worker(runtime.engine, settings, adapters, runtime.wake_relay))

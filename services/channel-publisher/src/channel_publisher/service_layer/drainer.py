@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,12 +27,12 @@ from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from stocksync_common.contracts import utcnow
+from stocksync_common.contracts import ChannelQuantityChanged, utcnow
 from stocksync_common.logging import causation
 from stocksync_common.periodic import Periodic
 from stocksync_common.tracing import pushing
 
-from channel_publisher.adapters.push_store import Backlog
+from channel_publisher.adapters.push_store import Backlog, PushStore
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.connection_health import ConnectionHealth, HealthChange, after_call, failed_as_a_whole
 from channel_publisher.domain.pushes import (
@@ -294,3 +294,17 @@ class Drainer:
                 },
             )
         await drain.record_failure(change)
+
+
+@dataclass(frozen=True)
+class PushIntake:
+    """What the channel.quantity.v1 consumer works with: the store that queues, the drainer that sends."""
+
+    store: PushStore
+    drainer: Drainer
+
+
+async def queue_channel_quantities(changes: Sequence[ChannelQuantityChanged], intake: PushIntake) -> None:
+    """Queue a consumer batch (coalesced: the newest quantity per key); the connections
+    with new work start draining now, without waiting for a scan."""
+    intake.drainer.drain_now(await intake.store.enqueue(changes))
