@@ -19,18 +19,18 @@ from stocksync_common.db import make_engine
 from stocksync_sandboxes import mirakl_orders
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
 
+from order_ingest.adapters.delivery_store import ConnectionDirectory, delete_expired_deliveries
 from order_ingest.adapters.tables import deliveries, order_polls
 from order_ingest.config import IngestSettings
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import LineReport, Notification
-from order_ingest.service_layer.group_commit import DeliveryGroups, Overloaded
-from order_ingest.service_layer.ingest import (
+from order_ingest.service_layer.deliveries import (
     Accepted,
-    ConnectionDirectory,
     Delivery,
+    DeliveryGroups,
+    Overloaded,
     accept_delivery,
     apply_connection_changes,
-    delete_expired_deliveries,
 )
 from order_ingest.service_layer.polling import due_connections, poll_connection
 from tests.e2e.test_ingest_channels import serve

@@ -14,12 +14,12 @@ from stocksync_common.topics import CONNECTIONS
 
 from order_ingest.adapters.channels.ebay import EbayPublicKeys
 from order_ingest.adapters.channels.registry import webhook_channels
+from order_ingest.adapters.delivery_store import ConnectionDirectory
 from order_ingest.adapters.tables import dead_letters, outbox
 from order_ingest.config import IngestSettings
 from order_ingest.entrypoints import deliveries, webhooks
 from order_ingest.entrypoints.workers import mirakl_poller, retention_sweep
-from order_ingest.service_layer.group_commit import DeliveryGroups
-from order_ingest.service_layer.ingest import ConnectionDirectory, apply_connection_changes
+from order_ingest.service_layer.deliveries import DeliveryGroups, apply_connection_changes
 from order_ingest.service_layer.webhooks import ConnectionRateLimits, WebhookIntake
 
 CONSUMER_GROUP = "order-ingest"

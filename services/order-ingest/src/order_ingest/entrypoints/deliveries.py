@@ -21,8 +21,9 @@ from stocksync_common.runtime import Runtime
 
 from order_ingest.adapters.channels import MalformedDelivery
 from order_ingest.adapters.channels.registry import PARSERS
+from order_ingest.adapters.delivery_store import find_connection
 from order_ingest.adapters.tables import connections, deliveries
-from order_ingest.service_layer.ingest import find_connection, replay_delivery
+from order_ingest.service_layer.deliveries import replay_delivery
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
 

@@ -20,9 +20,9 @@ from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 from starlette.requests import ClientDisconnect
 
+from stocksync_common.contracts import utcnow
 from stocksync_common.errors import error_responses
 
-from order_ingest.service_layer.ingest import now
 from order_ingest.service_layer.webhooks import (
     BodyTooLarge,
     BodyUnreadable,
@@ -102,7 +102,7 @@ async def receive(
         headers={k.lower(): v for k, v in request.headers.items()},
         path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         read_body=_body_reader(request),
-        received_at=now(),
+        received_at=utcnow(),
     )
     label = channel_type if channel_type in intake.channels else "unknown"
     try:

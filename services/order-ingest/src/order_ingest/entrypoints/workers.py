@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.contracts import utcnow
 from stocksync_common.periodic import Periodic
 
+from order_ingest.adapters.delivery_store import delete_expired_deliveries
 from order_ingest.config import IngestSettings
-from order_ingest.service_layer.ingest import delete_expired_deliveries
 from order_ingest.service_layer.polling import due_connections, poll_connection
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,11 @@ from stocksync_common.contracts import utcnow
 
 from order_ingest.adapters.channels import MalformedDelivery, mirakl
 from order_ingest.adapters.channels.registry import PARSERS
+from order_ingest.adapters.delivery_store import active_connections_of_type
 from order_ingest.adapters.tables import order_polls
 from order_ingest.config import IngestSettings
 from order_ingest.domain.connections import InboundConnection
-from order_ingest.service_layer.ingest import accept_delivery, active_connections_of_type
+from order_ingest.service_layer.deliveries import accept_delivery
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from stocksync_common.tracing import current_span
 
 from order_ingest.adapters.channels import MalformedDelivery, VerificationUnavailable
 from order_ingest.adapters.channels.registry import WebhookChannel
+from order_ingest.adapters.delivery_store import ConnectionDirectory
 from order_ingest.domain.movements import Notification
-from order_ingest.service_layer.group_commit import DeliveryGroups, Overloaded
-from order_ingest.service_layer.ingest import Accepted, ConnectionDirectory, Delivery
+from order_ingest.service_layer.deliveries import Accepted, Delivery, DeliveryGroups, Overloaded
 
 Outcome = Literal[
     "overloaded",
