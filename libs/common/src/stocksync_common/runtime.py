@@ -13,11 +13,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import ORJSONResponse
 
 from stocksync_common.asyncapi import build_document
@@ -186,6 +186,16 @@ async def _drain(tasks: list[asyncio.Task[None]], timeout: float) -> None:
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task ended with an error", exc_info=task.exception())
+
+
+def current_runtime(request: Request) -> Runtime:
+    """The runtime of the service answering `request` (`create_service_app` keeps it)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
+"""How an endpoint gets its service's runtime: a parameter `runtime: RuntimeDep`."""
 
 
 def create_service_app(

@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from stocksync_common.auth import MerchantId
 from stocksync_common.bounds import Timestamp
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import Runtime, RuntimeDep
 
 from order_ingest.adapters.channels import MalformedDelivery
 from order_ingest.adapters.channels.registry import PARSERS
@@ -80,14 +80,13 @@ def _query() -> sa.Select[Any]:
 
 @router.get("/deliveries", response_model=list[DeliveryOut])
 async def list_deliveries(
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     connection_id: uuid.UUID | None = None,
     before: Annotated[Timestamp | None, Query(description="Only deliveries received before this time")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     """Deliveries of this merchant, newest first, kept for the configured retention."""
-    runtime: Runtime = request.app.state.runtime
     query = _query().where(deliveries.c.merchant_id == merchant_id)
     if connection_id is not None:
         query = query.where(deliveries.c.connection_id == connection_id)
@@ -111,14 +110,13 @@ async def _delivery(runtime: Runtime, merchant_id: uuid.UUID, delivery_id: uuid.
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryOut)
-async def get_delivery(delivery_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> DeliveryOut:
-    return _out(await _delivery(request.app.state.runtime, merchant_id, delivery_id))
+async def get_delivery(delivery_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> DeliveryOut:
+    return _out(await _delivery(runtime, merchant_id, delivery_id))
 
 
 @router.post("/deliveries/{delivery_id}/replay", response_model=ReplayOut)
-async def replay(delivery_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ReplayOut:
+async def replay(delivery_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> ReplayOut:
     """Process a stored delivery again; only movements never emitted come out."""
-    runtime: Runtime = request.app.state.runtime
     row = await _delivery(runtime, merchant_id, delivery_id)
     connection = await find_connection(runtime.engine, row.connection_id)
     if connection is None:

@@ -18,7 +18,7 @@ from stocksync_common.auth import AdminOnly, MerchantId
 from stocksync_common.bounds import Label, NonNegativeInt64, SignedQuantity, Sku, Text, Timestamp
 from stocksync_common.contracts import DEFAULT_LOCATION, utcnow
 from stocksync_common.errors import error_responses
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import RuntimeDep
 
 from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.snapshot_formats import SnapshotRecord, UnreadableUpload, read_csv, read_json_lines
@@ -35,11 +35,6 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 # A SKU in a path may hold "/" (sent as %2F or as is), "%", spaces and any other
 # character a SKU may hold: the path converter takes the rest of the path.
 SkuInPath = Annotated[Sku, Path(description="The SKU, percent-encoded", examples=["AB-12", "AB/12 blue"])]
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _settings(request: Request) -> LedgerSettings:
@@ -150,6 +145,7 @@ _SNAPSHOT_BODY: dict[str, Any] = {
 )
 async def post_snapshot(
     request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     as_of: Annotated[Timestamp | None, Query(description="as_of of rows that carry none; default: now")] = None,
 ) -> SnapshotResult:
@@ -159,7 +155,7 @@ async def post_snapshot(
     movements the ledger applied after their `as_of`; older rows are recorded and
     ignored. Streamed uploads apply good rows and report bad ones by line number.
     """
-    runtime, settings = _runtime(request), _settings(request)
+    settings = _settings(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     default_as_of = as_of or utcnow()
     declared = request.headers.get("content-length")
@@ -290,10 +286,9 @@ class AdjustmentOut(BaseModel):
     responses={200: {"model": AdjustmentOut, "description": "Replay of an adjustment"}},
 )
 async def post_adjustment(
-    body: AdjustmentIn, request: Request, response: Response, merchant_id: MerchantId
+    body: AdjustmentIn, runtime: RuntimeDep, response: Response, merchant_id: MerchantId
 ) -> AdjustmentOut:
     """Change on_hand by a signed delta, with a reason and who; refused if on_hand would go below zero."""
-    runtime = _runtime(request)
     try:
         outcome = await adjust_stock(
             Adjustment(merchant_id, body.sku, body.location, body.delta, body.reason, body.actor, body.adjustment_id),
@@ -366,7 +361,7 @@ _QUANTITY: TypeAdapter[int] = TypeAdapter(SignedQuantity)
 
 @router.get("/stock", response_model=StockPage, tags=["stock"])
 async def get_stock_list(
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     location: Location = DEFAULT_LOCATION,
     after: Annotated[
@@ -396,7 +391,7 @@ async def get_stock_list(
         )
     if cursor is not None:
         after_value, after = _read_stock_cursor(cursor, sort, order)
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         rows = await list_stock(
             conn,
             merchant_id,
@@ -444,7 +439,7 @@ class LedgerPage(BaseModel):
 @router.get("/stock/{sku:path}/ledger", response_model=LedgerPage, tags=["stock"])
 async def get_ledger(
     sku: SkuInPath,
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     location: Location = DEFAULT_LOCATION,
     after: Annotated[NonNegativeInt64 | None, Query(description="Last entry id of the previous page")] = None,
@@ -452,7 +447,7 @@ async def get_ledger(
     order: Literal["asc", "desc"] = "asc",
 ) -> LedgerPage:
     """The SKU's ledger entries, oldest first (or newest first with order=desc), paged."""
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         rows = await ledger_page(conn, (merchant_id, sku, location), after_id=after, limit=limit, order=order)
     entries = [LedgerEntryOut.model_validate(row, from_attributes=True) for row in rows]
     return LedgerPage(entries=entries, next_after=entries[-1].id if len(entries) == limit else None)
@@ -460,10 +455,10 @@ async def get_ledger(
 
 @router.get("/stock/{sku:path}", response_model=StockOut, tags=["stock"])
 async def get_stock(
-    sku: SkuInPath, request: Request, merchant_id: MerchantId, location: Location = DEFAULT_LOCATION
+    sku: SkuInPath, runtime: RuntimeDep, merchant_id: MerchantId, location: Location = DEFAULT_LOCATION
 ) -> StockOut:
     """One SKU's stock. A SKU that ends in `/ledger` is read from the list (`GET /v1/stock?after=`)."""
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         row = await read_stock(conn, (merchant_id, sku, location))
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no stock for this SKU")
@@ -484,13 +479,13 @@ class OversellOut(BaseModel):
 
 @router.get("/oversells", response_model=list[OversellOut], tags=["stock"])
 async def get_oversells(
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     status_: Annotated[Literal["open", "resolved", "all"], Query(alias="status")] = "open",
     sku: Annotated[Sku | None, Query()] = None,
     limit: Limit = 100,
 ) -> list[OversellOut]:
     """Oversells, newest first: open ones until available is back at zero or more."""
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         rows = await list_oversells(conn, merchant_id, status=status_, sku=sku, limit=limit)
     return [OversellOut.model_validate(row, from_attributes=True) for row in rows]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from stocksync_common.auth import MerchantId
 from stocksync_common.bounds import Sku
 from stocksync_common.errors import error_responses
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import RuntimeDep
 
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.domain.bundles import COMPONENTS_MAX, QUANTITY_PER_BUNDLE_MAX, BundleRefused
@@ -62,11 +62,6 @@ class BundleOut(BaseModel):
     )
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 def _refused(exc: BundleRefused, field: str) -> HTTPException:
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_ENTITY, [{"loc": ["body", field], "msg": str(exc), "type": "value_error"}]
@@ -87,9 +82,8 @@ def _out(sku: str, components: dict[str, int], available: dict[str, int]) -> Bun
     response_model=BundleOut,
     responses=error_responses(409, e409="The bundle exists (PUT replaces it)"),
 )
-async def post_bundle(body: BundleIn, request: Request, merchant_id: MerchantId) -> BundleOut:
+async def post_bundle(body: BundleIn, runtime: RuntimeDep, merchant_id: MerchantId) -> BundleOut:
     """Define a bundle: its available at each location follows its components' from now on."""
-    runtime = _runtime(request)
     definition = {c.sku: c.quantity for c in body.components}
     try:
         saved = await save_bundle(
@@ -126,11 +120,10 @@ class BundlesImportOut(BaseModel):
 
 
 @router.post("/bundles/import", response_model=BundlesImportOut)
-async def import_bundles(body: BundlesImportIn, request: Request, merchant_id: MerchantId) -> BundlesImportOut:
+async def import_bundles(body: BundlesImportIn, runtime: RuntimeDep, merchant_id: MerchantId) -> BundlesImportOut:
     """Define or replace up to 1,000 bundles (the import format: the same objects as
     `POST /v1/bundles`). Each is saved on its own, in order: a bundle refused changes
     nothing and does not stop the others. A SKU listed twice is refused the second time."""
-    runtime = _runtime(request)
     units = unit_of_work_factory(runtime.engine, runtime.wake_relay)
     saved, refused, seen = 0, [], set()
     for index, bundle in enumerate(body.bundles):
@@ -153,10 +146,9 @@ async def import_bundles(body: BundlesImportIn, request: Request, merchant_id: M
     responses={201: {"model": BundleOut, "description": "The bundle was created"}},
 )
 async def put_bundle(
-    sku: BundleSku, body: DefinitionIn, request: Request, response: Response, merchant_id: MerchantId
+    sku: BundleSku, body: DefinitionIn, runtime: RuntimeDep, response: Response, merchant_id: MerchantId
 ) -> BundleOut:
     """Define or replace a bundle's components. Order lines already placed keep what they reserved."""
-    runtime = _runtime(request)
     definition = {c.sku: c.quantity for c in body.components}
     try:
         saved = await save_bundle(
@@ -170,10 +162,9 @@ async def put_bundle(
 
 
 @router.delete("/bundles/{sku:path}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def delete_bundle(sku: BundleSku, request: Request, merchant_id: MerchantId) -> Response:
+async def delete_bundle(sku: BundleSku, runtime: RuntimeDep, merchant_id: MerchantId) -> Response:
     """Delete a bundle: its available becomes 0 everywhere (channels stop selling it); order
     lines already placed keep their components reserved until they move."""
-    runtime = _runtime(request)
     try:
         await save_bundle(unit_of_work_factory(runtime.engine, runtime.wake_relay)(), merchant_id, sku, None)
     except BundleNotFound as exc:
@@ -183,19 +174,17 @@ async def delete_bundle(sku: BundleSku, request: Request, merchant_id: MerchantI
 
 @router.get("/bundles", response_model=list[BundleOut])
 async def get_bundles(
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     after: Annotated[Sku | None, Query(description="List the bundles after this SKU (byte order)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[BundleOut]:
-    runtime = _runtime(request)
     found = await list_bundles(unit_of_work_factory(runtime.engine)(), merchant_id, after or "", limit)
     return [_out(b.sku, b.components, {}) for b in found]
 
 
 @router.get("/bundles/{sku:path}", response_model=BundleOut)
-async def get_bundle(sku: BundleSku, request: Request, merchant_id: MerchantId) -> BundleOut:
-    runtime = _runtime(request)
+async def get_bundle(sku: BundleSku, runtime: RuntimeDep, merchant_id: MerchantId) -> BundleOut:
     try:
         bundle, available = await read_bundle(unit_of_work_factory(runtime.engine)(), merchant_id, sku)
     except BundleNotFound as exc:

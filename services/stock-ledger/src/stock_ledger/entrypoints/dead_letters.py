@@ -6,12 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from stocksync_common.auth import AdminOnly, MerchantId
 from stocksync_common.bounds import IDENTIFIER_MAX_LENGTH
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import Runtime, RuntimeDep
 
 from stock_ledger.service_layer.dead_letters import list_dead_letters, replay_dead_letters
 
@@ -79,22 +79,16 @@ class DeadLetterReplayOut(BaseModel):
     replayed: list[uuid.UUID] = Field(description="Dead letters put back on their topics")
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-async def _page(request: Request, merchant_id: uuid.UUID | None, limit: int, **filters: Any) -> DeadLetterPage:
-    async with _runtime(request).engine.connect() as conn:
+async def _page(runtime: Runtime, merchant_id: uuid.UUID | None, limit: int, **filters: Any) -> DeadLetterPage:
+    async with runtime.engine.connect() as conn:
         rows = await list_dead_letters(conn, merchant_id=merchant_id, limit=limit, **filters)
     items = [DeadLetterOut.of(row) for row in rows]
     return DeadLetterPage(dead_letters=items, next=items[-1].dead_letter_id if len(items) == limit else None)
 
 
 async def _replay(
-    request: Request, merchant_id: uuid.UUID | None, dead_letter_id: uuid.UUID | None, topic: str | None
+    runtime: Runtime, merchant_id: uuid.UUID | None, dead_letter_id: uuid.UUID | None, topic: str | None
 ) -> DeadLetterReplayOut:
-    runtime = _runtime(request)
     ids = await replay_dead_letters(runtime.engine, merchant_id=merchant_id, dead_letter_id=dead_letter_id, topic=topic)
     if dead_letter_id is not None and not ids:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
@@ -104,7 +98,7 @@ async def _replay(
 
 @router.get("/dead-letters", response_model=DeadLetterPage)
 async def get_dead_letters(
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     topic: TopicFilter = None,
     service: ServiceFilter = None,
@@ -114,31 +108,31 @@ async def get_dead_letters(
 ) -> DeadLetterPage:
     """The merchant's events that a service could not apply, newest first."""
     return await _page(
-        request, merchant_id, limit, topic=topic, consumer_group=service, replayed=replayed, before=before
+        runtime, merchant_id, limit, topic=topic, consumer_group=service, replayed=replayed, before=before
     )
 
 
 @router.post("/dead-letters/replay", response_model=DeadLetterReplayOut, status_code=status.HTTP_202_ACCEPTED)
 async def replay_all_dead_letters(
-    request: Request, merchant_id: MerchantId, topic: TopicFilter = None
+    runtime: RuntimeDep, merchant_id: MerchantId, topic: TopicFilter = None
 ) -> DeadLetterReplayOut:
     """Put every dead letter of the merchant not replayed yet back on its topic (after a fix)."""
-    return await _replay(request, merchant_id, None, topic)
+    return await _replay(runtime, merchant_id, None, topic)
 
 
 @router.post(
     "/dead-letters/{dead_letter_id}/replay", response_model=DeadLetterReplayOut, status_code=status.HTTP_202_ACCEPTED
 )
 async def replay_dead_letter(
-    request: Request, merchant_id: MerchantId, dead_letter_id: uuid.UUID
+    runtime: RuntimeDep, merchant_id: MerchantId, dead_letter_id: uuid.UUID
 ) -> DeadLetterReplayOut:
     """Put one dead letter back on its topic; applied once whatever the number of replays."""
-    return await _replay(request, merchant_id, dead_letter_id, None)
+    return await _replay(runtime, merchant_id, dead_letter_id, None)
 
 
 @router.get("/admin/dead-letters", response_model=DeadLetterPage)
 async def get_all_dead_letters(
-    request: Request,
+    runtime: RuntimeDep,
     _: AdminOnly,
     merchant: Annotated[uuid.UUID | None, Query(alias="merchant_id")] = None,
     topic: TopicFilter = None,
@@ -148,7 +142,7 @@ async def get_all_dead_letters(
     limit: Limit = 100,
 ) -> DeadLetterPage:
     """Every merchant's dead letters (admin token), including records that name no merchant."""
-    return await _page(request, merchant, limit, topic=topic, consumer_group=service, replayed=replayed, before=before)
+    return await _page(runtime, merchant, limit, topic=topic, consumer_group=service, replayed=replayed, before=before)
 
 
 @router.post(
@@ -156,6 +150,6 @@ async def get_all_dead_letters(
     response_model=DeadLetterReplayOut,
     status_code=status.HTTP_202_ACCEPTED,
 )
-async def replay_any_dead_letter(request: Request, _: AdminOnly, dead_letter_id: uuid.UUID) -> DeadLetterReplayOut:
+async def replay_any_dead_letter(runtime: RuntimeDep, _: AdminOnly, dead_letter_id: uuid.UUID) -> DeadLetterReplayOut:
     """Replay any merchant's dead letter (admin token)."""
-    return await _replay(request, None, dead_letter_id, None)
+    return await _replay(runtime, None, dead_letter_id, None)

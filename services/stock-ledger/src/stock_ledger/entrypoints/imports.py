@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from stocksync_common.auth import MerchantId
 from stocksync_common.bounds import Timestamp
 from stocksync_common.contracts import utcnow
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import Runtime, RuntimeDep
 
 from stock_ledger.adapters.snapshot_formats import UnreadableUpload, checked_csv_upload
 from stock_ledger.adapters.tables import import_jobs
@@ -85,11 +85,6 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -103,6 +98,7 @@ def _runtime(request: Request) -> Runtime:
 )
 async def post_import(
     request: Request,
+    runtime: RuntimeDep,
     response: Response,
     merchant_id: MerchantId,
     as_of: Annotated[Timestamp | None, Query(description="as_of of rows that carry none; default: now")] = None,
@@ -114,7 +110,7 @@ async def post_import(
 
     Answers once the file is stored, with the job to follow at `GET /v1/stock/imports/{id}`.
     """
-    runtime, settings = _runtime(request), _settings(request)
+    settings = _settings(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     file_format = _FORMATS.get(content_type)
     if file_format is None:
@@ -149,11 +145,11 @@ async def post_import(
 
 @router.get("", response_model=list[ImportJobOut])
 async def list_imports(
-    request: Request, merchant_id: MerchantId, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+    runtime: RuntimeDep, merchant_id: MerchantId, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> list[ImportJobOut]:
     """The merchant's import jobs, newest first."""
     j = import_jobs.c
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime.engine.connect() as conn:
         rows = await conn.execute(
             sa.select(import_jobs).where(j.merchant_id == merchant_id).order_by(j.created_at.desc()).limit(limit)
         )
@@ -161,9 +157,9 @@ async def list_imports(
 
 
 @router.get("/{job_id}", response_model=ImportJobOut)
-async def get_import(job_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ImportJobOut:
+async def get_import(job_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> ImportJobOut:
     """A job's state and progress: lines done of the total, rows applied, ignored and refused."""
-    return ImportJobOut.of(await _job(_runtime(request), merchant_id, job_id))
+    return ImportJobOut.of(await _job(runtime, merchant_id, job_id))
 
 
 @router.get(
@@ -171,13 +167,12 @@ async def get_import(job_id: uuid.UUID, request: Request, merchant_id: MerchantI
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "The refused rows, each with its reason"}},
 )
-async def get_refused_rows(job_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> StreamingResponse:
+async def get_refused_rows(job_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> StreamingResponse:
     """The refused rows as CSV: `#line`, `#field`, `#reason`, then the row as it was in the file.
 
     For a CSV import, fix the rows and send the report again as it is: columns named
     `#...` are ignored by imports.
     """
-    runtime = _runtime(request)
     job = await _job(runtime, merchant_id, job_id)
     return StreamingResponse(
         refused_rows_report(runtime.engine, job),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from stocksync_common.auth import MerchantId
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import RuntimeDep
 
 from stock_ledger.adapters.connection_locations_store import merchant_locations
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
@@ -29,10 +29,9 @@ class LocationOut(BaseModel):
 
 
 @router.get("/locations", response_model=list[LocationOut])
-async def get_locations(request: Request, merchant_id: MerchantId) -> list[LocationOut]:
+async def get_locations(runtime: RuntimeDep, merchant_id: MerchantId) -> list[LocationOut]:
     """Every location the merchant has stock at or a connection sells from (set a connection's
     list with `PUT /v1/connections/{id}/locations`)."""
-    runtime: Runtime = request.app.state.runtime
     async with unit_of_work_factory(runtime.engine)() as uow:
         found = await merchant_locations(uow.connection, merchant_id)
     return [
