@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError
@@ -29,30 +28,26 @@ from stocksync_common.errors import error_responses
 from stocksync_common.runtime import Runtime
 
 from channel_publisher.adapters.channels.shopify import SUPPORTED_API_VERSIONS
-from channel_publisher.adapters.tables import (
-    connections,
-    drift_findings,
-    last_sent,
-    pending_pushes,
-    pushes,
-    unmapped_skus,
-)
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.channels import CHANNELS, ConnectionSettings
 from channel_publisher.service_layer.connection_adapters import AdapterSource
 from channel_publisher.service_layer.connections import (
     add_webhook_secret,
     create_connection,
+    drift_findings_of,
+    is_merchants,
     merchant_connections,
     pause_connection,
+    pending_pushes_of,
     resume_connection,
     retire_previous_webhook_secrets,
     set_connection_locations,
+    unmapped_skus_of,
 )
 from channel_publisher.service_layer.drainer import Drainer
 from channel_publisher.service_layer.drift import DriftCheckUnsupported, check_drift
 from channel_publisher.service_layer.health_report import connection_health
-from channel_publisher.service_layer.push_history import PushFilter, push_history
+from channel_publisher.service_layer.push_history import PushFilter, published_quantities, push_history
 from channel_publisher.service_layer.resync import resync_connection
 
 router = APIRouter(prefix="/v1")
@@ -367,30 +362,7 @@ async def list_published(
                 }
             ]
         )
-    decided_by = (
-        sa.select(pushes.c.rule_ids)
-        .where(
-            pushes.c.connection_id == last_sent.c.connection_id,
-            pushes.c.sku == last_sent.c.sku,
-            pushes.c.location == last_sent.c.location,
-            pushes.c.status == "accepted",
-        )
-        .order_by(pushes.c.push_id.desc())
-        .limit(1)
-        .lateral()
-    )
-    query = (
-        sa.select(last_sent, decided_by.c.rule_ids)
-        .select_from(
-            last_sent.join(connections, connections.c.connection_id == last_sent.c.connection_id).outerjoin(
-                decided_by, sa.true()
-            )
-        )
-        .where(connections.c.merchant_id == merchant_id, last_sent.c.sku.in_(sorted(set(sku))))
-        .order_by(last_sent.c.sku, last_sent.c.connection_id, last_sent.c.location)
-    )
-    async with _runtime(request).engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
+    rows = await published_quantities(_runtime(request).engine, merchant_id, sku)
     return [PublishedOut.model_validate({**row._mapping, "rule_ids": row.rule_ids or []}) for row in rows]
 
 
@@ -532,27 +504,10 @@ class PendingOut(BaseModel):
     not_before: datetime | None
 
 
-async def _owned(runtime: Runtime, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> None:
-    async with runtime.engine.connect() as conn:
-        found = (
-            await conn.execute(
-                sa.select(connections.c.connection_id).where(
-                    connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id
-                )
-            )
-        ).one_or_none()
-    if found is None:
+def _found(rows: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    if rows is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-
-
-async def _rows_of_owned(
-    request: Request, merchant_id: uuid.UUID, connection_id: uuid.UUID, query: sa.Select[Any]
-) -> list[dict[str, Any]]:
-    """The rows `query` reads about one of the merchant's connections (404 for another's)."""
-    runtime = _runtime(request)
-    await _owned(runtime, merchant_id, connection_id)
-    async with runtime.engine.connect() as conn:
-        return [dict(row) for row in (await conn.execute(query)).mappings()]
+    return rows
 
 
 @router.get("/connections/{connection_id}/pending", response_model=list[PendingOut], tags=["pushes"])
@@ -563,13 +518,7 @@ async def list_pending(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[PendingOut]:
     """Quantities waiting to be sent (only the newest per SKU), oldest first."""
-    query = (
-        sa.select(pending_pushes)
-        .where(pending_pushes.c.connection_id == connection_id)
-        .order_by(pending_pushes.c.enqueued_at, pending_pushes.c.sku)
-        .limit(limit)
-    )
-    rows = await _rows_of_owned(request, merchant_id, connection_id, query)
+    rows = _found(await pending_pushes_of(_runtime(request).engine, merchant_id, connection_id, limit))
     return [PendingOut.model_validate(row) for row in rows]
 
 
@@ -591,13 +540,7 @@ async def list_unmapped(
     after_sku: Annotated[str, Query(max_length=200)] = "",
 ) -> list[UnmappedSkuOut]:
     """SKUs whose stock changed that this connection has no listing for, by SKU (page with after_sku)."""
-    query = (
-        sa.select(unmapped_skus)
-        .where(unmapped_skus.c.connection_id == connection_id, unmapped_skus.c.sku > after_sku)
-        .order_by(unmapped_skus.c.sku, unmapped_skus.c.location)
-        .limit(limit)
-    )
-    rows = await _rows_of_owned(request, merchant_id, connection_id, query)
+    rows = _found(await unmapped_skus_of(_runtime(request).engine, merchant_id, connection_id, after_sku, limit))
     return [UnmappedSkuOut.model_validate(row) for row in rows]
 
 
@@ -619,13 +562,7 @@ async def list_drift(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DriftFindingOut]:
     """SKUs whose quantity on the channel differed from what Stocksync last sent, newest first."""
-    query = (
-        sa.select(drift_findings)
-        .where(drift_findings.c.connection_id == connection_id)
-        .order_by(drift_findings.c.finding_id.desc())
-        .limit(limit)
-    )
-    rows = await _rows_of_owned(request, merchant_id, connection_id, query)
+    rows = _found(await drift_findings_of(_runtime(request).engine, merchant_id, connection_id, limit))
     return [DriftFindingOut.model_validate(row) for row in rows]
 
 
@@ -640,7 +577,8 @@ async def post_drift_check(
 ) -> list[DriftFindingOut]:
     """Read the channel's quantities back now (Shopify, WooCommerce, eBay); return what drifted."""
     runtime = _runtime(request)
-    await _owned(runtime, merchant_id, connection_id)
+    if not await is_merchants(runtime.engine, merchant_id, connection_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     try:
         adapters: AdapterSource = request.app.state.adapters
         findings = await check_drift(runtime.engine, _settings(request), adapters, connection_id)

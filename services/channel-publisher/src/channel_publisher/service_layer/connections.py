@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,8 @@ from stocksync_common.ids import new_id
 from stocksync_common.outbox import add_to_outbox
 from stocksync_common.secrets import seal_connection
 
-from channel_publisher.adapters.tables import connections, listings, outbox, pending_pushes
+from channel_publisher.adapters import connection_store, drift_store, push_store
+from channel_publisher.adapters.tables import outbox
 from channel_publisher.domain.channels import CHANNELS
 
 
@@ -68,27 +69,23 @@ async def create_connection(
     # Time-ordered: the rule engine waits a moment for a connection made just now.
     connection_id = new_id()
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                sa.insert(connections)
-                .values(
-                    connection_id=connection_id,
-                    merchant_id=merchant_id,
-                    channel_type=channel_type,
-                    name=name,
-                    base_url=base_url,
-                    credentials=credentials,
-                    webhook_secrets=webhook_secrets,
-                    settings=settings,
-                    inbound=inbound,
-                    locations=list(locations),
-                    active=True,
-                )
-                .returning(connections)
-            )
-        ).one()
-        if listing_rows:
-            await conn.execute(sa.insert(listings), [{"connection_id": connection_id, **r} for r in listing_rows])
+        row = await connection_store.insert_connection(
+            conn,
+            {
+                "connection_id": connection_id,
+                "merchant_id": merchant_id,
+                "channel_type": channel_type,
+                "name": name,
+                "base_url": base_url,
+                "credentials": credentials,
+                "webhook_secrets": webhook_secrets,
+                "settings": settings,
+                "inbound": inbound,
+                "locations": list(locations),
+                "active": True,
+            },
+            listing_rows,
+        )
         await add_to_outbox(conn, outbox, [_announcement(row)])
     return connection_id
 
@@ -96,7 +93,7 @@ async def create_connection(
 async def announce_all_connections(engine: AsyncEngine) -> int:
     """Announce every connection again (at start): a new or emptied broker catches up."""
     async with engine.begin() as conn:
-        rows = (await conn.execute(sa.select(connections))).all()
+        rows = await connection_store.all_connections(conn)
         await add_to_outbox(conn, outbox, [_announcement(row) for row in rows])
     return len(rows)
 
@@ -106,21 +103,12 @@ async def merchant_connections(
 ) -> Sequence[sa.Row[Any]]:
     """The merchant's connections (or only `connection_id`) in the order they were created,
     each with its number of listings (`listing_count`): one statement for any number."""
-    listing_count = (
-        sa.select(sa.func.count())
-        .select_from(listings)
-        .where(listings.c.connection_id == connections.c.connection_id)
-        .scalar_subquery()
-    )
-    query = sa.select(connections, listing_count.label("listing_count")).where(connections.c.merchant_id == merchant_id)
-    if connection_id is not None:
-        query = query.where(connections.c.connection_id == connection_id)
     async with engine.connect() as conn:
-        return (await conn.execute(query.order_by(connections.c.created_at))).all()
+        return await connection_store.merchant_connections(conn, merchant_id, connection_id)
 
 
 async def load_connection(conn: AsyncConnection, connection_id: uuid.UUID) -> Connection | None:
-    row = (await conn.execute(sa.select(connections).where(connections.c.connection_id == connection_id))).one_or_none()
+    row = await connection_store.connection_row(conn, connection_id)
     if row is None:
         return None
     return Connection(
@@ -139,24 +127,12 @@ async def _update_secrets(
     engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, change: Any
 ) -> int | None:
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                sa.select(connections.c.webhook_secrets)
-                .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
-                .with_for_update()
-            )
-        ).one_or_none()
-        if row is None:
+        current = await connection_store.lock_webhook_secrets(conn, merchant_id, connection_id)
+        if current is None:
             return None
-        secrets: list[str] = change(list(row.webhook_secrets))
-        updated = (
-            await conn.execute(
-                sa.update(connections)
-                .where(connections.c.connection_id == connection_id)
-                .values(webhook_secrets=secrets)
-                .returning(connections)
-            )
-        ).one()
+        secrets: list[str] = change(current)
+        updated = await connection_store.update_connection(conn, merchant_id, connection_id, webhook_secrets=secrets)
+        assert updated is not None, "the row is locked"
         await add_to_outbox(conn, outbox, [_announcement(updated)])
     return len(secrets)
 
@@ -182,14 +158,7 @@ async def set_connection_locations(
     """Replace the locations a connection sells from; connections.v1 tells the ledger
     (where its next orders reserve) and the rule engine (what it is shown)."""
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                sa.update(connections)
-                .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
-                .values(locations=list(locations))
-                .returning(connections)
-            )
-        ).one_or_none()
+        row = await connection_store.update_connection(conn, merchant_id, connection_id, locations=list(locations))
         if row is None:
             return False
         await add_to_outbox(conn, outbox, [_announcement(row)])
@@ -199,27 +168,59 @@ async def set_connection_locations(
 async def pause_connection(engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, reason: str) -> bool:
     """The merchant pauses: nothing is sent until the merchant resumes (no automatic retry)."""
     async with engine.begin() as conn:
-        result = await conn.execute(
-            sa.update(connections)
-            .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
-            .values(
-                paused_at=sa.func.coalesce(connections.c.paused_at, sa.func.now()), pause_reason=reason, resume_at=None
-            )
-        )
-    return result.rowcount > 0
+        return await connection_store.pause(conn, merchant_id, connection_id, reason)
 
 
 async def resume_connection(engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> bool:
     """Send again now: the pause ends and waiting quantities are due at once."""
     async with engine.begin() as conn:
-        result = await conn.execute(
-            sa.update(connections)
-            .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
-            .values(paused_at=None, pause_reason=None, resume_at=None, consecutive_failures=0)
-        )
-        if result.rowcount == 0:
+        if not await connection_store.resume(conn, merchant_id, connection_id):
             return False
-        await conn.execute(
-            sa.update(pending_pushes).where(pending_pushes.c.connection_id == connection_id).values(not_before=None)
-        )
+        await push_store.make_due_now(conn, connection_id)
     return True
+
+
+async def is_merchants(engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID) -> bool:
+    async with engine.connect() as conn:
+        return await connection_store.is_owned(conn, merchant_id, connection_id)
+
+
+async def _read_owned(
+    engine: AsyncEngine,
+    merchant_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    read: Callable[[AsyncConnection], Awaitable[Sequence[sa.RowMapping]]],
+) -> list[dict[str, Any]] | None:
+    """What `read` (a store's read about this connection) returns if the connection is the
+    merchant's; None if not. Two statements on one pooled connection."""
+    async with engine.connect() as conn:
+        if not await connection_store.is_owned(conn, merchant_id, connection_id):
+            return None
+        return [dict(row) for row in await read(conn)]
+
+
+async def pending_pushes_of(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, limit: int
+) -> list[dict[str, Any]] | None:
+    """The connection's waiting quantities, oldest first; None if it is not the merchant's."""
+    return await _read_owned(
+        engine, merchant_id, connection_id, lambda conn: push_store.pending_of(conn, connection_id, limit)
+    )
+
+
+async def unmapped_skus_of(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, after_sku: str, limit: int
+) -> list[dict[str, Any]] | None:
+    """The connection's SKUs without a listing, by SKU; None if it is not the merchant's."""
+    return await _read_owned(
+        engine, merchant_id, connection_id, lambda conn: push_store.unmapped_of(conn, connection_id, after_sku, limit)
+    )
+
+
+async def drift_findings_of(
+    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, limit: int
+) -> list[dict[str, Any]] | None:
+    """The connection's drift findings, newest first; None if it is not the merchant's."""
+    return await _read_owned(
+        engine, merchant_id, connection_id, lambda conn: drift_store.newest_findings(conn, connection_id, limit)
+    )

@@ -29,25 +29,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import Gauge
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import ConnectionDelayMeasured, utcnow
 from stocksync_common.outbox import add_to_outbox
 from stocksync_common.periodic import Periodic
 
-from channel_publisher.adapters.tables import (
-    connections,
-    display_delay_state,
-    display_delays,
-    display_probes,
-    last_sent,
-    listings,
-    outbox,
-    pushes,
-)
+from channel_publisher.adapters import display_delay_store
+from channel_publisher.adapters.tables import outbox
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.display_delay import DisplayDelay, next_read_in, should_announce
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
@@ -80,30 +70,7 @@ async def measure_display_delays(
     measured: set[uuid.UUID] = set()
     async with engine.begin() as conn:
         measured |= await _take_new_pushes(adapters, conn, now)
-        due = (
-            await conn.execute(
-                sa.select(display_probes, listings.c.external, last_sent.c.version.label("sent_version"))
-                .join(
-                    listings,
-                    sa.and_(
-                        listings.c.connection_id == display_probes.c.connection_id,
-                        listings.c.sku == display_probes.c.sku,
-                        listings.c.location == display_probes.c.location,
-                    ),
-                    isouter=True,
-                )
-                .join(
-                    last_sent,
-                    sa.and_(
-                        last_sent.c.connection_id == display_probes.c.connection_id,
-                        last_sent.c.sku == display_probes.c.sku,
-                        last_sent.c.location == display_probes.c.location,
-                    ),
-                    isouter=True,
-                )
-                .where(display_probes.c.next_read_at <= now)
-            )
-        ).all()
+        due = await display_delay_store.due_probes(conn, now)
     # Concurrently: one slow or unreachable channel must not hold the others' probes back.
     results = await asyncio.gather(*(_read_probe(engine, settings, adapters, probe) for probe in due))
     measured |= {probe.connection_id for probe, sampled in zip(due, results, strict=True) if sampled}
@@ -115,85 +82,22 @@ async def measure_display_delays(
 
 
 async def _take_new_pushes(adapters: AdapterSource, conn: AsyncConnection, now: datetime) -> set[uuid.UUID]:
-    """Per active connection without an open probe: its newest accepted push not yet sampled.
-
-    Looked up through the history's (connection_id, finished_at) index, from the last push
-    sampled (or the last hour): a connection that has not pushed for days costs one probe
-    of the index, not a scan of everyone's pushes since."""
-    state = display_delay_state.alias("st")
-    since = sa.func.coalesce(state.c.last_finished_at, sa.literal(now - timedelta(hours=1), sa.DateTime(timezone=True)))
-    newest = (
-        sa.select(
-            pushes.c.push_id,
-            pushes.c.sku,
-            pushes.c.location,
-            pushes.c.quantity,
-            pushes.c.version,
-            pushes.c.origin_received_at,
-            pushes.c.finished_at,
-        )
-        .where(
-            pushes.c.connection_id == connections.c.connection_id,
-            pushes.c.status == "accepted",
-            pushes.c.origin_received_at.is_not(None),
-            pushes.c.finished_at >= since,
-            pushes.c.push_id > sa.func.coalesce(state.c.last_push_id, 0),
-        )
-        .order_by(pushes.c.finished_at.desc(), pushes.c.push_id.desc())
-        .limit(1)
-        .lateral("newest")
-    )
-    rows = (
-        await conn.execute(
-            sa.select(connections.c.connection_id, connections.c.channel_type, newest)
-            .select_from(
-                connections.outerjoin(state, state.c.connection_id == connections.c.connection_id).join(
-                    newest, sa.true()
-                )
-            )
-            .where(
-                connections.c.active,
-                ~sa.exists().where(display_probes.c.connection_id == connections.c.connection_id),
-            )
-        )
-    ).all()
+    """Per active connection without an open probe, its newest accepted push not yet
+    sampled: a probe where the channel can be read back, else a sample at acceptance."""
     sampled: set[uuid.UUID] = set()
-    for row in rows:
+    for push in await display_delay_store.newest_unsampled_pushes(conn, now):
         # Claim the push first: of two publisher instances, only the one that moves the
-        # connection's mark forward samples it (the other waits for the row lock, then skips).
-        sampled_up_to = {"last_push_id": row.push_id, "last_finished_at": row.finished_at}
-        stmt = pg.insert(display_delay_state).values(connection_id=row.connection_id, **sampled_up_to)
-        claimed = await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[display_delay_state.c.connection_id],
-                set_=sampled_up_to,
-                where=display_delay_state.c.last_push_id < stmt.excluded.last_push_id,
-            ).returning(display_delay_state.c.connection_id)
-        )
-        if claimed.first() is None:
+        # connection's mark forward samples it.
+        if not await display_delay_store.claim_push(conn, push.connection_id, push.push_id, push.finished_at):
             continue
-        found = await adapters.adapter_for(row.connection_id)
+        found = await adapters.adapter_for(push.connection_id)
         if found is not None and isinstance(found.adapter, ReadsQuantities):
-            await conn.execute(
-                pg.insert(display_probes)
-                .on_conflict_do_nothing()
-                .values(
-                    connection_id=row.connection_id,
-                    sku=row.sku,
-                    location=row.location,
-                    quantity=row.quantity,
-                    version=row.version,
-                    origin_received_at=row.origin_received_at,
-                    accepted_at=row.finished_at,
-                    reads=0,
-                    next_read_at=now,
-                )
-            )
+            await display_delay_store.open_probe(conn, push, now)
         else:
             await _record(
-                conn, row.connection_id, (row.finished_at - row.origin_received_at).total_seconds(), "accepted"
+                conn, push.connection_id, (push.finished_at - push.origin_received_at).total_seconds(), "accepted"
             )
-            sampled.add(row.connection_id)
+            sampled.add(push.connection_id)
     return sampled
 
 
@@ -220,94 +124,46 @@ async def _read_probe(engine: AsyncEngine, settings: PublisherSettings, adapters
                     extra={"connection_id": str(probe.connection_id), "error": str(exc)},
                 )
     read_at = utcnow()
-    # This probe as it was read: another instance that read it too, or a newer probe, is left alone.
-    key = sa.and_(
-        display_probes.c.connection_id == probe.connection_id,
-        display_probes.c.version == probe.version,
-        display_probes.c.reads == probe.reads,
-    )
     async with engine.begin() as conn:
-
-        async def closed() -> bool:
-            return (
-                await conn.execute(sa.delete(display_probes).where(key).returning(display_probes.c.version))
-            ).first() is not None
-
         if superseded or probe.external is None:
-            await closed()
+            await display_delay_store.close_probe(conn, probe)
             return False
         if not read_failed and shown == probe.quantity:
-            if not await closed():
+            if not await display_delay_store.close_probe(conn, probe):
                 return False
             await _record(conn, probe.connection_id, (read_at - probe.origin_received_at).total_seconds(), "read_back")
             return True
         if (read_at - probe.accepted_at).total_seconds() >= settings.display_probe_max_s:
-            if not await closed():
+            if not await display_delay_store.close_probe(conn, probe):
                 return False
             await _record(conn, probe.connection_id, (read_at - probe.origin_received_at).total_seconds(), "censored")
             return True
         wait = next_read_in(probe.reads, settings.display_probe_interval_s)
-        await conn.execute(
-            sa.update(display_probes)
-            .where(key)
-            .values(reads=probe.reads + 1, next_read_at=read_at + timedelta(seconds=wait))
-        )
+        await display_delay_store.read_again_at(conn, probe, read_at + timedelta(seconds=wait))
     return False
 
 
 async def _record(conn: AsyncConnection, connection_id: uuid.UUID, delay_s: float, how: str) -> None:
-    await conn.execute(
-        sa.insert(display_delays).values(
-            connection_id=connection_id, delay_s=min(max(0.0, delay_s), 86_400.0), how=how, measured_at=utcnow()
-        )
-    )
+    await display_delay_store.record_sample(conn, connection_id, min(max(0.0, delay_s), 86_400.0), how, utcnow())
 
 
 async def read_display_delay(
     conn: AsyncConnection, settings: PublisherSettings, connection_id: uuid.UUID
 ) -> DisplayDelay:
     """The connection's delay over its last `display_delay_window` samples (or the default)."""
-    samples = (
-        await conn.execute(
-            sa.select(display_delays.c.delay_s)
-            .where(display_delays.c.connection_id == connection_id)
-            .order_by(display_delays.c.sample_id.desc())
-            .limit(settings.display_delay_window)
-        )
-    ).scalars()
-    return DisplayDelay.of(list(samples), settings.display_delay_default_s, settings.display_delay_min_samples)
+    samples = await display_delay_store.newest_samples(conn, connection_id, settings.display_delay_window)
+    return DisplayDelay.of(samples, settings.display_delay_default_s, settings.display_delay_min_samples)
 
 
 async def _summarise(
     conn: AsyncConnection, settings: PublisherSettings, connection_id: uuid.UUID, now: datetime
 ) -> int:
     """Trim the window, update the gauge, and announce the delay if it moved enough."""
-    await conn.execute(
-        sa.delete(display_delays).where(
-            display_delays.c.connection_id == connection_id,
-            display_delays.c.sample_id
-            < sa.select(sa.func.min(sa.literal_column("sample_id")))
-            .select_from(
-                sa.select(display_delays.c.sample_id)
-                .where(display_delays.c.connection_id == connection_id)
-                .order_by(display_delays.c.sample_id.desc())
-                .limit(settings.display_delay_window)
-                .subquery()
-            )
-            .scalar_subquery(),
-        )
-    )
+    await display_delay_store.trim_samples(conn, connection_id, settings.display_delay_window)
     delay = await read_display_delay(conn, settings, connection_id)
     DISPLAY_DELAY.labels(str(connection_id), "0.5").set(delay.p50_s)
     DISPLAY_DELAY.labels(str(connection_id), "0.95").set(delay.p95_s)
-    state = (
-        await conn.execute(
-            sa.select(display_delay_state, connections.c.merchant_id)
-            .join(connections, connections.c.connection_id == display_delay_state.c.connection_id)
-            .where(display_delay_state.c.connection_id == connection_id)
-            .with_for_update(of=display_delay_state)
-        )
-    ).one_or_none()
+    state = await display_delay_store.lock_announced(conn, connection_id)
     if state is None or not should_announce(
         delay,
         state.announced_p95_s,
@@ -327,9 +183,5 @@ async def _summarise(
         occurred_at=now,
     )
     await add_to_outbox(conn, outbox, [event])
-    await conn.execute(
-        sa.update(display_delay_state)
-        .where(display_delay_state.c.connection_id == connection_id)
-        .values(announced_p95_s=delay.p95_s, announced_at=now)
-    )
+    await display_delay_store.mark_announced(conn, connection_id, delay.p95_s, now)
     return 1

@@ -15,15 +15,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.periodic import Periodic
 
+from channel_publisher.adapters import connection_store, drift_store, push_store
 from channel_publisher.adapters.channels.registry import READABLE_CHANNELS
-from channel_publisher.adapters.tables import connections, drift_findings, last_sent, listings, pending_pushes
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
 from channel_publisher.service_layer.connection_adapters import AdapterSource
@@ -60,25 +59,13 @@ def drift_checker(engine: AsyncEngine, settings: PublisherSettings, adapters: Ad
 
 async def _mark_checked(engine: AsyncEngine, connection_id: uuid.UUID) -> None:
     async with engine.begin() as conn:
-        await conn.execute(
-            sa.update(connections)
-            .where(connections.c.connection_id == connection_id)
-            .values(last_drift_check_at=utcnow())
-        )
+        await connection_store.mark_drift_checked(conn, connection_id, utcnow())
 
 
 async def _due_connections(engine: AsyncEngine, settings: PublisherSettings) -> list[uuid.UUID]:
     now = utcnow()
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(connections.c.connection_id, connections.c.settings, connections.c.last_drift_check_at).where(
-                    connections.c.active,
-                    connections.c.paused_at.is_(None),
-                    connections.c.channel_type.in_(READABLE_CHANNELS),
-                )
-            )
-        ).all()
+        rows = await connection_store.drift_check_candidates(conn, READABLE_CHANNELS)
     due = []
     for row in rows:
         interval = float(row.settings.get("drift_check_interval_s", settings.drift_check_interval_s))
@@ -102,29 +89,7 @@ async def check_drift(
         # previous quantity for a while after accepting a new one: that is not drift.
         display = await read_display_delay(conn, settings, connection_id)
         shown_since = utcnow() - timedelta(seconds=display.p95_s) if display.measured else None
-        sent = (
-            await conn.execute(
-                sa.select(last_sent, listings.c.external)
-                .join(
-                    listings,
-                    sa.and_(
-                        listings.c.connection_id == last_sent.c.connection_id,
-                        listings.c.sku == last_sent.c.sku,
-                        listings.c.location == last_sent.c.location,
-                    ),
-                )
-                .where(
-                    last_sent.c.connection_id == connection_id,
-                    sa.true() if shown_since is None else last_sent.c.sent_at <= shown_since,
-                    ~sa.exists().where(
-                        pending_pushes.c.connection_id == last_sent.c.connection_id,
-                        pending_pushes.c.sku == last_sent.c.sku,
-                        pending_pushes.c.location == last_sent.c.location,
-                    ),
-                )
-                .order_by(last_sent.c.sku)
-            )
-        ).all()
+        sent = await push_store.sent_and_listed(conn, connection_id, shown_since)
     checked_at = utcnow()
     differences = []
     for start in range(0, len(sent), adapter.batch_limit):
@@ -135,19 +100,7 @@ async def check_drift(
     findings = []
     async with engine.begin() as conn:
         for row, channel_quantity in differences:
-            unchanged = (
-                await conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(last_sent)
-                    .where(
-                        last_sent.c.connection_id == connection_id,
-                        last_sent.c.sku == row.sku,
-                        last_sent.c.location == row.location,
-                        last_sent.c.version == row.version,
-                    )
-                )
-            ).scalar_one()
-            if unchanged:
+            if await push_store.still_last_sent(conn, connection_id, row.sku, row.location, row.version):
                 findings.append(
                     {
                         "merchant_id": connection.merchant_id,
@@ -160,16 +113,12 @@ async def check_drift(
                         "checked_at": checked_at,
                     }
                 )
+        await drift_store.record_findings(conn, findings)
         if findings:
-            await conn.execute(sa.insert(drift_findings), findings)
             DRIFT.labels(connection.channel_type).inc(len(findings))
             log.warning(
                 "drift: the channel shows other quantities than the last sent",
                 extra={"connection_id": str(connection_id), "skus": [f["sku"] for f in findings[:20]]},
             )
-        await conn.execute(
-            sa.update(connections)
-            .where(connections.c.connection_id == connection_id)
-            .values(last_drift_check_at=checked_at)
-        )
+        await connection_store.mark_drift_checked(conn, connection_id, checked_at)
     return findings

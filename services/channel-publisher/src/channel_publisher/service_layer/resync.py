@@ -19,48 +19,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 
-from channel_publisher.adapters.tables import connections, last_sent, listings, pending_pushes, pushes
-
-# Per listed SKU: pending already, or queued now from what the channel last accepted
-# (with the stock version and rules of the push that sent it), or no quantity yet.
-RESYNC_SQL = sa.text(
-    f"""
-WITH listed AS (
-    SELECT l.sku, l.location,
-           EXISTS (SELECT FROM {pending_pushes.fullname} p
-                   WHERE p.connection_id = l.connection_id AND p.sku = l.sku AND p.location = l.location) AS pending
-    FROM {listings.fullname} l
-    WHERE l.connection_id = :connection_id
-), queued AS (
-    INSERT INTO {pending_pushes.fullname}
-        (connection_id, sku, location, merchant_id, quantity, version, stock_version, rule_ids, causation_id,
-         origin_received_at, enqueued_at, attempts, not_before, resync, reason)
-    SELECT s.connection_id, s.sku, s.location, :merchant_id, s.quantity, s.version,
-           coalesce(h.stock_version, 0), coalesce(h.rule_ids, '{{}}'::uuid[]), :causation_id, NULL, :now, 0, NULL, true,
-           h.reason
-    FROM listed
-    JOIN {last_sent.fullname} s ON s.connection_id = :connection_id AND s.sku = listed.sku
-                                AND s.location = listed.location
-    LEFT JOIN LATERAL (
-        SELECT stock_version, rule_ids, reason FROM {pushes.fullname} h
-        WHERE h.connection_id = s.connection_id AND h.sku = s.sku AND h.location = s.location
-          AND h.version = s.version AND h.status = 'accepted'
-        ORDER BY h.push_id DESC LIMIT 1
-    ) h ON true
-    WHERE NOT listed.pending
-    ON CONFLICT (connection_id, sku, location) DO NOTHING
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM queued) AS queued,
-       (SELECT count(*) FROM listed WHERE pending) AS already_pending,
-       (SELECT count(*) FROM listed) AS listed
-"""
-)
+from channel_publisher.adapters import connection_store, push_store
 
 
 @dataclass(frozen=True)
@@ -75,24 +38,7 @@ async def resync_connection(engine: AsyncEngine, merchant_id: uuid.UUID, connect
     """Queue every listed SKU's current quantity; None when the merchant has no such connection."""
     resync_id = uuid.uuid4()
     async with engine.begin() as conn:
-        owned = (
-            await conn.execute(
-                sa.select(connections.c.connection_id)
-                .where(connections.c.connection_id == connection_id, connections.c.merchant_id == merchant_id)
-                .with_for_update()
-            )
-        ).one_or_none()
-        if owned is None:
+        if not await connection_store.is_owned(conn, merchant_id, connection_id, lock=True):
             return None
-        row = (
-            await conn.execute(
-                RESYNC_SQL,
-                {
-                    "connection_id": connection_id,
-                    "merchant_id": merchant_id,
-                    "causation_id": f"resync:{resync_id}",
-                    "now": utcnow(),
-                },
-            )
-        ).one()
+        row = await push_store.queue_resync(conn, merchant_id, connection_id, f"resync:{resync_id}", utcnow())
     return Resync(resync_id, row.queued, row.already_pending, row.listed - row.queued - row.already_pending)

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import utcnow
 
@@ -258,3 +258,13 @@ def grant_for(channel_type: str, base_url: str, credentials: dict[str, Any]) -> 
     if channel_type == "shopify" and credentials.get("refresh_token"):
         return shopify_expiring_offline(base_url, credentials)
     return None
+
+
+async def token_status(conn: AsyncConnection, connection_id: uuid.UUID) -> sa.Row[Any] | None:
+    """The connection's stored token as a health report shows it (expires_at, refreshed_at,
+    last_error, failed_at); None for a connection whose credentials are the token."""
+    query: sa.Select[Any] = sa.select(
+        access_tokens.c.expires_at, access_tokens.c.refreshed_at, access_tokens.c.last_error, access_tokens.c.failed_at
+    ).where(access_tokens.c.connection_id == connection_id)
+    row: sa.Row[Any] | None = (await conn.execute(query)).one_or_none()
+    return row
