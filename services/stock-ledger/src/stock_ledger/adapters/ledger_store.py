@@ -38,7 +38,7 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from stocksync_common.contracts import DEFAULT_LOCATION, Event, StockChanged
+from stocksync_common.contracts import DEFAULT_LOCATION, Event, OversellDetected, StockChanged
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import Connection, column_arrays, unnest_sql
 from stocksync_common.uow import UnitOfWork, inbox_claim_sql
@@ -58,7 +58,6 @@ from stock_ledger.adapters.tables import (
 from stock_ledger.domain.bundles import BundleTarget, bundle_targets, derived_changes, moved_levels
 from stock_ledger.domain.stock import (
     LineTotals,
-    OpenedOversell,
     SkuChange,
     SkuKey,
     StockLevel,
@@ -195,8 +194,9 @@ _STOCK = (
     ("version", "bigint"),
     ("snapshot_as_of", "timestamptz"),
 )
+# An oversell opened: an OversellDetected's fields; its event id is the oversell's id.
 _OPENED = (
-    ("oversell_id", "uuid"),
+    ("event_id", "uuid"),
     *_KEY,
     ("version", "bigint"),
     ("available", "bigint"),
@@ -435,7 +435,7 @@ WITH entries AS (
     FROM {unnest_sql(_KEY, _AT["resolved"], "r")}
     WHERE o.resolved_at IS NULL AND o.merchant_id = r.merchant_id AND o.sku = r.sku AND o.location = r.location
 ), opened AS (
-    INSERT INTO {oversells.fullname} ({", ".join(_names(_OPENED))}, detected_at)
+    INSERT INTO {oversells.fullname} (oversell_id, {", ".join(_names(_OPENED)[1:])}, detected_at)
     SELECT *, ${_AT["now"]}::timestamptz FROM {unnest_sql(_OPENED, _AT["opened"], "v")}
 ), events AS (
     {outbox_insert_sql(outbox, _AT["outbox"])}
@@ -452,7 +452,7 @@ async def save(
     lines: Sequence[OrderLineRow] = (),
     stock: Sequence[StockRow] = (),
     resolved: Sequence[SkuKey] = (),
-    opened: Sequence[OpenedOversell] = (),
+    opened: Sequence[OversellDetected] = (),
     events: Sequence[Event] = (),
 ) -> None:
     """Write a batch in one statement. The caller holds the stock rows' locks

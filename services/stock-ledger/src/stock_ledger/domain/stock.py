@@ -146,25 +146,13 @@ class SkuChange:
 
 
 @dataclass(frozen=True)
-class OpenedOversell:
-    oversell_id: uuid.UUID
-    merchant_id: uuid.UUID
-    sku: str
-    location: str
-    version: int
-    available: int
-    oversold: int
-    causation_id: str
-
-
-@dataclass(frozen=True)
 class StockWrites:
     """What a transaction's stock changes write, worked out before any I/O."""
 
     changes: list[SkuChange]  # those whose row changes
     stock_events: list[StockChanged]
     events: list[Event]  # for the outbox: every StockChanged and OversellDetected, in order
-    opened: list[OpenedOversell]
+    opened: list[OversellDetected]  # each opens an oversell row, under its event id
     recovered: list[SkuKey]  # SKUs whose open oversells close
     now: datetime
 
@@ -184,7 +172,7 @@ def plan_stock_changes(changes: Sequence[SkuChange], now: datetime) -> StockWrit
     changes = [c for c in changes if c.after != c.before]
     stock_events: list[StockChanged] = []
     events: list[Event] = []
-    opened: list[OpenedOversell] = []
+    opened: list[OversellDetected] = []
     for c in changes:
         if not c.new_version:
             continue  # only the watermark moved: nothing a consumer needs to know
@@ -216,17 +204,6 @@ def plan_stock_changes(changes: Sequence[SkuChange], now: datetime) -> StockWrit
                 occurred_at=now,
             )
             events.append(oversell)
-            opened.append(
-                OpenedOversell(
-                    oversell_id=oversell.event_id,
-                    merchant_id=merchant_id,
-                    sku=sku,
-                    location=location,
-                    version=c.after.version,
-                    available=c.after.available,
-                    oversold=oversold,
-                    causation_id=c.causation_id,
-                )
-            )
+            opened.append(oversell)
     recovered = [c.key for c in changes if not c.derived and c.before.available < 0 <= c.after.available]
     return StockWrites(changes, stock_events, events, opened, recovered, now)
