@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -25,7 +25,7 @@ from stocksync_common.bounds import (
 from stocksync_common.channel_hosts import url_refusal
 from stocksync_common.contracts import DEFAULT_LOCATION, ChannelType, LocationPriority
 from stocksync_common.errors import error_responses
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import Runtime, RuntimeDep
 
 from channel_publisher.adapters.channels.shopify import SUPPORTED_API_VERSIONS
 from channel_publisher.config import PublisherSettings
@@ -157,11 +157,6 @@ class ConnectionOut(BaseModel):
     created_at: datetime
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 def _connection_view(row: Any) -> ConnectionOut:
     return ConnectionOut(
         connection_id=row.connection_id,
@@ -187,9 +182,8 @@ async def _connection_out(runtime: Runtime, merchant_id: uuid.UUID, connection_i
 
 
 @router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionOut, tags=["connections"])
-async def post_connection(body: ConnectionIn, request: Request, merchant_id: MerchantId) -> ConnectionOut:
+async def post_connection(body: ConnectionIn, runtime: RuntimeDep, merchant_id: MerchantId) -> ConnectionOut:
     credentials, inbound, listing_rows, settings = _validated(body)
-    runtime = _runtime(request)
     await _refuse_non_public_hosts(runtime, body.base_url, credentials)
     connection_id = await create_connection(
         runtime.engine,
@@ -209,13 +203,13 @@ async def post_connection(body: ConnectionIn, request: Request, merchant_id: Mer
 
 
 @router.get("/connections", response_model=list[ConnectionOut], tags=["connections"])
-async def list_connections(request: Request, merchant_id: MerchantId) -> list[ConnectionOut]:
-    return [_connection_view(row) for row in await merchant_connections(_runtime(request).engine, merchant_id)]
+async def list_connections(runtime: RuntimeDep, merchant_id: MerchantId) -> list[ConnectionOut]:
+    return [_connection_view(row) for row in await merchant_connections(runtime.engine, merchant_id)]
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionOut, tags=["connections"])
-async def get_connection(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ConnectionOut:
-    return await _connection_out(_runtime(request), merchant_id, connection_id)
+async def get_connection(connection_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> ConnectionOut:
+    return await _connection_out(runtime, merchant_id, connection_id)
 
 
 class LocationsIn(BaseModel):
@@ -227,11 +221,10 @@ class LocationsIn(BaseModel):
 
 @router.put("/connections/{connection_id}/locations", response_model=ConnectionOut, tags=["connections"])
 async def put_locations(
-    connection_id: uuid.UUID, body: LocationsIn, request: Request, merchant_id: MerchantId
+    connection_id: uuid.UUID, body: LocationsIn, runtime: RuntimeDep, merchant_id: MerchantId
 ) -> ConnectionOut:
     """Replace the locations the channel sells from. Orders already placed keep the location
     they reserved at; the channel's quantities are re-evaluated at once."""
-    runtime = _runtime(request)
     if not await set_connection_locations(runtime.engine, merchant_id, connection_id, body.locations):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     runtime.wake_relay()
@@ -250,10 +243,9 @@ class WebhookSecretsOut(BaseModel):
 
 @router.post("/connections/{connection_id}/webhook-secrets", response_model=WebhookSecretsOut, tags=["connections"])
 async def rotate_webhook_secret(
-    connection_id: uuid.UUID, body: WebhookSecretIn, request: Request, merchant_id: MerchantId
+    connection_id: uuid.UUID, body: WebhookSecretIn, runtime: RuntimeDep, merchant_id: MerchantId
 ) -> WebhookSecretsOut:
     """Start a rotation: the new secret and the current one are both accepted (overlap)."""
-    runtime = _runtime(request)
     count = await add_webhook_secret(runtime.engine, merchant_id, connection_id, body.secret)
     if count is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
@@ -265,10 +257,9 @@ async def rotate_webhook_secret(
     "/connections/{connection_id}/webhook-secrets/previous", response_model=WebhookSecretsOut, tags=["connections"]
 )
 async def retire_webhook_secret(
-    connection_id: uuid.UUID, request: Request, merchant_id: MerchantId
+    connection_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId
 ) -> WebhookSecretsOut:
     """End a rotation: only the newest secret is accepted from now on."""
-    runtime = _runtime(request)
     count = await retire_previous_webhook_secrets(runtime.engine, merchant_id, connection_id)
     if count is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
@@ -306,7 +297,7 @@ SkuQuery = Annotated[str | None, Query(max_length=SKU_MAX_LENGTH), AfterValidato
 
 @router.get("/pushes", response_model=list[PushOut], tags=["pushes"])
 async def list_pushes(
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     connection_id: uuid.UUID | None = None,
     sku: Annotated[Sku | None, Query()] = None,
@@ -323,7 +314,7 @@ async def list_pushes(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PushOut]:
     rows = await push_history(
-        _runtime(request).engine,
+        runtime.engine,
         merchant_id,
         PushFilter(connection_id, sku, push_status, since, until, after, before),
         newest_first=order == "desc",
@@ -344,7 +335,7 @@ class PublishedOut(BaseModel):
 
 @router.get("/pushes/published", response_model=list[PublishedOut], tags=["pushes"])
 async def list_published(
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     sku: Annotated[
         list[str], Query(min_length=1, max_length=500, description="SKUs to look up (repeat the parameter)")
@@ -362,7 +353,7 @@ async def list_published(
                 }
             ]
         )
-    rows = await published_quantities(_runtime(request).engine, merchant_id, sku)
+    rows = await published_quantities(runtime.engine, merchant_id, sku)
     return [PublishedOut.model_validate({**row._mapping, "rule_ids": row.rule_ids or []}) for row in rows]
 
 
@@ -376,6 +367,17 @@ def _settings(request: Request) -> PublisherSettings:
     return settings
 
 
+def _adapters(request: Request) -> AdapterSource:
+    adapters: AdapterSource = request.app.state.adapters
+    return adapters
+
+
+# What endpoints use besides the runtime (entrypoints/app.py keeps them on the app).
+DrainerDep = Annotated[Drainer, Depends(_drainer)]
+SettingsDep = Annotated[PublisherSettings, Depends(_settings)]
+AdaptersDep = Annotated[AdapterSource, Depends(_adapters)]
+
+
 class PauseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: Annotated[Label, Field(max_length=500)] = "paused by the merchant"
@@ -383,22 +385,22 @@ class PauseIn(BaseModel):
 
 @router.post("/connections/{connection_id}/pause", response_model=ConnectionOut, tags=["connections"])
 async def post_pause(
-    connection_id: uuid.UUID, request: Request, merchant_id: MerchantId, body: PauseIn | None = None
+    connection_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId, body: PauseIn | None = None
 ) -> ConnectionOut:
     """Stop sending to this channel; quantities keep coalescing until it is resumed."""
-    runtime = _runtime(request)
     if not await pause_connection(runtime.engine, merchant_id, connection_id, (body or PauseIn()).reason):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     return await _connection_out(runtime, merchant_id, connection_id)
 
 
 @router.post("/connections/{connection_id}/resume", response_model=ConnectionOut, tags=["connections"])
-async def post_resume(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ConnectionOut:
+async def post_resume(
+    connection_id: uuid.UUID, runtime: RuntimeDep, drainer: DrainerDep, merchant_id: MerchantId
+) -> ConnectionOut:
     """End a pause (the merchant's or an automatic one): the newest quantities are sent now."""
-    runtime = _runtime(request)
     if not await resume_connection(runtime.engine, merchant_id, connection_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-    _drainer(request).wake()
+    drainer.wake()
     return await _connection_out(runtime, merchant_id, connection_id)
 
 
@@ -416,14 +418,16 @@ class ResyncOut(BaseModel):
     tags=["connections"],
     responses=error_responses(404),
 )
-async def post_resync(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> ResyncOut:
+async def post_resync(
+    connection_id: uuid.UUID, runtime: RuntimeDep, drainer: DrainerDep, merchant_id: MerchantId
+) -> ResyncOut:
     """Send every listed SKU's current quantity to the channel again (after the channel lost
     or changed them). Idempotent: a SKU already waiting is not queued twice. A paused
     connection sends them when resumed."""
-    resync = await resync_connection(_runtime(request).engine, merchant_id, connection_id)
+    resync = await resync_connection(runtime.engine, merchant_id, connection_id)
     if resync is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-    _drainer(request).drain_now([connection_id])
+    drainer.drain_now([connection_id])
     return ResyncOut(
         resync_id=resync.resync_id,
         queued=resync.queued,
@@ -486,9 +490,11 @@ class HealthOut(BaseModel):
 
 
 @router.get("/connections/{connection_id}/health", response_model=HealthOut, tags=["connections"])
-async def get_health(connection_id: uuid.UUID, request: Request, merchant_id: MerchantId) -> HealthOut:
+async def get_health(
+    connection_id: uuid.UUID, runtime: RuntimeDep, settings: SettingsDep, merchant_id: MerchantId
+) -> HealthOut:
     """The last hour of one connection."""
-    health = await connection_health(_runtime(request).engine, merchant_id, connection_id, _settings(request))
+    health = await connection_health(runtime.engine, merchant_id, connection_id, settings)
     if health is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     return HealthOut.model_validate(health)
@@ -513,12 +519,12 @@ def _found(rows: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 @router.get("/connections/{connection_id}/pending", response_model=list[PendingOut], tags=["pushes"])
 async def list_pending(
     connection_id: uuid.UUID,
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[PendingOut]:
     """Quantities waiting to be sent (only the newest per SKU), oldest first."""
-    rows = _found(await pending_pushes_of(_runtime(request).engine, merchant_id, connection_id, limit))
+    rows = _found(await pending_pushes_of(runtime.engine, merchant_id, connection_id, limit))
     return [PendingOut.model_validate(row) for row in rows]
 
 
@@ -534,13 +540,13 @@ class UnmappedSkuOut(BaseModel):
 @router.get("/connections/{connection_id}/unmapped", response_model=list[UnmappedSkuOut], tags=["connections"])
 async def list_unmapped(
     connection_id: uuid.UUID,
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     after_sku: Annotated[str, Query(max_length=200)] = "",
 ) -> list[UnmappedSkuOut]:
     """SKUs whose stock changed that this connection has no listing for, by SKU (page with after_sku)."""
-    rows = _found(await unmapped_skus_of(_runtime(request).engine, merchant_id, connection_id, after_sku, limit))
+    rows = _found(await unmapped_skus_of(runtime.engine, merchant_id, connection_id, after_sku, limit))
     return [UnmappedSkuOut.model_validate(row) for row in rows]
 
 
@@ -557,12 +563,12 @@ class DriftFindingOut(BaseModel):
 @router.get("/connections/{connection_id}/drift", response_model=list[DriftFindingOut], tags=["connections"])
 async def list_drift(
     connection_id: uuid.UUID,
-    request: Request,
+    runtime: RuntimeDep,
     merchant_id: MerchantId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DriftFindingOut]:
     """SKUs whose quantity on the channel differed from what Stocksync last sent, newest first."""
-    rows = _found(await drift_findings_of(_runtime(request).engine, merchant_id, connection_id, limit))
+    rows = _found(await drift_findings_of(runtime.engine, merchant_id, connection_id, limit))
     return [DriftFindingOut.model_validate(row) for row in rows]
 
 
@@ -573,15 +579,17 @@ async def list_drift(
     responses=error_responses(409, e409="The channel type cannot read quantities back"),
 )
 async def post_drift_check(
-    connection_id: uuid.UUID, request: Request, merchant_id: MerchantId
+    connection_id: uuid.UUID,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    adapters: AdaptersDep,
+    merchant_id: MerchantId,
 ) -> list[DriftFindingOut]:
     """Read the channel's quantities back now (Shopify, WooCommerce, eBay); return what drifted."""
-    runtime = _runtime(request)
     if not await is_merchants(runtime.engine, merchant_id, connection_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
     try:
-        adapters: AdapterSource = request.app.state.adapters
-        findings = await check_drift(runtime.engine, _settings(request), adapters, connection_id)
+        findings = await check_drift(runtime.engine, settings, adapters, connection_id)
     except DriftCheckUnsupported as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"{exc} cannot read quantities back") from exc
     return [DriftFindingOut.model_validate(f) for f in findings]

@@ -27,7 +27,7 @@ from stocksync_common.auth import MerchantId, api_key_id
 from stocksync_common.bounds import INT64_MAX, QUANTITY_MAX, Identifier, Label, Quantity, Sku
 from stocksync_common.contracts import utcnow
 from stocksync_common.errors import error_responses
-from stocksync_common.runtime import Runtime
+from stocksync_common.runtime import Runtime, RuntimeDep
 
 from rule_engine.domain.adaptive import MAX_FLOOR_PER_HOUR, MAX_HIDDEN_UNITS, AdaptiveBuffer
 from rule_engine.domain.rules import Action, ActionType, AdaptiveActionType, Condition, ConditionOp, Weekday
@@ -383,17 +383,11 @@ class PreviewOut(BaseModel):
     )
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 def _changed_by(request: Request, merchant_id: MerchantId) -> str:
     # MerchantId has verified the key; the history names it by its public id.
     return f"api_key:{api_key_id(request.headers['X-API-Key'])}"
 
 
-Service = Annotated[Runtime, Depends(_runtime)]
 ChangedBy = Annotated[str, Depends(_changed_by)]
 
 
@@ -428,65 +422,65 @@ def service_errors() -> Iterator[None]:
 
 
 @router.post("/rules", status_code=status.HTTP_201_CREATED, response_model=RuleSaved)
-async def create_rule(body: RuleIn, service: Service, merchant_id: MerchantId, changed_by: ChangedBy) -> RuleSaved:
+async def create_rule(body: RuleIn, runtime: RuntimeDep, merchant_id: MerchantId, changed_by: ChangedBy) -> RuleSaved:
     with service_errors():
-        row, changed = await rule_changes.create_rule(service.engine, merchant_id, body.row_values(), changed_by)
-    _wake_relay(service, changed)
+        row, changed = await rule_changes.create_rule(runtime.engine, merchant_id, body.row_values(), changed_by)
+    _wake_relay(runtime, changed)
     return _saved(row, changed)
 
 
 @router.get("/rules", response_model=list[RuleOut])
-async def list_rules(service: Service, merchant_id: MerchantId) -> list[RuleOut]:
-    return [_rule_out(row) for row in await rule_changes.list_rules(service.engine, merchant_id)]
+async def list_rules(runtime: RuntimeDep, merchant_id: MerchantId) -> list[RuleOut]:
+    return [_rule_out(row) for row in await rule_changes.list_rules(runtime.engine, merchant_id)]
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut)
-async def get_rule(rule_id: uuid.UUID, service: Service, merchant_id: MerchantId) -> RuleOut:
+async def get_rule(rule_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> RuleOut:
     with service_errors():
-        return _rule_out(await rule_changes.get_rule(service.engine, merchant_id, rule_id))
+        return _rule_out(await rule_changes.get_rule(runtime.engine, merchant_id, rule_id))
 
 
 @router.put("/rules/{rule_id}", response_model=RuleSaved)
 async def replace_rule(
-    rule_id: uuid.UUID, body: RuleIn, service: Service, merchant_id: MerchantId, changed_by: ChangedBy
+    rule_id: uuid.UUID, body: RuleIn, runtime: RuntimeDep, merchant_id: MerchantId, changed_by: ChangedBy
 ) -> RuleSaved:
     with service_errors():
         values = body.row_values()
         row, changed = await rule_changes.replace_rule(
-            service.engine, merchant_id, rule_id, lambda _: values, changed_by
+            runtime.engine, merchant_id, rule_id, lambda _: values, changed_by
         )
-    _wake_relay(service, changed)
+    _wake_relay(runtime, changed)
     return _saved(row, changed)
 
 
 @router.patch("/rules/{rule_id}", response_model=RuleSaved)
 async def patch_rule(
-    rule_id: uuid.UUID, body: RulePatch, service: Service, merchant_id: MerchantId, changed_by: ChangedBy
+    rule_id: uuid.UUID, body: RulePatch, runtime: RuntimeDep, merchant_id: MerchantId, changed_by: ChangedBy
 ) -> RuleSaved:
     with service_errors():
         # Merged under the rule's lock, so two concurrent patches both apply.
         row, changed = await rule_changes.replace_rule(
-            service.engine, merchant_id, rule_id, lambda current: body.applied_to(current).row_values(), changed_by
+            runtime.engine, merchant_id, rule_id, lambda current: body.applied_to(current).row_values(), changed_by
         )
-    _wake_relay(service, changed)
+    _wake_relay(runtime, changed)
     return _saved(row, changed)
 
 
 @router.delete("/rules/{rule_id}", response_model=RuleDeleted)
 async def delete_rule(
-    rule_id: uuid.UUID, service: Service, merchant_id: MerchantId, changed_by: ChangedBy
+    rule_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId, changed_by: ChangedBy
 ) -> RuleDeleted:
     with service_errors():
-        changed = await rule_changes.delete_rule(service.engine, merchant_id, rule_id, changed_by)
-    _wake_relay(service, changed)
+        changed = await rule_changes.delete_rule(runtime.engine, merchant_id, rule_id, changed_by)
+    _wake_relay(runtime, changed)
     return RuleDeleted(rule_id=rule_id, channel_quantities_changed=changed)
 
 
 @router.get("/rules/{rule_id}/history", response_model=list[RuleChangeOut])
-async def rule_history(rule_id: uuid.UUID, service: Service, merchant_id: MerchantId) -> list[RuleChangeOut]:
+async def rule_history(rule_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> list[RuleChangeOut]:
     """Every change of the rule, oldest first, including its deletion."""
     with service_errors():
-        rows = await rule_changes.rule_history(service.engine, merchant_id, rule_id)
+        rows = await rule_changes.rule_history(runtime.engine, merchant_id, rule_id)
     return [RuleChangeOut.model_validate(row._mapping) for row in rows]
 
 
@@ -495,7 +489,7 @@ async def rule_history(rule_id: uuid.UUID, service: Service, merchant_id: Mercha
     response_model=PreviewOut,
     responses=error_responses(404, e404="No rule `rule_id` for this merchant"),
 )
-async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantId) -> PreviewOut:
+async def preview_rule(body: PreviewIn, runtime: RuntimeDep, merchant_id: MerchantId) -> PreviewOut:
     """What saving would change, and to what, without saving; evaluated in memory on the projection."""
     with service_errors():
         values: dict[str, Any] | None = None
@@ -503,10 +497,10 @@ async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantI
             values = body.rule.row_values()
         elif body.patch is not None:
             assert body.rule_id is not None
-            current = rule_changes.rule_document(await rule_changes.get_rule(service.engine, merchant_id, body.rule_id))
+            current = rule_changes.rule_document(await rule_changes.get_rule(runtime.engine, merchant_id, body.rule_id))
             values = body.patch.applied_to(current).row_values()
         preview = await rule_changes.preview_rule_change(
-            service.engine,
+            runtime.engine,
             merchant_id,
             rule_id=body.rule_id,
             values=values,
@@ -536,6 +530,6 @@ async def preview_rule(body: PreviewIn, service: Service, merchant_id: MerchantI
     )
 
 
-def _wake_relay(service: Runtime, changed: int) -> None:
+def _wake_relay(runtime: Runtime, changed: int) -> None:
     if changed:
-        service.wake_relay()
+        runtime.wake_relay()
