@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channel_publisher.adapters.push_store import same_key
 from channel_publisher.adapters.tables import (
     connections,
     display_delay_state,
@@ -117,24 +118,8 @@ async def due_probes(conn: AsyncConnection, now: datetime) -> Sequence[sa.Row[An
     return (
         await conn.execute(
             sa.select(display_probes, listings.c.external, last_sent.c.version.label("sent_version"))
-            .join(
-                listings,
-                sa.and_(
-                    listings.c.connection_id == display_probes.c.connection_id,
-                    listings.c.sku == display_probes.c.sku,
-                    listings.c.location == display_probes.c.location,
-                ),
-                isouter=True,
-            )
-            .join(
-                last_sent,
-                sa.and_(
-                    last_sent.c.connection_id == display_probes.c.connection_id,
-                    last_sent.c.sku == display_probes.c.sku,
-                    last_sent.c.location == display_probes.c.location,
-                ),
-                isouter=True,
-            )
+            .join(listings, same_key(listings, display_probes), isouter=True)
+            .join(last_sent, same_key(last_sent, display_probes), isouter=True)
             .where(display_probes.c.next_read_at <= now)
         )
     ).all()

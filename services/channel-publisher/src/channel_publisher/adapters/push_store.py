@@ -411,6 +411,13 @@ def _pending(record: Mapping[str, Any]) -> PendingPush:
 # Off the hot path: SQLAlchemy Core on the caller's connection.
 
 
+def same_key(left: sa.FromClause, right: sa.FromClause) -> sa.ColumnElement[bool]:
+    """The rows of two tables keyed by (connection_id, sku, location) are about the same
+    SKU at the same location on the same channel: a pending push, a sent quantity, a
+    pushed one, a listing, a display probe."""
+    return sa.and_(*(left.c[name] == right.c[name] for name in ("connection_id", "sku", "location")))
+
+
 async def make_due_now(conn: AsyncConnection, connection_id: uuid.UUID) -> None:
     """Every pending row of the connection may be sent at once (the merchant resumed it)."""
     await conn.execute(
@@ -449,12 +456,7 @@ async def published_quantities(
     the accepted push that sent it, by SKU, connection and location."""
     decided_by = (
         sa.select(pushes.c.rule_ids)
-        .where(
-            pushes.c.connection_id == last_sent.c.connection_id,
-            pushes.c.sku == last_sent.c.sku,
-            pushes.c.location == last_sent.c.location,
-            pushes.c.status == "accepted",
-        )
+        .where(same_key(pushes, last_sent), pushes.c.status == "accepted")
         .order_by(pushes.c.push_id.desc())
         .limit(1)
         .lateral()
@@ -578,22 +580,11 @@ async def sent_and_listed(
     before `sent_before`, if given), with the listing's `external`, by SKU."""
     query = (
         sa.select(last_sent, listings.c.external)
-        .join(
-            listings,
-            sa.and_(
-                listings.c.connection_id == last_sent.c.connection_id,
-                listings.c.sku == last_sent.c.sku,
-                listings.c.location == last_sent.c.location,
-            ),
-        )
+        .join(listings, same_key(listings, last_sent))
         .where(
             last_sent.c.connection_id == connection_id,
             sa.true() if sent_before is None else last_sent.c.sent_at <= sent_before,
-            ~sa.exists().where(
-                pending_pushes.c.connection_id == last_sent.c.connection_id,
-                pending_pushes.c.sku == last_sent.c.sku,
-                pending_pushes.c.location == last_sent.c.location,
-            ),
+            ~sa.exists().where(same_key(pending_pushes, last_sent)),
         )
         .order_by(last_sent.c.sku)
     )
