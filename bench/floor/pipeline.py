@@ -6,7 +6,7 @@
                               produce, await ack)
 
 Each role is its own process, as each Stocksync service is, with the same client
-settings (aiokafka, acks=all, linger 0, fetch wait 5 ms, batches of up to 500; uvicorn
+settings (aiokafka, acks=all, linger 0, the services' default fetch wait and batch size; uvicorn
 with access logs off; asyncpg). What the floor leaves out is exactly Stocksync's own
 work: dedupe, the outbox and inbox, the ledger, the rules, coalescing, the channel
 protocol. The sink records when each order reached each channel.
@@ -35,11 +35,18 @@ from aiokafka.errors import TopicAlreadyExistsError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import ORJSONResponse
 
+from stocksync_common.settings import ServiceSettings
+from stocksync_common.topics import ORDERS
+
+_DEFAULTS = ServiceSettings.model_fields
+
 TOPIC_IN = "bench.floor.in"
 TOPIC_OUT = "bench.floor.out"
-PARTITIONS = 6  # as orders.v1
-MAX_BATCH = 500  # as KAFKA_MAX_BATCH
-FETCH_MAX_WAIT_MS = 5  # as KAFKA_FETCH_MAX_WAIT_MS
+# The services' own defaults, read from where they are defined, so that the floor cannot
+# drift from them (it ran at a 5 ms fetch wait against the services' 15 ms until 2026-11-30).
+PARTITIONS = ORDERS.partitions
+MAX_BATCH = _DEFAULTS["kafka_max_batch"].default
+FETCH_MAX_WAIT_MS = _DEFAULTS["kafka_fetch_max_wait_ms"].default
 
 
 async def ensure_floor_topics(bootstrap: str) -> None:

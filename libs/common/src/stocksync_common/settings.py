@@ -57,8 +57,8 @@ class ServiceSettings(BaseSettings):
     # How long a fetch may wait on the broker for new records. Small values keep the
     # sync window short at the cost of more idle fetch requests.
     # The embedded broker answers a fetch only when this wait ends, so it bounds each
-    # hop's latency; each idle consumer also fetches 1000/wait times a second. 15 ms
-    # sustained twice the order rate of 5 ms in `make bench` (docs/BENCHMARKS.md).
+    # hop's latency; each busy consumer also fetches 1000/wait times a second. Why 15 ms
+    # and not 5: bench/findings.md (the floor uses the same value).
     kafka_fetch_max_wait_ms: int = Field(15, ge=0, le=500)
     # The fetch wait of a consumer that got no records for a second (stocksync_common.kafka).
     kafka_idle_fetch_max_wait_ms: int = Field(100, ge=0, le=500)
