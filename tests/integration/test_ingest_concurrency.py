@@ -242,3 +242,70 @@ async def test_past_the_in_flight_bound_a_delivery_is_refused_at_once(engine: As
                 pass
     with groups.admit():  # the bound is on work in flight, not a total
         assert groups.in_flight == 1
+
+
+def _connection_reads(engine: AsyncEngine) -> list[str]:
+    """Every SELECT on the connections projection `engine` sends, as it is sent."""
+    reads: list[str] = []
+
+    @sa.event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "order_ingest.connections" in statement:
+            reads.append(statement)
+
+    return reads
+
+
+async def _announce(engine: AsyncEngine, connection: InboundConnection, directory: ConnectionDirectory) -> None:
+    await apply_connection_changes(
+        [
+            ConnectionChanged(
+                merchant_id=connection.merchant_id,
+                connection_id=connection.connection_id,
+                channel_type="generic",
+                name="n",
+                active=True,
+                webhook_secrets=tuple(connection.webhook_secrets),
+                causation_id="test",
+            )
+        ],
+        directory,
+    )
+
+
+async def test_webhooks_that_find_a_connection_expired_together_read_it_once(engine: AsyncEngine) -> None:
+    connection = a_connection()
+    directory = ConnectionDirectory(engine, ttl_s=60)
+    await _announce(engine, connection, directory)
+    reads = _connection_reads(engine)
+    found = await asyncio.gather(*(directory.find(connection.connection_id) for _ in range(50)))
+    assert {f.connection_id if f else None for f in found} == {connection.connection_id}
+    assert len(reads) == 1
+    # Within the TTL: no read at all.
+    assert (await directory.find(connection.connection_id)) is not None and len(reads) == 1
+
+
+async def test_a_read_in_flight_when_the_connection_changes_is_not_kept(engine: AsyncEngine) -> None:
+    connection = a_connection()
+    directory = ConnectionDirectory(engine, ttl_s=60)
+    reads = _connection_reads(engine)
+    before = asyncio.ensure_future(directory.find(connection.connection_id))  # not announced yet: unknown
+    await asyncio.sleep(0)  # the read has begun
+    await _announce(engine, connection, directory)  # invalidates this process's copies
+    assert await before is None
+    # The unknown answer read before the change was not kept: the next finder reads again.
+    assert (await directory.find(connection.connection_id)) is not None
+    assert len(reads) == 2
+
+
+async def test_a_finder_that_goes_away_does_not_cancel_the_read_the_others_wait_for(engine: AsyncEngine) -> None:
+    connection = a_connection()
+    directory = ConnectionDirectory(engine, ttl_s=60)
+    await _announce(engine, connection, directory)
+    reads = _connection_reads(engine)
+    leaving = asyncio.ensure_future(directory.find(connection.connection_id))
+    staying = asyncio.ensure_future(directory.find(connection.connection_id))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    found = await staying
+    assert found is not None and found.connection_id == connection.connection_id and len(reads) == 1

@@ -17,6 +17,7 @@ rows). Hand-written SQL on asyncpg (docs/decisions/0001-raw-asyncpg-on-hot-paths
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -104,20 +105,45 @@ class ConnectionDirectory:
         self.engine = engine
         self.ttl_s = ttl_s
         self._entries: dict[uuid.UUID, tuple[float, InboundConnection | None]] = {}
+        # One read per connection at a time: the webhooks that find a copy expired while
+        # it is being read again wait for that read instead of each sending its own (at
+        # 500 webhooks/s, every expiry sent a few hundred identical SELECTs).
+        self._reading: dict[uuid.UUID, asyncio.Future[InboundConnection | None]] = {}
+        # Bumped by `invalidate`: a read that began before it must not store what it read.
+        self._generation = 0
 
     async def find(self, connection_id: uuid.UUID) -> InboundConnection | None:
-        now = time.monotonic()
         cached = self._entries.get(connection_id)
-        if cached is not None and now - cached[0] < self.ttl_s:
+        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
+        reading = self._reading.get(connection_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(connection_id))
+            self._reading[connection_id] = reading
+            reading.add_done_callback(lambda done: self._read_done(connection_id, done))
+        # Shielded: a request that goes away does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    async def _read(self, connection_id: uuid.UUID) -> InboundConnection | None:
+        generation, read_at = self._generation, time.monotonic()
         connection = await find_connection(self.engine, connection_id)
-        if len(self._entries) > 10_000:
-            self._entries.clear()  # bounded: unknown ids from scanners must not grow it forever
-        self._entries[connection_id] = (now, connection)
+        if generation == self._generation:
+            if len(self._entries) > 10_000:
+                self._entries.clear()  # bounded: unknown ids from scanners must not grow it forever
+            self._entries[connection_id] = (read_at, connection)
         return connection
+
+    def _read_done(self, connection_id: uuid.UUID, done: asyncio.Future[InboundConnection | None]) -> None:
+        if self._reading.get(connection_id) is done:
+            del self._reading[connection_id]
+        if not done.cancelled():
+            done.exception()  # observed here too: every finder may have gone away (the database down)
 
     def invalidate(self) -> None:
         self._entries.clear()
+        self._generation += 1
+        # Reads in flight may have seen the connection before the change: later finders read again.
+        self._reading.clear()
 
 
 async def active_connections_of_type(engine: AsyncEngine, channel_type: str) -> list[InboundConnection]:
