@@ -296,3 +296,49 @@ def test_a_graceful_stop_publishes_what_was_committed_before_it_and_frees_the_le
     versions = asyncio.run(scenario())
     assert set(versions) == set(range(1, max(versions) + 1))
     assert replayed_in_order(versions)
+
+
+class CountingRelay(OutboxRelay):
+    """Counts the relay's reads of its outbox (each also marks what the broker acknowledged)."""
+
+    reads = 0
+
+    async def _on_lease(self, method: str, sql: str, *args: object) -> object:
+        if sql == self._mark_and_read_sql:
+            self.reads += 1
+        return await super()._on_lease(method, sql, *args)
+
+
+def test_a_commit_is_published_in_two_reads_of_the_outbox_the_second_marking_it(
+    database_url: str, kafka_bootstrap_servers: str
+) -> None:
+    """A batch short of full took every row committed before its read: the relay waits for
+    the broker (or the next commit) instead of reading again while the batch is in flight."""
+    tables = Tables(f"relay_lease_{uuid.uuid4().hex[:8]}")
+    merchant_id = uuid.uuid4()
+
+    async def scenario() -> tuple[int, list[int]]:
+        engine = make_engine(database_url, 3)
+        await tables.create(engine)
+        producer = make_producer(settings(database_url, kafka_bootstrap_servers))
+        await producer.start()
+        relay = CountingRelay(engine, tables.outbox, producer, bootstrap_servers=kafka_bootstrap_servers)  # type: ignore[arg-type]
+        task = asyncio.create_task(relay.run())
+        try:
+            await until(lambda: holds_lease(relay))
+            await until(lambda: all_published(engine, tables))  # the broker check's first round, if any
+            before = relay.reads
+            await write(engine, tables, [oversell(merchant_id, v) for v in range(1, 6)])
+            relay.wake()
+            await until(lambda: all_published(engine, tables))
+            reads = relay.reads - before
+        finally:
+            relay.request_stop()
+            await asyncio.wait_for(task, 60)
+            await producer.stop()
+            await engine.dispose()
+        return reads, await versions_on_topic(kafka_bootstrap_servers, merchant_id)
+
+    reads, versions = asyncio.run(scenario())
+    assert versions == [1, 2, 3, 4, 5]
+    assert reads == 2

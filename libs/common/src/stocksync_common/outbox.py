@@ -395,8 +395,11 @@ class OutboxRelay:
                 if rows:
                     self._vouch_for_lease()
                     in_flight.append(_Batch(rows, await self._enqueue(rows)))
-                elif in_flight:
-                    # Nothing more to read for now: wait for the oldest batch or a commit
+                    if len(rows) >= self.batch_size:
+                        continue  # a full batch: more may be waiting, read on at once
+                if in_flight:
+                    # Nothing more to read for now (a batch short of full took every row
+                    # committed before the read): wait for the oldest batch or a commit
                     # (at most `_lease_check_s`: the next read vouches for the lease).
                     woken = asyncio.ensure_future(self._wake.wait())
                     await asyncio.wait(
