@@ -322,7 +322,16 @@ def test_a_commit_is_published_in_two_reads_of_the_outbox_the_second_marking_it(
         await tables.create(engine)
         producer = make_producer(settings(database_url, kafka_bootstrap_servers))
         await producer.start()
-        relay = CountingRelay(engine, tables.outbox, producer, bootstrap_servers=kafka_bootstrap_servers)  # type: ignore[arg-type]
+        # No lease check or poll within the test (each is a read too): a loaded machine may
+        # take longer than the default half second to have the batch acknowledged.
+        relay = CountingRelay(
+            engine,
+            tables.outbox,
+            producer,  # type: ignore[arg-type]
+            bootstrap_servers=kafka_bootstrap_servers,
+            poll_interval_s=60,
+            lease_timeout_s=180,
+        )
         task = asyncio.create_task(relay.run())
         try:
             await until(lambda: holds_lease(relay))
