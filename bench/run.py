@@ -411,9 +411,9 @@ def main(argv: list[str] | None = None) -> Path:
         time.sleep(args.idle_seconds)
         info["idle"] = idle.stop()
         if args.floor:
+            # Started for each of its runs and stopped after: idle, its consumers would poll
+            # the broker through every Stocksync run (a few tenths of a core on 2 cores).
             floor = FloorTarget(stack, args.channels)
-            floor.start()
-            warm_up_floor(floor, args)
         index = 0
 
         def one(rate: float, hot: bool = False, with_floor: bool = True, with_stocksync: bool = True) -> bool:
@@ -427,7 +427,12 @@ def main(argv: list[str] | None = None) -> Path:
                 _print_run(result)
                 sustained = bool(result["sustained"])
             if with_floor and floor is not None and not hot:
-                floor_result = run_floor(floor, args, rate, index, infra)
+                floor.start()
+                try:
+                    warm_up_floor(floor, args)
+                    floor_result = run_floor(floor, args, rate, index, infra)
+                finally:
+                    floor.stop()
                 runs.append(floor_result)
                 _print_run(floor_result)
             return sustained
