@@ -8,37 +8,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
+def tiny_run(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """A bench run of 2 s at a few orders/s, no hot SKU, no report; `args` add to or override those."""
     from bench.run import main
 
-    path = main(
-        [
-            "--rates",
-            "5",
-            "--duration",
-            "2",
-            "--hot-rate",
-            "0",
-            "--no-find-max",
-            "--no-report",
-            "--skus",
-            "5",
-            "--quiet",
-            "--drain-timeout",
-            "120",
-            "--out",
-            str(tmp_path),
-            "--home",
-            str(tmp_path / "home"),
-        ]
-    )
-    result = json.loads(path.read_text())
+    defaults = ["--rates", "5", "--duration", "2", "--hot-rate", "0", "--no-find-max", "--no-report"]
+    where = ["--quiet", "--drain-timeout", "120", "--out", str(tmp_path), "--home", str(tmp_path / "home")]
+    path = main([*defaults, "--skus", "5", *where, *args])
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
+    result = tiny_run(tmp_path)
     stocksync = next(r for r in result["runs"] if r["kind"] == "stocksync")
     floor = next(r for r in result["runs"] if r["kind"] == "floor")
     print(json.dumps(result["runs"], indent=1)[:6000])  # shown by pytest when an assertion fails
@@ -58,33 +47,7 @@ def test_a_tiny_bench_run_accounts_for_every_unit(tmp_path: Path) -> None:
 
 
 def test_a_tiny_run_with_two_instances_of_every_service_accounts_for_every_unit_in_order(tmp_path: Path) -> None:
-    from bench.run import main
-
-    path = main(
-        [
-            "--instances",
-            "2",
-            "--rates",
-            "10",
-            "--duration",
-            "2",
-            "--hot-rate",
-            "0",
-            "--no-floor",
-            "--no-find-max",
-            "--no-report",
-            "--skus",
-            "3",
-            "--quiet",
-            "--drain-timeout",
-            "120",
-            "--out",
-            str(tmp_path),
-            "--home",
-            str(tmp_path / "home"),
-        ]
-    )
-    result = json.loads(path.read_text())
+    result = tiny_run(tmp_path, "--instances", "2", "--rates", "10", "--no-floor", "--skus", "3")
     (run,) = result["runs"]
     print(json.dumps(run, indent=1)[:6000])  # shown by pytest when an assertion fails
     assert result["settings"]["instances"] == 2
