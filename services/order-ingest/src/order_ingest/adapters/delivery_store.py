@@ -95,10 +95,11 @@ async def find_connection(engine: AsyncEngine, connection_id: uuid.UUID) -> Inbo
 class ConnectionDirectory:
     """Connections by id, read from the projection and kept for a couple of seconds.
 
-    Every webhook needs its connection and connections rarely change, so one SELECT per
-    webhook was a measurable share of order-ingest's CPU. This process drops its copies
-    when it applies a ConnectionChanged; another instance's copies expire within
-    `ttl_s`, so a retired secret or a removed connection stops working at most that late.
+    Every webhook needs its connection and connections rarely change: a copy serves every
+    webhook for `ttl_s` (bench/findings.md has what a read per webhook cost). This process
+    drops its copies when it applies a ConnectionChanged; another instance's copies expire
+    within `ttl_s`, so a retired secret or a removed connection stops working at most that
+    late.
     """
 
     def __init__(self, engine: AsyncEngine, ttl_s: float = 2.0) -> None:
@@ -106,8 +107,7 @@ class ConnectionDirectory:
         self.ttl_s = ttl_s
         self._entries: dict[uuid.UUID, tuple[float, InboundConnection | None]] = {}
         # One read per connection at a time: the webhooks that find a copy expired while
-        # it is being read again wait for that read instead of each sending its own (at
-        # 500 webhooks/s, every expiry sent a few hundred identical SELECTs).
+        # it is being read again wait for that read instead of each sending its own.
         self._reading: dict[uuid.UUID, asyncio.Future[InboundConnection | None]] = {}
         # Bumped by `invalidate`: a read that began before it must not store what it read.
         self._generation = 0
