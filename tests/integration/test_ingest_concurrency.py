@@ -29,8 +29,10 @@ from order_ingest.service_layer.deliveries import (
     Delivery,
     DeliveryGroups,
     Overloaded,
+    ReplayRefused,
     accept_delivery,
     apply_connection_changes,
+    replay_stored_delivery,
 )
 from order_ingest.service_layer.polling import due_connections, poll_connection
 from tests.e2e.test_ingest_channels import serve
@@ -309,3 +311,28 @@ async def test_a_finder_that_goes_away_does_not_cancel_the_read_the_others_wait_
     leaving.cancel()
     found = await staying
     assert found is not None and found.connection_id == connection.connection_id and len(reads) == 1
+
+
+async def test_a_stored_delivery_that_cannot_be_replayed_says_why_and_changes_nothing(engine: AsyncEngine) -> None:
+    connection = a_connection()
+    order = f"ORD-{uuid.uuid4().hex[:8]}"
+    notification = Notification(f"evt-{order}", "order.created", (LineReport(order, "1", "A", 2),))
+    # Stored with a body the generic parser refuses (it was accepted from its parsed form).
+    stored = (await accept_delivery(engine, connection, notification, b"{}", {}, datetime.now(UTC))).delivery_id
+    assert stored is not None
+    with pytest.raises(ReplayRefused) as unknown:
+        await replay_stored_delivery(engine, connection.merchant_id, uuid.uuid4())
+    assert unknown.value.reason == "unknown_delivery"
+    with pytest.raises(ReplayRefused) as others:
+        await replay_stored_delivery(engine, uuid.uuid4(), stored)  # another merchant's
+    assert others.value.reason == "unknown_delivery"
+    with pytest.raises(ReplayRefused) as inactive:
+        await replay_stored_delivery(engine, connection.merchant_id, stored)  # never announced
+    assert inactive.value.reason == "inactive_connection"
+    await _announce(engine, connection, ConnectionDirectory(engine))
+    with pytest.raises(ReplayRefused) as malformed:
+        await replay_stored_delivery(engine, connection.merchant_id, stored)
+    assert malformed.value.reason == "malformed"
+    async with engine.connect() as conn:
+        produced = await conn.scalar(sa.select(deliveries.c.events_produced).where(deliveries.c.delivery_id == stored))
+    assert produced == 1  # the placement, once: no refusal wrote anything

@@ -92,6 +92,37 @@ async def find_connection(engine: AsyncEngine, connection_id: uuid.UUID) -> Inbo
     return None if row is None else _connection(row)
 
 
+def _stored_deliveries() -> sa.Select[Any]:
+    return sa.select(deliveries, connections.c.channel_type).select_from(
+        deliveries.outerjoin(connections, connections.c.connection_id == deliveries.c.connection_id)
+    )
+
+
+async def stored_deliveries(
+    engine: AsyncEngine,
+    merchant_id: uuid.UUID,
+    *,
+    connection_id: uuid.UUID | None = None,
+    before: datetime | None = None,
+    limit: int = 50,
+) -> list[Any]:
+    """The merchant's stored deliveries, newest first, each with its connection's channel type."""
+    query = _stored_deliveries().where(deliveries.c.merchant_id == merchant_id)
+    if connection_id is not None:
+        query = query.where(deliveries.c.connection_id == connection_id)
+    if before is not None:
+        query = query.where(deliveries.c.received_at < before)
+    async with engine.connect() as conn:
+        return list((await conn.execute(query.order_by(deliveries.c.received_at.desc()).limit(limit))).all())
+
+
+async def stored_delivery(engine: AsyncEngine, merchant_id: uuid.UUID, delivery_id: uuid.UUID) -> Any | None:
+    """One of the merchant's stored deliveries (None: none such, or another merchant's)."""
+    query = _stored_deliveries().where(deliveries.c.delivery_id == delivery_id, deliveries.c.merchant_id == merchant_id)
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).one_or_none()
+
+
 class ConnectionDirectory:
     """Connections by id, read from the projection and kept for a couple of seconds.
 

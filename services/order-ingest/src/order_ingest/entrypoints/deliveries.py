@@ -11,19 +11,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from stocksync_common.auth import MerchantId
 from stocksync_common.bounds import Timestamp
-from stocksync_common.runtime import Runtime, RuntimeDep
+from stocksync_common.runtime import RuntimeDep
 
-from order_ingest.adapters.channels import MalformedDelivery
-from order_ingest.adapters.channels.registry import PARSERS
-from order_ingest.adapters.delivery_store import find_connection
-from order_ingest.adapters.tables import connections, deliveries
-from order_ingest.service_layer.deliveries import replay_delivery
+from order_ingest.adapters.delivery_store import stored_deliveries, stored_delivery
+from order_ingest.service_layer.deliveries import ReplayRefused, replay_stored_delivery
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
 
@@ -72,12 +68,6 @@ def _out(row: Any) -> DeliveryOut:
     )
 
 
-def _query() -> sa.Select[Any]:
-    return sa.select(deliveries, connections.c.channel_type).select_from(
-        deliveries.outerjoin(connections, connections.c.connection_id == deliveries.c.connection_id)
-    )
-
-
 @router.get("/deliveries", response_model=list[DeliveryOut])
 async def list_deliveries(
     runtime: RuntimeDep,
@@ -87,45 +77,33 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     """Deliveries of this merchant, newest first, kept for the configured retention."""
-    query = _query().where(deliveries.c.merchant_id == merchant_id)
-    if connection_id is not None:
-        query = query.where(deliveries.c.connection_id == connection_id)
-    if before is not None:
-        query = query.where(deliveries.c.received_at < before)
-    async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(query.order_by(deliveries.c.received_at.desc()).limit(limit))).all()
+    rows = await stored_deliveries(runtime.engine, merchant_id, connection_id=connection_id, before=before, limit=limit)
     return [_out(row) for row in rows]
-
-
-async def _delivery(runtime: Runtime, merchant_id: uuid.UUID, delivery_id: uuid.UUID) -> Any:
-    async with runtime.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                _query().where(deliveries.c.delivery_id == delivery_id, deliveries.c.merchant_id == merchant_id)
-            )
-        ).one_or_none()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such delivery")
-    return row
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryOut)
 async def get_delivery(delivery_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> DeliveryOut:
-    return _out(await _delivery(runtime, merchant_id, delivery_id))
+    row = await stored_delivery(runtime.engine, merchant_id, delivery_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such delivery")
+    return _out(row)
+
+
+# The answer to each refusal.
+REPLAY_REFUSED = {
+    "unknown_delivery": status.HTTP_404_NOT_FOUND,
+    "inactive_connection": status.HTTP_404_NOT_FOUND,
+    "malformed": status.HTTP_422_UNPROCESSABLE_ENTITY,
+}
 
 
 @router.post("/deliveries/{delivery_id}/replay", response_model=ReplayOut)
 async def replay(delivery_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> ReplayOut:
     """Process a stored delivery again; only movements never emitted come out."""
-    row = await _delivery(runtime, merchant_id, delivery_id)
-    connection = await find_connection(runtime.engine, row.connection_id)
-    if connection is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "the delivery's connection is no longer active")
     try:
-        notification = PARSERS[connection.channel_type](dict(row.headers), bytes(row.raw_body))
-    except MalformedDelivery as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.detail) from None
-    ids, movements = await replay_delivery(runtime.engine, connection, delivery_id, notification)
+        ids, movements = await replay_stored_delivery(runtime.engine, merchant_id, delivery_id)
+    except ReplayRefused as refused:
+        raise HTTPException(REPLAY_REFUSED[refused.reason], refused.detail) from None
     if ids:
         runtime.wake_relay()
     produced = [

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,6 +42,8 @@ from stocksync_common.raw_connection import Connection, raw_transaction
 from stocksync_common.tracing import current_span
 
 from order_ingest.adapters import delivery_store
+from order_ingest.adapters.channels import MalformedDelivery
+from order_ingest.adapters.channels.registry import PARSERS
 from order_ingest.adapters.delivery_store import ConnectionDirectory, LineKey, LineToLock, NewDelivery
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import EmittedLine, LineMovement, LineReport, Notification, advance_line
@@ -150,6 +152,34 @@ async def accept_deliveries(engine: AsyncEngine, group: Sequence[Delivery]) -> l
         await _advance_lines(conn, applied, accepted.lines, None)
     results = {a.delivery_id: Accepted(False, a.delivery_id, a.outbox_ids, a.movements) for a in applied}
     return [results.get(delivery_ids[i], DUPLICATE) for i in range(len(group))]
+
+
+class ReplayRefused(Exception):
+    """A stored delivery that cannot be replayed: `reason` says why."""
+
+    def __init__(self, reason: Literal["unknown_delivery", "inactive_connection", "malformed"], detail: object) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+async def replay_stored_delivery(
+    engine: AsyncEngine, merchant_id: uuid.UUID, delivery_id: uuid.UUID
+) -> tuple[list[int], list[LineMovement]]:
+    """Parse one of the merchant's stored deliveries again and run it through the line
+    state (`replay_delivery`): the outbox ids and the movements it produced, none of
+    them emitted before. The caller wakes the relay when there are any."""
+    row = await delivery_store.stored_delivery(engine, merchant_id, delivery_id)
+    if row is None:
+        raise ReplayRefused("unknown_delivery", "no such delivery")
+    connection = await delivery_store.find_connection(engine, row.connection_id)
+    if connection is None:
+        raise ReplayRefused("inactive_connection", "the delivery's connection is no longer active")
+    try:
+        notification = PARSERS[connection.channel_type](dict(row.headers), bytes(row.raw_body))
+    except MalformedDelivery as exc:
+        raise ReplayRefused("malformed", exc.detail) from None
+    return await replay_delivery(engine, connection, delivery_id, notification)
 
 
 async def replay_delivery(
