@@ -8,6 +8,7 @@ and a rule changed by another instance is seen by the next batch despite the cac
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -243,6 +244,58 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
         newest = (await emitted_events(engine, merchant_id))[before:]
         # (Y at "a" was already shown 0, by the buffer rule: nothing to send.)
         assert shown(newest) == {(shopify, "X", "a", 0, 0), (both, "X", "default", 5, 5)}
+        async with engine.begin() as conn:
+            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_skus_first_stock_during_a_rule_change_is_published_with_the_rule(database_url: str) -> None:
+    """A re-evaluation locks only the stock rows that exist. A SKU's first stock change,
+    applied while a rule change is being re-evaluated, must not read the rules before
+    that change commits: it waits for it (the merchant's evaluation lock), then decides
+    with the new rule. Without the lock it would publish the SKU as if the rule did not
+    exist, and the re-evaluation, which could not see the new row, would not correct it."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    merchant_id, channel = uuid.uuid4(), uuid.uuid4()
+    context = ConsumerContext(unit_of_work_factory(engine))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(connections).values(
+                    connection_id=channel,
+                    merchant_id=merchant_id,
+                    channel_type="shopify",
+                    name="c",
+                    active=True,
+                    updated_at=utcnow(),
+                )
+            )
+        async with engine.connect() as rule_change:
+            await rule_change.begin()
+            await rule_change.execute(
+                sa.insert(rules_table).values(
+                    rule_id=uuid.uuid4(),
+                    merchant_id=merchant_id,
+                    name="buffer",
+                    position=1,
+                    enabled=True,
+                    connection_ids=[],
+                    skus=[],
+                    weekly_windows=[],
+                    condition={"op": "<=", "value": 3},
+                    action={"type": "set", "value": 0},
+                )
+            )
+            # The rule change's re-evaluation: no stock row of the merchant exists yet.
+            assert await reevaluate(rule_change, merchant_id, causation_id="rule") == []
+            batch = asyncio.create_task(apply_stock_changes([stock_changed(merchant_id, "NEW", 1, 2)], context))
+            await asyncio.sleep(1.0)  # long enough for the batch to have read the rules, were it not waiting
+            assert not batch.done()
+            await rule_change.commit()
+        assert await asyncio.wait_for(batch, 30) == 1
+        (event,) = await emitted_events(engine, merchant_id)
+        assert (event.sku, event.available, event.quantity) == ("NEW", 2, 0)  # the buffer rule applied
         async with engine.begin() as conn:
             assert await reevaluate(conn, merchant_id, causation_id="check") == []
     finally:

@@ -14,11 +14,20 @@ Lock order, the one for the whole service:
 1. rule rows, in rule id order (a rule change, the scheduler: service_layer/rule_changes.py,
    service_layer/schedule.py); a stock batch takes none, it reads the rules' fingerprint
    after its stock locks (`LOCK_AND_READ_SQL`);
-2. stock rows, in (merchant_id, sku, location) order (`lock_order`: the "C" collation,
+2. the merchant's evaluation lock (`lock_evaluation`, a transaction-scoped advisory lock):
+   exclusive for a re-evaluation, shared for a stock batch, taken by the batch's first
+   statement for each of its merchants in uuid order. A re-evaluation locks only the
+   stock rows that exist: without this lock, a stock batch creating a SKU's first row
+   while a rule or a connection is being added could read the rules and connections
+   before that change commits while the re-evaluation cannot see the new row, and the
+   SKU would be published without the change. With it, whichever comes second sees
+   what the first committed: a re-evaluation reads after the batches before it have
+   committed, and a batch's second statement (a new snapshot) after the re-evaluation;
+3. stock rows, in (merchant_id, sku, location) order (`lock_order`: the "C" collation,
    the order Python sorts strings in), all of a use case's in one statement:
    `claim_and_project_stock` then `lock_and_read` (a stock batch), `lock_stock` (a
    re-evaluation);
-3. then, only for SKUs whose stock rows it holds: sales_rates, channel_quantities (a
+4. then, only for SKUs whose stock rows it holds: sales_rates, channel_quantities (a
    per-location channel's dropped locations in (sku, location) order,
    `lock_dropped_locations`) and the outbox.
 
@@ -158,11 +167,29 @@ def _text_array(values: Iterable[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-# Claims the batch's event ids and upserts the newest change per stock row (arrays in
+# A merchant's evaluation lock (lock order, 2): an advisory lock on (this class, the
+# merchant id's hash).
+EVALUATION_LOCK_CLASS = 0x52554C45  # "RULE"
+
+LOCK_EVALUATION_SQL = "SELECT pg_advisory_xact_lock($1::int, hashtext($2::uuid::text))"
+
+
+async def lock_evaluation(conn: Connection, merchant_id: uuid.UUID) -> None:
+    """Take the merchant's evaluation lock, exclusive, until the transaction ends: every
+    stock batch of the merchant committed before, none runs its reads until then."""
+    await conn.execute(LOCK_EVALUATION_SQL, EVALUATION_LOCK_CLASS, merchant_id)
+
+
+# Takes the evaluation lock of each of the batch's merchants, shared, in uuid order;
+# claims the batch's event ids and upserts the newest change per stock row (arrays in
 # lock order); a version not newer than the one applied is dropped. Returns the rows
 # that moved, with the available each held before (none for a row seen the first time).
 CLAIM_AND_PROJECT_SQL = f"""
-WITH claimed AS (
+WITH evaluating AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock_shared({EVALUATION_LOCK_CLASS}, hashtext(m.merchant_id::text))
+    FROM (SELECT DISTINCT merchant_id FROM unnest($4::uuid[]) AS u(merchant_id) ORDER BY merchant_id) m
+),
+claimed AS (
     {inbox_claim_sql(inbox, 1, 2)}
 ),
 before AS (
@@ -187,6 +214,8 @@ upserted AS (
 SELECT u.merchant_id, u.sku, u.location, b.available AS before_available
 FROM upserted u
 LEFT JOIN before b ON b.merchant_id = u.merchant_id AND b.sku = u.sku AND b.location = u.location
+-- Evaluated once, before any row: the locks come first.
+WHERE (SELECT count(*) FROM evaluating) >= 0
 """
 
 

@@ -586,6 +586,9 @@ async def reevaluate(
     """Recompute the channel quantities in `scope` as of `at` (now); emit those that
     changed, caused by the trigger `causation_id` names."""
     at = at or utcnow()
+    # Before any read: the stock batches of the merchant committed before it are seen, and
+    # none reads the rules or connections until this commits (adapters/quantity_store.py).
+    await quantity_store.lock_evaluation(await driver_connection(conn), merchant_id)
     funnel = Funnel(await load_rules(conn, merchant_id), at)
     found = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=True, at=at)
     emitted = [
