@@ -1,6 +1,6 @@
 """`make bench`: Stocksync and the bare floor under the same open-loop load, several rates.
 
-    python -m bench.run [--rates 50,100,200,500,1000] [--duration 15] [--hot-rate 200]
+    python -m bench.run [--rates 50,100,200,500,1000] [--duration 15] [--hot-rate 500]
                         [--find-max] [--skus 200] [--channels 2] [--no-floor] [--no-report]
 
 Starts the stack on the embedded default (or on DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS),
@@ -61,7 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rates", default="50,100,200,500,1000", help="orders/s, comma-separated")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per rate")
-    parser.add_argument("--hot-rate", type=float, default=200.0, help="rate of the hot-SKU run (0: none)")
+    parser.add_argument(
+        "--hot-rate",
+        type=float,
+        default=500.0,
+        help="rate of the hot-SKU run, at most the highest sustained rate (0: none)",
+    )
     parser.add_argument("--hot-fraction", type=float, default=0.8, help="share of orders on the hot SKU")
     parser.add_argument(
         "--find-max",
