@@ -136,3 +136,45 @@ async def test_a_joined_unit_of_work_writes_in_its_owners_transaction(engine: As
         uow.add([stock_changed(merchant_id, f"{prefix}:2")])
         await uow.commit()
     assert await outbox_causations(engine, prefix) == [f"{prefix}:2"]
+
+
+async def test_begin_commits_sqlalchemy_statements_with_the_events_and_wakes_the_relay_after(
+    engine: AsyncEngine,
+) -> None:
+    woken: list[bool] = []
+    merchant_id, prefix = uuid.uuid4(), f"uow-begin-{uuid.uuid4()}"
+
+    def wake() -> None:
+        # Woken only once the transaction committed: the events are visible by then.
+        woken.append(True)
+
+    uow_factory = UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox, wake_relay=wake)
+    event_id = uuid.uuid4()
+    async with uow_factory.begin() as uow:
+        await uow.sqlalchemy.execute(sa.insert(inbox).values(event_id=event_id, topic=ORDERS.name))
+        uow.add([stock_changed(merchant_id, f"{prefix}:1")])
+        assert woken == []
+    assert woken == [True]
+    assert await outbox_causations(engine, prefix) == [f"{prefix}:1"]
+    assert await claimed(engine, [event_id]) == {event_id}
+
+    async with uow_factory.begin() as uow:
+        await uow.sqlalchemy.execute(sa.select(1))
+    assert woken == [True]  # no event: nothing to wake the relay for
+
+
+async def test_begin_left_by_an_exception_writes_nothing_and_wakes_nothing(engine: AsyncEngine) -> None:
+    woken: list[bool] = []
+    merchant_id, prefix = uuid.uuid4(), f"uow-begin-failed-{uuid.uuid4()}"
+    uow_factory = UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox, wake_relay=lambda: woken.append(True))
+    event_id = uuid.uuid4()
+
+    with pytest.raises(RuntimeError):
+        async with uow_factory.begin() as uow:
+            await uow.sqlalchemy.execute(sa.insert(inbox).values(event_id=event_id, topic=ORDERS.name))
+            uow.add([stock_changed(merchant_id, f"{prefix}:1")])
+            await uow.flush()  # written in the transaction, then rolled back with it
+            raise RuntimeError("the use case failed")
+    assert woken == []
+    assert await outbox_causations(engine, prefix) == []
+    assert await claimed(engine, [event_id]) == set()

@@ -9,12 +9,15 @@ HTTPRoute route it like every other path; `stocksync backlog` gathers the four.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from stocksync_common.auth import require_admin
 from stocksync_common.errors import error_responses
 from stocksync_common.kafka import CONSUMER_LAG
+from stocksync_common.outbox import OutboxRelay
 
 
 class PartitionLagOut(BaseModel):
@@ -48,7 +51,8 @@ def consumer_lag() -> list[PartitionLagOut]:
     return sorted(found, key=lambda p: (p.group, p.topic, p.partition))
 
 
-def backlog_router(service: str) -> APIRouter:
+def backlog_router(service: str, relay: Callable[[], OutboxRelay | None]) -> APIRouter:
+    """`relay`: the service's relay once it has started (None: the service has no outbox)."""
     router = APIRouter(tags=["operations"])
 
     @router.get(
@@ -57,15 +61,15 @@ def backlog_router(service: str) -> APIRouter:
         dependencies=[Depends(require_admin)],
         responses=error_responses(401, e401="Admin token required"),
     )
-    async def backlog(request: Request) -> BacklogOut:
+    async def backlog() -> BacklogOut:
         """This instance's consumer lag per partition and its outbox backlog (admin token)."""
-        relay = request.app.state.runtime.relay
+        outbox_relay = relay()
         partitions = consumer_lag()
         return BacklogOut(
             service=service,
             consumer_lag=sum(p.lag for p in partitions),
             partitions=partitions,
-            outbox_backlog=await relay.measure_backlog() if relay is not None else None,
+            outbox_backlog=await outbox_relay.measure_backlog() if outbox_relay is not None else None,
         )
 
     return router

@@ -34,6 +34,7 @@ from stocksync_common.secrets import configure_secrets
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import Topic
 from stocksync_common.tracing import configure_tracing, instrument_app, shutdown_tracing
+from stocksync_common.uow import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ class Runtime:
         self,
         service: str,
         settings: ServiceSettings,
-        outbox: sa.Table | None,
+        *,
+        inbox: sa.Table | None = None,
+        outbox: sa.Table | None = None,
         dead_letters: sa.Table | None = None,
     ) -> None:
         self.service = service
@@ -60,6 +63,8 @@ class Runtime:
         configure_tracing(service)
         self.engine = make_engine(settings.database_url, settings.database_pool_size)
         self.outbox = outbox
+        # The service's units of work: their commits wake this process's relay.
+        self.units = UnitOfWorkFactory(self.engine, inbox=inbox, outbox=outbox, wake_relay=self.wake_relay)
         # Where this service's consumers put the events they cannot apply (needs the outbox).
         self.dead_letters = (
             DeadLetterStore(self.engine, dead_letters, outbox, self.wake_relay)
@@ -238,7 +243,7 @@ def create_service_app(
     instrument(app, runtime.service)
     instrument_app(app)
     install_error_handlers(app)
-    app.include_router(backlog_router(runtime.service))
+    app.include_router(backlog_router(runtime.service, lambda: runtime.relay))
     document_errors(app)
 
     @app.get("/healthz", tags=["operations"])

@@ -8,7 +8,14 @@ A use case reads
         uow.add(events)                                   # outbox, in this transaction
         await uow.commit()
 
-and nothing else: the events added are written to the outbox inside the transaction
+and nothing else. A use case whose statements are SQLAlchemy's (the APIs' less frequent
+writes, background workers) reads
+
+    async with uow_factory.begin() as uow:
+        ...statements on uow.sqlalchemy (a SQLAlchemy AsyncConnection)...
+        uow.add(events)
+
+and commits by leaving the block. Either way the events added are written to the outbox inside the transaction
 (one statement at commit, in the order added, or as part of a store's own statement
 through `take_events`), and after the commit the relay is woken so that they are
 published without waiting for its poll. A block left without `commit()` rolls back,
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -70,11 +77,24 @@ class UnitOfWork:
         self._transaction: Any = None
         self._committed = False
         self._joined = False
+        self._sqlalchemy: AsyncConnection | None = None
 
     @property
     def connection(self) -> Connection:
         assert self._connection is not None, "the unit of work is used outside its `async with` block"
         return self._connection
+
+    @property
+    def sqlalchemy(self) -> AsyncConnection:
+        """The SQLAlchemy connection of a unit of work joined to its transaction (`joining`,
+        `UnitOfWorkFactory.begin`), for statements written with SQLAlchemy."""
+        assert self._sqlalchemy is not None, "this unit of work has no SQLAlchemy connection: use `connection`"
+        return self._sqlalchemy
+
+    @property
+    def wrote_events(self) -> bool:
+        """Whether events were written to the outbox in this unit of work."""
+        return self._wrote_events
 
     @classmethod
     async def joining(
@@ -84,6 +104,7 @@ class UnitOfWork:
         owns and commits (a use case whose other statements are SQLAlchemy's). `commit()`
         only writes the pending events; waking the relay is the owner's."""
         uow = cls(conn.engine, inbox=inbox, outbox=outbox)
+        uow._sqlalchemy = conn
         uow._connection = await driver_connection(conn)
         uow._joined = True
         return uow
@@ -178,3 +199,16 @@ class UnitOfWorkFactory:
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.engine, inbox=self.inbox, outbox=self.outbox, on_commit=self.wake_relay)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work in a SQLAlchemy transaction that it owns: `uow.sqlalchemy` runs
+        the use case's statements, `uow.add(events)` queues its events. Leaving the block
+        writes the events, commits, and wakes the relay if any event was written; an
+        exception rolls all of it back and wakes nothing."""
+        async with self.engine.begin() as conn:
+            uow = await UnitOfWork.joining(conn, inbox=self.inbox, outbox=self.outbox)
+            yield uow
+            await uow.flush()
+        if uow.wrote_events and self.wake_relay is not None:
+            self.wake_relay()

@@ -10,7 +10,7 @@ from stocksync_common.runtime import BackgroundWorker, Runtime, create_service_a
 from stocksync_common.topics import CHANNEL_QUANTITY
 
 from channel_publisher.adapters.push_store import PushStore
-from channel_publisher.adapters.tables import dead_letters, outbox
+from channel_publisher.adapters.tables import dead_letters, inbox, outbox
 from channel_publisher.config import PublisherSettings
 from channel_publisher.entrypoints.api import router
 from channel_publisher.service_layer.connection_adapters import ConnectionAdapters
@@ -26,7 +26,7 @@ HANDLERS: HandlerTable[PushIntake] = {ChannelQuantityChanged: queue_channel_quan
 
 def create_app(settings: PublisherSettings | None = None) -> FastAPI:
     settings = settings or PublisherSettings()
-    runtime = Runtime("channel-publisher", settings, outbox, dead_letters)
+    runtime = Runtime("channel-publisher", settings, inbox=inbox, outbox=outbox, dead_letters=dead_letters)
     store = PushStore(runtime.engine)
     adapters = ConnectionAdapters(runtime.engine, settings)
     drainer = Drainer(store, adapters, settings)

@@ -15,7 +15,7 @@ from stocksync_common.topics import CONNECTIONS
 from order_ingest.adapters.channels.ebay import EbayPublicKeys
 from order_ingest.adapters.channels.registry import webhook_channels
 from order_ingest.adapters.delivery_store import ConnectionDirectory
-from order_ingest.adapters.tables import dead_letters, outbox
+from order_ingest.adapters.tables import dead_letters, inbox, outbox
 from order_ingest.config import IngestSettings
 from order_ingest.entrypoints import deliveries, webhooks
 from order_ingest.entrypoints.workers import mirakl_poller, retention_sweep
@@ -29,7 +29,7 @@ HANDLERS: HandlerTable[ConnectionDirectory] = {ConnectionChanged: apply_connecti
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
-    runtime = Runtime("order-ingest", settings, outbox, dead_letters)
+    runtime = Runtime("order-ingest", settings, inbox=inbox, outbox=outbox, dead_letters=dead_letters)
     # One client for the calls order-ingest makes to channels (OR11, eBay public keys).
     http = channel_http_client(settings.private_channel_hosts_allowed, httpx.Timeout(20.0, connect=5.0))
 

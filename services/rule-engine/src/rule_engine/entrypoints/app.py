@@ -14,7 +14,7 @@ from stocksync_common.message_bus import HandlerTable, batch_handler
 from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import CATALOGUE, CONNECTION_DELAYS, CONNECTIONS, STOCK_CHANGED
 
-from rule_engine.adapters.tables import dead_letters, outbox
+from rule_engine.adapters.tables import dead_letters, inbox, outbox
 from rule_engine.adapters.unit_of_work import unit_of_work_factory
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.api import router
@@ -41,7 +41,7 @@ HANDLERS: HandlerTable[ConsumerContext] = {
 
 def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
     settings = settings or RuleEngineSettings()
-    runtime = Runtime("rule-engine", settings, outbox, dead_letters)
+    runtime = Runtime("rule-engine", settings, inbox=inbox, outbox=outbox, dead_letters=dead_letters)
     # Its rules cache is checked against the database on every batch (see stock_changes):
     # safe with several instances.
     context = ConsumerContext(

@@ -16,7 +16,7 @@ from stocksync_common.topics import CONNECTIONS, DEAD_LETTER_TOPICS, ORDERS
 from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters.api_key_store import ApiKeyStore
-from stock_ledger.adapters.tables import dead_letters, outbox
+from stock_ledger.adapters.tables import dead_letters, inbox, outbox
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints import api_keys, bundles, imports, locations
@@ -51,7 +51,7 @@ async def _apply_order_lines_then_exit(events: Sequence[OrderLineMoved], uow: Un
 
 def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     settings = settings or LedgerSettings()
-    runtime = Runtime("stock-ledger", settings, outbox, dead_letters)
+    runtime = Runtime("stock-ledger", settings, inbox=inbox, outbox=outbox, dead_letters=dead_letters)
 
     units = unit_of_work_factory(runtime.engine, runtime.wake_relay)
     order_handlers = ORDER_HANDLERS
