@@ -37,7 +37,8 @@ from typing import Any
 
 import httpx
 
-from stocksync_embedded.stack import ManagedProcess, Ports, Stack
+from bench.targets import SandboxChannel
+from stocksync_embedded.stack import Ports, Stack
 from stocksync_sandboxes.shopify_webhooks import OrderLine, build_order, order_body, webhook_headers
 
 SKUS = tuple(f"FAULT-{i}" for i in range(6))
@@ -48,33 +49,11 @@ SHOP_DOMAIN = "faults.myshopify.com"
 API_VERSION = "2026-10"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Channel:
-    name: str
-    url: str
-    access_token: str
-    webhook_secret: str
-    connection_id: str = ""
-
-    def item(self, sku: str) -> str:
-        return f"gid://shopify/InventoryItem/{int(self.name[1:]) * 1000 + SKUS.index(sku)}"
-
-    def last_quantities(self) -> dict[str, int]:
-        answer = httpx.get(f"{self.url}/_sandbox/changes", timeout=10)
-        answer.raise_for_status()
-        last: dict[str, int] = {}
-        for change in answer.json()["changes"]:
-            last[change["inventory_item_id"]] = change["quantity"]
-        return {sku: last[self.item(sku)] for sku in SKUS if self.item(sku) in last}
+def last_quantities(channel: SandboxChannel) -> dict[str, int]:
+    """The quantity `channel` received last, per SKU it received one for."""
+    last = {change["inventory_item_id"]: change["quantity"] for change in channel.changes()[0]}
+    items = {sku: channel.item_gid(index) for index, sku in enumerate(SKUS)}
+    return {sku: last[item] for sku, item in items.items() if item in last}
 
 
 @dataclass
@@ -203,7 +182,7 @@ class FaultStack:
         )
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.units: dict[str, int] = dict.fromkeys(SKUS, 0)  # accepted units per SKU, all runs
-        self.channels: list[Channel] = []
+        self.channels: list[SandboxChannel] = []
         self.api: httpx.Client | None = None
         self.auth: dict[str, str] = {}
         self.figures: list[Figures] = []
@@ -259,31 +238,13 @@ class FaultStack:
         assert self.api is not None
         return self.api.post(path, json=body, headers=self.auth)
 
-    def _sandbox(self, name: str) -> Channel:
-        port = free_port()
-        token, secret = secrets.token_hex(12), secrets.token_hex(12)
-        process = ManagedProcess(
-            f"sandbox-{name}",
-            [
-                sys.executable,
-                "-m",
-                "stocksync_sandboxes",
-                "shopify",
-                "--port",
-                str(port),
-                "--access-token",
-                token,
-                "--webhook-secret",
-                secret,
-            ],
-            dict(os.environ),
-            self.stack.home / "logs" / f"sandbox-{name}.log",
-            f"http://127.0.0.1:{port}/_sandbox/health",
-        )
-        self.stack.add_process(process)
-        return Channel(name, f"http://127.0.0.1:{port}", token, secret)
+    def _sandbox(self, name: str) -> SandboxChannel:
+        """Channel `C<n>`'s store, supervised with the stack; its SKUs are items n * 1000 + i."""
+        channel = SandboxChannel.new(self.stack, name, int(name[1:]) * 1000)
+        self.stack.add_process(channel.process)
+        return channel
 
-    def _connect(self, channel: Channel) -> str:
+    def _connect(self, channel: SandboxChannel) -> str:
         answer = self._post(
             "/v1/connections",
             {
@@ -293,8 +254,8 @@ class FaultStack:
                 "credentials": {"access_token": channel.access_token},
                 "webhook_secret": channel.webhook_secret,
                 "listings": [
-                    {"sku": sku, "inventory_item_id": channel.item(sku), "location_id": "gid://shopify/Location/1"}
-                    for sku in SKUS
+                    {"sku": sku, "inventory_item_id": channel.item_gid(i), "location_id": "gid://shopify/Location/1"}
+                    for i, sku in enumerate(SKUS)
                 ],
             },
         )
@@ -318,7 +279,7 @@ class FaultStack:
             if reserved != self.units:
                 return False
             available = {sku: ON_HAND - reserved[sku] for sku in SKUS}
-            c1, c2 = (channel.last_quantities() for channel in self.channels)
+            c1, c2 = (last_quantities(channel) for channel in self.channels)
         except httpx.HTTPError:
             return False
         return c1 == available and c2 == {sku: max(0, q - BUFFER) for sku, q in available.items()}
@@ -472,25 +433,18 @@ def channel_errors(failures: int, wait_s: float = 120.0) -> Callable[[FaultStack
 
     def fault(faults: FaultStack) -> None:
         c1, c2 = faults.channels[0], faults.channels[1]
-        used_before = _sandbox_get(c2, "/_sandbox/requests")["injected_failures"]
-        c1_seq = _sandbox_get(c1, "/_sandbox/changes")["last_seq"]
+        used_before = c2.requests()["injected_failures"]
+        c1_seq = c1.changes()[1]
         for mode in ("http_500", "http_429", "hang"):
             answer = httpx.post(f"{c2.url}/_sandbox/fail-next", json={"mode": mode, "count": failures}, timeout=10)
             answer.raise_for_status()
         deadline = time.monotonic() + wait_s
-        while _sandbox_get(c2, "/_sandbox/requests")["injected_failures"] < used_before + 3 * failures:
+        while c2.requests()["injected_failures"] < used_before + 3 * failures:
             if time.monotonic() > deadline:
                 faults.log(f"C2 had injected failures left after {wait_s:g} s")
                 break
             time.sleep(0.2)
-        c1_changes = _sandbox_get(c1, f"/_sandbox/changes?since_seq={c1_seq}")["changes"]
+        c1_changes = c1.changes(c1_seq)[0]
         faults.observations["other_channel_changes_during_fault"] = len(c1_changes)
 
     return fault
-
-
-def _sandbox_get(channel: Channel, path: str) -> dict[str, Any]:
-    answer = httpx.get(f"{channel.url}{path}", timeout=10)
-    answer.raise_for_status()
-    result: dict[str, Any] = answer.json()
-    return result

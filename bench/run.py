@@ -284,7 +284,7 @@ def sync_window_metric(target: StocksyncTarget) -> tuple[float, float]:
     import httpx
 
     total, count = 0.0, 0.0
-    for url in target.service_urls("channel-publisher"):
+    for url in target.stack.service_urls("channel-publisher"):
         for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
             if line.startswith("stocksync_sync_window_seconds_sum"):
                 total += float(line.rsplit(" ", 1)[1])

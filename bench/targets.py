@@ -22,22 +22,13 @@ from typing import Any
 import httpx
 
 from bench.loadgen import OrderResult
-from stocksync_embedded.stack import SERVICES, ManagedProcess, Stack
+from stocksync_embedded.stack import SERVICES, ManagedProcess, Stack, free_port
 
 from rule_engine.domain.rules import Action, Condition, Rule, channel_quantity
 
 REPO = Path(__file__).resolve().parent.parent
 SHOPIFY_PLUS_RESTORE_RATE = 1000.0  # points per second
 SHOPIFY_PLUS_BUCKET_SIZE = 10000.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
@@ -84,6 +75,11 @@ def published_out_of_order(series: dict[str, dict[str, list[tuple[float, int]]]]
 
 @dataclass
 class SandboxChannel:
+    """A sandbox Shopify store that a bench run or a fault run connects, and what they read of it.
+
+    Its SKU number `index` is the inventory item `item_base + index`.
+    """
+
     name: str
     url: str
     access_token: str
@@ -92,25 +88,53 @@ class SandboxChannel:
     item_base: int
     connection_id: str = ""
 
+    @classmethod
+    def new(cls, stack: Stack, name: str, item_base: int, *options: str) -> SandboxChannel:
+        """A store on a free port with fresh credentials, its process not started yet;
+        `options` add to its command line."""
+        port = free_port()
+        token, secret = secrets.token_hex(12), secrets.token_hex(12)
+        process = ManagedProcess(
+            f"sandbox-{name}-{port}",
+            [
+                sys.executable,
+                "-m",
+                "stocksync_sandboxes",
+                "shopify",
+                "--port",
+                str(port),
+                "--access-token",
+                token,
+                "--webhook-secret",
+                secret,
+                *options,
+            ],
+            dict(os.environ),
+            stack.home / "logs" / f"sandbox-{name}-{port}.log",
+            f"http://127.0.0.1:{port}/_sandbox/health",
+        )
+        return cls(name, f"http://127.0.0.1:{port}", token, secret, process, item_base)
+
     def item_gid(self, index: int) -> str:
         return f"gid://shopify/InventoryItem/{self.item_base + index}"
 
-    def levels(self) -> dict[int, int]:
-        answer = httpx.get(f"{self.url}/_sandbox/inventory", timeout=30)
-        answer.raise_for_status()
-        return {item_number(level["inventory_item_id"]): level["available"] for level in answer.json()["levels"]}
-
-    def changes(self, since_seq: int = 0) -> tuple[list[dict[str, Any]], int]:
-        answer = httpx.get(f"{self.url}/_sandbox/changes", params={"since_seq": since_seq}, timeout=60)
-        answer.raise_for_status()
-        body = answer.json()
-        return body["changes"], body["last_seq"]
-
-    def requests(self) -> dict[str, Any]:
-        answer = httpx.get(f"{self.url}/_sandbox/requests", timeout=10)
+    def control(self, path: str, timeout: float, **params: Any) -> dict[str, Any]:
+        """What the store's control endpoint `/_sandbox/<path>` answers."""
+        answer = httpx.get(f"{self.url}/_sandbox/{path}", params=params, timeout=timeout)
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result
+
+    def levels(self) -> dict[int, int]:
+        levels = self.control("inventory", 30)["levels"]
+        return {item_number(level["inventory_item_id"]): level["available"] for level in levels}
+
+    def changes(self, since_seq: int = 0) -> tuple[list[dict[str, Any]], int]:
+        body = self.control("changes", 60, since_seq=since_seq)
+        return body["changes"], body["last_seq"]
+
+    def requests(self) -> dict[str, Any]:
+        return self.control("requests", 10)
 
 
 @dataclass
@@ -148,30 +172,15 @@ class StocksyncTarget:
         self.bucket_size = bucket_size
         self.api = httpx.Client(base_url=stack.base_url, timeout=60)
         self.scenario: Scenario | None = None
-        # Each service's other instances (`start_instances`): their base URLs.
-        self.more_instances: dict[str, list[str]] = {}
 
     def start_instances(self, count: int) -> None:
         """`count - 1` more instances of every service, on the same database and broker:
         the consumer groups share the partitions, the outbox relays share one lease, the
         publishers one advisory lock per connection, and the load generator sends to
         every order-ingest in turn (the gateway keeps using the first instances)."""
-        for number in range(2, count + 1):
-            for service, module in SERVICES:
-                port = free_port()
-                process = ManagedProcess(
-                    f"{service} #{number}",
-                    [sys.executable, "-m", module, "serve"],
-                    {**self.stack.service_env(service), "HTTP_PORT": str(port)},
-                    self.stack.home / "logs" / f"{service}-{number}.log",
-                    f"http://127.0.0.1:{port}/readyz",
-                )
-                self.stack.add_process(process)
-                self.more_instances.setdefault(service, []).append(f"http://127.0.0.1:{port}")
-
-    def service_urls(self, service: str) -> list[str]:
-        """Every instance of `service`."""
-        return [self.stack.service_url(service), *self.more_instances.get(service, [])]
+        started = [self.stack.start_service(service, i) for i in range(1, count) for service, _ in SERVICES]
+        for process in started:
+            process.wait_ready()
 
     def process_groups(self) -> dict[str, int]:
         groups = {
@@ -193,7 +202,7 @@ class StocksyncTarget:
     def ingest_urls(self) -> list[str]:
         """The webhook URL on every order-ingest instance."""
         assert self.scenario is not None
-        return [f"{url}{self.scenario.webhook_url_path}" for url in self.service_urls("order-ingest")]
+        return [f"{url}{self.scenario.webhook_url_path}" for url in self.stack.service_urls("order-ingest")]
 
     @property
     def webhook_secret(self) -> str:
@@ -201,42 +210,22 @@ class StocksyncTarget:
         return self.scenario.channels[0].webhook_secret
 
     def _start_sandbox(self, name: str, index: int) -> SandboxChannel:
-        port = free_port()
-        token, secret = secrets.token_hex(12), secrets.token_hex(12)
-        process = ManagedProcess(
-            f"sandbox-{name}-{port}",
-            [
-                sys.executable,
-                "-m",
-                "stocksync_sandboxes",
-                "shopify",
-                "--port",
-                str(port),
-                "--shop-domain",
-                f"bench-{name.lower()}.myshopify.com",
-                "--access-token",
-                token,
-                "--webhook-secret",
-                secret,
-                "--restore-rate",
-                str(self.restore_rate),
-                "--bucket-size",
-                str(self.bucket_size),
-            ],
-            dict(os.environ),
-            self.stack.home / "logs" / f"sandbox-{name}-{port}.log",
-            f"http://127.0.0.1:{port}/_sandbox/health",
+        channel = SandboxChannel.new(
+            self.stack,
+            name,
+            (index + 1) * 1_000_000,
+            *("--shop-domain", f"bench-{name.lower()}.myshopify.com"),
+            *("--restore-rate", str(self.restore_rate), "--bucket-size", str(self.bucket_size)),
         )
-        process.start()
-        process.wait_ready()
-        url = f"http://127.0.0.1:{port}"
+        channel.process.start()
+        channel.process.wait_ready()
         # Shopify Plus limits (the CLI flags say the same; this makes it explicit and checkable).
         httpx.post(
-            f"{url}/_sandbox/config",
+            f"{channel.url}/_sandbox/config",
             json={"restore_rate": self.restore_rate, "bucket_size": self.bucket_size},
             timeout=10,
         ).raise_for_status()
-        return SandboxChannel(name, url, token, secret, process, (index + 1) * 1_000_000)
+        return channel
 
     def prepare(self, skus: list[str], on_hand: int) -> Scenario:
         self.finish()

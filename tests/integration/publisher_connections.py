@@ -1,14 +1,24 @@
-"""A Shopify connection stored by the publisher's own use case, for the publisher's
-integration tests: its SKUs listed at the default location, one inventory item each."""
+"""For the publisher's integration tests: its units of work on a test's engine, and a
+Shopify connection stored by its own use case, its SKUs listed at the default location,
+one inventory item each."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stocksync_common.uow import UnitOfWorkFactory
+
+from channel_publisher.adapters.tables import inbox, outbox
 from channel_publisher.service_layer.connections import create_connection
+
+
+def publisher_units(engine: AsyncEngine, wake_relay: Callable[[], None] | None = None) -> UnitOfWorkFactory:
+    """The publisher's units of work as its runtime makes them (`runtime.units`), on `engine`."""
+    return UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox, wake_relay=wake_relay)
 
 
 async def shopify_connection(
@@ -19,7 +29,7 @@ async def shopify_connection(
     settings: dict[str, Any] | None = None,
 ) -> uuid.UUID:
     return await create_connection(
-        engine,
+        publisher_units(engine),
         merchant_id=merchant_id,
         channel_type="shopify",
         name=name,

@@ -21,31 +21,27 @@ from sqlalchemy.pool import NullPool
 
 from stocksync_common.contracts import ConnectionDelayMeasured, StockChanged, utcnow
 
-from rule_engine.adapters.tables import connection_delays, connections, sales_rates
-from rule_engine.adapters.unit_of_work import unit_of_work_factory
+from rule_engine.adapters.tables import connection_delays, sales_rates
 from rule_engine.service_layer.adaptive import apply_connection_delays, refresh_adaptive_quantities
 from rule_engine.service_layer.context import ConsumerContext
 from rule_engine.service_layer.evaluation import reevaluate
 from rule_engine.service_layer.stock_changes import apply_stock_changes
 from tests.conftest import PrivateDatabase
-from tests.integration.test_rule_engine_stock_batch import add_rule, emitted_events
+from tests.integration.rule_engine_helpers import (
+    add_connection,
+    add_rule,
+    emitted_events,
+    rule_engine_units,
+    stock_changed,
+)
 
 pytestmark = pytest.mark.integration
 
 ADAPTIVE = {"type": "adaptive", "value": 0, "confidence_pct": 95.0, "minimum": 0, "maximum": 10}
 
 
-def change(merchant_id: uuid.UUID, version: int, available: int, causation_id: str, sku: str = "X") -> StockChanged:
-    return StockChanged(
-        merchant_id=merchant_id,
-        sku=sku,
-        version=version,
-        on_hand=available,
-        reserved=0,
-        available=available,
-        causation_id=causation_id,
-        origin_received_at=utcnow(),
-    )
+def change(merchant_id: uuid.UUID, version: int, available: int, causation_id: str) -> StockChanged:
+    return stock_changed(merchant_id, "X", version, available, causation_id=causation_id, origin_received_at=utcnow())
 
 
 def delay(merchant_id: uuid.UUID, connection_id: uuid.UUID, p95_s: float) -> ConnectionDelayMeasured:
@@ -86,24 +82,12 @@ def database_url(private_database: PrivateDatabase) -> Iterator[str]:
 async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(database_url: str) -> None:
     engine = create_async_engine(database_url, poolclass=NullPool)
     merchant_id, fast, slow = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    context = ConsumerContext(unit_of_work_factory(engine))
+    context = ConsumerContext(rule_engine_units(engine))
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                sa.insert(connections),
-                [
-                    {
-                        "connection_id": c,
-                        "merchant_id": merchant_id,
-                        "channel_type": "shopify",
-                        "name": str(c),
-                        "active": True,
-                        "updated_at": utcnow(),
-                    }
-                    for c in (fast, slow)
-                ],
-            )
-        rule_id = await add_rule(engine, merchant_id, 1, condition={"op": "always"}, action=ADAPTIVE)
+            for c in (fast, slow):
+                await add_connection(conn, merchant_id, c)
+            rule_id = await add_rule(conn, merchant_id, 1, condition={"op": "always"}, action=ADAPTIVE)
 
         # A stock import is no sale: no rate, nothing hidden.
         assert await apply_stock_changes([change(merchant_id, 1, 100, "adjustment:a1")], context) == 2
@@ -144,8 +128,8 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
         assert await rates(engine, merchant_id) == {("X", "shopify"): pytest.approx(30 / 1800)}
 
         # A re-evaluation from the database agrees with the event path.
-        async with engine.begin() as conn:
-            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+        async with context.units.begin() as uow:
+            assert await reevaluate(uow, merchant_id, causation_id="check") == []
 
         # Later, the slow channel turns fast: it hides nothing more.
         faster = delay(merchant_id, slow, 3.0)
@@ -170,29 +154,20 @@ async def test_a_slow_channel_hides_the_units_others_sell_while_it_is_stale(data
 async def test_the_refresh_shows_hidden_units_again_once_the_rate_decayed(database_url: str) -> None:
     engine = create_async_engine(database_url, poolclass=NullPool)
     merchant_id, channel = uuid.uuid4(), uuid.uuid4()
-    context = ConsumerContext(unit_of_work_factory(engine))
+    context = ConsumerContext(rule_engine_units(engine))
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                sa.insert(connections).values(
-                    connection_id=channel,
-                    merchant_id=merchant_id,
-                    channel_type="amazon",
-                    name="amazon",
-                    active=True,
-                    updated_at=utcnow(),
-                )
-            )
-        await add_rule(engine, merchant_id, 1, condition={"op": "always"}, action=ADAPTIVE)
+            await add_connection(conn, merchant_id, channel, channel_type="amazon")
+            await add_rule(conn, merchant_id, 1, condition={"op": "always"}, action=ADAPTIVE)
         await apply_stock_changes([change(merchant_id, 1, 50, "adjustment:a1")], context)
         # 18 units sold, no delay measured: the default 120 s. 36/h x 120 s = 1.2 expected: hides 3.
         await apply_stock_changes([change(merchant_id, 2, 32, "amazon:o:l:placed")], context)
         assert (await shown(engine, merchant_id))[channel][0] == 29
 
         # Nothing changed yet: the refresh publishes nothing.
-        assert await refresh_adaptive_quantities(engine) == 0
+        assert await refresh_adaptive_quantities(context.units) == 0
         # Six hours without a sale: the rate decayed to nothing, the units show again, the row is gone.
-        assert await refresh_adaptive_quantities(engine, utcnow() + timedelta(hours=6)) == 1
+        assert await refresh_adaptive_quantities(context.units, utcnow() + timedelta(hours=6)) == 1
         assert (await shown(engine, merchant_id))[channel] == (
             32,
             ("adaptive buffer hid nothing: too few sales elsewhere while this channel is stale",),

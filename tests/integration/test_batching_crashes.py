@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import OversellDetected
 from stocksync_common.db import make_engine
-from stocksync_common.kafka import BatchConsumer, decode_event, make_producer
-from stocksync_common.outbox import OutboxRelay, add_to_outbox
+from stocksync_common.kafka import BatchConsumer, make_producer
+from stocksync_common.outbox import OutboxRelay
 from stocksync_common.topics import OVERSELLS
+from stocksync_common.uow import UnitOfWorkFactory
 
+from tests.integration.broker_reads import events_on_topic
 from tests.integration.crash_worker import Tables, apply_handler, settings
 
 pytestmark = pytest.mark.integration
@@ -54,23 +55,11 @@ def crash(*args: str) -> None:
 
 async def versions_on_topic(bootstrap: str, merchant_id: uuid.UUID) -> list[int]:
     """The versions of `merchant_id`'s events on stock.oversells.v1, in partition order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found: list[int] = []
-    try:
-        partitions = [TopicPartition(OVERSELLS.name, p) for p in consumer.partitions_for_topic(OVERSELLS.name) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for record in records:
-                    event = decode_event(OVERSELLS, record.value or b"")
-                    if event.merchant_id == merchant_id and isinstance(event, OversellDetected):
-                        found.append(event.version)
-    finally:
-        await consumer.stop()
-    return found
+    return [
+        event.version
+        for event in await events_on_topic(bootstrap, OVERSELLS)
+        if event.merchant_id == merchant_id and isinstance(event, OversellDetected)
+    ]
 
 
 def test_a_relay_killed_between_publishing_and_marking_has_its_rows_published_again_in_order(
@@ -83,8 +72,8 @@ def test_a_relay_killed_between_publishing_and_marking_has_its_rows_published_ag
         engine = make_engine(database_url, 2)
         try:
             await tables.create(engine)
-            async with engine.begin() as conn:
-                await add_to_outbox(conn, tables.outbox, oversells(merchant_id, 10))
+            async with UnitOfWorkFactory(engine, outbox=tables.outbox).begin() as uow:
+                uow.add(oversells(merchant_id, 10))
         finally:
             await engine.dispose()
 

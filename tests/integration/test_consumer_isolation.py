@@ -21,6 +21,7 @@ from stocksync_common.dead_letters import DeadLetter, DeadLetterStore
 from stocksync_common.kafka import BatchConsumer, ConsumedEvent, encode_event
 from stocksync_common.settings import ServiceSettings
 from stocksync_common.topics import OVERSELLS
+from stocksync_common.uow import UnitOfWorkFactory
 
 from stock_ledger.adapters.tables import dead_letters, outbox
 
@@ -99,7 +100,7 @@ def test_an_event_the_handler_cannot_apply_is_dead_lettered_and_the_rest_applied
     async def run() -> list[Any]:
         engine = create_async_engine(database_url)
         try:
-            store = DeadLetterStore(engine, dead_letters, outbox, lambda: None)
+            store = DeadLetterStore(UnitOfWorkFactory(engine, outbox=outbox), dead_letters)
             await produce(kafka_bootstrap_servers, events, {broken_index: broken})
             await consume_until(settings, handler, store.record, done)
             async with engine.connect() as conn:

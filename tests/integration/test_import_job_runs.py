@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.db import make_engine
+from stocksync_common.uow import UnitOfWorkFactory
 
-from stock_ledger.adapters.tables import import_jobs, ledger_entries, stock_items
+from stock_ledger.adapters.tables import import_jobs, inbox, ledger_entries, outbox, stock_items
+from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.service_layer.import_jobs import (
     ImportFormat,
     ImportTooLarge,
@@ -85,13 +87,15 @@ async def test_a_run_interrupted_after_some_chunks_resumes_at_the_next_line_and_
         if chunks == 3:
             raise Crash
 
+    # Woken after each chunk's commit: the crash comes once three chunks are committed.
+    crashing = UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox, wake_relay=crash_after_the_third_chunk)
     with pytest.raises(Crash):
-        await run_import_job(engine, job_id, chunk_size=100, after_chunk=crash_after_the_third_chunk)
+        await run_import_job(crashing, job_id, chunk_size=100)
     interrupted = await job(engine, job_id)
     assert (interrupted.state, interrupted.applied) == ("running", 300)
     assert interrupted.lines_done == 1 + 300 + 3  # header, 300 applied rows, 3 refused among them
 
-    await run_import_job(engine, job_id, chunk_size=100)
+    await run_import_job(unit_of_work_factory(engine), job_id, chunk_size=100)
 
     finished = await job(engine, job_id)
     assert (finished.state, finished.applied, finished.refused) == ("succeeded", 990, 10)
@@ -118,7 +122,7 @@ async def test_an_atomic_job_with_a_refused_row_applies_nothing_and_reports_ever
     data = b'{"sku": "A", "on_hand": 1}\n{"sku": "B", "on_hand": "x"}\n{"sku": "A", "on_hand": 2}\n'
     job_id = await stored(engine, merchant_id, data, fmt="jsonl", atomic=True)
 
-    await run_import_job(engine, job_id, chunk_size=100)
+    await run_import_job(unit_of_work_factory(engine), job_id, chunk_size=100)
 
     failed = await job(engine, job_id)
     assert (failed.state, failed.applied, failed.refused) == ("failed", 0, 2)
@@ -142,7 +146,7 @@ async def test_a_csv_report_keeps_the_files_columns_so_that_it_can_be_sent_again
     merchant_id = uuid.uuid4()
     data = b'sku,on_hand,colour\nS-1,2,blue\nS-2,-2,"red, dark"\n'
     job_id = await stored(engine, merchant_id, data)
-    await run_import_job(engine, job_id, chunk_size=100)
+    await run_import_job(unit_of_work_factory(engine), job_id, chunk_size=100)
     report = "".join([line async for line in refused_rows_report(engine, await job(engine, job_id))])
     assert list(csv.reader(io.StringIO(report))) == [
         ["#line", "#field", "#reason", "sku", "on_hand", "colour"],
@@ -151,7 +155,7 @@ async def test_a_csv_report_keeps_the_files_columns_so_that_it_can_be_sent_again
 
     fixed = report.replace("S-2,-2", "S-2,2").encode()
     again = await stored(engine, merchant_id, fixed)
-    await run_import_job(engine, again, chunk_size=100)
+    await run_import_job(unit_of_work_factory(engine), again, chunk_size=100)
     resent = await job(engine, again)
     assert (resent.applied, resent.refused) == (1, 0)
     async with engine.connect() as conn:

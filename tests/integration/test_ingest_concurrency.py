@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import ConnectionChanged
 from stocksync_common.db import make_engine
+from stocksync_common.uow import UnitOfWorkFactory
 from stocksync_sandboxes import mirakl_orders
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
 
 from order_ingest.adapters.delivery_store import ConnectionDirectory, delete_expired_deliveries
-from order_ingest.adapters.tables import deliveries, order_polls
+from order_ingest.adapters.tables import deliveries, inbox, order_polls, outbox
 from order_ingest.config import IngestSettings
 from order_ingest.domain.connections import InboundConnection
 from order_ingest.domain.movements import LineReport, Notification
@@ -47,22 +48,48 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture
+def units(engine: AsyncEngine) -> UnitOfWorkFactory:
+    return UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox)
+
+
 def a_connection(channel_type: str = "generic", **channel_api: str) -> InboundConnection:
     return InboundConnection(uuid.uuid4(), uuid.uuid4(), channel_type, ("secret",), {}, dict(channel_api))
 
 
-async def test_the_same_delivery_arriving_concurrently_is_stored_and_emitted_once(engine: AsyncEngine) -> None:
+async def announce(connection: InboundConnection, directory: ConnectionDirectory) -> None:
+    """Project `connection` as its announcement on connections.v1 does: active, with its
+    secrets, inbound settings and channel API."""
+    await apply_connection_changes(
+        [
+            ConnectionChanged(
+                merchant_id=connection.merchant_id,
+                connection_id=connection.connection_id,
+                channel_type=connection.channel_type,  # type: ignore[arg-type]
+                name="n",
+                active=True,
+                webhook_secrets=tuple(connection.webhook_secrets),
+                inbound=connection.inbound,
+                channel_api=connection.channel_api,
+                causation_id="test",
+            )
+        ],
+        directory,
+    )
+
+
+async def test_the_same_delivery_arriving_concurrently_is_stored_and_emitted_once(units: UnitOfWorkFactory) -> None:
     connection = a_connection()
     order = f"ORD-{uuid.uuid4().hex[:8]}"
     notification = Notification("evt-1", "order.created", (LineReport(order, "1", "A", 2),))
     results = await asyncio.gather(
-        *(accept_delivery(engine, connection, notification, b"{}", {}, datetime.now(UTC)) for _ in range(8))
+        *(accept_delivery(units, connection, notification, b"{}", {}, datetime.now(UTC)) for _ in range(8))
     )
     assert sorted(r.duplicate for r in results) == [False] + [True] * 7
     assert [len(r.movements) for r in results if not r.duplicate] == [1]
 
 
-async def test_different_deliveries_about_one_order_racing_emit_each_movement_once(engine: AsyncEngine) -> None:
+async def test_different_deliveries_about_one_order_racing_emit_each_movement_once(units: UnitOfWorkFactory) -> None:
     """Eight channel events (new ids) with overlapping states of one order, at once: the
     order lines' row locks serialise them, so the totals are emitted once."""
     connection = a_connection()
@@ -76,7 +103,7 @@ async def test_different_deliveries_about_one_order_racing_emit_each_movement_on
     results = await asyncio.gather(
         *(
             accept_delivery(
-                engine,
+                units,
                 connection,
                 Notification(f"evt-{n}", "order.updated", (states[n % 4], states[3])),
                 b"{}",
@@ -93,13 +120,15 @@ async def test_different_deliveries_about_one_order_racing_emit_each_movement_on
     assert emitted == {("1", "placed"): 3, ("1", "shipped"): 1, ("1", "cancelled"): 2, ("2", "placed"): 1}
 
 
-async def test_deliveries_older_than_the_retention_are_deleted_and_younger_ones_kept(engine: AsyncEngine) -> None:
+async def test_deliveries_older_than_the_retention_are_deleted_and_younger_ones_kept(
+    engine: AsyncEngine, units: UnitOfWorkFactory
+) -> None:
     connection = a_connection()
     old = await accept_delivery(
-        engine, connection, Notification("old", "t", ()), b"{}", {}, datetime.now(UTC) - timedelta(days=40)
+        units, connection, Notification("old", "t", ()), b"{}", {}, datetime.now(UTC) - timedelta(days=40)
     )
     young = await accept_delivery(
-        engine, connection, Notification("young", "t", ()), b"{}", {}, datetime.now(UTC) - timedelta(days=2)
+        units, connection, Notification("young", "t", ()), b"{}", {}, datetime.now(UTC) - timedelta(days=2)
     )
     assert await delete_expired_deliveries(engine, timedelta(days=30)) >= 1
     async with engine.connect() as conn:
@@ -115,7 +144,9 @@ async def test_deliveries_older_than_the_retention_are_deleted_and_younger_ones_
     assert kept == {young.delivery_id} and old.delivery_id not in kept
 
 
-async def test_the_mirakl_poller_pages_through_or11_and_waits_out_a_429(engine: AsyncEngine) -> None:
+async def test_the_mirakl_poller_pages_through_or11_and_waits_out_a_429(
+    engine: AsyncEngine, units: UnitOfWorkFactory
+) -> None:
     shop = mirakl_orders.MiraklShop("shop-key", min_call_interval_s=60)
     for n in range(5):
         shop.put(f"P{n}-A", "SHIPPING", [SandboxOrderLine(sku=f"S{n}", quantity=1)])
@@ -124,30 +155,16 @@ async def test_the_mirakl_poller_pages_through_or11_and_waits_out_a_429(engine: 
     served = serve(app)
     try:
         connection = a_connection("mirakl", base_url=served.url, api_key="shop-key")
-        await apply_connection_changes(
-            [
-                ConnectionChanged(
-                    merchant_id=connection.merchant_id,
-                    connection_id=connection.connection_id,
-                    channel_type="mirakl",
-                    name="m",
-                    active=True,
-                    inbound={"poll_interval_s": 60},
-                    channel_api=connection.channel_api,
-                    causation_id="test",
-                )
-            ],
-            ConnectionDirectory(engine),
-        )
+        await announce(connection, ConnectionDirectory(engine))
         due = {c.connection_id: since for c, since in await due_connections(engine, datetime.now(UTC))}
         assert connection.connection_id in due and due[connection.connection_id] is None
         async with httpx.AsyncClient() as http:
-            first = await poll_connection(engine, http, IngestSettings(mirakl_page_size=2), connection, None)
+            first = await poll_connection(units, http, IngestSettings(mirakl_page_size=2), connection, None)
             assert (first.orders, first.events, first.error) == (5, 5, None)
             # Five orders in pages of two: one listing, three calls.
             assert [c["offset"] for c in shop.calls] == [0, 2, 4]
             polled_at = datetime.now(UTC)
-            second = await poll_connection(engine, http, IngestSettings(), connection, polled_at)
+            second = await poll_connection(units, http, IngestSettings(), connection, polled_at)
         assert second.orders == 0 and second.error is not None and "retry after" in second.error
         async with engine.connect() as conn:
             state = (
@@ -173,7 +190,11 @@ async def test_concurrent_webhooks_for_one_sku_share_transactions_and_emit_each_
     and every movement comes out once, in the order each line's deliveries arrived."""
     connection = a_connection()
     commits: list[int] = []
-    groups = DeliveryGroups(engine, lambda: commits.append(1), max_group=50, max_in_flight=1000)
+    groups = DeliveryGroups(
+        UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox, wake_relay=lambda: commits.append(1)),
+        max_group=50,
+        max_in_flight=1000,
+    )
     prefix = uuid.uuid4().hex[:8]
 
     def delivery(event_id: str, report: LineReport) -> Delivery:
@@ -206,12 +227,14 @@ async def test_concurrent_webhooks_for_one_sku_share_transactions_and_emit_each_
     assert sorted(i for r in results for i in r.outbox_ids) == [row.id for row in events]
 
 
-async def test_a_delivery_that_fails_inside_a_group_commit_fails_alone(engine: AsyncEngine) -> None:
+async def test_a_delivery_that_fails_inside_a_group_commit_fails_alone(
+    engine: AsyncEngine, units: UnitOfWorkFactory
+) -> None:
     """A delivery PostgreSQL refuses (a NUL in an order id) in a burst with good ones: the
     group's transaction fails, each delivery is stored on its own, and only the bad one
     gets an error; nothing of it is stored."""
     connection = a_connection()
-    groups = DeliveryGroups(engine, lambda: None, max_group=50, max_in_flight=1000)
+    groups = DeliveryGroups(units, max_group=50, max_in_flight=1000)
     prefix = uuid.uuid4().hex[:8]
     reports = [LineReport(f"{prefix}-{n}", "1", "A", 1) for n in range(6)]
     reports[3] = LineReport(f"{prefix}-bad\x00", "1", "A", 1)
@@ -236,8 +259,8 @@ async def test_a_delivery_that_fails_inside_a_group_commit_fails_alone(engine: A
         assert sorted(stored) == ["e0", "e1", "e2", "e4", "e5"]
 
 
-async def test_past_the_in_flight_bound_a_delivery_is_refused_at_once(engine: AsyncEngine) -> None:
-    groups = DeliveryGroups(engine, lambda: None, max_in_flight=2)
+async def test_past_the_in_flight_bound_a_delivery_is_refused_at_once(units: UnitOfWorkFactory) -> None:
+    groups = DeliveryGroups(units, max_in_flight=2)
     with groups.admit(), groups.admit():
         with pytest.raises(Overloaded):
             with groups.admit():
@@ -258,27 +281,10 @@ def _connection_reads(engine: AsyncEngine) -> list[str]:
     return reads
 
 
-async def _announce(engine: AsyncEngine, connection: InboundConnection, directory: ConnectionDirectory) -> None:
-    await apply_connection_changes(
-        [
-            ConnectionChanged(
-                merchant_id=connection.merchant_id,
-                connection_id=connection.connection_id,
-                channel_type="generic",
-                name="n",
-                active=True,
-                webhook_secrets=tuple(connection.webhook_secrets),
-                causation_id="test",
-            )
-        ],
-        directory,
-    )
-
-
 async def test_webhooks_that_find_a_connection_expired_together_read_it_once(engine: AsyncEngine) -> None:
     connection = a_connection()
     directory = ConnectionDirectory(engine, ttl_s=60)
-    await _announce(engine, connection, directory)
+    await announce(connection, directory)
     reads = _connection_reads(engine)
     found = await asyncio.gather(*(directory.find(connection.connection_id) for _ in range(50)))
     assert {f.connection_id if f else None for f in found} == {connection.connection_id}
@@ -293,7 +299,7 @@ async def test_a_read_in_flight_when_the_connection_changes_is_not_kept(engine: 
     reads = _connection_reads(engine)
     before = asyncio.ensure_future(directory.find(connection.connection_id))  # not announced yet: unknown
     await asyncio.sleep(0)  # the read has begun
-    await _announce(engine, connection, directory)  # invalidates this process's copies
+    await announce(connection, directory)  # invalidates this process's copies
     assert await before is None
     # The unknown answer read before the change was not kept: the next finder reads again.
     assert (await directory.find(connection.connection_id)) is not None
@@ -303,7 +309,7 @@ async def test_a_read_in_flight_when_the_connection_changes_is_not_kept(engine: 
 async def test_a_finder_that_goes_away_does_not_cancel_the_read_the_others_wait_for(engine: AsyncEngine) -> None:
     connection = a_connection()
     directory = ConnectionDirectory(engine, ttl_s=60)
-    await _announce(engine, connection, directory)
+    await announce(connection, directory)
     reads = _connection_reads(engine)
     leaving = asyncio.ensure_future(directory.find(connection.connection_id))
     staying = asyncio.ensure_future(directory.find(connection.connection_id))
@@ -313,25 +319,27 @@ async def test_a_finder_that_goes_away_does_not_cancel_the_read_the_others_wait_
     assert found is not None and found.connection_id == connection.connection_id and len(reads) == 1
 
 
-async def test_a_stored_delivery_that_cannot_be_replayed_says_why_and_changes_nothing(engine: AsyncEngine) -> None:
+async def test_a_stored_delivery_that_cannot_be_replayed_says_why_and_changes_nothing(
+    engine: AsyncEngine, units: UnitOfWorkFactory
+) -> None:
     connection = a_connection()
     order = f"ORD-{uuid.uuid4().hex[:8]}"
     notification = Notification(f"evt-{order}", "order.created", (LineReport(order, "1", "A", 2),))
     # Stored with a body the generic parser refuses (it was accepted from its parsed form).
-    stored = (await accept_delivery(engine, connection, notification, b"{}", {}, datetime.now(UTC))).delivery_id
+    stored = (await accept_delivery(units, connection, notification, b"{}", {}, datetime.now(UTC))).delivery_id
     assert stored is not None
     with pytest.raises(ReplayRefused) as unknown:
-        await replay_stored_delivery(engine, connection.merchant_id, uuid.uuid4())
+        await replay_stored_delivery(units, connection.merchant_id, uuid.uuid4())
     assert unknown.value.reason == "unknown_delivery"
     with pytest.raises(ReplayRefused) as others:
-        await replay_stored_delivery(engine, uuid.uuid4(), stored)  # another merchant's
+        await replay_stored_delivery(units, uuid.uuid4(), stored)  # another merchant's
     assert others.value.reason == "unknown_delivery"
     with pytest.raises(ReplayRefused) as inactive:
-        await replay_stored_delivery(engine, connection.merchant_id, stored)  # never announced
+        await replay_stored_delivery(units, connection.merchant_id, stored)  # never announced
     assert inactive.value.reason == "inactive_connection"
-    await _announce(engine, connection, ConnectionDirectory(engine))
+    await announce(connection, ConnectionDirectory(engine))
     with pytest.raises(ReplayRefused) as malformed:
-        await replay_stored_delivery(engine, connection.merchant_id, stored)
+        await replay_stored_delivery(units, connection.merchant_id, stored)
     assert malformed.value.reason == "malformed"
     async with engine.connect() as conn:
         produced = await conn.scalar(sa.select(deliveries.c.events_produced).where(deliveries.c.delivery_id == stored))

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stocksync_common.contracts import ConnectionChanged, OrderLineMoved, OrderMovement, StockChanged, utcnow
-from stocksync_common.db import make_engine
+from stocksync_common.contracts import StockChanged, utcnow
 
 from stock_ledger.adapters.tables import outbox
 from stock_ledger.adapters.unit_of_work import unit_of_work_factory
@@ -25,45 +23,15 @@ from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reading import read_stock
 from stock_ledger.service_layer.reconciliation import ledger_discrepancies
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
+from tests.integration import ledger_helpers
+from tests.integration.ledger_helpers import connection_announced, counted, line_moved
 
 pytestmark = pytest.mark.integration
 
 SHOP = uuid.UUID("00000000-0000-0000-0000-00000000b0b0")
 
-
-@pytest.fixture(scope="module")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def merchant_id() -> uuid.UUID:
-    return uuid.uuid4()
-
-
-def moved(merchant_id: uuid.UUID, sku: str, movement: OrderMovement, quantity: int, line: str = "1") -> OrderLineMoved:
-    return OrderLineMoved(
-        merchant_id=merchant_id,
-        connection_id=SHOP,
-        channel_type="generic",
-        external_order_id=f"o{line}",
-        line_id=line,
-        sku=sku,
-        movement=movement,
-        quantity=quantity,
-        received_at=utcnow(),
-        causation_id=f"generic:o{line}:{line}:{movement}",
-    )
-
-
-async def counted(engine: AsyncEngine, merchant_id: uuid.UUID, rows: dict[tuple[str, str], int]) -> None:
-    async def snapshot() -> AsyncIterator[SnapshotRow]:
-        for n, ((sku, location), units) in enumerate(rows.items()):
-            yield SnapshotRow(n + 1, sku, location, units, utcnow() - timedelta(hours=1))
-
-    await import_snapshot(unit_of_work_factory(engine), merchant_id, snapshot())
+engine = ledger_helpers.engine
+merchant_id = ledger_helpers.merchant_id
 
 
 async def available(engine: AsyncEngine, merchant_id: uuid.UUID, sku: str, location: str = "default") -> int:
@@ -95,7 +63,7 @@ async def test_a_bundle_makes_the_minimum_over_components_of_their_available_div
     assert await available(engine, merchant_id, "KIT") == 3
 
     # A component moves: the bundle moves with it, in the same transaction.
-    await apply_order_lines([moved(merchant_id, "SCREW", "placed", 10)], units())
+    await apply_order_lines([line_moved(merchant_id, SHOP, "placed", 10, sku="SCREW")], units())
     assert await available(engine, merchant_id, "KIT") == 2  # 20 // 8
     versions = [e.version for e in await stock_events(engine, merchant_id, "KIT")]
     assert versions == sorted(set(versions)) and len(versions) == 2
@@ -113,7 +81,7 @@ async def test_a_bundle_order_reserves_its_components_once_and_its_cancellation_
     await save_bundle(units(), merchant_id, "KIT", {"BOARD": 2, "SCREW": 8})
     await save_bundle(units(), merchant_id, "PAIR", {"BOARD": 2})
 
-    placed = moved(merchant_id, "KIT", "placed", 2)
+    placed = line_moved(merchant_id, SHOP, "placed", 2, sku="KIT")
     again = placed.model_copy(update={"event_id": uuid.uuid4()})  # the channel's redelivery
     await apply_order_lines([placed, again], units())
     assert await apply_order_lines([again], units()) == []
@@ -126,7 +94,7 @@ async def test_a_bundle_order_reserves_its_components_once_and_its_cancellation_
     # The definition changes; the placed line still releases what it reserved.
     await save_bundle(units(), merchant_id, "KIT", {"BOARD": 1})
     assert await available(engine, merchant_id, "KIT") == 3
-    await apply_order_lines([moved(merchant_id, "KIT", "cancelled", 2)], units())
+    await apply_order_lines([line_moved(merchant_id, SHOP, "cancelled", 2, sku="KIT")], units())
     assert await available(engine, merchant_id, "BOARD") == 7
     assert await available(engine, merchant_id, "SCREW") == 30
     assert await available(engine, merchant_id, "KIT") == 7
@@ -137,22 +105,13 @@ async def test_a_bundle_is_available_per_location_and_an_order_reserves_all_its_
     engine: AsyncEngine, merchant_id: uuid.UUID
 ) -> None:
     units = unit_of_work_factory(engine)
-    announced = ConnectionChanged(
-        merchant_id=merchant_id,
-        connection_id=SHOP,
-        channel_type="generic",
-        name="shop",
-        active=True,
-        locations=("north", "south"),
-        causation_id="connection",
-    )
-    await apply_connection_changes([announced], units())
+    await apply_connection_changes([connection_announced(merchant_id, SHOP, "north", "south")], units())
     # North has boards but no screws: no kit can be made there.
     await counted(engine, merchant_id, {("BOARD", "north"): 5, ("BOARD", "south"): 1, ("SCREW", "south"): 8})
     saved = await save_bundle(units(), merchant_id, "KIT", {"BOARD": 1, "SCREW": 8})
     assert saved.available == {"north": 0, "south": 1}
 
-    await apply_order_lines([moved(merchant_id, "KIT", "placed", 1)], units())
+    await apply_order_lines([line_moved(merchant_id, SHOP, "placed", 1, sku="KIT")], units())
     assert [await available(engine, merchant_id, "BOARD", loc) for loc in ("north", "south")] == [5, 0]
     assert await available(engine, merchant_id, "SCREW", "south") == 0
     assert [await available(engine, merchant_id, "KIT", loc) for loc in ("north", "south")] == [0, 0]

@@ -17,19 +17,20 @@ import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from stocksync_common.contracts import OrderLineMoved, StockChanged
-from stocksync_common.kafka import decode_event, encode_event
+from stocksync_common.kafka import encode_event
 from stocksync_common.topics import ORDERS, STOCK_CHANGED
 from stocksync_embedded.stack import ManagedProcess, Stack
 
 from tests.conftest import PrivateDatabase, free_port, own_infrastructure
+from tests.integration.broker_reads import committed_offsets, events_on_topic
+from tests.integration.ledger_helpers import line_moved
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,18 +79,7 @@ def ledger_group(own: Stack) -> Iterator[Callable[..., ManagedProcess]]:
 
 
 def placed(merchant_id: uuid.UUID, connection_id: uuid.UUID, n: int, sku: str) -> OrderLineMoved:
-    return OrderLineMoved(
-        merchant_id=merchant_id,
-        connection_id=connection_id,
-        channel_type="shopify",
-        external_order_id=f"order-{n}",
-        line_id="1",
-        sku=sku,
-        movement="placed",
-        quantity=1,
-        received_at=datetime.now(UTC),
-        causation_id=f"test:order-{n}:1:placed",
-    )
+    return line_moved(merchant_id, connection_id, "placed", 1, sku=sku, order=f"order-{n}", channel_type="shopify")
 
 
 async def produce(bootstrap_servers: str, events: list[OrderLineMoved]) -> None:
@@ -133,16 +123,6 @@ async def ledger_entries_by_event(engine: AsyncEngine, merchant_id: uuid.UUID) -
         return {row.event_id: (row.id, row.version) for row in rows}
 
 
-async def committed_offsets(bootstrap_servers: str) -> dict[int, int]:
-    # A consumer of the group that never subscribes reads its offsets without joining it.
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=GROUP, enable_auto_commit=False)
-    await reader.start()
-    try:
-        return {p: await reader.committed(TopicPartition(ORDERS.name, p)) or 0 for p in range(ORDERS.partitions)}
-    finally:
-        await reader.stop()
-
-
 async def wait_until(predicate: Callable[[], Awaitable[bool]], limit_s: float = 90.0) -> None:
     try:
         async with asyncio.timeout(limit_s):
@@ -159,7 +139,7 @@ async def test_ledger_killed_between_database_and_offset_commit_applies_redelive
     events = [placed(merchant_id, connection_id, n, "A") for n in range(200)]
     engine = create_async_engine(database_url)
     try:
-        before = await committed_offsets(kafka_bootstrap_servers)
+        before = await committed_offsets(kafka_bootstrap_servers, GROUP, ORDERS)
         await produce(kafka_bootstrap_servers, with_duplicates(events, random.Random(3)))
         crashing = ledger_group("stock-ledger-crashing", FAULT_EXIT_AFTER_DB_COMMIT="true")
         assert crashing.process is not None
@@ -170,7 +150,7 @@ async def test_ledger_killed_between_database_and_offset_commit_applies_redelive
         applied_by_crashed = await ledger_entries_by_event(engine, merchant_id)
         state_after_crash = await ledger_state(engine, merchant_id)
         assert applied_by_crashed, "the crashed process committed nothing"
-        assert await committed_offsets(kafka_bootstrap_servers) == before
+        assert await committed_offsets(kafka_bootstrap_servers, GROUP, ORDERS) == before
 
         ledger_group("stock-ledger-restarted")
 
@@ -191,29 +171,15 @@ async def test_ledger_killed_between_database_and_offset_commit_applies_redelive
 
 
 async def _offsets_moved(bootstrap_servers: str, before: dict[int, int]) -> bool:
-    return await committed_offsets(bootstrap_servers) != before
+    return await committed_offsets(bootstrap_servers, GROUP, ORDERS) != before
 
 
 async def read_stock_changed(bootstrap_servers: str, merchant_id: uuid.UUID) -> dict[str, list[int]]:
     """Every StockChanged version of the merchant, per SKU, in topic order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
     versions: dict[str, list[int]] = defaultdict(list)
-    try:
-        partitions = [TopicPartition(STOCK_CHANGED.name, p) for p in range(STOCK_CHANGED.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for records in (await consumer.getmany(*remaining, timeout_ms=1000)).values():
-                for record in records:
-                    event = decode_event(STOCK_CHANGED, record.value)
-                    if isinstance(event, StockChanged) and event.merchant_id == merchant_id:
-                        versions[event.sku].append(event.version)
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
+    for event in await events_on_topic(bootstrap_servers, STOCK_CHANGED):
+        if isinstance(event, StockChanged) and event.merchant_id == merchant_id:
+            versions[event.sku].append(event.version)
     return dict(versions)
 
 

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import OrderLineMoved, OrderMovement, utcnow
-from stocksync_common.db import make_engine
 
 from stock_ledger.adapters.snapshot_formats import read_csv, read_json_lines
 from stock_ledger.adapters.tables import ledger_entries, outbox, oversells, product_attributes
@@ -22,48 +21,21 @@ from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reading import read_stock
 from stock_ledger.service_layer.reconciliation import ledger_discrepancies
 from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
+from tests.integration import ledger_helpers
+from tests.integration.ledger_helpers import counted, line_moved
 
 pytestmark = pytest.mark.integration
 
 CONNECTION = uuid.UUID("00000000-0000-0000-0000-0000000000c1")
 
-
-@pytest.fixture(scope="module")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
+engine = ledger_helpers.engine
+merchant_id = ledger_helpers.merchant_id
 
 
-@pytest.fixture
-def merchant_id() -> uuid.UUID:
-    return uuid.uuid4()
-
-
-def moved(
-    merchant_id: uuid.UUID,
-    movement: OrderMovement,
-    quantity: int,
-    *,
-    sku: str = "A",
-    order: str = "o1",
-    line: str = "1",
-    at: datetime | None = None,
-    **extra: Any,
-) -> OrderLineMoved:
-    return OrderLineMoved(
-        merchant_id=merchant_id,
-        connection_id=CONNECTION,
-        channel_type="shopify",
-        external_order_id=order,
-        line_id=line,
-        sku=sku,
-        movement=movement,
-        quantity=quantity,
-        received_at=at or utcnow(),
-        causation_id=f"shopify:{order}:{line}:{movement}",
-        **extra,
-    )
+def moved(merchant_id: uuid.UUID, movement: OrderMovement, quantity: int, **values: Any) -> OrderLineMoved:
+    """A movement of a line of a Shopify order on CONNECTION: SKU A, order o1, line 1
+    unless `values` (as for `line_moved`) say otherwise."""
+    return line_moved(merchant_id, CONNECTION, movement, quantity, channel_type="shopify", **values)
 
 
 async def levels(engine: AsyncEngine, merchant_id: uuid.UUID, sku: str = "A") -> tuple[int, int, int]:
@@ -76,10 +48,7 @@ async def levels(engine: AsyncEngine, merchant_id: uuid.UUID, sku: str = "A") ->
 async def snapshot(
     engine: AsyncEngine, merchant_id: uuid.UUID, on_hand: int, as_of: datetime, sku: str = "A"
 ) -> tuple[int, int]:
-    async def rows() -> AsyncIterator[SnapshotRow]:
-        yield SnapshotRow(1, sku, "default", on_hand, as_of)
-
-    report = await import_snapshot(unit_of_work_factory(engine), merchant_id, rows())
+    report = await counted(engine, merchant_id, {(sku, "default"): on_hand}, as_of)
     return report.applied, report.ignored_stale
 
 

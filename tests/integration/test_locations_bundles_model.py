@@ -24,12 +24,10 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from stocksync_common.contracts import ConnectionChanged, OrderLineMoved, StockChanged, utcnow
+from stocksync_common.contracts import OrderLineMoved, OrderMovement, StockChanged, utcnow
 from stocksync_common.topics import STOCK_CHANGED
 
 from rule_engine.adapters.tables import channel_quantities
-from rule_engine.adapters.tables import connections as rule_connections
-from rule_engine.adapters.unit_of_work import unit_of_work_factory as rule_engine_units
 from rule_engine.service_layer.context import ConsumerContext
 from rule_engine.service_layer.stock_changes import apply_stock_changes
 from stock_ledger.adapters.tables import outbox as ledger_outbox
@@ -39,7 +37,8 @@ from stock_ledger.service_layer.connection_locations import apply_connection_cha
 from stock_ledger.service_layer.order_lines import apply_order_lines
 from stock_ledger.service_layer.reading import read_stock
 from stock_ledger.service_layer.reconciliation import ledger_discrepancies
-from stock_ledger.service_layer.snapshots import SnapshotRow, import_snapshot
+from tests.integration.ledger_helpers import connection_announced, counted, line_moved
+from tests.integration.rule_engine_helpers import add_connection, rule_engine_units
 
 pytestmark = pytest.mark.integration
 
@@ -111,61 +110,28 @@ operations = st.lists(
 
 
 def order_event(
-    merchant_id: uuid.UUID, connection_id: uuid.UUID, line_id: str, line: Line, movement: str
+    merchant_id: uuid.UUID, connection_id: uuid.UUID, line_id: str, line: Line, movement: OrderMovement
 ) -> OrderLineMoved:
-    return OrderLineMoved(
-        merchant_id=merchant_id,
-        connection_id=connection_id,
-        channel_type="generic",
-        external_order_id=f"order-{line_id}",
-        line_id="1",
-        sku=line.sku,
-        movement=movement,  # type: ignore[arg-type]
-        quantity=line.quantity,
-        received_at=utcnow(),
-        causation_id=f"generic:{line_id}:{movement}",
-    )
+    return line_moved(merchant_id, connection_id, movement, line.quantity, sku=line.sku, order=f"order-{line_id}")
 
 
 async def check(engine: AsyncEngine, ops: list[tuple[Any, ...]]) -> None:
     merchant_id, connection_id = uuid.uuid4(), uuid.uuid4()
     units = unit_of_work_factory(engine)
     model = Model()
-    announced = ConnectionChanged(
-        merchant_id=merchant_id,
-        connection_id=connection_id,
-        channel_type="generic",
-        name="both warehouses",
-        active=True,
-        locations=tuple(LOCATIONS),
-        causation_id="connection",
-    )
-    await apply_connection_changes([announced], units())
+    await apply_connection_changes([connection_announced(merchant_id, connection_id, *LOCATIONS)], units())
     async with engine.begin() as conn:
-        await conn.execute(
-            sa.insert(rule_connections).values(
-                connection_id=connection_id,
-                merchant_id=merchant_id,
-                channel_type="generic",
-                name="both warehouses",
-                active=True,
-                updated_at=utcnow(),
-                locations=LOCATIONS,
-                per_location=False,
-            )
+        await add_connection(
+            conn, merchant_id, connection_id, channel_type="generic", locations=LOCATIONS, per_location=False
         )
     for sku, definition in BUNDLES.items():
         await save_bundle(units(), merchant_id, sku, definition)
     placed: dict[str, OrderLineMoved] = {}
     for n, op in enumerate(ops):
         if op[0] == "snapshot":
-            _, sku, location, counted = op
-
-            async def rows(sku: str = sku, location: str = location, counted: int = counted) -> Any:
-                yield SnapshotRow(1, sku, location, counted, utcnow())
-
-            await import_snapshot(units, merchant_id, rows())
-            model.on_hand[(sku, location)] = counted
+            _, sku, location, on_hand = op
+            await counted(engine, merchant_id, {(sku, location): on_hand}, as_of=utcnow())
+            model.on_hand[(sku, location)] = on_hand
         elif op[0] == "place":
             _, sku, quantity = op
             line_id = str(n)

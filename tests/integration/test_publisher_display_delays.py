@@ -31,7 +31,7 @@ from channel_publisher.service_layer.display_delays import measure_display_delay
 from channel_publisher.service_layer.drainer import Drainer
 from channel_publisher.service_layer.drift import check_drift
 from tests.conftest import PrivateDatabase
-from tests.integration.publisher_connections import shopify_connection
+from tests.integration.publisher_connections import publisher_units, shopify_connection
 
 pytestmark = pytest.mark.integration
 
@@ -171,6 +171,8 @@ async def announced(engine: AsyncEngine, connection_id: uuid.UUID) -> list[Conne
 
 async def test_a_probe_measures_from_the_orders_receipt_to_the_channel_showing_it(engine: AsyncEngine) -> None:
     settings = PublisherSettings(display_delay_min_samples=2, display_delay_announce_interval_s=0)
+    woken: list[bool] = []
+    units = publisher_units(engine, lambda: woken.append(True))
     channels = ChannelsUnderTest()
     drainer = Drainer(PushStore(engine), channels, settings)
     channel = LaggingChannel()
@@ -183,21 +185,22 @@ async def test_a_probe_measures_from_the_orders_receipt_to_the_channel_showing_i
     assert reason == REASON
 
     # Accepted, not shown yet: the probe reads and waits.
-    await measure_display_delays(engine, settings, channels)
+    await measure_display_delays(units, settings, channels)
     assert (channel.reads, await samples(engine, connection_id)) == (1, [])
     channel.display()
     await read_due_now(engine, connection_id)
-    await measure_display_delays(engine, settings, channels)
+    await measure_display_delays(units, settings, channels)
     [(how, first)] = await samples(engine, connection_id)
     assert how == "read_back" and 5.0 <= first < 60.0
     assert await announced(engine, connection_id) == []  # one sample: still the default
+    assert woken == []  # nothing announced: the relay is not woken
 
     # A push that a newer one overtakes before it shows ends its probe without a sample.
     await pushed(engine, drainer, merchant_id, connection_id, 6, 2)
-    await measure_display_delays(engine, settings, channels)
+    await measure_display_delays(units, settings, channels)
     await pushed(engine, drainer, merchant_id, connection_id, 5, 3)
     await read_due_now(engine, connection_id)
-    await measure_display_delays(engine, settings, channels)
+    await measure_display_delays(units, settings, channels)
     assert len(await samples(engine, connection_id)) == 1
     async with engine.connect() as conn:
         assert (
@@ -209,10 +212,11 @@ async def test_a_probe_measures_from_the_orders_receipt_to_the_channel_showing_i
         ).scalar_one() == 0
     # The next tick probes version 3, which the channel shows: the second sample announces.
     channel.display()
-    await measure_display_delays(engine, settings, channels)
+    await measure_display_delays(units, settings, channels)
     assert [how for how, _ in await samples(engine, connection_id)] == ["read_back", "read_back"]
     [event] = await announced(engine, connection_id)
     assert (event.merchant_id, event.samples) == (merchant_id, 2)
+    assert woken == [True]  # the announcement's commit woke the relay
     assert 5.0 <= event.p50_s <= event.p95_s < 60.0
 
     async with engine.connect() as conn:
@@ -224,20 +228,22 @@ async def test_a_probe_measures_from_the_orders_receipt_to_the_channel_showing_i
     channel.display()
     # Nothing new pushed: nothing read, nothing announced again.
     reads = channel.reads
-    await measure_display_delays(engine, settings, channels)
+    await measure_display_delays(units, settings, channels)
     assert channel.reads == reads and len(await announced(engine, connection_id)) == 1
+    assert woken == [True]
 
 
 async def test_a_channel_that_never_shows_it_records_a_censored_sample_and_an_unreadable_one_its_acceptance(
     engine: AsyncEngine,
 ) -> None:
     settings = PublisherSettings(display_probe_max_s=0.001)
+    units = publisher_units(engine)
     channels = ChannelsUnderTest()
     drainer = Drainer(PushStore(engine), channels, settings)
     lagging = LaggingChannel()
     merchant_id, connection_id = await connected(engine, channels, lagging)
     await pushed(engine, drainer, merchant_id, connection_id, 4, 1)
-    await measure_display_delays(engine, settings, channels)  # opens the probe and reads: not shown, past the maximum
+    await measure_display_delays(units, settings, channels)  # opens the probe and reads: not shown, past the maximum
     [(how, delay)] = await samples(engine, connection_id)
     assert how == "censored" and delay >= 5.0
 
@@ -245,7 +251,7 @@ async def test_a_channel_that_never_shows_it_records_a_censored_sample_and_an_un
     await pushed(engine, drainer, merchant_id, unreadable, 4, 1)
     # Two publisher instances measure at once: the push is sampled once.
     await asyncio.gather(
-        measure_display_delays(engine, settings, channels), measure_display_delays(engine, settings, channels)
+        measure_display_delays(units, settings, channels), measure_display_delays(units, settings, channels)
     )
     [(how, delay)] = await samples(engine, unreadable)
     assert how == "accepted" and 5.0 <= delay < 60.0

@@ -27,7 +27,7 @@ from channel_publisher.service_layer.connection_adapters import ConnectionAdapte
 from channel_publisher.service_layer.connections import create_connection
 from channel_publisher.service_layer.drainer import Drainer
 from tests.conftest import PrivateDatabase
-from tests.integration.publisher_connections import shopify_connection
+from tests.integration.publisher_connections import publisher_units, shopify_connection
 
 SKU = "SKU-DRAIN-1"
 
@@ -143,7 +143,7 @@ async def test_a_connection_stored_with_credentials_of_an_old_shape_keeps_its_qu
     """An Amazon connection saved with a fixed access token, before LWA credentials: its
     adapter cannot be built, which is the connection's problem, never the SKU's."""
     connection_id = await create_connection(
-        engine,
+        publisher_units(engine),
         merchant_id=uuid.uuid4(),
         channel_type="amazon",
         name="old shape",

@@ -21,6 +21,7 @@ from channel_publisher.config import PublisherSettings
 from channel_publisher.service_layer.connections import create_connection
 from channel_publisher.service_layer.health_report import connection_health
 from channel_publisher.service_layer.push_history import PushFilter, push_history
+from tests.integration.publisher_connections import publisher_units
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ async def test_pages_of_a_quiet_channel_newest_first_walk_its_whole_history_once
 async def test_a_connections_health_names_its_newest_error_whichever_its_status(engine: AsyncEngine) -> None:
     merchant = uuid.uuid4()
     connection = await create_connection(
-        engine,
+        publisher_units(engine),
         merchant_id=merchant,
         channel_type="generic",
         name="errors",

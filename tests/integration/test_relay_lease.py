@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stocksync_common.contracts import OversellDetected
 from stocksync_common.db import make_engine
 from stocksync_common.kafka import make_producer
-from stocksync_common.outbox import OutboxRelay, add_to_outbox
+from stocksync_common.outbox import OutboxRelay
+from stocksync_common.uow import UnitOfWorkFactory
 
 from tests.integration.crash_worker import Tables, settings
 from tests.integration.test_batching_crashes import versions_on_topic
@@ -51,8 +52,8 @@ def oversell(merchant_id: uuid.UUID, version: int) -> OversellDetected:
 
 
 async def write(engine: AsyncEngine, tables: Tables, events: list[OversellDetected]) -> None:
-    async with engine.begin() as conn:
-        await add_to_outbox(conn, tables.outbox, events)
+    async with UnitOfWorkFactory(engine, outbox=tables.outbox).begin() as uow:
+        uow.add(events)
 
 
 async def unpublished(engine: AsyncEngine, tables: Tables) -> int:

@@ -40,6 +40,7 @@ from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.app import create_app
 from stock_ledger.adapters.api_key_store import ApiKeyStore
 from tests.conftest import PrivateDatabase, own_infrastructure
+from tests.integration.rule_engine_helpers import stock_changed
 
 pytestmark = pytest.mark.integration
 
@@ -169,15 +170,18 @@ class Merchant:
         )
 
     def stock(self, sku: str, available: int, version: int = 1) -> StockChanged:
-        return StockChanged(
-            merchant_id=self.merchant_id,
-            sku=sku,
-            version=version,
-            on_hand=available,
-            reserved=0,
-            available=available,
-            causation_id=f"snapshot:{sku}:{version}",
-        )
+        return stock_changed(self.merchant_id, sku, version, available, causation_id=f"snapshot:{sku}:{version}")
+
+    def buffer_rule(self, **fields: Any) -> dict[str, Any]:
+        """A rule on this merchant's channel showing 0 while 3 or fewer are available,
+        unless `fields` say otherwise."""
+        return {
+            "name": "seed buffer",
+            "channels": [str(self.connection_id)],
+            "condition": {"op": "<=", "value": 3},
+            "action": {"type": "set", "value": 0},
+            **fields,
+        }
 
     def attributes(self, sku: str, version: int, **values: Any) -> ProductAttributesChanged:
         return ProductAttributesChanged(
@@ -223,14 +227,9 @@ async def test_rule_with_a_period_changes_quantities_when_it_starts_and_restores
         answer = await api.post(
             "/v1/rules",
             headers=merchant.auth,
-            json={
-                "name": "weekend buffer",
-                "channels": [str(merchant.connection_id)],
-                "condition": {"op": "<=", "value": 3},
-                "action": {"type": "set", "value": 0},
-                "starts_at": starts_at.isoformat(),
-                "ends_at": ends_at.isoformat(),
-            },
+            json=merchant.buffer_rule(
+                name="weekend buffer", starts_at=starts_at.isoformat(), ends_at=ends_at.isoformat()
+            ),
         )
         assert answer.status_code == 201, answer.text
         rule = answer.json()
@@ -448,18 +447,7 @@ async def test_rule_changes_are_re_evaluated_at_once_and_kept_in_the_history(
     merchant = Merchant()
     async with rule_engine() as api:
         await set_up(broker, merchant, {"A": 3})
-        created = (
-            await api.post(
-                "/v1/rules",
-                headers=merchant.auth,
-                json={
-                    "name": "seed buffer",
-                    "channels": [str(merchant.connection_id)],
-                    "condition": {"op": "<=", "value": 3},
-                    "action": {"type": "set", "value": 0},
-                },
-            )
-        ).json()
+        created = (await api.post("/v1/rules", headers=merchant.auth, json=merchant.buffer_rule())).json()
         rule_url = f"/v1/rules/{created['rule_id']}"
         await published(broker, merchant, {"A": 0})
 
@@ -559,12 +547,7 @@ async def test_a_rule_naming_a_connection_made_a_moment_ago_waits_for_it_to_arri
     here a moment later. A rule on it sent in between is saved once it arrives, not refused."""
     merchant = Merchant()
     merchant.connection_id = new_id()
-    rule = {
-        "name": "seed buffer",
-        "channels": [str(merchant.connection_id)],
-        "condition": {"op": "<=", "value": 3},
-        "action": {"type": "set", "value": 0},
-    }
+    rule = merchant.buffer_rule()
     async with rule_engine() as api:
         saving = asyncio.create_task(api.post("/v1/rules", headers=merchant.auth, json=rule))
         await asyncio.sleep(1)  # the connection arrives while the rule waits for it

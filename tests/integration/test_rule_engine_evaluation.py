@@ -26,10 +26,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from stocksync_common.contracts import utcnow
-
-from rule_engine.adapters.tables import channel_quantities, connections, products, stock
-from rule_engine.adapters.tables import rules as rules_table
+from rule_engine.adapters.tables import channel_quantities, products, stock
 from rule_engine.domain.rules import (
     NO_ATTRIBUTES,
     Action,
@@ -40,6 +37,7 @@ from rule_engine.domain.rules import (
     Rule,
 )
 from rule_engine.service_layer.evaluation import EVERYTHING, Scope, changed_quantities, reevaluate
+from tests.integration.rule_engine_helpers import add_connection, add_rule, rule_engine_units
 
 pytestmark = pytest.mark.integration
 
@@ -154,22 +152,15 @@ def one_at_a_time(funnel: Funnel, merchant: Merchant, scope: Scope) -> list[tupl
 
 async def fill(engine: AsyncEngine, merchant_id: uuid.UUID, merchant: Merchant) -> None:
     async with engine.begin() as conn:
-        await conn.execute(
-            sa.insert(connections),
-            [
-                {
-                    "connection_id": uuid.uuid5(merchant_id, str(c)),
-                    "merchant_id": merchant_id,
-                    "channel_type": "shopify",
-                    "name": str(c),
-                    "active": c != CHANNELS[2],
-                    "updated_at": utcnow(),
-                    "locations": LOCATIONS,
-                    "per_location": c == PER_LOCATION,
-                }
-                for c in CHANNELS
-            ],
-        )
+        for c in CHANNELS:
+            await add_connection(
+                conn,
+                merchant_id,
+                uuid.uuid5(merchant_id, str(c)),
+                active=c != CHANNELS[2],
+                locations=LOCATIONS,
+                per_location=c == PER_LOCATION,
+            )
         await conn.execute(
             sa.insert(stock),
             [
@@ -320,30 +311,25 @@ async def test_saving_emits_what_the_grouped_evaluation_listed(database_url: str
         Action("set", 0),
         product_filter=AttributeFilter(brands=frozenset({"bosch"})),
     )
+    units = rule_engine_units(engine)
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                sa.insert(rules_table).values(
-                    rule_id=buffer.rule_id,
-                    merchant_id=merchant_id,
-                    name="buffer",
-                    position=1,
-                    enabled=True,
-                    connection_ids=[],
-                    skus=[],
-                    condition={"op": "<=", "value": 3, "upper": None},
-                    action={"type": "set", "value": 0},
-                    product_filter={"brands": ["bosch"]},
-                    weekly_windows=[],
-                )
+            await add_rule(
+                conn,
+                merchant_id,
+                1,
+                rule_id=buffer.rule_id,
+                condition={"op": "<=", "value": 3, "upper": None},
+                action={"type": "set", "value": 0},
+                product_filter={"brands": ["bosch"]},
             )
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="REPEATABLE READ")
             listed = await changed_quantities(
                 conn, merchant_id, Funnel([buffer], None), EVERYTHING, lock_stock=False, limit=100
             )
-        async with engine.begin() as conn:
-            emitted = await reevaluate(conn, merchant_id, causation_id="test")
+        async with units.begin() as uow:
+            emitted = await reevaluate(uow, merchant_id, causation_id="test")
         assert [(e.connection_id, e.sku, e.quantity, e.rule_ids) for e in emitted] == [
             (c.connection_id, c.sku, c.decision.quantity, c.decision.rule_ids) for c in listed.changes
         ]
@@ -352,7 +338,7 @@ async def test_saving_emits_what_the_grouped_evaluation_listed(database_url: str
         first = uuid.uuid5(merchant_id, str(CHANNELS[0]))
         assert {e.sku: e.quantity for e in emitted if e.connection_id == first} == {"B": 0}
         assert [e.version for e in emitted if e.connection_id == first] == [6]
-        async with engine.begin() as conn:
-            assert await reevaluate(conn, merchant_id, causation_id="test") == []
+        async with units.begin() as uow:
+            assert await reevaluate(uow, merchant_id, causation_id="test") == []
     finally:
         await engine.dispose()

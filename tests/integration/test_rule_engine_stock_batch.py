@@ -10,69 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from stocksync_common.contracts import ChannelQuantityChanged, ConnectionChanged, StockChanged, utcnow
+from stocksync_common.contracts import ChannelQuantityChanged, ConnectionChanged
 
-from rule_engine.adapters.tables import channel_quantities, connections, outbox, stock
+from rule_engine.adapters.tables import channel_quantities, stock
 from rule_engine.adapters.tables import rules as rules_table
-from rule_engine.adapters.unit_of_work import unit_of_work_factory
 from rule_engine.service_layer.context import ConsumerContext
 from rule_engine.service_layer.evaluation import apply_connection_changes, reevaluate
 from rule_engine.service_layer.stock_changes import apply_stock_changes
+from tests.integration.rule_engine_helpers import (
+    add_connection,
+    add_rule,
+    emitted_events,
+    rule_engine_units,
+    stock_changed,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def stock_changed(merchant_id: uuid.UUID, sku: str, version: int, available: int, location: str = "default") -> Any:
-    return StockChanged(
-        merchant_id=merchant_id,
-        sku=sku,
-        location=location,
-        version=version,
-        on_hand=available,
-        reserved=0,
-        available=available,
-        causation_id=f"order:{sku}:{version}",
-    )
-
-
-async def add_rule(engine: AsyncEngine, merchant_id: uuid.UUID, position: int, **values: Any) -> uuid.UUID:
-    rule_id = uuid.uuid4()
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.insert(rules_table).values(
-                {
-                    "rule_id": rule_id,
-                    "merchant_id": merchant_id,
-                    "name": f"rule {position}",
-                    "position": position,
-                    "enabled": True,
-                    "connection_ids": [],
-                    "skus": [],
-                    "weekly_windows": [],
-                    **values,
-                }
-            )
-        )
-    return rule_id
-
-
-async def emitted_events(engine: AsyncEngine, merchant_id: uuid.UUID) -> list[ChannelQuantityChanged]:
-    async with engine.connect() as conn:
-        payloads = (
-            await conn.execute(
-                sa.select(outbox.c.payload)
-                .where(sa.func.convert_from(outbox.c.key, "UTF8").startswith(f"{merchant_id}:"))
-                .order_by(outbox.c.id)
-            )
-        ).scalars()
-        return [ChannelQuantityChanged.model_validate_json(p) for p in payloads]
 
 
 async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(database_url: str) -> None:
@@ -80,29 +39,18 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
     merchant_id = uuid.uuid4()
     first, second, inactive = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     wakes: list[None] = []
-    context = ConsumerContext(unit_of_work_factory(engine, lambda: wakes.append(None)))
+    units = rule_engine_units(engine, lambda: wakes.append(None))
+    context = ConsumerContext(units)
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                sa.insert(connections),
-                [
-                    {
-                        "connection_id": c,
-                        "merchant_id": merchant_id,
-                        "channel_type": "shopify",
-                        "name": str(c),
-                        "active": c != inactive,
-                        "updated_at": utcnow(),
-                    }
-                    for c in (first, second, inactive)
-                ],
+            for c in (first, second, inactive):
+                await add_connection(conn, merchant_id, c, active=c != inactive)
+            buffer = await add_rule(
+                conn, merchant_id, 1, condition={"op": "<=", "value": 3}, action={"type": "set", "value": 0}
             )
-        buffer = await add_rule(
-            engine, merchant_id, 1, condition={"op": "<=", "value": 3}, action={"type": "set", "value": 0}
-        )
-        only_b = await add_rule(
-            engine, merchant_id, 2, skus=["B"], condition={"op": "always"}, action={"type": "subtract", "value": 1}
-        )
+            only_b = await add_rule(
+                conn, merchant_id, 2, skus=["B"], condition={"op": "always"}, action={"type": "subtract", "value": 1}
+            )
         channels = sorted([first, second])
 
         batch = [
@@ -153,16 +101,17 @@ async def test_stock_batches_emit_only_changed_quantities_once_in_version_order(
         assert [(e.quantity, e.version, e.stock_version, e.rule_ids) for e in latest] == [(1, 3, 8, (buffer,))] * 2
 
         # What was published is what a full re-evaluation computes: nothing is left to emit.
-        async with engine.begin() as conn:
-            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+        async with units.begin() as uow:
+            assert await reevaluate(uow, merchant_id, causation_id="check") == []
             published = (
-                await conn.execute(
+                await uow.sqlalchemy.execute(
                     sa.select(sa.func.count()).where(
                         channel_quantities.c.merchant_id == merchant_id, channel_quantities.c.connection_id == inactive
                     )
                 )
             ).scalar_one()
         assert published == 0
+        assert len(wakes) == 3  # nothing written by the re-evaluation, nothing to wake the relay for
     finally:
         await engine.dispose()
 
@@ -175,31 +124,25 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
     merchant_id = uuid.uuid4()
     both, only_b, shopify = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     feeds = {both: (["b", "a"], False), only_b: (["b"], False), shopify: (["a", "b"], True)}
-    context = ConsumerContext(unit_of_work_factory(engine))
+    wakes: list[None] = []
+    units = rule_engine_units(engine, lambda: wakes.append(None))
+    context = ConsumerContext(units)
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                sa.insert(connections),
-                [
-                    {
-                        "connection_id": c,
-                        "merchant_id": merchant_id,
-                        "channel_type": "shopify" if per_location else "generic",
-                        "name": str(c),
-                        "active": True,
-                        "updated_at": utcnow(),
-                        "locations": locations,
-                        "per_location": per_location,
-                    }
-                    for c, (locations, per_location) in feeds.items()
-                ],
-            )
-        await add_rule(engine, merchant_id, 1, condition={"op": "<=", "value": 3}, action={"type": "set", "value": 0})
+            for c, (sells_from, per_location) in feeds.items():
+                channel_type = "shopify" if per_location else "generic"
+                await add_connection(
+                    conn, merchant_id, c, channel_type=channel_type, locations=sells_from, per_location=per_location
+                )
+            await add_rule(conn, merchant_id, 1, condition={"op": "<=", "value": 3}, action={"type": "set", "value": 0})
 
         def shown(events: list[ChannelQuantityChanged]) -> set[tuple[uuid.UUID, str, str, int, int]]:
             return {(e.connection_id, e.sku, e.location, e.quantity, e.available) for e in events}
 
-        batch = [stock_changed(merchant_id, "X", 1, 7, location="a"), stock_changed(merchant_id, "Y", 1, 2, "a")]
+        batch = [
+            stock_changed(merchant_id, "X", 1, 7, location="a"),
+            stock_changed(merchant_id, "Y", 1, 2, location="a"),
+        ]
         await apply_stock_changes(batch, context)
         assert shown(await emitted_events(engine, merchant_id)) == {
             (both, "X", "default", 7, 7),
@@ -224,11 +167,12 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
         # A location no connection sells from moves nothing.
         assert await apply_stock_changes([stock_changed(merchant_id, "X", 1, 99, location="c")], context) == 0
 
-        async with engine.begin() as conn:
-            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+        async with units.begin() as uow:
+            assert await reevaluate(uow, merchant_id, causation_id="check") == []
 
         # Shopify stops selling from "a": it is sent 0 there, and the sum channel its new sum.
         before = len(await emitted_events(engine, merchant_id))
+        woken = len(wakes)
         for connection_id, locations in ((shopify, ("b",)), (both, ("b",))):
             change = ConnectionChanged(
                 merchant_id=merchant_id,
@@ -244,8 +188,9 @@ async def test_each_connection_is_shown_the_sum_of_its_own_locations_or_each_of_
         newest = (await emitted_events(engine, merchant_id))[before:]
         # (Y at "a" was already shown 0, by the buffer rule: nothing to send.)
         assert shown(newest) == {(shopify, "X", "a", 0, 0), (both, "X", "default", 5, 5)}
-        async with engine.begin() as conn:
-            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+        assert len(wakes) == woken + 2  # by each change's unit of work, which emitted
+        async with units.begin() as uow:
+            assert await reevaluate(uow, merchant_id, causation_id="check") == []
     finally:
         await engine.dispose()
 
@@ -258,45 +203,29 @@ async def test_a_new_skus_first_stock_during_a_rule_change_is_published_with_the
     exist, and the re-evaluation, which could not see the new row, would not correct it."""
     engine = create_async_engine(database_url, poolclass=NullPool)
     merchant_id, channel = uuid.uuid4(), uuid.uuid4()
-    context = ConsumerContext(unit_of_work_factory(engine))
+    units = rule_engine_units(engine)
+    context = ConsumerContext(units)
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                sa.insert(connections).values(
-                    connection_id=channel,
-                    merchant_id=merchant_id,
-                    channel_type="shopify",
-                    name="c",
-                    active=True,
-                    updated_at=utcnow(),
-                )
-            )
-        async with engine.connect() as rule_change:
-            await rule_change.begin()
-            await rule_change.execute(
-                sa.insert(rules_table).values(
-                    rule_id=uuid.uuid4(),
-                    merchant_id=merchant_id,
-                    name="buffer",
-                    position=1,
-                    enabled=True,
-                    connection_ids=[],
-                    skus=[],
-                    weekly_windows=[],
-                    condition={"op": "<=", "value": 3},
-                    action={"type": "set", "value": 0},
-                )
+            await add_connection(conn, merchant_id, channel)
+        async with units.begin() as rule_change:
+            await add_rule(
+                rule_change.sqlalchemy,
+                merchant_id,
+                1,
+                condition={"op": "<=", "value": 3},
+                action={"type": "set", "value": 0},
             )
             # The rule change's re-evaluation: no stock row of the merchant exists yet.
             assert await reevaluate(rule_change, merchant_id, causation_id="rule") == []
             batch = asyncio.create_task(apply_stock_changes([stock_changed(merchant_id, "NEW", 1, 2)], context))
             await asyncio.sleep(1.0)  # long enough for the batch to have read the rules, were it not waiting
             assert not batch.done()
-            await rule_change.commit()
+        # The rule change committed on leaving its unit of work.
         assert await asyncio.wait_for(batch, 30) == 1
         (event,) = await emitted_events(engine, merchant_id)
         assert (event.sku, event.available, event.quantity) == ("NEW", 2, 0)  # the buffer rule applied
-        async with engine.begin() as conn:
-            assert await reevaluate(conn, merchant_id, causation_id="check") == []
+        async with units.begin() as uow:
+            assert await reevaluate(uow, merchant_id, causation_id="check") == []
     finally:
         await engine.dispose()

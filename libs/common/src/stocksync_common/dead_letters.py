@@ -20,18 +20,20 @@ import base64
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import sqlalchemy as sa
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from prometheus_client import Counter
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.bounds import TEXT_MAX_LENGTH
 from stocksync_common.contracts import DeadLetterRecorded
 from stocksync_common.topics import dead_letter_topic_of
+
+if TYPE_CHECKING:  # the unit of work imports the outbox, which imports kafka, which imports this
+    from stocksync_common.uow import UnitOfWorkFactory
 
 DEAD_LETTERS = Counter(
     "stocksync_dead_letters_total", "Events a consumer could not apply, moved to a dead letter", ["group", "topic"]
@@ -224,33 +226,30 @@ def dead_letter_row(event: DeadLetterRecorded) -> dict[str, object]:
 
 
 class DeadLetterStore:
-    """Writes dead letters to the service's table and, in the same transaction, its outbox."""
+    """Writes dead letters to the service's table and, in the same unit of work, their
+    records to its outbox (whose commit wakes the relay)."""
 
-    def __init__(self, engine: AsyncEngine, table: sa.Table, outbox: sa.Table, on_recorded: Callable[[], None]) -> None:
-        self.engine = engine
+    def __init__(self, units: UnitOfWorkFactory, table: sa.Table) -> None:
+        self.units = units
         self.table = table
-        self.outbox = outbox
-        self.on_recorded = on_recorded
 
     async def record(self, letters: list[DeadLetter]) -> None:
         if not letters:
             return
         events = [dead_letter_event(uuid.uuid4(), letter) for letter in letters]
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.insert(self.table), [dead_letter_row(event) for event in events])
-            await conn.execute(
-                sa.insert(self.outbox),
-                [
-                    {
-                        "topic": dead_letter_topic_of(event.topic).name,
-                        "key": str(event.merchant_id).encode(),
-                        "payload": orjson.dumps(event.model_dump(mode="json")),
-                        "event_type": DeadLetterRecorded.__name__,
-                        "causation_id": event.causation_id,
-                    }
-                    for event in events
-                ],
+        async with self.units.begin() as uow:
+            await uow.sqlalchemy.execute(sa.insert(self.table), [dead_letter_row(event) for event in events])
+            # On the dead-letter topic of the topic the event came from, keyed by merchant.
+            uow.add_records(
+                (
+                    dead_letter_topic_of(event.topic).name,
+                    str(event.merchant_id).encode(),
+                    orjson.dumps(event.model_dump(mode="json")),
+                    DeadLetterRecorded.__name__,
+                    event.causation_id,
+                    None,
+                )
+                for event in events
             )
         for letter in letters:
             DEAD_LETTERS.labels(letter.group, letter.topic).inc()
-        self.on_recorded()

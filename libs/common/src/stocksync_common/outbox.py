@@ -88,7 +88,11 @@ BACKLOG_SAMPLE_INTERVAL_S = 5.0
 OUTBOX_COLUMNS = ("topic", "key", "payload", "event_type", "causation_id", "trace_context")
 
 
-def outbox_row(event: Event) -> tuple[str, bytes, bytes, str, str, str | None]:
+# An outbox row's values, in the order of `OUTBOX_COLUMNS`.
+OutboxRecord = tuple[str, bytes, bytes, str, str, str | None]
+
+
+def outbox_row(event: Event) -> OutboxRecord:
     """The values of an event's outbox row, in the order of `OUTBOX_COLUMNS`."""
     topic = topic_for(event)
     return (
@@ -101,9 +105,10 @@ def outbox_row(event: Event) -> tuple[str, bytes, bytes, str, str, str | None]:
     )
 
 
-def outbox_arrays(events: Iterable[Event]) -> tuple[list[Any], ...]:
-    """The outbox rows of events as one list per column: the parameters of `outbox_insert_sql`."""
-    rows = [outbox_row(event) for event in events]
+def outbox_arrays(events: Iterable[Event], records: Iterable[OutboxRecord] = ()) -> tuple[list[Any], ...]:
+    """The outbox rows of events, then of records already encoded, as one list per column:
+    the parameters of `outbox_insert_sql`."""
+    rows = [*(outbox_row(event) for event in events), *records]
     return tuple([row[i] for row in rows] for i in range(len(OUTBOX_COLUMNS)))
 
 

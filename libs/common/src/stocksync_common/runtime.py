@@ -67,9 +67,7 @@ class Runtime:
         self.units = UnitOfWorkFactory(self.engine, inbox=inbox, outbox=outbox, wake_relay=self.wake_relay)
         # Where this service's consumers put the events they cannot apply (needs the outbox).
         self.dead_letters = (
-            DeadLetterStore(self.engine, dead_letters, outbox, self.wake_relay)
-            if dead_letters is not None and outbox is not None
-            else None
+            DeadLetterStore(self.units, dead_letters) if dead_letters is not None and outbox is not None else None
         )
         # aiokafka objects must be created inside the running event loop: see start().
         self._producer: AIOKafkaProducer | None = None

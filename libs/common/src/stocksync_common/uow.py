@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import Event
-from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
+from stocksync_common.outbox import OutboxRecord, outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import Connection, driver_connection
 
 
@@ -71,6 +71,7 @@ class UnitOfWork:
         self._outbox = outbox
         self._on_commit = on_commit
         self._pending: list[Event] = []
+        self._records: list[OutboxRecord] = []
         self._wrote_events = False
         self._pooled: AsyncConnection | None = None
         self._connection: Connection | None = None
@@ -111,7 +112,7 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         assert not self._joined, "a joined unit of work is not entered: its owner's transaction is"
-        self._pending, self._wrote_events, self._committed = [], False, False
+        self._pending, self._records, self._wrote_events, self._committed = [], [], False, False
         pooled = await self._engine.connect()
         try:
             driver: Connection = (await pooled.get_raw_connection()).driver_connection
@@ -154,6 +155,13 @@ class UnitOfWork:
         assert self._outbox is not None, "this service has no outbox"
         self._pending.extend(events)
 
+    def add_records(self, records: Iterable[OutboxRecord]) -> None:
+        """Outbox rows already encoded (a dead letter's original bytes, put back on its
+        topic, or the dead letter's own record) to publish if, and only if, this transaction
+        commits; written after the events at `flush` or `commit`."""
+        assert self._outbox is not None, "this service has no outbox"
+        self._records.extend(records)
+
     def take_events(self) -> list[Event]:
         """The pending events, for a store that writes them to the outbox in its own
         statement (`outbox_insert_sql` as a CTE: one round trip less on a hot path).
@@ -164,10 +172,12 @@ class UnitOfWork:
 
     async def flush(self) -> None:
         """Write the pending events to the outbox now (commit does it too)."""
-        if not self._pending:
+        if not self._pending and not self._records:
             return
         assert self._outbox is not None
-        await self.connection.execute(outbox_insert_sql(self._outbox, 1), *outbox_arrays(self.take_events()))
+        records, self._records = self._records, []
+        self._wrote_events = True
+        await self.connection.execute(outbox_insert_sql(self._outbox, 1), *outbox_arrays(self.take_events(), records))
 
     async def commit(self) -> None:
         """Write the pending events, commit, and wake the relay if any event was written."""

@@ -48,6 +48,14 @@ CONSUMES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def free_port() -> int:
+    """A port nothing listens on now (tests and benchmarks run stacks side by side)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 async def consumer_lag(bootstrap_servers: str, group: str, topics: list[str]) -> int:
     """Records of `topics` that `group` has not committed yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
@@ -88,13 +96,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """A free port for every process (tests and benchmarks run stacks side by side)."""
-        ports = []
-        for _ in fields(cls):
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                ports.append(sock.getsockname()[1])
-        return cls(*ports)
+        """A free port for every process."""
+        return cls(*(free_port() for _ in fields(cls)))
 
 
 @dataclass
@@ -201,6 +204,8 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    # The port of every other instance of a service (`start_service`), by (service, instance).
+    instance_ports: dict[tuple[str, int], int] = field(default_factory=dict)
     backoff: Backoff = field(default_factory=Backoff)
     restarts: list[Restart] = field(default_factory=list)
     _supervisor: threading.Thread | None = None
@@ -212,8 +217,17 @@ class Stack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
 
-    def service_url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports.of(service)}"
+    def service_port(self, service: str, instance: int = 0) -> int:
+        """Instance 0 listens on the service's port in `ports`, another instance on its own."""
+        return self.instance_ports[(service, instance)] if instance else self.ports.of(service)
+
+    def service_url(self, service: str, instance: int = 0) -> str:
+        return f"http://127.0.0.1:{self.service_port(service, instance)}"
+
+    def service_urls(self, service: str) -> list[str]:
+        """Every instance of `service`: the first, then those `start_service` started."""
+        more = [instance for name, instance in self.instance_ports if name == service]
+        return [self.service_url(service, instance) for instance in (0, *more)]
 
     def start_infrastructure(self, use_environment: bool = True) -> None:
         """Start what is not given: by URL, by the environment, else embedded."""
@@ -232,14 +246,14 @@ class Stack:
             self.kafka_bootstrap_servers = self.broker.bootstrap_servers
         asyncio.run(ensure_topics(self.kafka_bootstrap_servers))
 
-    def service_env(self, service: str) -> dict[str, str]:
+    def service_env(self, service: str, instance: int = 0) -> dict[str, str]:
         assert self.database_url and self.kafka_bootstrap_servers
         env = dict(os.environ)
         env.update(
             {
                 "DATABASE_URL": self.database_url,
                 "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
-                "HTTP_PORT": str(self.ports.of(service)),
+                "HTTP_PORT": str(self.service_port(service, instance)),
                 "API_KEY_SECRET": self.api_key_secret,
                 "API_KEYS_URL": self.service_url("stock-ledger"),
                 "ADMIN_TOKEN": self.admin_token,
@@ -259,17 +273,25 @@ class Stack:
                 stdout=subprocess.DEVNULL,
             )
 
-    def start_service(self, service: str) -> ManagedProcess:
-        module = dict(SERVICES)[service]
+    def start_service(self, service: str, instance: int = 0) -> ManagedProcess:
+        """Start instance `instance` of `service` without waiting for it to be ready.
+
+        Instance 0 is the service itself, the one the gateway calls; instance N > 0 is
+        another process of the same service on the same database and broker, on a port of
+        its own, named `<service> #<N + 1>` (its log `<service>-<N + 1>.log`).
+        """
+        if instance and (service, instance) not in self.instance_ports:
+            self.instance_ports[(service, instance)] = free_port()
+        name = f"{service} #{instance + 1}" if instance else service
         process = ManagedProcess(
-            service,
-            [sys.executable, "-m", module, "serve"],
-            self.service_env(service),
-            self.home / "logs" / f"{service}.log",
-            f"{self.service_url(service)}/readyz",
+            name,
+            [sys.executable, "-m", dict(SERVICES)[service], "serve"],
+            self.service_env(service, instance),
+            self.home / "logs" / f"{name.replace(' #', '-')}.log",
+            f"{self.service_url(service, instance)}/readyz",
         )
         process.start()
-        self.processes[service] = process
+        self.processes[name] = process
         return process
 
     def start_services(self) -> None:

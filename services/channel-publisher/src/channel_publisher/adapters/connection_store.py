@@ -1,10 +1,13 @@
 """Every statement on the connection aggregate: a connection and its listings.
 
-Tables `connections` (what the merchant set up, its pause, its last drift check) and
-`listings` (which SKU is which item on the channel). SQLAlchemy Core on the caller's
-connection, in the caller's transaction. The columns of a connection's call health
-(consecutive failures, an automatic pause) are written by a drain, in the push store
-(adapters/push_store.py), with the rows it settles.
+Tables `connections` (what the merchant set up, its pause and call health, its last
+drift check) and `listings` (which SKU is which item on the channel). SQLAlchemy Core on
+the caller's connection, in the caller's transaction; a drain's writes to the call
+health (consecutive failures, an automatic pause) are hand-written SQL on the drain's
+asyncpg connection, in its transaction, with the rows it settles (the lock protocol is
+in adapters/push_store.py). Other stores only read `connections`, joined into their own
+statements: the push queue reads a connection's pause in the statement that takes its
+rows, without a round trip of its own.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channel_publisher.adapters.tables import connections, listings
+from channel_publisher.domain.connection_health import HealthChange
 
 
 def _owned(merchant_id: uuid.UUID, connection_id: uuid.UUID) -> sa.ColumnElement[bool]:
@@ -140,3 +145,30 @@ async def mark_drift_checked(conn: AsyncConnection, connection_id: uuid.UUID, at
     await conn.execute(
         sa.update(connections).where(connections.c.connection_id == connection_id).values(last_drift_check_at=at)
     )
+
+
+# A drain's call that did not fail as a whole clears the failures and the pause.
+HEALTH_RESET_SQL = f"""
+UPDATE {connections.fullname} SET consecutive_failures = 0, paused_at = NULL, pause_reason = NULL, resume_at = NULL
+WHERE connection_id = $1::uuid
+"""
+
+# A call that failed as a whole: failures in a row, and the pause when $3 to $5 are set.
+HEALTH_FAILED_SQL = f"""
+UPDATE {connections.fullname}
+SET consecutive_failures = $2::int, paused_at = coalesce($3::timestamptz, paused_at),
+    pause_reason = coalesce($4::text, pause_reason), resume_at = coalesce($5::timestamptz, resume_at)
+WHERE connection_id = $1::uuid
+"""
+
+
+async def reset_health(conn: asyncpg.Connection, connection_id: uuid.UUID) -> None:
+    """On a drain's connection: the call went through, the failures and the pause end."""
+    await conn.execute(HEALTH_RESET_SQL, connection_id)
+
+
+async def record_failure(conn: asyncpg.Connection, connection_id: uuid.UUID, change: HealthChange) -> None:
+    """On a drain's connection: a call failed as a whole, the failures in a row, and the
+    pause if it paused."""
+    pause = (change.after.paused_at, change.pause_reason, change.after.resume_at) if change.paused else (None,) * 3
+    await conn.execute(HEALTH_FAILED_SQL, connection_id, change.after.consecutive_failures, *pause)

@@ -1,5 +1,5 @@
 """The push queue's store: every statement on the pending pushes, what the channel last
-accepted, the push history, the unmapped SKUs and a connection's call health.
+accepted, the push history and the unmapped SKUs.
 
 Hand-written SQL on asyncpg (stocksync_common.raw_connection): the consumer enqueues a
 batch in one statement, a drain takes its rows in one and settles them in one, where
@@ -18,9 +18,9 @@ Lock protocol of a drain (`draining`):
   at the version that was sent, so a newer version that arrived during the call stays
   pending and is sent next.
 - Everything a call settles (`last_sent`, postponements, history, deletions, unmapped
-  counts, the connection's health) is written in the drain's transaction: a crash
-  mid-call rolls all of it back and the same absolute quantity is sent again, which is
-  harmless.
+  counts, and the connection's health through the connection store's statements) is
+  written in the drain's transaction: a crash mid-call rolls all of it back and the same
+  absolute quantity is sent again, which is harmless.
 
 "Paused unless resume_at has passed" and "a newer version wins" are the domain's rules
 (domain/connection_health.py, domain/versions.py), stated here with their SQL fragments.
@@ -49,6 +49,7 @@ from stocksync_common.raw_connection import raw_connection, raw_transaction, uui
 from stocksync_common.topics import CHANNEL_QUANTITY
 from stocksync_common.tracing import trace_context_of
 
+from channel_publisher.adapters import connection_store
 from channel_publisher.adapters.tables import (
     connections,
     inbox,
@@ -200,20 +201,6 @@ SELECT $1::uuid, a.sku, a.location, 1, $2::timestamptz, $2::timestamptz, a.quant
 FROM {UNMAPPED.unnest(3)} AS a({UNMAPPED.names})
 ON CONFLICT (connection_id, sku, location) DO UPDATE SET
     changes = u.changes + 1, last_seen_at = excluded.last_seen_at, last_quantity = excluded.last_quantity
-"""
-
-# A connection's health: a call that did not fail as a whole clears failures and pause.
-HEALTH_RESET_SQL = f"""
-UPDATE {connections.fullname} SET consecutive_failures = 0, paused_at = NULL, pause_reason = NULL, resume_at = NULL
-WHERE connection_id = $1::uuid
-"""
-
-# A call that failed as a whole: failures in a row, and the pause when $3 to $5 are set.
-HEALTH_FAILED_SQL = f"""
-UPDATE {connections.fullname}
-SET consecutive_failures = $2::int, paused_at = coalesce($3::timestamptz, paused_at),
-    pause_reason = coalesce($4::text, pause_reason), resume_at = coalesce($5::timestamptz, resume_at)
-WHERE connection_id = $1::uuid
 """
 
 QUEUED = Columns.of(
@@ -378,12 +365,10 @@ class Drain:
             )
 
     async def reset_health(self) -> None:
-        await self._conn.execute(HEALTH_RESET_SQL, self.connection_id)
+        await connection_store.reset_health(self._conn, self.connection_id)
 
     async def record_failure(self, change: HealthChange) -> None:
-        """A call failed as a whole: the failures in a row, and the pause if it paused."""
-        pause = (change.after.paused_at, change.pause_reason, change.after.resume_at) if change.paused else (None,) * 3
-        await self._conn.execute(HEALTH_FAILED_SQL, self.connection_id, change.after.consecutive_failures, *pause)
+        await connection_store.record_failure(self._conn, self.connection_id, change)
 
 
 def _pending(record: Mapping[str, Any]) -> PendingPush:

@@ -186,7 +186,7 @@ async def post_connection(body: ConnectionIn, runtime: RuntimeDep, merchant_id: 
     credentials, inbound, listing_rows, settings = _validated(body)
     await _refuse_non_public_hosts(runtime, body.base_url, credentials)
     connection_id = await create_connection(
-        runtime.engine,
+        runtime.units,
         merchant_id=merchant_id,
         channel_type=body.type,
         name=body.name,
@@ -198,7 +198,6 @@ async def post_connection(body: ConnectionIn, runtime: RuntimeDep, merchant_id: 
         listing_rows=listing_rows,
         locations=body.locations,
     )
-    runtime.wake_relay()
     return await _connection_out(runtime, merchant_id, connection_id)
 
 
@@ -225,9 +224,8 @@ async def put_locations(
 ) -> ConnectionOut:
     """Replace the locations the channel sells from. Orders already placed keep the location
     they reserved at; the channel's quantities are re-evaluated at once."""
-    if not await set_connection_locations(runtime.engine, merchant_id, connection_id, body.locations):
+    if not await set_connection_locations(runtime.units, merchant_id, connection_id, body.locations):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-    runtime.wake_relay()
     return await _connection_out(runtime, merchant_id, connection_id)
 
 
@@ -246,10 +244,9 @@ async def rotate_webhook_secret(
     connection_id: uuid.UUID, body: WebhookSecretIn, runtime: RuntimeDep, merchant_id: MerchantId
 ) -> WebhookSecretsOut:
     """Start a rotation: the new secret and the current one are both accepted (overlap)."""
-    count = await add_webhook_secret(runtime.engine, merchant_id, connection_id, body.secret)
+    count = await add_webhook_secret(runtime.units, merchant_id, connection_id, body.secret)
     if count is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-    runtime.wake_relay()
     return WebhookSecretsOut(connection_id=connection_id, active_secrets=count)
 
 
@@ -260,10 +257,9 @@ async def retire_webhook_secret(
     connection_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId
 ) -> WebhookSecretsOut:
     """End a rotation: only the newest secret is accepted from now on."""
-    count = await retire_previous_webhook_secrets(runtime.engine, merchant_id, connection_id)
+    count = await retire_previous_webhook_secrets(runtime.units, merchant_id, connection_id)
     if count is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such connection")
-    runtime.wake_relay()
     return WebhookSecretsOut(connection_id=connection_id, active_secrets=count)
 
 

@@ -39,14 +39,13 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
             await adapters.aclose()
 
     async def on_startup() -> None:
-        if await announce_all_connections(runtime.engine):
-            runtime.wake_relay()
+        await announce_all_connections(runtime.units)
 
     intake = PushIntake(store, drainer)
     runtime.add_consumer([CHANNEL_QUANTITY], CONSUMER_GROUP, batch_handler(HANDLERS, lambda: intake))
     runtime.add_worker(BackgroundWorker("push-worker", push_worker, drainer.request_stop))
     runtime.add_worker(drift_checker(runtime.engine, settings, adapters))
-    runtime.add_worker(display_delay_worker(runtime.engine, settings, adapters, runtime.wake_relay))
+    runtime.add_worker(display_delay_worker(runtime.units, settings, adapters))
     app = create_service_app(
         title="Stocksync channel-publisher",
         description="Channel connections, coalesced and rate-limited pushes, and the push history.",

@@ -12,11 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import DEFAULT_LOCATION, ConnectionChanged
 from stocksync_common.ids import new_id
-from stocksync_common.outbox import add_to_outbox
 from stocksync_common.secrets import seal_connection
+from stocksync_common.uow import UnitOfWorkFactory
 
 from channel_publisher.adapters import connection_store, drift_store, push_store
-from channel_publisher.adapters.tables import outbox
 from channel_publisher.domain.channels import CHANNELS
 
 
@@ -53,7 +52,7 @@ def _announcement(row: Any) -> ConnectionChanged:
 
 
 async def create_connection(
-    engine: AsyncEngine,
+    units: UnitOfWorkFactory,
     *,
     merchant_id: uuid.UUID,
     channel_type: str,
@@ -68,9 +67,9 @@ async def create_connection(
 ) -> uuid.UUID:
     # Time-ordered: the rule engine waits a moment for a connection made just now.
     connection_id = new_id()
-    async with engine.begin() as conn:
+    async with units.begin() as uow:
         row = await connection_store.insert_connection(
-            conn,
+            uow.sqlalchemy,
             {
                 "connection_id": connection_id,
                 "merchant_id": merchant_id,
@@ -86,16 +85,14 @@ async def create_connection(
             },
             listing_rows,
         )
-        await add_to_outbox(conn, outbox, [_announcement(row)])
+        uow.add([_announcement(row)])
     return connection_id
 
 
-async def announce_all_connections(engine: AsyncEngine) -> int:
+async def announce_all_connections(units: UnitOfWorkFactory) -> None:
     """Announce every connection again (at start): a new or emptied broker catches up."""
-    async with engine.begin() as conn:
-        rows = await connection_store.all_connections(conn)
-        await add_to_outbox(conn, outbox, [_announcement(row) for row in rows])
-    return len(rows)
+    async with units.begin() as uow:
+        uow.add([_announcement(row) for row in await connection_store.all_connections(uow.sqlalchemy)])
 
 
 async def merchant_connections(
@@ -124,44 +121,47 @@ async def load_connection(conn: AsyncConnection, connection_id: uuid.UUID) -> Co
 
 
 async def _update_secrets(
-    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, change: Any
+    units: UnitOfWorkFactory, merchant_id: uuid.UUID, connection_id: uuid.UUID, change: Any
 ) -> int | None:
-    async with engine.begin() as conn:
+    async with units.begin() as uow:
+        conn = uow.sqlalchemy
         current = await connection_store.lock_webhook_secrets(conn, merchant_id, connection_id)
         if current is None:
             return None
         secrets: list[str] = change(current)
         updated = await connection_store.update_connection(conn, merchant_id, connection_id, webhook_secrets=secrets)
         assert updated is not None, "the row is locked"
-        await add_to_outbox(conn, outbox, [_announcement(updated)])
+        uow.add([_announcement(updated)])
     return len(secrets)
 
 
 async def add_webhook_secret(
-    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, secret: str
+    units: UnitOfWorkFactory, merchant_id: uuid.UUID, connection_id: uuid.UUID, secret: str
 ) -> int | None:
     """The new secret first, the current one kept: both verify during the overlap."""
     return await _update_secrets(
-        engine, merchant_id, connection_id, lambda current: [secret, *[s for s in current[:1] if s != secret]]
+        units, merchant_id, connection_id, lambda current: [secret, *[s for s in current[:1] if s != secret]]
     )
 
 
 async def retire_previous_webhook_secrets(
-    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID
+    units: UnitOfWorkFactory, merchant_id: uuid.UUID, connection_id: uuid.UUID
 ) -> int | None:
-    return await _update_secrets(engine, merchant_id, connection_id, lambda current: current[:1])
+    return await _update_secrets(units, merchant_id, connection_id, lambda current: current[:1])
 
 
 async def set_connection_locations(
-    engine: AsyncEngine, merchant_id: uuid.UUID, connection_id: uuid.UUID, locations: Sequence[str]
+    units: UnitOfWorkFactory, merchant_id: uuid.UUID, connection_id: uuid.UUID, locations: Sequence[str]
 ) -> bool:
     """Replace the locations a connection sells from; connections.v1 tells the ledger
     (where its next orders reserve) and the rule engine (what it is shown)."""
-    async with engine.begin() as conn:
-        row = await connection_store.update_connection(conn, merchant_id, connection_id, locations=list(locations))
+    async with units.begin() as uow:
+        row = await connection_store.update_connection(
+            uow.sqlalchemy, merchant_id, connection_id, locations=list(locations)
+        )
         if row is None:
             return False
-        await add_to_outbox(conn, outbox, [_announcement(row)])
+        uow.add([_announcement(row)])
     return True
 
 

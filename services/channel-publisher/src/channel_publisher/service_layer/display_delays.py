@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,11 +32,10 @@ from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import ConnectionDelayMeasured, utcnow
-from stocksync_common.outbox import add_to_outbox
 from stocksync_common.periodic import Periodic
+from stocksync_common.uow import UnitOfWork, UnitOfWorkFactory
 
 from channel_publisher.adapters import display_delay_store
-from channel_publisher.adapters.tables import outbox
 from channel_publisher.config import PublisherSettings
 from channel_publisher.domain.display_delay import DisplayDelay, next_read_in, should_announce
 from channel_publisher.domain.pushes import PushItem, ReadsQuantities
@@ -52,20 +50,18 @@ DISPLAY_DELAY = Gauge(
 )
 
 
-def display_delay_worker(
-    engine: AsyncEngine, settings: PublisherSettings, adapters: AdapterSource, wake_relay: Callable[[], None]
-) -> Periodic:
+def display_delay_worker(units: UnitOfWorkFactory, settings: PublisherSettings, adapters: AdapterSource) -> Periodic:
     async def step() -> None:
-        if await measure_display_delays(engine, settings, adapters):
-            wake_relay()
+        await measure_display_delays(units, settings, adapters)
 
     return Periodic("display-delays", settings.display_probe_interval_s, step)
 
 
 async def measure_display_delays(
-    engine: AsyncEngine, settings: PublisherSettings, adapters: AdapterSource, now: datetime | None = None
-) -> int:
-    """One tick: start probes or take samples, read the due probes, announce. Returns announcements."""
+    units: UnitOfWorkFactory, settings: PublisherSettings, adapters: AdapterSource, now: datetime | None = None
+) -> None:
+    """One tick: start probes or take samples, read the due probes, announce."""
+    engine = units.engine
     now = now or utcnow()
     measured: set[uuid.UUID] = set()
     async with engine.begin() as conn:
@@ -74,11 +70,9 @@ async def measure_display_delays(
     # Concurrently: one slow or unreachable channel must not hold the others' probes back.
     results = await asyncio.gather(*(_read_probe(engine, settings, adapters, probe) for probe in due))
     measured |= {probe.connection_id for probe, sampled in zip(due, results, strict=True) if sampled}
-    announced = 0
     for connection_id in sorted(measured):
-        async with engine.begin() as conn:
-            announced += await _summarise(conn, settings, connection_id, utcnow())
-    return announced
+        async with units.begin() as uow:
+            await _summarise(uow, settings, connection_id, utcnow())
 
 
 async def _take_new_pushes(adapters: AdapterSource, conn: AsyncConnection, now: datetime) -> set[uuid.UUID]:
@@ -155,10 +149,9 @@ async def read_display_delay(
     return DisplayDelay.of(samples, settings.display_delay_default_s, settings.display_delay_min_samples)
 
 
-async def _summarise(
-    conn: AsyncConnection, settings: PublisherSettings, connection_id: uuid.UUID, now: datetime
-) -> int:
+async def _summarise(uow: UnitOfWork, settings: PublisherSettings, connection_id: uuid.UUID, now: datetime) -> None:
     """Trim the window, update the gauge, and announce the delay if it moved enough."""
+    conn = uow.sqlalchemy
     await display_delay_store.trim_samples(conn, connection_id, settings.display_delay_window)
     delay = await read_display_delay(conn, settings, connection_id)
     DISPLAY_DELAY.labels(str(connection_id), "0.5").set(delay.p50_s)
@@ -172,7 +165,7 @@ async def _summarise(
         min_change=settings.display_delay_announce_change,
         min_interval=timedelta(seconds=settings.display_delay_announce_interval_s),
     ):
-        return 0
+        return
     event = ConnectionDelayMeasured(
         merchant_id=state.merchant_id,
         connection_id=connection_id,
@@ -182,6 +175,5 @@ async def _summarise(
         samples=delay.samples,
         occurred_at=now,
     )
-    await add_to_outbox(conn, outbox, [event])
+    uow.add([event])
     await display_delay_store.mark_announced(conn, connection_id, delay.p95_s, now)
-    return 1

@@ -35,7 +35,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     directory = ConnectionDirectory(runtime.engine)
     runtime.add_consumer([CONNECTIONS], CONSUMER_GROUP, batch_handler(HANDLERS, lambda: directory))
-    runtime.add_worker(mirakl_poller(runtime.engine, settings, http, runtime.wake_relay))
+    runtime.add_worker(mirakl_poller(runtime.units, settings, http))
     runtime.add_worker(retention_sweep(runtime.engine, settings))
     app = create_service_app(
         title="Stocksync order-ingest",
@@ -48,10 +48,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         directory=directory,
         rate_limits=ConnectionRateLimits(settings.webhook_rate_limit, settings.webhook_rate_period_s),
         groups=DeliveryGroups(
-            runtime.engine,
-            runtime.wake_relay,
-            max_group=settings.webhook_max_group,
-            max_in_flight=settings.webhook_max_in_flight,
+            runtime.units, max_group=settings.webhook_max_group, max_in_flight=settings.webhook_max_in_flight
         ),
         max_body_bytes=settings.webhook_max_body_bytes,
     )

@@ -101,11 +101,9 @@ REPLAY_REFUSED = {
 async def replay(delivery_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId) -> ReplayOut:
     """Process a stored delivery again; only movements never emitted come out."""
     try:
-        ids, movements = await replay_stored_delivery(runtime.engine, merchant_id, delivery_id)
+        movements = await replay_stored_delivery(runtime.units, merchant_id, delivery_id)
     except ReplayRefused as refused:
         raise HTTPException(REPLAY_REFUSED[refused.reason], refused.detail) from None
-    if ids:
-        runtime.wake_relay()
     produced = [
         ProducedMovement(
             external_order_id=m.external_order_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.periodic import Periodic
+from stocksync_common.uow import UnitOfWorkFactory
 
 from order_ingest.adapters.delivery_store import delete_expired_deliveries
 from order_ingest.config import IngestSettings
@@ -19,14 +19,10 @@ from order_ingest.service_layer.polling import due_connections, poll_connection
 log = logging.getLogger(__name__)
 
 
-def mirakl_poller(
-    engine: AsyncEngine, settings: IngestSettings, http: httpx.AsyncClient, wake_relay: Callable[[], None]
-) -> Periodic:
+def mirakl_poller(units: UnitOfWorkFactory, settings: IngestSettings, http: httpx.AsyncClient) -> Periodic:
     async def poll_due() -> None:
-        for connection, updated_since in await due_connections(engine, utcnow()):
-            outcome = await poll_connection(engine, http, settings, connection, updated_since)
-            if outcome.events:
-                wake_relay()
+        for connection, updated_since in await due_connections(units.engine, utcnow()):
+            await poll_connection(units, http, settings, connection, updated_since)
 
     return Periodic("mirakl-poller", settings.poller_tick_s, poll_due)
 

@@ -29,17 +29,16 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from prometheus_client import Histogram
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import ConnectionChanged, OrderLineMoved, utcnow
-from stocksync_common.raw_connection import Connection, raw_transaction
 from stocksync_common.tracing import current_span
+from stocksync_common.uow import UnitOfWork, UnitOfWorkFactory
 
 from order_ingest.adapters import delivery_store
 from order_ingest.adapters.channels import MalformedDelivery
@@ -87,7 +86,7 @@ DUPLICATE = Accepted(True, None, [], [])
 
 
 async def accept_delivery(
-    engine: AsyncEngine,
+    units: UnitOfWorkFactory,
     connection: InboundConnection,
     notification: Notification,
     raw_body: bytes,
@@ -96,12 +95,12 @@ async def accept_delivery(
 ) -> Accepted:
     """Store one delivery (a group of one, `accept_deliveries`)."""
     (accepted,) = await accept_deliveries(
-        engine, [Delivery(connection, notification, raw_body, headers, received_at, current_span())]
+        units, [Delivery(connection, notification, raw_body, headers, received_at, current_span())]
     )
     return accepted
 
 
-async def accept_deliveries(engine: AsyncEngine, group: Sequence[Delivery]) -> list[Accepted]:
+async def accept_deliveries(units: UnitOfWorkFactory, group: Sequence[Delivery]) -> list[Accepted]:
     """Store deliveries, advance their order lines and write their events, in one
     transaction; the result of each, in the order given.
 
@@ -141,15 +140,16 @@ async def accept_deliveries(engine: AsyncEngine, group: Sequence[Delivery]) -> l
         )
         for i in unique
     ]
-    async with raw_transaction(engine) as conn:
-        accepted = await delivery_store.accept(conn, new, list(lines.values()))
+    async with units() as uow:
+        accepted = await delivery_store.accept(uow.connection, new, list(lines.values()))
         # Applied in the order given (arrival order), each from what the previous left.
         applied = [
             _Applied(group[i].connection, delivery_ids[i], by_line[i], group[i].received_at, group[i].span)
             for i in unique
             if delivery_ids[i] in accepted.inserted
         ]
-        await _advance_lines(conn, applied, accepted.lines, None)
+        await _advance_lines(uow, applied, accepted.lines, None)
+        await uow.commit()
     results = {a.delivery_id: Accepted(False, a.delivery_id, a.outbox_ids, a.movements) for a in applied}
     return [results.get(delivery_ids[i], DUPLICATE) for i in range(len(group))]
 
@@ -164,36 +164,38 @@ class ReplayRefused(Exception):
 
 
 async def replay_stored_delivery(
-    engine: AsyncEngine, merchant_id: uuid.UUID, delivery_id: uuid.UUID
-) -> tuple[list[int], list[LineMovement]]:
+    units: UnitOfWorkFactory, merchant_id: uuid.UUID, delivery_id: uuid.UUID
+) -> list[LineMovement]:
     """Parse one of the merchant's stored deliveries again and run it through the line
-    state (`replay_delivery`): the outbox ids and the movements it produced, none of
-    them emitted before. The caller wakes the relay when there are any."""
-    row = await delivery_store.stored_delivery(engine, merchant_id, delivery_id)
+    state (`replay_delivery`): the movements it produced, none of them emitted before."""
+    row = await delivery_store.stored_delivery(units.engine, merchant_id, delivery_id)
     if row is None:
         raise ReplayRefused("unknown_delivery", "no such delivery")
-    connection = await delivery_store.find_connection(engine, row.connection_id)
+    connection = await delivery_store.find_connection(units.engine, row.connection_id)
     if connection is None:
         raise ReplayRefused("inactive_connection", "the delivery's connection is no longer active")
     try:
         notification = PARSERS[connection.channel_type](dict(row.headers), bytes(row.raw_body))
     except MalformedDelivery as exc:
         raise ReplayRefused("malformed", exc.detail) from None
-    return await replay_delivery(engine, connection, delivery_id, notification)
+    return await replay_delivery(units, connection, delivery_id, notification)
 
 
 async def replay_delivery(
-    engine: AsyncEngine, connection: InboundConnection, delivery_id: uuid.UUID, notification: Notification
-) -> tuple[list[int], list[LineMovement]]:
+    units: UnitOfWorkFactory, connection: InboundConnection, delivery_id: uuid.UUID, notification: Notification
+) -> list[LineMovement]:
     """Run a stored delivery through the line state again: only what was never emitted
     (say, after a mapping fix) comes out; everything already emitted stays emitted once."""
     now = utcnow()
     by_line = _reports_by_line(notification.lines)
     replayed = _Applied(connection, delivery_id, by_line, now)
-    async with raw_transaction(engine) as conn:
-        locked = await delivery_store.lock_lines(conn, connection, now, {k: r.sku for k, r in by_line.items()})
-        await _advance_lines(conn, [replayed], locked, now)
-    return replayed.outbox_ids, replayed.movements
+    async with units() as uow:
+        locked = await delivery_store.lock_lines(
+            uow.connection, connection, now, {k: r.sku for k, r in by_line.items()}
+        )
+        await _advance_lines(uow, [replayed], locked, now)
+        await uow.commit()
+    return replayed.movements
 
 
 @dataclass
@@ -216,11 +218,11 @@ def _reports_by_line(reports: Sequence[LineReport]) -> dict[tuple[str, str], Lin
 
 
 async def _advance_lines(
-    conn: Connection, applied: Sequence[_Applied], states: dict[LineKey, EmittedLine], replayed_at: datetime | None
+    uow: UnitOfWork, applied: Sequence[_Applied], states: dict[LineKey, EmittedLine], replayed_at: datetime | None
 ) -> None:
     """Advance the locked lines (`states`) delivery after delivery, then record the
-    lines' new states, what each delivery produced and the events (nothing at all when
-    no delivery moved anything, unless it is a replay)."""
+    lines' new states, what each delivery produced and the events, in the unit of work's
+    transaction (nothing at all when no delivery moved anything, unless it is a replay)."""
     moved: dict[LineKey, tuple[EmittedLine, datetime]] = {}
     events: list[OrderLineMoved] = []
     spans: dict[tuple[Any, ...], Any] = {}
@@ -243,8 +245,9 @@ async def _advance_lines(
     producing = {d.delivery_id: d.movements for d in applied if d.movements or replayed_at is not None}
     if not producing:
         return
+    uow.add(events)
     outbox_ids = await delivery_store.record_movements(
-        conn, moved, producing, events, spans=spans, replayed_at=replayed_at
+        uow.connection, moved, producing, uow.take_events(), spans=spans, replayed_at=replayed_at
     )
     for delivery in applied:
         delivery.outbox_ids, outbox_ids = outbox_ids[: len(delivery.movements)], outbox_ids[len(delivery.movements) :]
@@ -277,17 +280,8 @@ class Overloaded(Exception):
 class DeliveryGroups:
     """The group commit (the module docstring): `admit`, then `accept`."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        on_commit: Callable[[], None],
-        *,
-        max_group: int = 200,
-        max_in_flight: int = 200,
-    ) -> None:
-        self.engine = engine
-        # Called after every commit that stored something (wakes the outbox relay).
-        self.on_commit = on_commit
+    def __init__(self, units: UnitOfWorkFactory, *, max_group: int = 200, max_in_flight: int = 200) -> None:
+        self.units = units
         self.max_group = max_group
         self.max_in_flight = max_in_flight
         self.in_flight = 0
@@ -321,15 +315,13 @@ class DeliveryGroups:
 
     async def _commit(self, deliveries: Sequence[Delivery], futures: Sequence[asyncio.Future[Accepted]]) -> None:
         try:
-            results: Sequence[Accepted | BaseException] = await accept_deliveries(self.engine, deliveries)
+            results: Sequence[Accepted | BaseException] = await accept_deliveries(self.units, deliveries)
         except Exception as exc:
             if len(deliveries) == 1:
                 results = [exc]
             else:
                 log.warning("a group commit failed; storing its deliveries one by one", exc_info=True)
                 results = [await self._alone(delivery) for delivery in deliveries]
-        if any(isinstance(r, Accepted) and not r.duplicate for r in results):
-            self.on_commit()
         for future, result in zip(futures, results, strict=True):
             if future.done():  # the request went away (client disconnected); its delivery is stored or not
                 continue
@@ -340,7 +332,7 @@ class DeliveryGroups:
 
     async def _alone(self, delivery: Delivery) -> Accepted | BaseException:
         try:
-            (accepted,) = await accept_deliveries(self.engine, [delivery])
+            (accepted,) = await accept_deliveries(self.units, [delivery])
         except Exception as exc:
             return exc
         return accepted

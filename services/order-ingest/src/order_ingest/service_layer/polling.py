@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
+from stocksync_common.uow import UnitOfWorkFactory
 
 from order_ingest.adapters.channels import MalformedDelivery, mirakl
 from order_ingest.adapters.channels.registry import PARSERS
@@ -70,7 +71,7 @@ async def due_connections(engine: AsyncEngine, now: datetime) -> list[tuple[Inbo
 
 
 async def poll_connection(
-    engine: AsyncEngine,
+    units: UnitOfWorkFactory,
     http: httpx.AsyncClient,
     settings: IngestSettings,
     connection: InboundConnection,
@@ -81,7 +82,7 @@ async def poll_connection(
     base_url, api_key = connection.channel_api.get("base_url"), connection.channel_api.get("api_key")
     if not base_url or not api_key:
         return await _record(
-            engine,
+            units.engine,
             connection.connection_id,
             updated_since,
             next_poll_at,
@@ -97,7 +98,7 @@ async def poll_connection(
     except mirakl.MiraklThrottled as exc:
         retry_at = started + timedelta(seconds=max(exc.retry_after_s, 1.0))
         return await _record(
-            engine,
+            units.engine,
             connection.connection_id,
             updated_since,
             max(retry_at, next_poll_at),
@@ -106,7 +107,7 @@ async def poll_connection(
         )
     except (httpx.HTTPError, mirakl.MiraklUnavailable, ValueError) as exc:
         return await _record(
-            engine,
+            units.engine,
             connection.connection_id,
             updated_since,
             next_poll_at,
@@ -120,7 +121,7 @@ async def poll_connection(
         except MalformedDelivery as exc:
             errors.append(str(exc.detail))
             continue
-        accepted = await accept_delivery(engine, connection, notification, raw, {}, utcnow())
+        accepted = await accept_delivery(units, connection, notification, raw, {}, utcnow())
         events += len(accepted.movements)
         updated = mirakl.last_updated(raw)
         if updated is not None and (newest is None or updated > newest):
@@ -128,7 +129,7 @@ async def poll_connection(
     if errors:
         log.error("Mirakl orders that could not be read were skipped", extra={"errors": errors[:5]})
     return await _record(
-        engine,
+        units.engine,
         connection.connection_id,
         newest or since,
         next_poll_at,

@@ -6,8 +6,8 @@ location (channel_quantities), with the outbox rows announcing it. Statements ar
 hand-written SQL on asyncpg (docs/decisions/0001-raw-asyncpg-on-hot-paths.md); rows
 travel as one array per named column (`column_arrays`, `unnest_sql`), so a statement is
 the same text, prepared once, for any number of rows. A use case whose reads are
-SQLAlchemy's (`reevaluate`) runs these on the driver connection of its transaction
-(`stocksync_common.raw_connection.driver_connection`).
+SQLAlchemy's (`reevaluate`) runs these on the asyncpg connection of its unit of work
+(`uow.connection` of `UnitOfWorkFactory.begin`).
 
 Lock order, the one for the whole service:
 
@@ -56,7 +56,7 @@ from stocksync_common.contracts import (
 )
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import Connection, column_arrays, unnest_sql, uuid_array_literal
-from stocksync_common.uow import inbox_claim_sql
+from stocksync_common.uow import UnitOfWork, inbox_claim_sql
 
 from rule_engine.adapters.tables import (
     channel_quantities,
@@ -556,15 +556,17 @@ SELECT (SELECT count(*) FROM published), (SELECT count(*) FROM announced)
 """
 
 
-async def publish(conn: Connection, changes: Sequence[ChannelQuantityChanged]) -> None:
+async def publish(uow: UnitOfWork, changes: Sequence[ChannelQuantityChanged]) -> None:
     """Record each change as its (connection, sku, location)'s published quantity and
-    write it to the outbox. The caller holds the SKUs' stock rows and gave each change
-    the version after the one published (`domain.feeds.quantity_changed`)."""
+    write it, with the unit of work's other pending events, to the outbox. The caller
+    holds the SKUs' stock rows and gave each change the version after the one published
+    (`domain.feeds.quantity_changed`)."""
     if not changes:
         return
-    await conn.fetchrow(
+    uow.add(changes)
+    await uow.connection.fetchrow(
         PUBLISH_SQL,
         *column_arrays(changes, _names(_PUBLISHED)[:-1]),
         [uuid_array_literal(c.rule_ids) for c in changes],
-        *outbox_arrays(changes),
+        *outbox_arrays(uow.take_events()),
     )

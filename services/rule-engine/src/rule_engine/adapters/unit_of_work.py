@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.uow import UnitOfWorkFactory
@@ -11,5 +9,7 @@ from stocksync_common.uow import UnitOfWorkFactory
 from rule_engine.adapters.tables import inbox, outbox
 
 
-def unit_of_work_factory(engine: AsyncEngine, wake_relay: Callable[[], None] | None = None) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox, wake_relay=wake_relay)
+def unit_of_work_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
+    """Units of work that wake no relay, for code run outside the service process (tests,
+    benchmarks); the service's own are its runtime's (`runtime.units`)."""
+    return UnitOfWorkFactory(engine, inbox=inbox, outbox=outbox)

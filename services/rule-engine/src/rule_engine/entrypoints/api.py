@@ -27,7 +27,7 @@ from stocksync_common.auth import MerchantId, api_key_id
 from stocksync_common.bounds import INT64_MAX, QUANTITY_MAX, Identifier, Label, Quantity, Sku
 from stocksync_common.contracts import utcnow
 from stocksync_common.errors import error_responses
-from stocksync_common.runtime import Runtime, RuntimeDep
+from stocksync_common.runtime import RuntimeDep
 
 from rule_engine.domain.adaptive import MAX_FLOOR_PER_HOUR, MAX_HIDDEN_UNITS, AdaptiveBuffer
 from rule_engine.domain.rules import Action, ActionType, AdaptiveActionType, Condition, ConditionOp, Weekday
@@ -424,8 +424,7 @@ def service_errors() -> Iterator[None]:
 @router.post("/rules", status_code=status.HTTP_201_CREATED, response_model=RuleSaved)
 async def create_rule(body: RuleIn, runtime: RuntimeDep, merchant_id: MerchantId, changed_by: ChangedBy) -> RuleSaved:
     with service_errors():
-        row, changed = await rule_changes.create_rule(runtime.engine, merchant_id, body.row_values(), changed_by)
-    _wake_relay(runtime, changed)
+        row, changed = await rule_changes.create_rule(runtime.units, merchant_id, body.row_values(), changed_by)
     return _saved(row, changed)
 
 
@@ -447,9 +446,8 @@ async def replace_rule(
     with service_errors():
         values = body.row_values()
         row, changed = await rule_changes.replace_rule(
-            runtime.engine, merchant_id, rule_id, lambda _: values, changed_by
+            runtime.units, merchant_id, rule_id, lambda _: values, changed_by
         )
-    _wake_relay(runtime, changed)
     return _saved(row, changed)
 
 
@@ -460,9 +458,8 @@ async def patch_rule(
     with service_errors():
         # Merged under the rule's lock, so two concurrent patches both apply.
         row, changed = await rule_changes.replace_rule(
-            runtime.engine, merchant_id, rule_id, lambda current: body.applied_to(current).row_values(), changed_by
+            runtime.units, merchant_id, rule_id, lambda current: body.applied_to(current).row_values(), changed_by
         )
-    _wake_relay(runtime, changed)
     return _saved(row, changed)
 
 
@@ -471,8 +468,7 @@ async def delete_rule(
     rule_id: uuid.UUID, runtime: RuntimeDep, merchant_id: MerchantId, changed_by: ChangedBy
 ) -> RuleDeleted:
     with service_errors():
-        changed = await rule_changes.delete_rule(runtime.engine, merchant_id, rule_id, changed_by)
-    _wake_relay(runtime, changed)
+        changed = await rule_changes.delete_rule(runtime.units, merchant_id, rule_id, changed_by)
     return RuleDeleted(rule_id=rule_id, channel_quantities_changed=changed)
 
 
@@ -528,8 +524,3 @@ async def preview_rule(body: PreviewIn, runtime: RuntimeDep, merchant_id: Mercha
         truncated=preview.more,
         next=PreviewCursor(sku=preview.next[0], location=preview.next[1]) if preview.next is not None else None,
     )
-
-
-def _wake_relay(runtime: Runtime, changed: int) -> None:
-    if changed:
-        runtime.wake_relay()

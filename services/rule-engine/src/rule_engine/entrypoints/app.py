@@ -15,7 +15,6 @@ from stocksync_common.runtime import Runtime, create_service_app
 from stocksync_common.topics import CATALOGUE, CONNECTION_DELAYS, CONNECTIONS, STOCK_CHANGED
 
 from rule_engine.adapters.tables import dead_letters, inbox, outbox
-from rule_engine.adapters.unit_of_work import unit_of_work_factory
 from rule_engine.config import RuleEngineSettings
 from rule_engine.entrypoints.api import router
 from rule_engine.service_layer.adaptive import adaptive_refresher, apply_connection_delays
@@ -44,16 +43,14 @@ def create_app(settings: RuleEngineSettings | None = None) -> FastAPI:
     runtime = Runtime("rule-engine", settings, inbox=inbox, outbox=outbox, dead_letters=dead_letters)
     # Its rules cache is checked against the database on every batch (see stock_changes):
     # safe with several instances.
-    context = ConsumerContext(
-        unit_of_work_factory(runtime.engine, runtime.wake_relay), estimation=configured_estimation()
-    )
+    context = ConsumerContext(runtime.units, estimation=configured_estimation())
     runtime.add_consumer(
         [CONNECTIONS, CATALOGUE, STOCK_CHANGED, CONNECTION_DELAYS],
         CONSUMER_GROUP,
         batch_handler(HANDLERS, lambda: context),
     )
-    runtime.add_worker(rule_scheduler(runtime.engine, settings.rule_schedule_interval_s, runtime.wake_relay))
-    runtime.add_worker(adaptive_refresher(runtime.engine, settings.adaptive_refresh_interval_s, runtime.wake_relay))
+    runtime.add_worker(rule_scheduler(runtime.units, settings.rule_schedule_interval_s))
+    runtime.add_worker(adaptive_refresher(runtime.units, settings.adaptive_refresh_interval_s))
     app = create_service_app(
         title="Stocksync rule-engine",
         description="Per-channel rules (buffer stock and the rest) that turn available stock into channel quantities.",

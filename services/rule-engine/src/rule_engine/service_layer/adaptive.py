@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stocksync_common.contracts import ConnectionDelayMeasured, utcnow
 from stocksync_common.periodic import Periodic
-from stocksync_common.raw_connection import driver_connection
 from stocksync_common.topics import CONNECTION_DELAYS
+from stocksync_common.uow import UnitOfWorkFactory
 
 from rule_engine.adapters import quantity_store
 from rule_engine.adapters.tables import rules, sales_rates
@@ -55,35 +55,35 @@ async def adaptive_merchants(conn: AsyncConnection, merchant_ids: Sequence[uuid.
 async def apply_connection_delays(changes: Sequence[ConnectionDelayMeasured], context: ConsumerContext) -> int:
     """Project measured delays (the newest per connection wins); re-evaluate where an adaptive rule reads them."""
     emitted = 0
-    async with context.units.engine.begin() as conn:
-        updated = await quantity_store.project_delays(await driver_connection(conn), CONNECTION_DELAYS.name, changes)
-        adaptive = await adaptive_merchants(conn, [merchant_id for _, merchant_id in updated])
+    async with context.units.begin() as uow:
+        updated = await quantity_store.project_delays(uow.connection, CONNECTION_DELAYS.name, changes)
+        adaptive = await adaptive_merchants(uow.sqlalchemy, [merchant_id for _, merchant_id in updated])
         for connection_id, merchant_id in updated:
             if merchant_id in adaptive:
                 emitted += len(
                     await reevaluate(
-                        conn,
+                        uow,
                         merchant_id,
                         Scope(connection_ids=frozenset({connection_id})),
                         causation_id=f"display-delay:{connection_id}",
                     )
                 )
-    context.published(emitted)
     return emitted
 
 
-async def refresh_adaptive_quantities(engine: AsyncEngine, at: datetime | None = None) -> int:
-    """Re-evaluate the SKUs with a sales rate of every adaptive merchant; drop rates decayed to nothing."""
+async def refresh_adaptive_quantities(units: UnitOfWorkFactory, at: datetime | None = None) -> int:
+    """Re-evaluate the SKUs with a sales rate of every adaptive merchant; drop rates decayed
+    to nothing. Returns the number of quantities emitted."""
     at = at or utcnow()
     tau = configured_estimation().tau_s
-    async with engine.connect() as conn:
+    async with units.engine.connect() as conn:
         merchants = sorted(await adaptive_merchants(conn), key=str)
     emitted = 0
     for merchant_id in merchants:
-        async with engine.begin() as conn:
+        async with units.begin() as uow:
             skus = frozenset(
                 (
-                    await conn.execute(
+                    await uow.sqlalchemy.execute(
                         sa.select(sales_rates.c.sku).distinct().where(sales_rates.c.merchant_id == merchant_id)
                     )
                 )
@@ -92,16 +92,13 @@ async def refresh_adaptive_quantities(engine: AsyncEngine, at: datetime | None =
             )
             if not skus:
                 continue
-            emitted += len(
-                await reevaluate(conn, merchant_id, Scope(skus=skus), causation_id="adaptive:refresh", at=at)
-            )
-            await quantity_store.drop_decayed_rates(await driver_connection(conn), merchant_id, skus, at, tau)
+            emitted += len(await reevaluate(uow, merchant_id, Scope(skus=skus), causation_id="adaptive:refresh", at=at))
+            await quantity_store.drop_decayed_rates(uow.connection, merchant_id, skus, at, tau)
     return emitted
 
 
-def adaptive_refresher(engine: AsyncEngine, interval_s: float, on_emitted: Callable[[], None]) -> Periodic:
+def adaptive_refresher(units: UnitOfWorkFactory, interval_s: float) -> Periodic:
     async def step() -> None:
-        if await refresh_adaptive_quantities(engine):
-            on_emitted()
+        await refresh_adaptive_quantities(units)
 
     return Periodic("adaptive-refresh", interval_s, step)

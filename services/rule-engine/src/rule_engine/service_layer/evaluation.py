@@ -11,9 +11,11 @@ through the same statement (`quantity_store.publish`), and
 `tests/integration/test_rule_engine_stock_batch.py` checks that a full `reevaluate`
 afterwards finds nothing left to emit.
 
-Every write and lock goes through the store (adapters/quantity_store.py, whose docstring
-holds the lock order) on the asyncpg connection under the SQLAlchemy one; the
-re-evaluation's set-based reads are SQLAlchemy Core (docs/decisions/0001-raw-asyncpg-on-hot-paths.md).
+A re-evaluation runs in its trigger's unit of work (`units.begin()`): every write and
+lock goes through the store (adapters/quantity_store.py, whose docstring holds the lock
+order) on its asyncpg connection, the set-based reads are SQLAlchemy Core on its
+SQLAlchemy one (docs/decisions/0001-raw-asyncpg-on-hot-paths.md), and its commit wakes
+the relay when anything was published.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from stocksync_common.contracts import (
 )
 from stocksync_common.raw_connection import driver_connection
 from stocksync_common.topics import CATALOGUE, CONNECTIONS
+from stocksync_common.uow import UnitOfWork
 
 from rule_engine.adapters import quantity_store
 from rule_engine.adapters.tables import (
@@ -576,7 +579,7 @@ async def _feed_changes(
 
 
 async def reevaluate(
-    conn: AsyncConnection,
+    uow: UnitOfWork,
     merchant_id: uuid.UUID,
     scope: Scope = EVERYTHING,
     *,
@@ -584,18 +587,19 @@ async def reevaluate(
     at: datetime | None = None,
 ) -> list[ChannelQuantityChanged]:
     """Recompute the channel quantities in `scope` as of `at` (now); emit those that
-    changed, caused by the trigger `causation_id` names."""
+    changed, caused by the trigger `causation_id` names, in the unit of work `uow` (one
+    of `UnitOfWorkFactory.begin`)."""
     at = at or utcnow()
     # Before any read: the stock batches of the merchant committed before it are seen, and
     # none reads the rules or connections until this commits (adapters/quantity_store.py).
-    await quantity_store.lock_evaluation(await driver_connection(conn), merchant_id)
-    funnel = Funnel(await load_rules(conn, merchant_id), at)
-    found = await changed_quantities(conn, merchant_id, funnel, scope, lock_stock=True, at=at)
+    await quantity_store.lock_evaluation(uow.connection, merchant_id)
+    funnel = Funnel(await load_rules(uow.sqlalchemy, merchant_id), at)
+    found = await changed_quantities(uow.sqlalchemy, merchant_id, funnel, scope, lock_stock=True, at=at)
     emitted = [
         quantity_changed(merchant_id, c.connection_id, c.sku, c.view, c.decision, c.current_version, causation_id)
         for c in found.changes
     ]
-    await quantity_store.publish(await driver_connection(conn), emitted)
+    await quantity_store.publish(uow, emitted)
     return emitted
 
 
@@ -611,9 +615,9 @@ def _newest_attributes(changes: Sequence[ProductAttributesChanged]) -> list[Prod
 async def apply_product_attributes(changes: Sequence[ProductAttributesChanged], context: ConsumerContext) -> int:
     """Project catalogue attributes; a SKU whose attributes changed is re-evaluated at once."""
     emitted = 0
-    async with context.units.engine.begin() as conn:
+    async with context.units.begin() as uow:
         updated = await quantity_store.project_products(
-            await driver_connection(conn),
+            uow.connection,
             CATALOGUE.name,
             list(dict.fromkeys(c.event_id for c in changes)),
             _newest_attributes(changes),
@@ -624,44 +628,40 @@ async def apply_product_attributes(changes: Sequence[ProductAttributesChanged], 
         for merchant_id, skus in sorted(described.items(), key=lambda d: str(d[0])):
             emitted += len(
                 await reevaluate(
-                    conn, merchant_id, Scope(skus=frozenset(skus)), causation_id=f"catalogue:{sorted(skus)[0]}"
+                    uow, merchant_id, Scope(skus=frozenset(skus)), causation_id=f"catalogue:{sorted(skus)[0]}"
                 )
             )
-    context.published(emitted)
     return emitted
 
 
 async def apply_connection_changes(changes: Sequence[ConnectionChanged], context: ConsumerContext) -> int:
     """Project connections; a new or changed active one is sent every SKU's quantity at once."""
     emitted = 0
-    async with context.units.engine.begin() as conn:
-        driver = await driver_connection(conn)
+    async with context.units.begin() as uow:
         for change in changes:
-            if not await quantity_store.project_connection(driver, CONNECTIONS.name, change):
+            if not await quantity_store.project_connection(uow.connection, CONNECTIONS.name, change):
                 continue
             if change.active:
                 # A new channel gets the current quantity of every SKU at once.
                 emitted += len(
                     await reevaluate(
-                        conn,
+                        uow,
                         change.merchant_id,
                         Scope(connection_ids=frozenset({change.connection_id})),
                         causation_id=f"connection:{change.connection_id}",
                     )
                 )
-                emitted += len(await _zero_dropped_locations(conn, change.merchant_id, change.connection_id))
-    context.published(emitted)
+                emitted += len(await _zero_dropped_locations(uow, change.merchant_id, change.connection_id))
     return emitted
 
 
 async def _zero_dropped_locations(
-    conn: AsyncConnection, merchant_id: uuid.UUID, connection_id: uuid.UUID
+    uow: UnitOfWork, merchant_id: uuid.UUID, connection_id: uuid.UUID
 ) -> list[ChannelQuantityChanged]:
     """A per-location channel no longer selling from a location is sent 0 there: what it
     was shown last would otherwise stay on sale. (A summed channel's quantity, at the
     default location, is re-evaluated like any other.) Runs after `reevaluate`, which
     locked the merchant's stock rows: no stock batch writes these rows meanwhile."""
-    driver = await driver_connection(conn)
     causation_id = f"connection:{connection_id}:location-dropped"
     events = [
         quantity_changed(
@@ -673,7 +673,7 @@ async def _zero_dropped_locations(
             d["version"],
             causation_id,
         )
-        for d in await quantity_store.lock_dropped_locations(driver, connection_id)
+        for d in await quantity_store.lock_dropped_locations(uow.connection, connection_id)
     ]
-    await quantity_store.publish(driver, events)
+    await quantity_store.publish(uow, events)
     return events

@@ -1,11 +1,11 @@
 """Rule changes: create, replace, delete, preview; each saved change re-evaluates and is recorded.
 
-A saved change runs in one transaction: lock the rule row, write it, re-evaluate every
-SKU and channel the old or the new version can touch (as of now), write the emitted
-quantities to the outbox, and append the change (who, when, before, after) to the
-history. A preview runs the same evaluation (`changed_quantities`) on the same
-projection without writing anything, so it lists exactly what saving would emit at that
-moment.
+A saved change runs in one unit of work (`units.begin()`): lock the rule row, write it,
+re-evaluate every SKU and channel the old or the new version can touch (as of now),
+write the emitted quantities to the outbox, and append the change (who, when, before,
+after) to the history; its commit wakes the relay when it emitted anything. A preview
+runs the same evaluation (`changed_quantities`) on the same projection without writing
+anything, so it lists exactly what saving would emit at that moment.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixe
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.ids import made_within
+from stocksync_common.uow import UnitOfWorkFactory
 
 from rule_engine.adapters.tables import connections, rule_changes, rules
 from rule_engine.domain.rules import Funnel, Rule
@@ -101,6 +102,8 @@ async def _check_channels(conn: AsyncConnection, merchant_id: uuid.UUID, connect
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
+# What a use case runs on: the engine of a read, the units of work of a change.
+_Db = TypeVar("_Db", AsyncEngine, UnitOfWorkFactory)
 
 # A connection made this recently (its id is a UUIDv7: stocksync_common.ids) may still be on
 # its way here through connections.v1: a rule naming it waits up to CONNECTION_ARRIVAL_WAIT_S
@@ -110,20 +113,21 @@ CONNECTION_ARRIVAL_WAIT_S = 5.0
 
 
 def waits_for_new_channels(
-    use_case: Callable[Concatenate[AsyncEngine, uuid.UUID, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[AsyncEngine, uuid.UUID, _P], Coroutine[Any, Any, _T]]:
+    use_case: Callable[Concatenate[_Db, uuid.UUID, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[_Db, uuid.UUID, _P], Coroutine[Any, Any, _T]]:
     """Run the use case again once the connections it found unknown have arrived, when
     all of them were made within RECENT_CONNECTION_S; else its UnknownChannels stands."""
 
     @functools.wraps(use_case)
-    async def run(engine: AsyncEngine, merchant_id: uuid.UUID, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def run(db: _Db, merchant_id: uuid.UUID, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
-            return await use_case(engine, merchant_id, *args, **kwargs)
+            return await use_case(db, merchant_id, *args, **kwargs)
         except UnknownChannels as error:
             recent = [c for c in error.connection_ids if made_within(c, RECENT_CONNECTION_S)]
+            engine = db.engine if isinstance(db, UnitOfWorkFactory) else db
             if len(recent) < len(error.connection_ids) or not await _arrived(engine, merchant_id, recent):
                 raise
-        return await use_case(engine, merchant_id, *args, **kwargs)
+        return await use_case(db, merchant_id, *args, **kwargs)
 
     return run
 
@@ -186,10 +190,11 @@ async def _record(
 
 @waits_for_new_channels
 async def create_rule(
-    engine: AsyncEngine, merchant_id: uuid.UUID, values: dict[str, Any], changed_by: str
+    units: UnitOfWorkFactory, merchant_id: uuid.UUID, values: dict[str, Any], changed_by: str
 ) -> tuple[Any, int]:
     at = utcnow()
-    async with engine.begin() as conn:
+    async with units.begin() as uow:
+        conn = uow.sqlalchemy
         await _check_channels(conn, merchant_id, values["connection_ids"])
         rule_id = uuid.uuid4()
         row = (
@@ -200,7 +205,7 @@ async def create_rule(
         rule = rule_from_row(row)
         row = await _mark_in_force(conn, rule, at)
         changed = await reevaluate(
-            conn, merchant_id, scope_of_rule_change(None, rule), causation_id=f"rule:{rule_id}:created", at=at
+            uow, merchant_id, scope_of_rule_change(None, rule), causation_id=f"rule:{rule_id}:created", at=at
         )
         await _record(conn, merchant_id, rule_id, "created", changed_by, None, row, len(changed))
     return row, len(changed)
@@ -208,7 +213,7 @@ async def create_rule(
 
 @waits_for_new_channels
 async def replace_rule(
-    engine: AsyncEngine,
+    units: UnitOfWorkFactory,
     merchant_id: uuid.UUID,
     rule_id: uuid.UUID,
     new_values: Callable[[dict[str, Any]], dict[str, Any]],
@@ -219,7 +224,8 @@ async def replace_rule(
     It runs under the rule's row lock, so a PATCH merges onto the latest version.
     """
     at = utcnow()
-    async with engine.begin() as conn:
+    async with units.begin() as uow:
+        conn = uow.sqlalchemy
         before = await _lock_rule(conn, merchant_id, rule_id)
         values = new_values(rule_document(before))
         await _check_channels(conn, merchant_id, values["connection_ids"])
@@ -235,7 +241,7 @@ async def replace_rule(
         rule = rule_from_row(row)
         row = await _mark_in_force(conn, rule, at)
         changed = await reevaluate(
-            conn,
+            uow,
             merchant_id,
             scope_of_rule_change(rule_from_row(before), rule),
             causation_id=f"rule:{rule_id}:{kind}",
@@ -245,13 +251,14 @@ async def replace_rule(
     return row, len(changed)
 
 
-async def delete_rule(engine: AsyncEngine, merchant_id: uuid.UUID, rule_id: uuid.UUID, changed_by: str) -> int:
+async def delete_rule(units: UnitOfWorkFactory, merchant_id: uuid.UUID, rule_id: uuid.UUID, changed_by: str) -> int:
     at = utcnow()
-    async with engine.begin() as conn:
+    async with units.begin() as uow:
+        conn = uow.sqlalchemy
         before = await _lock_rule(conn, merchant_id, rule_id)
         await conn.execute(sa.delete(rules).where(rules.c.rule_id == rule_id))
         changed = await reevaluate(
-            conn,
+            uow,
             merchant_id,
             scope_of_rule_change(rule_from_row(before), None),
             causation_id=f"rule:{rule_id}:deleted",

@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.periodic import Periodic
+from stocksync_common.uow import UnitOfWorkFactory
 
 from rule_engine.adapters.tables import rules
 from rule_engine.service_layer.evaluation import reevaluate, rule_from_row, scope_of_rule_change
@@ -33,18 +32,19 @@ from rule_engine.service_layer.evaluation import reevaluate, rule_from_row, scop
 log = logging.getLogger(__name__)
 
 
-async def apply_schedule_boundaries(engine: AsyncEngine, at: datetime | None = None) -> int:
+async def apply_schedule_boundaries(units: UnitOfWorkFactory, at: datetime | None = None) -> int:
     """Re-evaluate every merchant with a rule whose in-force state changed; return events emitted."""
     at = at or utcnow()
     is_due = sa.and_(rules.c.enabled.is_(True), rules.c.next_check_at <= at)
-    async with engine.connect() as conn:
+    async with units.engine.connect() as conn:
         rows = (await conn.execute(sa.select(rules.c.merchant_id, rules.c.rule_id).where(is_due))).all()
     due: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     for row in rows:
         due[row.merchant_id].append(row.rule_id)
     emitted = 0
     for merchant_id, rule_ids in due.items():
-        async with engine.begin() as conn:
+        async with units.begin() as uow:
+            conn = uow.sqlalchemy
             locked = (
                 await conn.execute(
                     sa.select(rules)
@@ -66,7 +66,7 @@ async def apply_schedule_boundaries(engine: AsyncEngine, at: datetime | None = N
                 boundary = "started" if in_force else "ended"
                 emitted += len(
                     await reevaluate(
-                        conn,
+                        uow,
                         merchant_id,
                         scope_of_rule_change(rule, None),
                         causation_id=f"rule:{row.rule_id}:{boundary}",
@@ -77,11 +77,10 @@ async def apply_schedule_boundaries(engine: AsyncEngine, at: datetime | None = N
     return emitted
 
 
-def rule_scheduler(engine: AsyncEngine, interval_s: float, on_emitted: Callable[[], None]) -> Periodic:
+def rule_scheduler(units: UnitOfWorkFactory, interval_s: float) -> Periodic:
     """The background worker: checks boundaries every `interval_s` seconds."""
 
     async def check() -> None:
-        if await apply_schedule_boundaries(engine):
-            on_emitted()
+        await apply_schedule_boundaries(units)
 
     return Periodic("rule-scheduler", interval_s, check)

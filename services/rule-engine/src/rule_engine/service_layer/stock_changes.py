@@ -28,7 +28,7 @@ import itertools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import orjson
 
@@ -237,8 +237,6 @@ async def apply_stock_changes(changes: Sequence[StockChanged], context: Consumer
             rates, changed_rates = updated_rates(read, sales, context.estimation)
             await quantity_store.save_rates(uow.connection, changed_rates)
             emitted = plan_channel_quantities(read, rule_sets, utcnow(), rates, context.estimation)
-            uow.add(emitted)
-            # The store writes them to the outbox in its publish statement.
-            await quantity_store.publish(uow.connection, cast(list[ChannelQuantityChanged], uow.take_events()))
+            await quantity_store.publish(uow, emitted)
         await uow.commit()
     return len(emitted)

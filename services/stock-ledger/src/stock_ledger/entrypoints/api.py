@@ -22,7 +22,6 @@ from stocksync_common.runtime import RuntimeDep
 
 from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.snapshot_formats import SnapshotRecord, UnreadableUpload, read_csv, read_json_lines
-from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.config import LedgerSettings
 from stock_ledger.service_layer.adjustments import Adjustment, AdjustmentRefused, adjust_stock
 from stock_ledger.service_layer.reading import StockSort, ledger_page, list_oversells, list_stock, read_stock
@@ -176,7 +175,7 @@ async def post_snapshot(
         )
     try:
         report = await import_snapshot(
-            unit_of_work_factory(runtime.engine, runtime.wake_relay),
+            runtime.units,
             merchant_id,
             rows,
             chunk_size=settings.snapshot_chunk_rows,
@@ -292,7 +291,7 @@ async def post_adjustment(
     try:
         outcome = await adjust_stock(
             Adjustment(merchant_id, body.sku, body.location, body.delta, body.reason, body.actor, body.adjustment_id),
-            unit_of_work_factory(runtime.engine, runtime.wake_relay)(),
+            runtime.units(),
         )
     except AdjustmentRefused as exc:
         raise RequestValidationError(

@@ -17,7 +17,6 @@ from stocksync_common.uow import UnitOfWork
 
 from stock_ledger.adapters.api_key_store import ApiKeyStore
 from stock_ledger.adapters.tables import dead_letters, inbox, outbox
-from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.config import LedgerSettings
 from stock_ledger.entrypoints import api_keys, bundles, imports, locations
 from stock_ledger.entrypoints import dead_letters as dead_letters_api
@@ -53,11 +52,10 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     settings = settings or LedgerSettings()
     runtime = Runtime("stock-ledger", settings, inbox=inbox, outbox=outbox, dead_letters=dead_letters)
 
-    units = unit_of_work_factory(runtime.engine, runtime.wake_relay)
     order_handlers = ORDER_HANDLERS
     if settings.fault_exit_after_db_commit:
         order_handlers = {**ORDER_HANDLERS, OrderLineMoved: _apply_order_lines_then_exit}
-    runtime.add_consumer([ORDERS, CONNECTIONS], CONSUMER_GROUP, batch_handler(order_handlers, units))
+    runtime.add_consumer([ORDERS, CONNECTIONS], CONSUMER_GROUP, batch_handler(order_handlers, runtime.units))
     # Not dead-lettered itself: a dead letter of a dead letter would loop.
     runtime.add_consumer(
         DEAD_LETTER_TOPICS,
@@ -65,9 +63,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         batch_handler(DEAD_LETTER_HANDLERS, lambda: runtime.engine),
         dead_letter=False,
     )
-    import_worker = ImportWorker(
-        runtime.engine, chunk_size=settings.snapshot_chunk_rows, after_chunk=runtime.wake_relay
-    )
+    import_worker = ImportWorker(runtime.units, chunk_size=settings.snapshot_chunk_rows)
     runtime.add_worker(import_worker)
     app = create_service_app(
         title="Stocksync stock-ledger",

@@ -12,7 +12,6 @@ from stocksync_common.bounds import Sku
 from stocksync_common.errors import error_responses
 from stocksync_common.runtime import RuntimeDep
 
-from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 from stock_ledger.domain.bundles import COMPONENTS_MAX, QUANTITY_PER_BUNDLE_MAX, BundleRefused
 from stock_ledger.service_layer.bundles import BundleExists, BundleNotFound, list_bundles, read_bundle, save_bundle
 
@@ -87,7 +86,7 @@ async def post_bundle(body: BundleIn, runtime: RuntimeDep, merchant_id: Merchant
     definition = {c.sku: c.quantity for c in body.components}
     try:
         saved = await save_bundle(
-            unit_of_work_factory(runtime.engine, runtime.wake_relay)(),
+            runtime.units(),
             merchant_id,
             body.sku,
             definition,
@@ -124,7 +123,6 @@ async def import_bundles(body: BundlesImportIn, runtime: RuntimeDep, merchant_id
     """Define or replace up to 1,000 bundles (the import format: the same objects as
     `POST /v1/bundles`). Each is saved on its own, in order: a bundle refused changes
     nothing and does not stop the others. A SKU listed twice is refused the second time."""
-    units = unit_of_work_factory(runtime.engine, runtime.wake_relay)
     saved, refused, seen = 0, [], set()
     for index, bundle in enumerate(body.bundles):
         if bundle.sku in seen:
@@ -132,7 +130,7 @@ async def import_bundles(body: BundlesImportIn, runtime: RuntimeDep, merchant_id
             continue
         seen.add(bundle.sku)
         try:
-            await save_bundle(units(), merchant_id, bundle.sku, {c.sku: c.quantity for c in bundle.components})
+            await save_bundle(runtime.units(), merchant_id, bundle.sku, {c.sku: c.quantity for c in bundle.components})
         except BundleRefused as exc:
             refused.append(RefusedBundleOut(index=index, sku=bundle.sku, message=str(exc)))
         else:
@@ -151,9 +149,7 @@ async def put_bundle(
     """Define or replace a bundle's components. Order lines already placed keep what they reserved."""
     definition = {c.sku: c.quantity for c in body.components}
     try:
-        saved = await save_bundle(
-            unit_of_work_factory(runtime.engine, runtime.wake_relay)(), merchant_id, sku, definition
-        )
+        saved = await save_bundle(runtime.units(), merchant_id, sku, definition)
     except BundleRefused as exc:
         raise _refused(exc, "components") from exc
     if saved.created:
@@ -166,7 +162,7 @@ async def delete_bundle(sku: BundleSku, runtime: RuntimeDep, merchant_id: Mercha
     """Delete a bundle: its available becomes 0 everywhere (channels stop selling it); order
     lines already placed keep their components reserved until they move."""
     try:
-        await save_bundle(unit_of_work_factory(runtime.engine, runtime.wake_relay)(), merchant_id, sku, None)
+        await save_bundle(runtime.units(), merchant_id, sku, None)
     except BundleNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such bundle") from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -179,14 +175,14 @@ async def get_bundles(
     after: Annotated[Sku | None, Query(description="List the bundles after this SKU (byte order)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[BundleOut]:
-    found = await list_bundles(unit_of_work_factory(runtime.engine)(), merchant_id, after or "", limit)
+    found = await list_bundles(runtime.units(), merchant_id, after or "", limit)
     return [_out(b.sku, b.components, {}) for b in found]
 
 
 @router.get("/bundles/{sku:path}", response_model=BundleOut)
 async def get_bundle(sku: BundleSku, runtime: RuntimeDep, merchant_id: MerchantId) -> BundleOut:
     try:
-        bundle, available = await read_bundle(unit_of_work_factory(runtime.engine)(), merchant_id, sku)
+        bundle, available = await read_bundle(runtime.units(), merchant_id, sku)
     except BundleNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such bundle") from exc
     return _out(bundle.sku, bundle.components, available)

@@ -89,10 +89,9 @@ async def _page(runtime: Runtime, merchant_id: uuid.UUID | None, limit: int, **f
 async def _replay(
     runtime: Runtime, merchant_id: uuid.UUID | None, dead_letter_id: uuid.UUID | None, topic: str | None
 ) -> DeadLetterReplayOut:
-    ids = await replay_dead_letters(runtime.engine, merchant_id=merchant_id, dead_letter_id=dead_letter_id, topic=topic)
+    ids = await replay_dead_letters(runtime.units, merchant_id=merchant_id, dead_letter_id=dead_letter_id, topic=topic)
     if dead_letter_id is not None and not ids:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
-    runtime.wake_relay()
     return DeadLetterReplayOut(replayed=ids)
 
 

@@ -11,7 +11,6 @@ from stocksync_common.auth import MerchantId
 from stocksync_common.runtime import RuntimeDep
 
 from stock_ledger.adapters.connection_locations_store import merchant_locations
-from stock_ledger.adapters.unit_of_work import unit_of_work_factory
 
 router = APIRouter(prefix="/v1", tags=["stock"])
 
@@ -32,7 +31,7 @@ class LocationOut(BaseModel):
 async def get_locations(runtime: RuntimeDep, merchant_id: MerchantId) -> list[LocationOut]:
     """Every location the merchant has stock at or a connection sells from (set a connection's
     list with `PUT /v1/connections/{id}/locations`)."""
-    async with unit_of_work_factory(runtime.engine)() as uow:
+    async with runtime.units() as uow:
         found = await merchant_locations(uow.connection, merchant_id)
     return [
         LocationOut(

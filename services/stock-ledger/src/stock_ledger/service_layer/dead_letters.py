@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from stocksync_common.contracts import DeadLetterRecorded
 from stocksync_common.dead_letters import dead_letter_row
 from stocksync_common.topics import BY_NAME
+from stocksync_common.uow import UnitOfWorkFactory
 
-from stock_ledger.adapters.tables import dead_letters, outbox
+from stock_ledger.adapters.tables import dead_letters
 
 
 async def collect_dead_letters(events: Sequence[DeadLetterRecorded], engine: AsyncEngine) -> None:
@@ -71,7 +72,7 @@ async def list_dead_letters(
 
 
 async def replay_dead_letters(
-    engine: AsyncEngine,
+    units: UnitOfWorkFactory,
     *,
     merchant_id: uuid.UUID | None,
     dead_letter_id: uuid.UUID | None = None,
@@ -93,7 +94,8 @@ async def replay_dead_letters(
         conditions.append(dead_letters.c.replayed_at.is_(None))
     if topic is not None:
         conditions.append(dead_letters.c.topic == topic)
-    async with engine.begin() as conn:
+    async with units.begin() as uow:
+        conn = uow.sqlalchemy
         rows = (
             await conn.execute(
                 sa.select(dead_letters)
@@ -105,18 +107,17 @@ async def replay_dead_letters(
         replayable = [row for row in rows if row.topic in BY_NAME]
         if not replayable:
             return []
-        await conn.execute(
-            sa.insert(outbox),
-            [
-                {
-                    "topic": row.topic,
-                    "key": row.key or b"",
-                    "payload": row.value,
-                    "event_type": BY_NAME[row.topic].event_type.__name__,
-                    "causation_id": f"replay:{row.dead_letter_id}",
-                }
-                for row in replayable
-            ],
+        # The original record, byte for byte (it may not decode: that is why it is here).
+        uow.add_records(
+            (
+                row.topic,
+                row.key or b"",
+                row.value,
+                BY_NAME[row.topic].event_type.__name__,
+                f"replay:{row.dead_letter_id}",
+                None,
+            )
+            for row in replayable
         )
         ids = [row.dead_letter_id for row in replayable]
         await conn.execute(

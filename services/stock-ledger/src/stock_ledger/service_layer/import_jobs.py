@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stocksync_common.contracts import utcnow
 from stocksync_common.periodic import Periodic
+from stocksync_common.uow import UnitOfWorkFactory
 
 from stock_ledger.adapters.snapshot_formats import (
     SnapshotRecord,
@@ -46,7 +47,6 @@ from stock_ledger.adapters.snapshot_formats import (
     validation_error,
 )
 from stock_ledger.adapters.tables import import_job_parts, import_job_refusals, import_jobs
-from stock_ledger.adapters.unit_of_work import joining
 from stock_ledger.service_layer.snapshots import RejectedRow, SnapshotRow, apply_snapshot_rows
 
 log = logging.getLogger(__name__)
@@ -196,18 +196,19 @@ async def _rows_with_duplicates_refused(
 
 
 async def run_import_job(
-    engine: AsyncEngine,
+    units: UnitOfWorkFactory,
     job_id: uuid.UUID,
     *,
     chunk_size: int,
-    after_chunk: Callable[[], None] | None = None,
     stopping: Callable[[], bool] = lambda: False,
 ) -> None:
     """Apply a claimed job from its first unapplied line to the end; the caller holds its lock.
 
-    When `stopping()` turns true (a graceful shutdown) it returns after the chunk in hand
+    Each chunk is a unit of work: its commit wakes the relay when it wrote events. When
+    `stopping()` turns true (a graceful shutdown) it returns after the chunk in hand
     commits; the job stays `running` and the next worker resumes it.
     """
+    engine = units.engine
     async with engine.connect() as conn:
         job = (await conn.execute(sa.select(import_jobs).where(import_jobs.c.job_id == job_id))).one()
     if job.state not in ("queued", "running"):
@@ -224,19 +225,16 @@ async def run_import_job(
         )
     rows = _rows_with_duplicates_refused(_reader(job.format, stored_file(engine, job_id), job.default_as_of))
     if job.atomic:
-        await _run_atomic(engine, job, rows)
+        await _run_atomic(units, job, rows)
     else:
-        await _run_in_chunks(engine, job, rows, chunk_size, after_chunk, stopping)
-    if after_chunk is not None:
-        after_chunk()
+        await _run_in_chunks(units, job, rows, chunk_size, stopping)
 
 
 async def _run_in_chunks(
-    engine: AsyncEngine,
+    units: UnitOfWorkFactory,
     job: Any,
     rows: AsyncIterator[SnapshotRow | RejectedRow],
     chunk_size: int,
-    after_chunk: Callable[[], None] | None,
     stopping: Callable[[], bool],
 ) -> None:
     done = int(job.lines_done)
@@ -250,23 +248,20 @@ async def _run_in_chunks(
             pending.rows.append(row)
         pending.last_line = row.line
         if len(pending.rows) >= chunk_size or len(pending.refusals) >= chunk_size:
-            done = await _commit_chunk(engine, job, pending, done)
+            done = await _commit_chunk(units, job, pending, done)
             pending = _Progress([], [], done)
-            if after_chunk is not None:
-                after_chunk()
             if stopping():
                 return
-    await _commit_chunk(engine, job, pending, done, finished=True)
+    await _commit_chunk(units, job, pending, done, finished=True)
 
 
 async def _commit_chunk(
-    engine: AsyncEngine, job: Any, progress: _Progress, done: int, *, finished: bool = False
+    units: UnitOfWorkFactory, job: Any, progress: _Progress, done: int, *, finished: bool = False
 ) -> int:
     """Apply a chunk and move the job past it, in one transaction; return the new `lines_done`."""
-    async with engine.begin() as conn:
-        uow = await joining(conn)
+    async with units.begin() as uow:
+        conn = uow.sqlalchemy
         outcome = await apply_snapshot_rows(uow, job.merchant_id, job.job_id, progress.rows)
-        await uow.commit()
         refusals = sorted([*progress.refusals, *outcome.refused], key=lambda r: r.line)
         await _record_refusals(conn, job.job_id, refusals)
         values: dict[str, Any] = {
@@ -294,7 +289,7 @@ async def _commit_chunk(
     return progress.last_line
 
 
-async def _run_atomic(engine: AsyncEngine, job: Any, rows: AsyncIterator[SnapshotRow | RejectedRow]) -> None:
+async def _run_atomic(units: UnitOfWorkFactory, job: Any, rows: AsyncIterator[SnapshotRow | RejectedRow]) -> None:
     """All rows in one transaction, or none when any row is refused (a restart starts over)."""
     refusals: list[RejectedRow] = []
     async for row in rows:
@@ -302,12 +297,12 @@ async def _run_atomic(engine: AsyncEngine, job: Any, rows: AsyncIterator[Snapsho
             refusals.append(row)
     if not refusals:
         try:
-            await _apply_atomic(engine, job)
+            await _apply_atomic(units, job)
             return
         except _RowsRefused as refused:  # rows naming a bundle: rolled back, nothing applied
             refusals = refused.rows
     if refusals:
-        async with engine.begin() as conn:
+        async with units.engine.begin() as conn:
             await conn.execute(sa.delete(import_job_refusals).where(import_job_refusals.c.job_id == job.job_id))
             await _record_refusals(conn, job.job_id, refusals)
             await conn.execute(
@@ -330,15 +325,14 @@ class _RowsRefused(Exception):
         self.rows = rows
 
 
-async def _apply_atomic(engine: AsyncEngine, job: Any) -> None:
-    """Apply every row of the job in one transaction; raise _RowsRefused (rolling back)
+async def _apply_atomic(units: UnitOfWorkFactory, job: Any) -> None:
+    """Apply every row of the job in one unit of work; raise _RowsRefused (rolling back)
     when applying refuses any."""
-    rows = _rows_with_duplicates_refused(_reader(job.format, stored_file(engine, job.job_id), job.default_as_of))
+    rows = _rows_with_duplicates_refused(_reader(job.format, stored_file(units.engine, job.job_id), job.default_as_of))
     applied = ignored = last_line = 0
     refused: list[RejectedRow] = []
     chunk: list[SnapshotRow] = []
-    async with engine.begin() as conn:
-        uow = await joining(conn)
+    async with units.begin() as uow:
         async for row in rows:
             assert isinstance(row, SnapshotRow)
             chunk.append(row)
@@ -352,8 +346,7 @@ async def _apply_atomic(engine: AsyncEngine, job: Any) -> None:
         refused += outcome.refused
         if refused:
             raise _RowsRefused(refused)
-        await uow.commit()
-        await conn.execute(
+        await uow.sqlalchemy.execute(
             sa.update(import_jobs)
             .where(import_jobs.c.job_id == job.job_id)
             .values(
@@ -465,23 +458,15 @@ class ImportWorker(Periodic):
     """Runs queued jobs (and jobs a dead worker left running), one at a time per instance;
     `wake()` when a job is queued."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        chunk_size: int,
-        poll_interval_s: float = 1.0,
-        after_chunk: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, units: UnitOfWorkFactory, *, chunk_size: int, poll_interval_s: float = 1.0) -> None:
         super().__init__("import-worker", poll_interval_s, self.run_one)
-        self.engine = engine
+        self.units = units
         self.chunk_size = chunk_size
-        self.after_chunk = after_chunk
 
     async def run_one(self) -> bool:
         """Claim one pending job no other worker holds and run it; False when there is none."""
         j = import_jobs.c
-        async with self.engine.connect() as conn:
+        async with self.units.engine.connect() as conn:
             pending = list(
                 await conn.execute(
                     sa.select(j.job_id, j.attempts)
@@ -491,14 +476,14 @@ class ImportWorker(Periodic):
                 )
             )
         for job_id, attempts in pending:
-            async with self.engine.connect() as lock_conn:
+            async with self.units.engine.connect() as lock_conn:
                 lock_conn = await lock_conn.execution_options(isolation_level="AUTOCOMMIT")
                 key = {"ns": _LOCK_NAMESPACE, "job": _lock_key(job_id)}
                 if not await lock_conn.scalar(sa.text("SELECT pg_try_advisory_lock(:ns, :job)"), key):
                     continue
                 try:
                     if attempts >= MAX_ATTEMPTS:
-                        await fail_job(self.engine, job_id, f"gave up after {attempts} failed runs")
+                        await fail_job(self.units.engine, job_id, f"gave up after {attempts} failed runs")
                     else:
                         await self._run(job_id)
                 finally:
@@ -508,13 +493,7 @@ class ImportWorker(Periodic):
 
     async def _run(self, job_id: uuid.UUID) -> None:
         try:
-            await run_import_job(
-                self.engine,
-                job_id,
-                chunk_size=self.chunk_size,
-                after_chunk=self.after_chunk,
-                stopping=lambda: self.stopping,
-            )
+            await run_import_job(self.units, job_id, chunk_size=self.chunk_size, stopping=lambda: self.stopping)
         except TRANSIENT_ERRORS:
             # The database or the network, not the job: retried without counting, after a pause.
             log.warning("import job %s: run interrupted; retrying", job_id, exc_info=True)
@@ -522,7 +501,7 @@ class ImportWorker(Periodic):
         except Exception as exc:
             # Counted in `attempts`: the job is retried, and fails after MAX_ATTEMPTS runs.
             log.exception("import job %s: run failed", job_id)
-            async with self.engine.begin() as conn:
+            async with self.units.engine.begin() as conn:
                 await conn.execute(
                     sa.update(import_jobs)
                     .where(import_jobs.c.job_id == job_id)
