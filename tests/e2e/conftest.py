@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from stocksync_embedded.stack import ManagedProcess, Stack
+from stocksync_embedded.stack import Stack
 
-from tests.conftest import free_port
+from tests.e2e.channel_sandboxes import ChannelSandboxes, SandboxProcesses, SandboxShopify
 from tests.e2e.otlp import TraceReceiver
 
 
@@ -64,90 +61,72 @@ class Merchant:
         return {"X-API-Key": self.api_key}
 
 
-@pytest.fixture
-def merchant(api: httpx.Client, stack: Stack) -> Merchant:
-    answer = api.post(
-        "/v1/merchants", json={"name": "test merchant"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
-    )
+def new_merchant(api: httpx.Client, stack: Stack, name: str) -> Merchant:
+    answer = api.post("/v1/merchants", json={"name": name}, headers={"Authorization": f"Bearer {stack.admin_token}"})
     assert answer.status_code == 201, answer.text
     return Merchant(answer.json()["merchant_id"], answer.json()["api_key"])
 
 
-@dataclass
-class SandboxShopify:
-    url: str
-    access_token: str
-    webhook_secret: str
-    process: ManagedProcess
-
-    def changes(self) -> list[dict[str, Any]]:
-        answer = httpx.get(f"{self.url}/_sandbox/changes", timeout=10)
-        answer.raise_for_status()
-        changes: list[dict[str, Any]] = answer.json()["changes"]
-        return changes
-
-    def quantities(self, inventory_item_id: str) -> list[int]:
-        return [c["quantity"] for c in self.changes() if c["inventory_item_id"] == inventory_item_id]
-
-    def order(self, webhook_url: str, line_items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        answer = httpx.post(
-            f"{self.url}/_sandbox/orders",
-            json={"line_items": line_items, "webhook_url": webhook_url, **extra},
-            timeout=30,
-        )
-        answer.raise_for_status()
-        result: dict[str, Any] = answer.json()
-        return result
-
-    def configure(self, **config: Any) -> dict[str, Any]:
-        answer = httpx.post(f"{self.url}/_sandbox/config", json=config, timeout=10)
-        answer.raise_for_status()
-        result: dict[str, Any] = answer.json()
-        return result
-
-    def redeliver(self, event_id: str, webhook_url: str) -> dict[str, Any]:
-        answer = httpx.post(
-            f"{self.url}/_sandbox/redeliver", json={"event_id": event_id, "webhook_url": webhook_url}, timeout=30
-        )
-        answer.raise_for_status()
-        result: dict[str, Any] = answer.json()
-        return result
+@pytest.fixture
+def merchant(api: httpx.Client, stack: Stack) -> Merchant:
+    return new_merchant(api, stack, "test merchant")
 
 
 @pytest.fixture
-def sandbox_shopify(stack: Stack) -> Iterator[Callable[[], SandboxShopify]]:
-    started: list[SandboxShopify] = []
+def sandbox_processes(stack: Stack) -> Iterator[SandboxProcesses]:
+    """The test's sandbox processes, stopped after it."""
+    processes = SandboxProcesses(stack.home / "logs")
+    yield processes
+    processes.stop()
 
-    def start() -> SandboxShopify:
-        port = free_port()
-        token, secret = secrets.token_hex(12), secrets.token_hex(12)
-        process = ManagedProcess(
-            f"sandbox-shopify-{port}",
-            [
-                sys.executable,
-                "-m",
-                "stocksync_sandboxes",
-                "shopify",
-                "--port",
-                str(port),
-                "--access-token",
-                token,
-                "--webhook-secret",
-                secret,
-            ],
-            dict(os.environ),
-            stack.home / "logs" / f"sandbox-shopify-{port}.log",
-            f"http://127.0.0.1:{port}/_sandbox/health",
-        )
-        process.start()
-        process.wait_ready()
-        sandbox = SandboxShopify(f"http://127.0.0.1:{port}", token, secret, process)
-        started.append(sandbox)
-        return sandbox
 
-    yield start
-    for sandbox in started:
-        sandbox.process.stop()
+@pytest.fixture
+def sandbox_shopify(sandbox_processes: SandboxProcesses) -> Callable[[], SandboxShopify]:
+    return sandbox_processes.shopify
+
+
+@pytest.fixture
+def channel_sandboxes(
+    api: httpx.Client, merchant: Merchant, stack: Stack, sandbox_processes: SandboxProcesses
+) -> ChannelSandboxes:
+    return ChannelSandboxes(api, merchant, stack, sandbox_processes)
+
+
+def connect_shopify(
+    api: httpx.Client,
+    merchant: Merchant,
+    sandbox: SandboxShopify,
+    name: str,
+    listings: list[dict[str, Any]],
+    **extra: Any,
+) -> str:
+    """The merchant's connection to a sandbox Shopify store: its id."""
+    answer = api.post(
+        "/v1/connections",
+        headers=merchant.auth,
+        json={
+            "type": "shopify",
+            "name": name,
+            "base_url": sandbox.url,
+            "credentials": {"access_token": sandbox.access_token},
+            "webhook_secret": sandbox.webhook_secret,
+            "listings": listings,
+            **extra,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    connection_id: str = answer.json()["connection_id"]
+    return connection_id
+
+
+def webhook_url(api: httpx.Client, connection_id: str, channel: str = "shopify") -> str:
+    return f"{str(api.base_url).rstrip('/')}/webhooks/{channel}/{connection_id}"
+
+
+def wait_until_ingest_knows(url: str) -> None:
+    """order-ingest learns of a connection through connections.v1: the connection's webhook
+    `url` answers 404 until then, and an unsigned delivery 401 after."""
+    wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05) -> Any:

@@ -21,8 +21,9 @@ from stocksync_embedded.demo import seed, update_demo
 from stocksync_embedded.stack import Stack
 
 from tests.conftest import free_port
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
-from tests.e2e.test_order_flow import connect, webhook_url
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, wait_for, webhook_url
+from tests.e2e.test_order_flow import connect
 
 ITEM_C1 = "gid://shopify/InventoryItem/301"
 ITEM_C2 = "gid://shopify/InventoryItem/401"

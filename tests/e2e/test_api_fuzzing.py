@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from stocksync_embedded.stack import Stack
 
-from tests.e2e.conftest import Merchant
+from tests.e2e.conftest import Merchant, new_merchant
 
 MAX_EXAMPLES = 8
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, negative_data_rejection]
@@ -31,11 +31,7 @@ SERVICES = ("order-ingest", "stock-ledger", "rule-engine", "channel-publisher")
 
 @pytest.fixture(scope="session")
 def fuzzing_merchant(api: httpx.Client, stack: Stack) -> Merchant:
-    answer = api.post(
-        "/v1/merchants", json={"name": "fuzzing"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
-    )
-    assert answer.status_code == 201, answer.text
-    return Merchant(answer.json()["merchant_id"], answer.json()["api_key"])
+    return new_merchant(api, stack, "fuzzing")
 
 
 def _schema(base_url: str, merchant: Merchant) -> schemathesis.BaseSchema:

@@ -14,7 +14,8 @@ import pytest
 
 from stocksync_embedded.stack import Stack
 
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, new_merchant, wait_for, wait_until_ingest_knows, webhook_url
 from tests.e2e.test_order_flow import ITEM_C1, connect
 
 ORDER = {"id": 9001, "name": "#9001", "line_items": [{"id": 1, "sku": "A", "quantity": 1}]}
@@ -40,16 +41,7 @@ def channel(api: httpx.Client, merchant: Merchant, sandbox_shopify: Callable[[],
     sandbox = sandbox_shopify()
     connection_id = connect(api, merchant, sandbox, "C1", ITEM_C1, "gid://shopify/Location/1")
     api.post("/v1/stock/snapshots", headers=merchant.auth, json={"items": [{"sku": "A", "on_hand": 5}]})
-    # order-ingest learns of the connection through connections.v1.
-    probe = orjson.dumps(ORDER)
-    wait_for(
-        lambda: (
-            api.post(
-                f"/webhooks/shopify/{connection_id}", content=probe, headers={**shopify_headers("wrong", probe)}
-            ).status_code
-            == 401
-        )
-    )
+    wait_until_ingest_knows(webhook_url(api, connection_id))
     return connection_id, sandbox.webhook_secret
 
 
@@ -165,10 +157,7 @@ def test_a_merchant_sees_nothing_of_another(
     api: httpx.Client, stack: Stack, merchant: Merchant, channel: tuple[str, str]
 ) -> None:
     connection_id, _ = channel
-    other = api.post(
-        "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
-    ).json()
-    auth = {"X-API-Key": other["api_key"]}
+    auth = new_merchant(api, stack, "other").auth
     assert api.get(f"/v1/connections/{connection_id}", headers=auth).status_code == 404
     assert api.get("/v1/connections", headers=auth).json() == []
     assert api.get("/v1/stock/A", headers=auth).status_code == 404

@@ -24,8 +24,9 @@ import pytest
 from stocksync_embedded.stack import Stack
 
 from tests.conftest import free_port
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
-from tests.e2e.test_order_flow import ITEM_C1, ITEM_C2, connect, webhook_url
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, new_merchant, wait_for, webhook_url
+from tests.e2e.test_order_flow import ITEM_C1, ITEM_C2, connect
 
 pytestmark = pytest.mark.e2e
 
@@ -161,8 +162,7 @@ def test_import_job_api_refuses_bad_requests_and_hides_other_merchants_jobs(
         ("3", "sku"),
         ("4", "location"),
     ]
-    other = api.post("/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"})
-    other_key = {"X-API-Key": other.json()["api_key"]}
+    other_key = new_merchant(api, stack, "other").auth
     assert api.get(f"/v1/stock/imports/{job.json()['job_id']}", headers=other_key).status_code == 404
     assert api.get(f"/v1/stock/imports/{job.json()['job_id']}/refused", headers=other_key).status_code == 404
     assert api.get("/v1/stock/imports", headers=other_key).json() == []
@@ -367,9 +367,7 @@ def test_keys_are_created_listed_rotated_and_revoked_from_the_command_line_on_ev
 def test_the_last_active_key_cannot_be_revoked_and_unknown_keys_are_404(
     stack: Stack, api: httpx.Client, merchant: Merchant
 ) -> None:
-    admin = {"Authorization": f"Bearer {stack.admin_token}"}
-    alone = api.post("/v1/merchants", json={"name": "one key"}, headers=admin).json()
-    owner = Merchant(alone["merchant_id"], alone["api_key"])
+    owner = new_merchant(api, stack, "one key")
     (only,) = as_json(run(stack, owner, "--json", "keys", "list"))
     last = run(stack, owner, "keys", "revoke", only["key_id"])
     assert last.returncode == 1 and "HTTP 409" in last.stderr and "last active API key" in last.stderr

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, wait_for
 from tests.e2e.test_bad_input import ORDER, shopify_headers
 from tests.e2e.test_order_flow import ITEM_C1, connect
 

@@ -7,8 +7,6 @@ on_hand 5 and SKU LOW on_hand 2. Each test saves a screenshot under tests/e2e/sc
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +17,10 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from stocksync_embedded.stack import ManagedProcess, Stack
+from stocksync_embedded.stack import Stack
 
-from tests.conftest import free_port
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
-from tests.e2e.test_publisher_channels import CASES, Sandbox, seed
-from tests.e2e.test_publisher_channels import connect as connect_channel
+from tests.e2e.channel_sandboxes import ChannelSandboxes, Sandbox, SandboxProcesses, SandboxShopify, case_of
+from tests.e2e.conftest import Merchant, connect_shopify, new_merchant, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -32,7 +28,7 @@ ITEMS = {
     "C1": ("gid://shopify/InventoryItem/101", "gid://shopify/Location/1"),
     "C2": ("gid://shopify/InventoryItem/201", "gid://shopify/Location/2"),
 }
-WOO = next(case for case in CASES if case.type == "woocommerce")
+WOO = case_of("woocommerce")
 
 # Under load a correct pipeline has taken over 20 s end to end (tests/e2e/conftest.wait_for).
 expect.set_options(timeout=60_000)
@@ -47,61 +43,24 @@ class Shop:
     ids: dict[str, str]
 
 
-def _process(stack: Stack, kind: str, args: list[str]) -> tuple[str, ManagedProcess]:
-    port = free_port()
-    process = ManagedProcess(
-        f"console-sandbox-{kind}-{port}",
-        [sys.executable, "-m", "stocksync_sandboxes", kind, "--port", str(port), *args],
-        dict(os.environ),
-        stack.home / "logs" / f"console-sandbox-{kind}-{port}.log",
-        f"http://127.0.0.1:{port}/_sandbox/health",
-    )
-    process.start()
-    process.wait_ready()
-    return f"http://127.0.0.1:{port}", process
-
-
-def _new_merchant(api: httpx.Client, stack: Stack, name: str) -> Merchant:
-    answer = api.post("/v1/merchants", json={"name": name}, headers={"Authorization": f"Bearer {stack.admin_token}"})
-    assert answer.status_code == 201, answer.text
-    return Merchant(answer.json()["merchant_id"], answer.json()["api_key"])
-
-
 @pytest.fixture(scope="module")
 def shop(stack: Stack, api: httpx.Client) -> Iterator[Shop]:
-    merchant = _new_merchant(api, stack, "console shop")
-    started: list[ManagedProcess] = []
+    merchant = new_merchant(api, stack, "console shop")
+    processes = SandboxProcesses(stack.home / "logs")
     stores: dict[str, SandboxShopify] = {}
     ids: dict[str, str] = {}
     try:
         for name in ("C1", "C2"):
-            token, secret = f"token-{name}-{free_port()}", f"secret-{name}-{free_port()}"
-            url, process = _process(stack, "shopify", ["--access-token", token, "--webhook-secret", secret])
-            started.append(process)
-            stores[name] = SandboxShopify(url, token, secret, process)
+            stores[name] = processes.shopify()
             item, location = ITEMS[name]
-            answer = api.post(
-                "/v1/connections",
-                headers=merchant.auth,
-                json={
-                    "type": "shopify",
-                    "name": name,
-                    "base_url": url,
-                    "credentials": {"access_token": token},
-                    "webhook_secret": secret,
-                    "listings": [
-                        {"sku": sku, "inventory_item_id": f"{item}{i}", "location_id": location}
-                        for i, sku in enumerate(("A", "B", "LOW"))
-                    ],
-                },
-            )
-            assert answer.status_code == 201, answer.text
-            ids[name] = answer.json()["connection_id"]
-        woo_url, woo_process = _process(stack, "woocommerce", WOO.sandbox_args)
-        started.append(woo_process)
-        woo = Sandbox(woo_url, woo_process)
-        seed(woo, WOO, ["A", "B", "LOW"], leave_out=frozenset({"B"}))
-        ids["W"] = connect_channel(api, merchant, WOO, woo, ["A", "B", "LOW"])
+            listings = [
+                {"sku": sku, "inventory_item_id": f"{item}{i}", "location_id": location}
+                for i, sku in enumerate(("A", "B", "LOW"))
+            ]
+            ids[name] = connect_shopify(api, merchant, stores[name], name, listings)
+        channels = ChannelSandboxes(api, merchant, stack, processes)
+        woo = channels.start(WOO, ["A", "B", "LOW"], leave_out=frozenset({"B"}))
+        ids["W"] = channels.connect(woo, ["A", "B", "LOW"])
         snapshot = api.post(
             "/v1/stock/snapshots",
             headers=merchant.auth,
@@ -112,8 +71,7 @@ def shop(stack: Stack, api: httpx.Client) -> Iterator[Shop]:
         wait_for(lambda: stores["C2"].changes() and woo.quantities().get("A") == 5)
         yield Shop(merchant, stores["C1"], stores["C2"], woo, ids)
     finally:
-        for process in started:
-            process.stop()
+        processes.stop()
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +111,12 @@ def sign_in(page: Page, base_url: str, api_key: str) -> None:
     page.get_by_label("API key").fill(api_key)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{base_url}/console/channels")
+
+
+def signed_in_page(context: BrowserContext, base_url: str, api_key: str) -> Page:
+    page = context.new_page()
+    sign_in(page, base_url, api_key)
+    return page
 
 
 def serious_violations(page: Page) -> list[dict[str, Any]]:
@@ -207,8 +171,7 @@ def test_a_revoked_api_key_is_refused_at_sign_in_with_a_clear_message(
 def test_the_session_cookie_is_sealed_httponly_strict_and_sign_out_ends_it(
     stack: Stack, shop: Shop, context: BrowserContext
 ) -> None:
-    page = context.new_page()
-    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page = signed_in_page(context, stack.base_url, shop.merchant.api_key)
     (cookie,) = [c for c in context.cookies() if c["name"] == "stocksync_console"]
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/console")
     assert shop.merchant.api_key not in cookie["value"]
@@ -235,8 +198,7 @@ def test_the_session_cookie_is_sealed_httponly_strict_and_sign_out_ends_it(
 def test_create_the_seed_rule_on_one_channel_with_its_preview(
     stack: Stack, shop: Shop, context: BrowserContext, api: httpx.Client
 ) -> None:
-    page = context.new_page()
-    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page = signed_in_page(context, stack.base_url, shop.merchant.api_key)
     page.goto(f"{stack.base_url}/console/rules/new?channel={shop.ids['C2']}")
     page.get_by_label("Name").fill("Buffer C2")
     page.get_by_label("Condition").select_option("<=")
@@ -277,8 +239,7 @@ def test_an_order_changes_the_other_channels_rows_and_history_without_reloading(
     stack: Stack, shop: Shop, context: BrowserContext, api: httpx.Client
 ) -> None:
     ensure_seed_rule(api, shop)
-    stock = context.new_page()
-    sign_in(stock, stack.base_url, shop.merchant.api_key)
+    stock = signed_in_page(context, stack.base_url, shop.merchant.api_key)
     stock.goto(f"{stack.base_url}/console/stock?q=A")
     row = stock.locator('tr[data-sku="A"]')
     expect(row.locator(f'td[data-connection="{shop.ids["C2"]}"]')).to_contain_text("5")
@@ -312,8 +273,7 @@ def test_an_order_changes_the_other_channels_rows_and_history_without_reloading(
 def test_a_channel_refusing_an_update_shows_in_its_error_list(
     stack: Stack, shop: Shop, context: BrowserContext
 ) -> None:
-    page = context.new_page()
-    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page = signed_in_page(context, stack.base_url, shop.merchant.api_key)
     page.goto(f"{stack.base_url}/console/channels/{shop.ids['W']}")
     groups = page.locator("#error-groups")
     expect(groups).to_contain_text(WOO.unknown_listing_message)
@@ -326,11 +286,10 @@ def test_a_channel_refusing_an_update_shows_in_its_error_list(
 
 
 def test_another_merchants_data_is_never_visible(stack: Stack, shop: Shop, browser: Browser, api: httpx.Client) -> None:
-    other = _new_merchant(api, stack, "another shop")
+    other = new_merchant(api, stack, "another shop")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
-        page = context.new_page()
-        sign_in(page, stack.base_url, other.api_key)
+        page = signed_in_page(context, stack.base_url, other.api_key)
         expect(page.locator("main")).to_contain_text("No channel connected yet")
         for name, connection_id in shop.ids.items():
             assert connection_id not in page.content(), name
@@ -427,8 +386,7 @@ def published(api: httpx.Client, shop: Shop, skus: list[str]) -> list[dict[str, 
 def test_the_stock_table_sorts_by_a_column_on_the_server_and_pages_in_that_order(
     stack: Stack, shop: Shop, context: BrowserContext, api: httpx.Client
 ) -> None:
-    page = context.new_page()
-    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page = signed_in_page(context, stack.base_url, shop.merchant.api_key)
     page.goto(f"{stack.base_url}/console/stock")
     page.get_by_role("link", name="Available").click()
     expect(page.locator("th[aria-sort='ascending']")).to_contain_text("Available")
@@ -472,8 +430,7 @@ def test_the_event_stream_needs_a_session_and_says_it_is_ready(
     ) as signed_out:
         assert signed_out.status_code == 401
         assert signed_out.headers["content-type"].startswith("application/json")
-    page = context.new_page()
-    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page = signed_in_page(context, stack.base_url, shop.merchant.api_key)
     expect(page.locator("html")).to_have_attribute("data-live", "open")
 
 
@@ -484,8 +441,7 @@ def test_the_locations_page_shows_where_each_channel_sells_from_and_the_bundles(
         "/v1/bundles/PAIR-OF-A", headers=shop.merchant.auth, json={"components": [{"sku": "A", "quantity": 2}]}
     )
     assert made.status_code in (200, 201), made.text
-    page = context.new_page()
-    sign_in(page, stack.base_url, shop.merchant.api_key)
+    page = signed_in_page(context, stack.base_url, shop.merchant.api_key)
     page.get_by_role("link", name="Locations").click()
     expect(page).to_have_url(f"{stack.base_url}/console/locations")
     row = page.locator("tr", has=page.get_by_role("rowheader", name="default"))

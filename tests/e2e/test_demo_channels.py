@@ -24,10 +24,11 @@ import orjson
 import pytest
 
 from stocksync_embedded.demo import DEMO_MIRAKL_INTERVAL_S, DemoChannel, channel_sandbox_process
-from stocksync_embedded.stack import ManagedProcess, Stack
+from stocksync_embedded.stack import Stack
 
 from tests.conftest import PrivateDatabase, free_port, own_infrastructure
-from tests.e2e.conftest import Merchant, wait_for
+from tests.e2e.channel_sandboxes import SandboxProcesses
+from tests.e2e.conftest import Merchant, new_merchant, wait_for, wait_until_ingest_knows
 
 WEBHOOK_CHANNEL_TYPES = ("woocommerce", "amazon", "ebay", "walmart", "generic")
 ON_HAND = 7
@@ -81,31 +82,16 @@ def connect(api: httpx.Client, auth: dict[str, str], channel: DemoChannel, sku: 
     assert stock(api, auth, sku) == {"on_hand": ON_HAND, "reserved": 0, "available": ON_HAND}
 
 
-class DemoSandboxes:
-    """Start channels' sandboxes exactly as the demo does, on free ports; stop them all at the end."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.processes: list[ManagedProcess] = []
-
-    def start(self, channel_type: str) -> DemoChannel:
-        channel = DemoChannel.new(channel_type, free_port())
-        process = channel_sandbox_process(channel, self.log_dir)
-        process.start()
-        self.processes.append(process)
-        process.wait_ready()
-        return channel
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
+def start_demo_channel(processes: SandboxProcesses, channel_type: str) -> DemoChannel:
+    """A channel's sandbox started exactly as the demo starts it, on a free port."""
+    channel = DemoChannel.new(channel_type, free_port())
+    processes.run(channel_sandbox_process(channel, processes.log_dir))
+    return channel
 
 
 @pytest.fixture
-def demo_sandbox(stack: Stack) -> Iterator[Callable[[str], DemoChannel]]:
-    sandboxes = DemoSandboxes(stack.home / "logs")
-    yield sandboxes.start
-    sandboxes.stop()
+def demo_sandbox(sandbox_processes: SandboxProcesses) -> Callable[[str], DemoChannel]:
+    return lambda channel_type: start_demo_channel(sandbox_processes, channel_type)
 
 
 @pytest.mark.parametrize("channel_type", WEBHOOK_CHANNEL_TYPES)
@@ -119,10 +105,8 @@ def test_an_order_on_the_demo_sandbox_reserves_its_units_once_and_its_retry_chan
     sku = f"DEMO-{channel_type.upper()}"
     channel = demo_sandbox(channel_type)
     connect(api, merchant.auth, channel, sku)
-    # order-ingest learns of the connection through connections.v1: 404 until then,
-    # then an unsigned delivery is refused with 401.
     webhook_url = f"{stack.base_url}/webhooks/{channel_type}/{channel.connection_id}"
-    wait_for(lambda: httpx.post(webhook_url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+    wait_until_ingest_knows(webhook_url)
 
     first = place_order(channel, stack.base_url, sku)
     assert first["url"] == webhook_url
@@ -154,18 +138,12 @@ def mirakl_stack(tmp_path_factory: pytest.TempPathFactory, private_database: Pri
 def test_a_mirakl_order_on_the_demo_sandbox_is_polled_once_and_listed_again_changes_nothing(
     mirakl_stack: Stack,
 ) -> None:
-    sandboxes = DemoSandboxes(mirakl_stack.home / "logs")
+    processes = SandboxProcesses(mirakl_stack.home / "logs")
     try:
         with httpx.Client(base_url=mirakl_stack.base_url, timeout=30) as api:
-            created = api.post(
-                "/v1/merchants",
-                json={"name": "demo mirakl"},
-                headers={"Authorization": f"Bearer {mirakl_stack.admin_token}"},
-            )
-            assert created.status_code == 201, created.text
-            auth = {"X-API-Key": created.json()["api_key"]}
+            auth = new_merchant(api, mirakl_stack, "demo mirakl").auth
             sku = "DEMO-MIRAKL"
-            channel = sandboxes.start("mirakl")
+            channel = start_demo_channel(processes, "mirakl")
             # The order is in the shop before the connection exists: the first poll, at
             # once, looks a day back and finds it.
             order = place_order(channel, mirakl_stack.base_url, sku)
@@ -183,4 +161,4 @@ def test_a_mirakl_order_on_the_demo_sandbox_is_polled_once_and_listed_again_chan
             time.sleep(1.5)
             assert stock(api, auth, sku) == {"on_hand": ON_HAND, "reserved": ORDERED, "available": ON_HAND - ORDERED}
     finally:
-        sandboxes.stop()
+        processes.stop()

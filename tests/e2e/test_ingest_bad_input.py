@@ -15,7 +15,7 @@ import orjson
 from stocksync_sandboxes import amazon_orders, generic_orders, walmart_orders, woocommerce_orders
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
 
-from tests.e2e.conftest import Merchant, wait_for
+from tests.e2e.conftest import Merchant, wait_for, webhook_url
 
 # Fixtures shared with the channel tests (pytest finds them in this module's namespace).
 from tests.e2e.test_ingest_channels import (  # noqa: F401 - fixtures shared with the channel tests
@@ -24,7 +24,6 @@ from tests.e2e.test_ingest_channels import (  # noqa: F401 - fixtures shared wit
     connect,
     order_events,
     sandboxes,
-    webhook,
 )
 
 LINES = [SandboxOrderLine(sku="BAD", quantity=1, line_id="1")]
@@ -42,7 +41,7 @@ def test_a_wrong_signature_or_key_gets_401_on_every_channel(
     answers = {
         "woocommerce": asyncio.run(
             woocommerce_orders.deliver(
-                webhook(api, "woocommerce", woo),
+                webhook_url(api, woo, "woocommerce"),
                 "order.created",
                 woocommerce_orders.build_order(1, "processing", LINES),
                 "not-the-secret",
@@ -50,21 +49,21 @@ def test_a_wrong_signature_or_key_gets_401_on_every_channel(
         ),
         "amazon": asyncio.run(
             amazon_orders.deliver(
-                webhook(api, "amazon", amazon),
+                webhook_url(api, amazon, "amazon"),
                 amazon_orders.build_notification(seller_id="S", order_id="1", status="Unshipped", lines=LINES),
                 "not-the-api-key-at-all",
             )
         ),
         "walmart": asyncio.run(
             walmart_orders.deliver(
-                webhook(api, "walmart", walmart),
+                webhook_url(api, walmart, "walmart"),
                 walmart_orders.build_notification("PO_CREATED", "1", LINES),
                 "not-the-secret",
             )
         ),
         "generic": asyncio.run(
             generic_orders.deliver(
-                webhook(api, "generic", generic),
+                webhook_url(api, generic, "generic"),
                 generic_orders.build_event("order.created", "1", LINES),
                 [generic_orders.new_secret()],
             )
@@ -82,7 +81,10 @@ def test_a_standard_webhook_older_than_five_minutes_gets_401(
     event = generic_orders.build_event("order.created", "OLD-1", LINES)
     _, stale = asyncio.run(
         generic_orders.deliver(
-            webhook(api, "generic", connection_id), event, [sandboxes.generic_secret], timestamp=int(time.time()) - 360
+            webhook_url(api, connection_id, "generic"),
+            event,
+            [sandboxes.generic_secret],
+            timestamp=int(time.time()) - 360,
         )
     )
     assert stale.status_code == 401
@@ -114,7 +116,9 @@ def test_a_malformed_payload_gets_422_naming_the_field(
     amazon, generic = connect("amazon"), connect("generic")
     notification = amazon_orders.build_notification(seller_id="S", order_id="1", status="Unshipped", lines=LINES)
     notification["Payload"]["OrderChangeNotification"]["Summary"]["OrderItems"][0]["Quantity"] = "many"
-    answer = asyncio.run(amazon_orders.deliver(webhook(api, "amazon", amazon), notification, sandboxes.amazon_api_key))
+    answer = asyncio.run(
+        amazon_orders.deliver(webhook_url(api, amazon, "amazon"), notification, sandboxes.amazon_api_key)
+    )
     assert answer.status_code == 422
     assert orjson.loads(answer.body)["detail"][0]["loc"] == [
         "body",
@@ -128,7 +132,9 @@ def test_a_malformed_payload_gets_422_naming_the_field(
 
     event = generic_orders.build_event("order.created", "1", LINES)
     del event["data"]["order_id"]
-    _, answer = asyncio.run(generic_orders.deliver(webhook(api, "generic", generic), event, [sandboxes.generic_secret]))
+    _, answer = asyncio.run(
+        generic_orders.deliver(webhook_url(api, generic, "generic"), event, [sandboxes.generic_secret])
+    )
     assert answer.status_code == 422
     assert orjson.loads(answer.body)["detail"][0]["loc"] == ["body", "data", "order_id"]
     assert_nothing_produced(order_events, amazon)
@@ -143,7 +149,7 @@ def test_a_rotated_webhook_secret_is_accepted_beside_the_old_one_until_the_old_o
     order_events: OrderEvents,
 ) -> None:
     connection_id = connect("generic")
-    url = webhook(api, "generic", connection_id)
+    url = webhook_url(api, connection_id, "generic")
     new_secret = generic_orders.new_secret()
 
     def status_with(secret: str) -> int | None:

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -38,9 +37,11 @@ from stocksync_sandboxes import (
 )
 from stocksync_sandboxes.order_delivery import SandboxOrderLine
 
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, new_merchant, wait_for, wait_until_ingest_knows, webhook_url
 from tests.e2e.test_order_flow import ITEM_C1
 from tests.e2e.test_order_flow import connect as connect_shopify
+from tests.served_app import serve
 
 Movement = tuple[str, str, int]
 """(line id, movement, quantity)"""
@@ -111,31 +112,6 @@ class OrderEvents:
 
 
 @dataclass
-class ServedApp:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def serve(app: FastAPI) -> ServedApp:
-    """Run an ASGI app on a free port in a thread: a real HTTP server for the services to call."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the sandbox app did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return ServedApp(f"http://127.0.0.1:{port}", server, thread)
-
-
-@dataclass
 class Sandboxes:
     """The order side of every sandbox channel in one app, each under its own prefix."""
 
@@ -172,7 +148,9 @@ def sandbox_app(sandboxes: Sandboxes) -> FastAPI:
     return app
 
 
-def make_sandboxes(mirakl_min_call_interval_s: float = 60.0) -> tuple[Sandboxes, ServedApp]:
+@contextlib.contextmanager
+def served_sandboxes(mirakl_min_call_interval_s: float = 60.0) -> Iterator[Sandboxes]:
+    """Every channel's order sandbox with secrets of its own, served until the `with` ends."""
     sandboxes = Sandboxes(
         url="",
         woocommerce_secret=secrets.token_hex(16),
@@ -185,7 +163,10 @@ def make_sandboxes(mirakl_min_call_interval_s: float = 60.0) -> tuple[Sandboxes,
     )
     served = serve(sandbox_app(sandboxes))
     sandboxes.url = served.url
-    return sandboxes, served
+    try:
+        yield sandboxes
+    finally:
+        served.stop()
 
 
 def connection_body(channel: str, sandboxes: Sandboxes) -> dict[str, Any]:
@@ -221,32 +202,38 @@ def connection_body(channel: str, sandboxes: Sandboxes) -> dict[str, Any]:
 
 
 def create_connection(
-    api: httpx.Client, auth: dict[str, str], channel: str, sandboxes: Sandboxes, ingest_url: str | None = None
+    api: httpx.Client, auth: dict[str, str], channel: str, sandboxes: Sandboxes, ingest: httpx.Client | None = None
 ) -> str:
+    """A connection to the channel's sandbox, once order-ingest (`ingest`, else `api`) knows it."""
     answer = api.post("/v1/connections", headers=auth, json=connection_body(channel, sandboxes))
     assert answer.status_code == 201, answer.text
     connection_id: str = answer.json()["connection_id"]
     if channel != "mirakl":
-        # order-ingest learns of the connection through connections.v1: 404 until then,
-        # then an unsigned delivery is refused with 401.
-        url = f"{ingest_url or str(api.base_url).rstrip('/')}/webhooks/{channel}/{connection_id}"
-        wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+        wait_until_ingest_knows(webhook_url(ingest or api, connection_id, channel))
     return connection_id
+
+
+@contextlib.contextmanager
+def reading_orders(stack: Stack) -> Iterator[OrderEvents]:
+    """The orders.v1 events of the stack's broker, read from the start until the `with` ends."""
+    assert stack.kafka_bootstrap_servers is not None
+    events = OrderEvents(stack.kafka_bootstrap_servers).start()
+    try:
+        yield events
+    finally:
+        events.stop()
 
 
 @pytest.fixture(scope="session")
 def order_events(stack: Stack) -> Iterator[OrderEvents]:
-    assert stack.kafka_bootstrap_servers is not None
-    events = OrderEvents(stack.kafka_bootstrap_servers).start()
-    yield events
-    events.stop()
+    with reading_orders(stack) as events:
+        yield events
 
 
 @pytest.fixture(scope="session")
 def sandboxes() -> Iterator[Sandboxes]:
-    made, served = make_sandboxes()
-    yield made
-    served.stop()
+    with served_sandboxes() as made:
+        yield made
 
 
 @pytest.fixture
@@ -257,10 +244,6 @@ def connect(api: httpx.Client, merchant: Merchant, sandboxes: Sandboxes) -> Call
     return make
 
 
-def webhook(api: httpx.Client, channel: str, connection_id: str) -> str:
-    return f"{str(api.base_url).rstrip('/')}/webhooks/{channel}/{connection_id}"
-
-
 def line(sku: str, quantity: int, line_id: str, shipped: int = 0, cancelled: int = 0) -> dict[str, Any]:
     return {"sku": sku, "quantity": quantity, "line_id": line_id, "shipped": shipped, "cancelled": cancelled}
 
@@ -269,7 +252,7 @@ def test_woocommerce_created_completed_and_cancelled_orders_become_movements(
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("woocommerce")
-    url = webhook(api, "woocommerce", connection_id)
+    url = webhook_url(api, connection_id, "woocommerce")
     ping = asyncio.run(woocommerce_orders.ping(url, webhook_id=7))
     assert (ping.status_code, ping.body) == (200, '{"status":"ping","events":0}')
 
@@ -298,7 +281,7 @@ def test_amazon_partial_shipments_emit_the_delta_and_a_cancellation_releases_the
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("amazon")
-    url = webhook(api, "amazon", connection_id)
+    url = webhook_url(api, connection_id, "amazon")
     order_id = amazon_orders.amazon_order_id()
     # In EventBridge's envelope, as an API destination forwards it, and as the extracted
     # `$.detail`; PendingAvailability (a pre-order) reserves like Unshipped.
@@ -336,7 +319,7 @@ def test_walmart_purchase_order_and_auto_cancelled_line_become_movements(
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("walmart")
-    url = webhook(api, "walmart", connection_id)
+    url = webhook_url(api, connection_id, "walmart")
     lines = [line("WM-1", 2, "1"), line("WM-2", 1, "2")]
     created = sandboxes.send("walmart", webhook_url=url, purchase_order_id="1800001", lines=lines)
     assert created["status_code"] == 200, created
@@ -362,8 +345,8 @@ def test_walmart_hmac_is_read_from_the_header_the_subscription_names_and_kept_ou
     answer = api.post("/v1/connections", headers=merchant.auth, json=body)
     assert answer.status_code == 201, answer.text
     connection_id = answer.json()["connection_id"]
-    url = webhook(api, "walmart", connection_id)
-    wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+    url = webhook_url(api, connection_id, "walmart")
+    wait_until_ingest_knows(url)
     notification = walmart_orders.build_notification(
         "PO_CREATED", "1800002", [SandboxOrderLine(sku="WM-9", quantity=1, line_id="1")]
     )
@@ -383,7 +366,7 @@ def test_ebay_notifications_are_verified_with_ebays_public_key_and_deduplicated_
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("ebay")
-    url = webhook(api, "ebay", connection_id)
+    url = webhook_url(api, connection_id, "ebay")
     notification_id = str(uuid.uuid4())
     for _ in range(2):
         sent = sandboxes.send(
@@ -416,7 +399,7 @@ def test_generic_standard_webhooks_orders_become_movements_including_returns(
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("generic")
-    url = webhook(api, "generic", connection_id)
+    url = webhook_url(api, connection_id, "generic")
     sandboxes.send("generic", webhook_url=url, type="order.created", order_id="G-1", lines=[line("GEN-1", 3, "a")])
     sandboxes.send(
         "generic", webhook_url=url, type="order.shipped", order_id="G-1", lines=[line("GEN-1", 3, "a", shipped=2)]
@@ -451,7 +434,7 @@ def test_the_same_delivery_sent_five_times_produces_its_movement_once(
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("generic")
-    url = webhook(api, "generic", connection_id)
+    url = webhook_url(api, connection_id, "generic")
     answers = [
         sandboxes.send("generic", webhook_url=url, webhook_id="msg_same", order_id="G-5", lines=[line("GEN-5", 2, "1")])
         for _ in range(5)
@@ -468,7 +451,7 @@ def test_a_cancellation_before_its_order_gives_placed_and_cancelled_once(
     api: httpx.Client, connect: Callable[[str], str], sandboxes: Sandboxes, order_events: OrderEvents
 ) -> None:
     connection_id = connect("woocommerce")
-    url = webhook(api, "woocommerce", connection_id)
+    url = webhook_url(api, connection_id, "woocommerce")
     lines = [line("W-9", 2, "901")]
     sandboxes.send("woocommerce", webhook_url=url, topic="order.updated", order_id=909, status="cancelled", lines=lines)
     late = sandboxes.send("woocommerce", webhook_url=url, order_id=909, status="processing", lines=lines)
@@ -485,7 +468,7 @@ def test_deliveries_are_audited_without_secrets_and_a_replay_emits_nothing_twice
     stack: Stack,
 ) -> None:
     connection_id = connect("amazon")
-    url = webhook(api, "amazon", connection_id)
+    url = webhook_url(api, connection_id, "amazon")
     sent = sandboxes.send("amazon", webhook_url=url, status="Unshipped", lines=[line("AMZ-7", 1, "70000000000001")])
     delivery_id = httpx.Response(200, content=sent["body"]).json()["delivery_id"]
 
@@ -513,11 +496,9 @@ def test_deliveries_are_audited_without_secrets_and_a_replay_emits_nothing_twice
     assert replay.json() == {"delivery_id": delivery_id, "events": 0, "produced": []}
     assert order_events.wait_for(connection_id, 1, settle_s=1.5) == {"70000000000001": [("placed", 1)]}
 
-    other = api.post(
-        "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
-    ).json()
-    assert api.get("/v1/deliveries", headers={"X-API-Key": other["api_key"]}).json() == []
-    assert api.post(f"/v1/deliveries/{delivery_id}/replay", headers={"X-API-Key": other["api_key"]}).status_code == 404
+    other = new_merchant(api, stack, "other")
+    assert api.get("/v1/deliveries", headers=other.auth).json() == []
+    assert api.post(f"/v1/deliveries/{delivery_id}/replay", headers=other.auth).status_code == 404
     assert api.get("/v1/deliveries").status_code == 401
 
 
@@ -526,25 +507,13 @@ def test_shopify_created_fulfilled_and_cancelled_orders_become_movements(
 ) -> None:
     sandbox = sandbox_shopify()
     connection_id = connect_shopify(api, merchant, sandbox, "C1", ITEM_C1, "gid://shopify/Location/1")
-    url = webhook(api, "shopify", connection_id)
-    wait_for(lambda: httpx.post(url, content=b"{}", timeout=10).status_code == 401, timeout=30)
+    url = webhook_url(api, connection_id)
+    wait_until_ingest_knows(url)
 
     shipped = sandbox.order(url, [{"sku": "SH-1", "quantity": 2}], adjust_inventory=False)
-    sandbox.order(
-        url,
-        [],
-        topic="orders/fulfilled",
-        order_id=shipped["order_id"],
-        adjust_inventory=False,
-    )
+    sandbox.order(url, [], topic="orders/fulfilled", order_id=shipped["order_id"], adjust_inventory=False)
     cancelled = sandbox.order(url, [{"sku": "SH-2", "quantity": 1}], adjust_inventory=False)
-    sandbox.order(
-        url,
-        [],
-        topic="orders/cancelled",
-        order_id=cancelled["order_id"],
-        adjust_inventory=False,
-    )
+    sandbox.order(url, [], topic="orders/cancelled", order_id=cancelled["order_id"], adjust_inventory=False)
     # Shopify's retry of the cancellation (same event id, new webhook id) changes nothing.
     again = sandbox.redeliver(cancelled["event_id"], url)
     assert again["status_code"] == 200

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +23,15 @@ from stocksync_common.auth import issue_api_key
 from stocksync_embedded.stack import Stack
 
 from tests.conftest import PrivateDatabase, own_infrastructure
-from tests.e2e.test_ingest_channels import OrderEvents, Sandboxes, create_connection, line, make_sandboxes
+from tests.e2e.conftest import webhook_url
+from tests.e2e.test_ingest_channels import (
+    OrderEvents,
+    Sandboxes,
+    create_connection,
+    line,
+    reading_orders,
+    served_sandboxes,
+)
 
 RATE_LIMIT = 3
 MIRAKL_INTERVAL_S = 2.0
@@ -48,9 +56,8 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, private_database: Privat
 
 @pytest.fixture(scope="module")
 def own_sandboxes() -> Iterator[Sandboxes]:
-    made, served = make_sandboxes(mirakl_min_call_interval_s=MIRAKL_INTERVAL_S)
-    yield made
-    served.stop()
+    with served_sandboxes(mirakl_min_call_interval_s=MIRAKL_INTERVAL_S) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +79,32 @@ def auth(own_stack: Stack) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def own_events(own_stack: Stack) -> Iterator[OrderEvents]:
-    assert own_stack.kafka_bootstrap_servers is not None
-    events = OrderEvents(own_stack.kafka_bootstrap_servers).start()
-    yield events
-    events.stop()
+    with reading_orders(own_stack) as events:
+        yield events
+
+
+@pytest.fixture(scope="module")
+def connect_generic(
+    publisher: httpx.Client, ingest: httpx.Client, auth: dict[str, str], own_sandboxes: Sandboxes
+) -> Callable[[], tuple[str, str]]:
+    """Makes a generic connection that order-ingest knows: its id and its webhook URL."""
+
+    def connect() -> tuple[str, str]:
+        connection_id = create_connection(publisher, auth, "generic", own_sandboxes, ingest)
+        return connection_id, webhook_url(ingest, connection_id, "generic")
+
+    return connect
 
 
 def test_with_the_broker_unreachable_a_webhook_is_accepted_on_commit_and_its_events_are_published_once_it_is_back(
     own_stack: Stack,
-    publisher: httpx.Client,
     ingest: httpx.Client,
     auth: dict[str, str],
     own_sandboxes: Sandboxes,
     own_events: OrderEvents,
+    connect_generic: Callable[[], tuple[str, str]],
 ) -> None:
-    connection_id = create_connection(publisher, auth, "generic", own_sandboxes, str(ingest.base_url).rstrip("/"))
-    url = f"{str(ingest.base_url).rstrip('/')}/webhooks/generic/{connection_id}"
+    connection_id, url = connect_generic()
     # The broker is frozen (SIGSTOP), not restarted: the embedded broker keeps records in
     # memory, so a restart would drop its topics, which a real Kafka does not do. Frozen,
     # it accepts connections and answers nothing: the worst case for a producer.
@@ -113,16 +130,11 @@ def test_with_the_broker_unreachable_a_webhook_is_accepted_on_commit_and_its_eve
 
 
 def test_over_the_rate_limit_a_connection_gets_429_with_retry_after_and_nothing_is_produced(
-    publisher: httpx.Client,
-    ingest: httpx.Client,
-    auth: dict[str, str],
-    own_sandboxes: Sandboxes,
-    own_events: OrderEvents,
+    own_sandboxes: Sandboxes, own_events: OrderEvents, connect_generic: Callable[[], tuple[str, str]]
 ) -> None:
-    connection_id = create_connection(publisher, auth, "generic", own_sandboxes, str(ingest.base_url).rstrip("/"))
-    other_id = create_connection(publisher, auth, "generic", own_sandboxes, str(ingest.base_url).rstrip("/"))
-    # create_connection spent one request of each connection's budget on its probe.
-    url = f"{str(ingest.base_url).rstrip('/')}/webhooks/generic/{connection_id}"
+    connection_id, url = connect_generic()
+    _, other_url = connect_generic()
+    # connect_generic spent one request of each connection's budget on its probe.
     answers = [
         own_sandboxes.send("generic", webhook_url=url, order_id=f"R-{n}", lines=[line("RL", 1, "1")])
         for n in range(RATE_LIMIT + 1)
@@ -132,7 +144,6 @@ def test_over_the_rate_limit_a_connection_gets_429_with_retry_after_and_nothing_
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     # Another connection has its own budget.
-    other_url = f"{str(ingest.base_url).rstrip('/')}/webhooks/generic/{other_id}"
     other = own_sandboxes.send("generic", webhook_url=other_url, order_id="R-x", lines=[line("RL", 1, "1")])
     assert other["status_code"] == 200
     assert own_events.wait_for(connection_id, RATE_LIMIT - 1, settle_s=1.5) == {"1": [("placed", 1)] * (RATE_LIMIT - 1)}

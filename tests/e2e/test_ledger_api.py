@@ -18,7 +18,7 @@ from stocksync_common.kafka import encode_event
 from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 
-from tests.e2e.conftest import Merchant, wait_for
+from tests.e2e.conftest import Merchant, new_merchant, wait_for
 
 
 def stock(api: httpx.Client, merchant: Merchant, sku: str) -> dict[str, int]:
@@ -123,11 +123,9 @@ def test_stock_list_pages_by_sku_and_filters_low_available(api: httpx.Client, me
 
 def test_another_merchants_stock_is_invisible(api: httpx.Client, merchant: Merchant, stack: Stack) -> None:
     api.post("/v1/stock/snapshots", headers=merchant.auth, json={"items": [{"sku": "MINE", "on_hand": 1}]})
-    other = api.post(
-        "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
-    ).json()
-    assert api.get("/v1/stock/MINE", headers={"X-API-Key": other["api_key"]}).status_code == 404
-    assert api.get("/v1/stock", headers={"X-API-Key": other["api_key"]}).json()["items"] == []
+    other = new_merchant(api, stack, "other")
+    assert api.get("/v1/stock/MINE", headers=other.auth).status_code == 404
+    assert api.get("/v1/stock", headers=other.auth).json()["items"] == []
 
 
 def send_order_line(stack: Stack, merchant: Merchant, sku: str, quantity: int) -> None:

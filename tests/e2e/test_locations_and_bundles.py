@@ -18,40 +18,11 @@ import httpx
 from stocksync_embedded.demo import DEMO_WAREHOUSE, DEMO_WAREHOUSE_STOCK, Demo, seed_warehouse_and_bundle
 from stocksync_embedded.stack import Stack
 
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, connect_shopify, new_merchant, wait_for, webhook_url
 
 LOCATION_1 = "gid://shopify/Location/1"
 LOCATION_2 = "gid://shopify/Location/2"
-
-
-def connect(
-    api: httpx.Client,
-    merchant: Merchant,
-    sandbox: SandboxShopify,
-    name: str,
-    listings: list[dict[str, Any]],
-    **extra: Any,
-) -> str:
-    answer = api.post(
-        "/v1/connections",
-        headers=merchant.auth,
-        json={
-            "type": "shopify",
-            "name": name,
-            "base_url": sandbox.url,
-            "credentials": {"access_token": sandbox.access_token},
-            "webhook_secret": sandbox.webhook_secret,
-            "listings": listings,
-            **extra,
-        },
-    )
-    assert answer.status_code == 201, answer.text
-    connection_id: str = answer.json()["connection_id"]
-    return connection_id
-
-
-def webhook_url(api: httpx.Client, connection_id: str) -> str:
-    return f"{str(api.base_url).rstrip('/')}/webhooks/shopify/{connection_id}"
 
 
 def shown(sandbox: SandboxShopify) -> dict[tuple[str, str], int]:
@@ -83,7 +54,7 @@ def test_a_channel_fed_only_from_warehouse_b_is_never_shown_warehouse_a_stock_an
     assert counted.status_code == 200, counted.text
     only_b, both = sandbox_shopify(), sandbox_shopify()
     item = "gid://shopify/InventoryItem/301"
-    only_b_id = connect(
+    only_b_id = connect_shopify(
         api,
         merchant,
         only_b,
@@ -91,7 +62,7 @@ def test_a_channel_fed_only_from_warehouse_b_is_never_shown_warehouse_a_stock_an
         [{"sku": "A", "location": "wb", "inventory_item_id": item, "location_id": LOCATION_2}],
         locations=["wb"],
     )
-    both_id = connect(
+    both_id = connect_shopify(
         api,
         merchant,
         both,
@@ -143,14 +114,14 @@ def test_selling_the_last_component_on_one_channel_sets_every_bundle_containing_
         sku: f"gid://shopify/InventoryItem/{400 + n}"
         for n, sku in enumerate(["BOARD", "KIT", "BOARD-PACK", "SCREWS-10"])
     }
-    seller_id = connect(
+    seller_id = connect_shopify(
         api,
         merchant,
         seller,
         "seller",
         [{"sku": "BOARD", "inventory_item_id": items["BOARD"], "location_id": LOCATION_1}],
     )
-    connect(
+    connect_shopify(
         api,
         merchant,
         other,
@@ -187,21 +158,17 @@ def test_selling_the_last_component_on_one_channel_sets_every_bundle_containing_
 
 
 def test_bad_locations_and_bundles_are_refused_with_the_field_at_fault_and_change_nothing(
-    api: httpx.Client, merchant: Merchant, stack: Any, sandbox_shopify: Callable[[], SandboxShopify]
+    api: httpx.Client, merchant: Merchant, stack: Stack, sandbox_shopify: Callable[[], SandboxShopify]
 ) -> None:
     sandbox = sandbox_shopify()
-    connection_id = connect(api, merchant, sandbox, "shop", [], locations=["wa", "wb"])
+    connection_id = connect_shopify(api, merchant, sandbox, "shop", [], locations=["wa", "wb"])
     for bad in ([], ["wa", "wa"], [f"w{i}" for i in range(51)], ["bad\x00name"], [""], ["x" * 201]):
         answer = api.put(f"/v1/connections/{connection_id}/locations", headers=merchant.auth, json={"locations": bad})
         assert answer.status_code == 422, (bad, answer.text)
         assert "locations" in answer.text
     assert api.get(f"/v1/connections/{connection_id}", headers=merchant.auth).json()["locations"] == ["wa", "wb"]
-    other = api.post(
-        "/v1/merchants", json={"name": "other"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
-    ).json()
-    foreign = api.put(
-        f"/v1/connections/{connection_id}/locations", headers={"X-API-Key": other["api_key"]}, json={"locations": ["x"]}
-    )
+    other = new_merchant(api, stack, "other")
+    foreign = api.put(f"/v1/connections/{connection_id}/locations", headers=other.auth, json={"locations": ["x"]})
     assert foreign.status_code == 404, foreign.text
 
     def bundle(sku: str, *components: tuple[str, int]) -> httpx.Response:
@@ -225,7 +192,7 @@ def test_bad_locations_and_bundles_are_refused_with_the_field_at_fault_and_chang
     listed = api.get("/v1/bundles", headers=merchant.auth)
     assert listed.status_code == 200, listed.text
     assert [b["sku"] for b in listed.json()] == ["KIT"]
-    assert api.get("/v1/bundles/KIT", headers={"X-API-Key": other["api_key"]}).status_code == 404
+    assert api.get("/v1/bundles/KIT", headers=other.auth).status_code == 404
     assert api.delete("/v1/bundles/NOPE", headers=merchant.auth).status_code == 404
     adjusted = api.post(
         "/v1/stock/adjustments",

@@ -13,28 +13,17 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, connect_shopify, wait_for, webhook_url
 
 ITEM_C1 = "gid://shopify/InventoryItem/101"
 ITEM_C2 = "gid://shopify/InventoryItem/201"
 
 
 def connect(api: httpx.Client, merchant: Merchant, sandbox: SandboxShopify, name: str, item: str, location: str) -> str:
-    answer = api.post(
-        "/v1/connections",
-        headers=merchant.auth,
-        json={
-            "type": "shopify",
-            "name": name,
-            "base_url": sandbox.url,
-            "credentials": {"access_token": sandbox.access_token},
-            "webhook_secret": sandbox.webhook_secret,
-            "listings": [{"sku": "A", "inventory_item_id": item, "location_id": location}],
-        },
-    )
-    assert answer.status_code == 201, answer.text
-    connection_id: str = answer.json()["connection_id"]
-    return connection_id
+    """A connection to the store listing SKU A as its `item` at `location`."""
+    listing = {"sku": "A", "inventory_item_id": item, "location_id": location}
+    return connect_shopify(api, merchant, sandbox, name, [listing])
 
 
 def set_up_two_channels(
@@ -55,10 +44,6 @@ def set_up_two_channels(
     snapshot = api.post("/v1/stock/snapshots", headers=merchant.auth, json={"items": [{"sku": "A", "on_hand": 5}]})
     assert snapshot.status_code == 200, snapshot.text
     return c1, c1_id, c2, c2_id
-
-
-def webhook_url(api: httpx.Client, connection_id: str) -> str:
-    return f"{str(api.base_url).rstrip('/')}/webhooks/shopify/{connection_id}"
 
 
 def test_two_orders_on_c1_lower_c2_to_5_then_4_then_0(

@@ -22,8 +22,9 @@ from aiokafka import AIOKafkaProducer
 from stocksync_common.topics import CATALOGUE, CHANNEL_QUANTITY, CONNECTIONS, ORDERS, STOCK_CHANGED, Topic
 from stocksync_embedded.stack import Stack
 
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
-from tests.e2e.test_order_flow import connect, webhook_url
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, new_merchant, wait_for, webhook_url
+from tests.e2e.test_order_flow import connect
 
 ITEM = "gid://shopify/InventoryItem/901"
 LOCATION = "gid://shopify/Location/9"
@@ -123,14 +124,6 @@ def dead_letters(api: httpx.Client, merchant: Merchant, **params: Any) -> list[d
     return items
 
 
-def other_merchant(api: httpx.Client, stack: Stack) -> Merchant:
-    answer = api.post(
-        "/v1/merchants", json={"name": "bystander"}, headers={"Authorization": f"Bearer {stack.admin_token}"}
-    )
-    assert answer.status_code == 201, answer.text
-    return Merchant(answer.json()["merchant_id"], answer.json()["api_key"])
-
-
 def test_a_signed_shopify_order_with_a_10000_character_sku_is_refused_and_produces_nothing(
     api: httpx.Client, merchant: Merchant, sandbox_shopify: Callable[[], SandboxShopify]
 ) -> None:
@@ -152,7 +145,7 @@ def test_a_signed_shopify_order_with_a_10000_character_sku_is_refused_and_produc
 def test_a_poison_order_event_is_dead_lettered_while_another_merchants_orders_are_reserved(
     api: httpx.Client, merchant: Merchant, stack: Stack, sandbox_shopify: Callable[[], SandboxShopify]
 ) -> None:
-    bystander = other_merchant(api, stack)
+    bystander = new_merchant(api, stack, "bystander")
     shop = sandbox_shopify()
     connection_id = connect(api, bystander, shop, "C1", ITEM, LOCATION)
     api.post("/v1/stock/snapshots", headers=bystander.auth, json={"items": [{"sku": "A", "on_hand": 10}]})
@@ -195,7 +188,7 @@ def test_poison_events_on_every_other_topic_do_not_stop_another_merchants_orders
     put_on_every_partition(stack, CHANNEL_QUANTITY, [_channel_quantity(merchant.merchant_id, LONG_SKU)])
     put_on_every_partition(stack, CONNECTIONS, [_connection(merchant.merchant_id)])
     put_on_every_partition(stack, CATALOGUE, [_attributes(merchant.merchant_id)])
-    bystander = other_merchant(api, stack)
+    bystander = new_merchant(api, stack, "bystander")
     shop = sandbox_shopify()
     connection_id = connect(api, bystander, shop, "C1", ITEM, LOCATION)
     # order-ingest learns of the connection past the poison on connections.v1.

@@ -3,19 +3,15 @@ as `failed`, and neither as a rejected push (the error-rate alert's numerator)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from stocksync_embedded.stack import Stack
 
-from tests.e2e.conftest import Merchant, wait_for
-from tests.e2e.test_publisher_channels import CASES, ChannelCase, Sandbox, connect, produce, seed, start_sandbox
+from tests.e2e.channel_sandboxes import ChannelSandboxes, case_of
+from tests.e2e.conftest import wait_for
 
-__all__ = ["start_sandbox"]  # the fixture, shared with the channel tests
-
-(WOOCOMMERCE,) = [case for case in CASES if case.type == "woocommerce"]
+WOOCOMMERCE = case_of("woocommerce")
 
 
 def samples(stack: Stack) -> dict[tuple[str, str], float]:
@@ -33,21 +29,17 @@ def samples(stack: Stack) -> dict[tuple[str, str], float]:
 
 
 def test_throttling_and_transient_failures_are_counted_apart_from_rejections(
-    api: httpx.Client,
-    merchant: Merchant,
-    stack: Stack,
-    start_sandbox: Callable[[ChannelCase], Sandbox],
+    stack: Stack, channel_sandboxes: ChannelSandboxes
 ) -> None:
     skus = [f"M-{i}" for i in range(3)]
-    sandbox = start_sandbox(WOOCOMMERCE)
-    seed(sandbox, WOOCOMMERCE, skus)
+    sandbox = channel_sandboxes.start(WOOCOMMERCE, skus)
     before = samples(stack)
     sandbox.post("fail-next", {"count": 1, "status_code": 429, "retry_after": 1})
-    connection_id = connect(api, merchant, WOOCOMMERCE, sandbox, skus)
-    produce(stack, merchant, connection_id, [(sku, 1, 4) for sku in skus])
+    connection_id = channel_sandboxes.connect(sandbox, skus)
+    channel_sandboxes.produce(connection_id, [(sku, 1, 4) for sku in skus])
     wait_for(lambda: sandbox.quantities() == dict.fromkeys(skus, 4), timeout=60)
     sandbox.post("fail-next", {"count": 1, "status_code": 503})
-    produce(stack, merchant, connection_id, [(sku, 2, 5) for sku in skus])
+    channel_sandboxes.produce(connection_id, [(sku, 2, 5) for sku in skus])
     wait_for(lambda: sandbox.quantities() == dict.fromkeys(skus, 5), timeout=60)
 
     after: dict[tuple[str, str], float] = wait_for(

@@ -20,7 +20,7 @@ from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 from stocksync_sandboxes import generic_orders
 
-from tests.e2e.conftest import Merchant, wait_for
+from tests.e2e.conftest import Merchant, new_merchant, wait_for
 from tests.e2e.test_poison_events import LONG_SKU, _order_line, dead_letters, put_on_every_partition
 
 RULE = {"name": "iso", "condition": {"op": "always"}, "action": {"type": "set", "value": 0}}
@@ -152,10 +152,8 @@ def _owner_resources(api: httpx.Client, owner: Merchant, stack: Stack) -> dict[s
 def test_another_merchants_resources_answer_exactly_as_unknown_ones_on_every_route(
     api: httpx.Client, merchant: Merchant, stack: Stack
 ) -> None:
-    admin = {"Authorization": f"Bearer {stack.admin_token}"}
     owner = merchant
-    created = api.post("/v1/merchants", json={"name": "intruder"}, headers=admin).json()
-    intruder = Merchant(created["merchant_id"], created["api_key"])
+    intruder = new_merchant(api, stack, "intruder")
     theirs = _owner_resources(api, owner, stack)
     nobodys = {
         "connection_id": str(uuid.uuid4()),

@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.e2e.conftest import Merchant, SandboxShopify, wait_for
+from tests.e2e.channel_sandboxes import SandboxShopify
+from tests.e2e.conftest import Merchant, wait_for, webhook_url
 from tests.e2e.otlp import ReceivedSpan, TraceReceiver
-from tests.e2e.test_order_flow import ITEM_C1, ITEM_C2, set_up_two_channels, webhook_url
+from tests.e2e.test_order_flow import ITEM_C1, ITEM_C2, set_up_two_channels
 
 SERVER, PRODUCER, CONSUMER, CLIENT = 2, 4, 5, 3  # OTLP's SpanKind numbers
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from stocksync_common.contracts import OrderLineMoved
@@ -29,6 +29,7 @@ from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Stack
 
 from tests.conftest import PrivateDatabase, own_infrastructure
+from tests.integration.broker_reads import committed_offsets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,18 +43,6 @@ def sole_ledger(tmp_path_factory: pytest.TempPathFactory, private_database: Priv
     """A database and broker of the test's own, so its ledger is the only group member."""
     with own_infrastructure(tmp_path_factory.mktemp("graceful"), private_database) as stack:
         yield stack
-
-
-@pytest.fixture
-def database_url(sole_ledger: Stack) -> str:
-    assert sole_ledger.database_url
-    return sole_ledger.database_url
-
-
-@pytest.fixture
-def kafka_bootstrap_servers(sole_ledger: Stack) -> str:
-    assert sole_ledger.kafka_bootstrap_servers
-    return sole_ledger.kafka_bootstrap_servers
 
 
 def order_lines(merchant_id: uuid.UUID) -> list[OrderLineMoved]:
@@ -95,20 +84,6 @@ async def applied_event_ids(engine: AsyncEngine, ids: set[uuid.UUID]) -> set[uui
         return {row.event_id for row in rows}
 
 
-async def committed_offsets(bootstrap_servers: str) -> dict[int, int]:
-    # A consumer of the group that never subscribes reads its offsets without joining it.
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=GROUP, enable_auto_commit=False)
-    await reader.start()
-    try:
-        offsets = {}
-        for partition in range(ORDERS.partitions):
-            committed = await reader.committed(TopicPartition(ORDERS.name, partition))
-            offsets[partition] = committed if committed is not None else 0
-        return offsets
-    finally:
-        await reader.stop()
-
-
 async def wait_until(predicate: Callable[[], Awaitable[bool]], limit_s: float = 30.0) -> None:
     try:
         async with asyncio.timeout(limit_s):
@@ -119,8 +94,10 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], limit_s: float = 
 
 
 async def test_sigterm_mid_stream_commits_the_batch_in_hand_and_a_restart_applies_each_line_once(
-    sole_ledger: Stack, database_url: str, kafka_bootstrap_servers: str
+    sole_ledger: Stack,
 ) -> None:
+    database_url, kafka_bootstrap_servers = sole_ledger.database_url, sole_ledger.kafka_bootstrap_servers
+    assert database_url and kafka_bootstrap_servers
     merchant_id = uuid.uuid4()
     events = order_lines(merchant_id)
     all_ids = {event.event_id for event in events}
@@ -128,7 +105,7 @@ async def test_sigterm_mid_stream_commits_the_batch_in_hand_and_a_restart_applie
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all", linger_ms=5)
     await producer.start()
     try:
-        before = await committed_offsets(kafka_bootstrap_servers)
+        before = await committed_offsets(kafka_bootstrap_servers, GROUP, ORDERS)
         ledger = sole_ledger.start_service("stock-ledger")
         await asyncio.to_thread(ledger.wait_ready)
         sent: list[tuple[uuid.UUID, int, int]] = []
@@ -147,7 +124,7 @@ async def test_sigterm_mid_stream_commits_the_batch_in_hand_and_a_restart_applie
         assert "Application shutdown complete." in ledger.log_path.read_text()
         # The batch in hand was applied and committed: what the database applied is
         # exactly what lies below the committed offsets, no more, no less.
-        committed = await committed_offsets(kafka_bootstrap_servers)
+        committed = await committed_offsets(kafka_bootstrap_servers, GROUP, ORDERS)
         below_committed = {
             event_id
             for event_id, partition, offset in sent

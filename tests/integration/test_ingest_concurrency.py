@@ -36,7 +36,7 @@ from order_ingest.service_layer.deliveries import (
     replay_stored_delivery,
 )
 from order_ingest.service_layer.polling import due_connections, poll_connection
-from tests.e2e.test_ingest_channels import serve
+from tests.served_app import serve
 
 pytestmark = pytest.mark.integration
 

@@ -11,18 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from stocksync_common.contracts import OrderLineMoved
 from stocksync_common.db import make_engine
-from stocksync_common.kafka import decode_event
-from stocksync_common.outbox import OutboxRelay, add_to_outbox
+from stocksync_common.outbox import OutboxRelay
 from stocksync_common.raw_connection import raw_connection
 from stocksync_common.topics import ORDERS
+from stocksync_common.uow import UnitOfWorkFactory
 from stocksync_embedded.stack import Stack
 
 from order_ingest.adapters.tables import outbox
 from tests.conftest import PrivateDatabase, own_infrastructure
+from tests.integration.broker_reads import events_on_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,24 +46,9 @@ def order_line(merchant_id: uuid.UUID, n: int) -> OrderLineMoved:
 async def read_all(bootstrap_servers: str, merchant_id: uuid.UUID) -> list[str]:
     """The external order ids of `merchant_id`'s events on orders.v1, to the end of each
     partition, in partition order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    found: list[str] = []
-    try:
-        partitions = [TopicPartition(ORDERS.name, p) for p in consumer.partitions_for_topic(ORDERS.name) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for record in records:
-                    event = decode_event(ORDERS, record.value)
-                    assert isinstance(event, OrderLineMoved)
-                    if event.merchant_id == merchant_id:
-                        found.append(event.external_order_id)
-    finally:
-        await consumer.stop()
-    return found
+    events = await events_on_topic(bootstrap_servers, ORDERS)
+    assert all(isinstance(event, OrderLineMoved) for event in events)
+    return [e.external_order_id for e in events if isinstance(e, OrderLineMoved) and e.merchant_id == merchant_id]
 
 
 def test_a_new_empty_broker_gets_the_retained_rows_again_in_order_and_old_rows_are_pruned(
@@ -89,8 +75,8 @@ async def retained_rows_go_to_a_new_broker(stack: Stack) -> None:
     )
     merchant_id = uuid.uuid4()
     try:
-        async with engine.begin() as conn:
-            await add_to_outbox(conn, outbox, [order_line(merchant_id, n) for n in range(5)])
+        async with UnitOfWorkFactory(engine, outbox=outbox).begin() as uow:
+            uow.add([order_line(merchant_id, n) for n in range(5)])
         assert await relay.publish_batch() == 5
         assert await relay.publish_batch() == 0
         async with raw_connection(engine) as conn:
@@ -109,8 +95,8 @@ async def retained_rows_go_to_a_new_broker(stack: Stack) -> None:
         stack.broker.stop()
         stack.broker.start()
         assert stack.broker.cluster_id != old_cluster
-        async with engine.begin() as conn:
-            await add_to_outbox(conn, outbox, [order_line(merchant_id, 5)])
+        async with UnitOfWorkFactory(engine, outbox=outbox).begin() as uow:
+            uow.add([order_line(merchant_id, 5)])
         published = 0
         for _ in range(20):  # the producer reconnects to the new broker
             try:
@@ -123,8 +109,8 @@ async def retained_rows_go_to_a_new_broker(stack: Stack) -> None:
         assert await read_all(stack.kafka_bootstrap_servers, merchant_id) == [f"retention-{n}" for n in range(6)]
 
         # Past retention, published rows are pruned; unpublished ones never are.
-        async with engine.begin() as conn:
-            await add_to_outbox(conn, outbox, [order_line(merchant_id, 6)])
+        async with UnitOfWorkFactory(engine, outbox=outbox).begin() as uow:
+            uow.add([order_line(merchant_id, 6)])
         relay.retention_s = 0
         assert await relay.prune() == 6
         async with raw_connection(engine) as conn:

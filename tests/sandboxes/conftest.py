@@ -6,15 +6,15 @@ answers each request with the next status of its script (200 once the script is 
 """
 
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
+
+from tests.served_app import serve
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,7 @@ class WebhookReceiver:
 @pytest.fixture
 def webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
-    server = uvicorn.Server(uvicorn.Config(receiver.app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the webhook receiver did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    receiver.url = f"http://127.0.0.1:{port}/webhooks/shopify"
+    served = serve(receiver.app)
+    receiver.url = f"{served.url}/webhooks/shopify"
     yield receiver
-    server.should_exit = True
-    thread.join(timeout=10)
+    served.stop()

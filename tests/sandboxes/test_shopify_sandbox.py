@@ -122,6 +122,17 @@ async def set_available(
     return await graphql(client, SET_QUANTITIES, variables, token=token)
 
 
+async def set_available_2026_01(
+    client: httpx.AsyncClient, value: int, version: str, *, ignore_compare_quantity: bool = True
+) -> httpx.Response:
+    """Set ITEM_A's available quantity as an adapter did up to API version 2026-01: no
+    changeFromQuantity, the compare-and-set skipped with ignoreCompareQuantity (unless told not to)."""
+    skip = {"ignoreCompareQuantity": True} if ignore_compare_quantity else {}
+    quantities = [{"inventoryItemId": ITEM_A, "locationId": LOCATION, "quantity": value}]
+    variables = {"input": {"name": "available", "reason": "correction", **skip, "quantities": quantities}}
+    return await graphql(client, SET_QUANTITIES_2026_01, variables, version=version)
+
+
 async def available_by_sku(client: httpx.AsyncClient) -> dict[str | None, int]:
     levels = (await client.get("/_sandbox/inventory")).json()["levels"]
     return {level["sku"]: level["available"] for level in levels}
@@ -436,16 +447,7 @@ async def test_a_stale_change_from_quantity_refuses_the_whole_call() -> None:
 @pytest.mark.asyncio
 async def test_from_2026_04_ignore_compare_quantity_no_longer_exists() -> None:
     async with open_store() as client:
-        variables = {
-            "input": {
-                "name": "available",
-                "reason": "correction",
-                "ignoreCompareQuantity": True,
-                "quantities": [{"inventoryItemId": ITEM_A, "locationId": LOCATION, "quantity": 1}],
-            }
-        }
-
-        answer = await graphql(client, SET_QUANTITIES_2026_01, variables, version="2026-04")
+        answer = await set_available_2026_01(client, 1, "2026-04")
 
         [error] = answer.json()["errors"]
         assert error["extensions"]["code"] == "INVALID_VARIABLE"
@@ -486,16 +488,8 @@ async def test_from_2026_04_every_quantity_must_pass_change_from_quantity_even_a
 async def test_in_2026_01_ignore_compare_quantity_still_skips_the_check() -> None:
     async with open_store() as client:
         await seed(client, (ITEM_A, "A", 5))
-        variables = {
-            "input": {
-                "name": "available",
-                "reason": "correction",
-                "ignoreCompareQuantity": True,
-                "quantities": [{"inventoryItemId": ITEM_A, "locationId": LOCATION, "quantity": 7}],
-            }
-        }
 
-        answer = await graphql(client, SET_QUANTITIES_2026_01, variables, version="2026-01")
+        answer = await set_available_2026_01(client, 7, "2026-01")
 
         payload = answer.json()["data"]["inventorySetQuantities"]
         assert payload["userErrors"] == []
@@ -507,15 +501,7 @@ async def test_in_2026_01_ignore_compare_quantity_still_skips_the_check() -> Non
 @pytest.mark.asyncio
 async def test_in_2026_01_leaving_out_both_compare_quantity_and_ignore_compare_quantity_is_a_user_error() -> None:
     async with open_store() as client:
-        variables = {
-            "input": {
-                "name": "available",
-                "reason": "correction",
-                "quantities": [{"inventoryItemId": ITEM_A, "locationId": LOCATION, "quantity": 7}],
-            }
-        }
-
-        answer = await graphql(client, SET_QUANTITIES_2026_01, variables, version="2026-01")
+        answer = await set_available_2026_01(client, 7, "2026-01", ignore_compare_quantity=False)
 
         [error] = answer.json()["data"]["inventorySetQuantities"]["userErrors"]
         assert error["code"] == "COMPARE_QUANTITY_REQUIRED"
@@ -525,16 +511,7 @@ async def test_in_2026_01_leaving_out_both_compare_quantity_and_ignore_compare_q
 @pytest.mark.asyncio
 async def test_a_retired_api_version_is_served_by_the_oldest_supported_one() -> None:
     async with open_store() as client:
-        variables = {
-            "input": {
-                "name": "available",
-                "reason": "correction",
-                "ignoreCompareQuantity": True,
-                "quantities": [{"inventoryItemId": ITEM_A, "locationId": LOCATION, "quantity": 7}],
-            }
-        }
-
-        answer = await graphql(client, SET_QUANTITIES_2026_01, variables, version="2025-01")
+        answer = await set_available_2026_01(client, 7, "2025-01")
 
         assert answer.headers["X-Shopify-API-Version"] == "2026-01"
         assert answer.json()["data"]["inventorySetQuantities"]["userErrors"] == []

@@ -1,7 +1,7 @@
 """The transactional outbox and its relay.
 
-A service writes derived events with `add_to_outbox` in the same transaction as the
-state change. The relay publishes rows in id order and marks them published once the
+A service writes derived events through its unit of work (stocksync_common.uow), in
+the same transaction as the state change. The relay publishes rows in id order and marks them published once the
 broker has acknowledged them. Per key, ids follow commit order because writers of one
 key serialise on that key's row lock, so publishing in id order keeps each key in order.
 
@@ -125,14 +125,6 @@ def outbox_insert_sql(outbox: sa.Table, first_parameter: int) -> str:
         "WITH ORDINALITY AS o(topic, key, payload, event_type, causation_id, trace_context, n) "
         "ORDER BY o.n RETURNING id"
     )
-
-
-async def add_to_outbox(conn: AsyncConnection, outbox: sa.Table, events: Iterable[Event]) -> list[int]:
-    rows = [dict(zip(OUTBOX_COLUMNS, outbox_row(event), strict=True)) for event in events]
-    if not rows:
-        return []
-    result = await conn.execute(sa.insert(outbox).returning(outbox.c.id), rows)
-    return list(result.scalars().all())
 
 
 def _headers(row: Any) -> list[tuple[str, bytes]]:
