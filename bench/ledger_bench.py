@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import tempfile
 import time
@@ -44,13 +43,6 @@ from stocksync_common.topics import ORDERS
 from stocksync_embedded.stack import Ports, Stack
 
 TARGETS = {"hot_sku": 5000.0, "uniform_10k": 2000.0}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def order_lines(merchant_id: uuid.UUID, skus: list[str], count: int, seed: int) -> list[OrderLineMoved]:

@@ -19,9 +19,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from stocksync_common.topics import ALL_TOPICS
 from stocksync_embedded.gateway import ROUTES
-from stocksync_embedded.stack import SERVICES, ManagedProcess, Stack
+from stocksync_embedded.stack import SERVICES, ManagedProcess, Stack, free_port
 
-from tests.conftest import free_port
 from tests.deploy.conftest import REPO, render
 
 MODULES = dict(SERVICES)

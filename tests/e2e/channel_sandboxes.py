@@ -25,9 +25,7 @@ from aiokafka import AIOKafkaProducer
 from stocksync_common.contracts import ChannelQuantityChanged
 from stocksync_common.kafka import encode_event
 from stocksync_common.topics import CHANNEL_QUANTITY
-from stocksync_embedded.stack import ManagedProcess, Stack
-
-from tests.conftest import free_port
+from stocksync_embedded.stack import ManagedProcess, Stack, free_port
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Merchant

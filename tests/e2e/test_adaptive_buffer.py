@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 
 from stocksync_embedded.demo import seed, update_demo
-from stocksync_embedded.stack import Stack
+from stocksync_embedded.stack import Stack, free_port
 
-from tests.conftest import free_port
 from tests.e2e.channel_sandboxes import SandboxShopify
 from tests.e2e.conftest import Merchant, wait_for, webhook_url
 from tests.e2e.test_order_flow import connect

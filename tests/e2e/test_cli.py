@@ -21,9 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stocksync_embedded.stack import Stack
+from stocksync_embedded.stack import Stack, free_port
 
-from tests.conftest import free_port
 from tests.e2e.channel_sandboxes import SandboxShopify
 from tests.e2e.conftest import Merchant, new_merchant, wait_for, webhook_url
 from tests.e2e.test_order_flow import ITEM_C1, ITEM_C2, connect

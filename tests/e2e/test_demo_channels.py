@@ -24,9 +24,9 @@ import orjson
 import pytest
 
 from stocksync_embedded.demo import DEMO_MIRAKL_INTERVAL_S, DemoChannel, channel_sandbox_process
-from stocksync_embedded.stack import Stack
+from stocksync_embedded.stack import Stack, free_port
 
-from tests.conftest import PrivateDatabase, free_port, own_infrastructure
+from tests.conftest import PrivateDatabase, own_infrastructure
 from tests.e2e.channel_sandboxes import SandboxProcesses
 from tests.e2e.conftest import Merchant, new_merchant, wait_for, wait_until_ingest_knows
 

@@ -15,9 +15,9 @@ from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from stocksync_embedded.broker import EmbeddedBroker
-from stocksync_embedded.stack import Stack, consumer_lag
+from stocksync_embedded.stack import Stack, consumer_lag, free_port
 
-from tests.conftest import free_port, free_ports
+from tests.conftest import free_ports
 from tests.integration.test_ledger_faults import ledger_state, placed, produce
 
 pytestmark = [pytest.mark.integration]

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from stocksync_embedded.stack import ManagedProcess, Stack
+from stocksync_embedded.stack import ManagedProcess, Stack, free_port
 
-from tests.conftest import PrivateDatabase, free_port, own_infrastructure
+from tests.conftest import PrivateDatabase, own_infrastructure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

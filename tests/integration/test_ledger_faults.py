@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from stocksync_common.contracts import OrderLineMoved, StockChanged
 from stocksync_common.kafka import encode_event
 from stocksync_common.topics import ORDERS, STOCK_CHANGED
-from stocksync_embedded.stack import ManagedProcess, Stack
+from stocksync_embedded.stack import ManagedProcess, Stack, free_port
 
-from tests.conftest import PrivateDatabase, free_port, own_infrastructure
+from tests.conftest import PrivateDatabase, own_infrastructure
 from tests.integration.broker_reads import committed_offsets, events_on_topic
 from tests.integration.ledger_helpers import line_moved
 

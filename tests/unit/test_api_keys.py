@@ -15,8 +15,7 @@ from stocksync_common.auth import (
     new_api_key,
     verify_api_key,
 )
-
-from tests.conftest import free_port
+from stocksync_embedded.stack import free_port
 
 
 def test_issued_key_names_its_merchant() -> None:
