@@ -30,13 +30,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stocksync_common.contracts import ConnectionChanged, Event, utcnow
+from stocksync_common.contracts import ConnectionChanged, utcnow
 from stocksync_common.db import claim_events
 from stocksync_common.outbox import outbox_arrays, outbox_insert_sql
 from stocksync_common.raw_connection import Connection, uuid_array_literal
 from stocksync_common.secrets import open_connection
 from stocksync_common.topics import CONNECTIONS
 from stocksync_common.tracing import derived_from
+from stocksync_common.uow import UnitOfWork
 
 from order_ingest.adapters.tables import connections, deliveries, inbox, order_lines, outbox
 from order_ingest.domain.connections import InboundConnection
@@ -384,21 +385,21 @@ SELECT id FROM events ORDER BY id
 
 
 async def record_movements(
-    conn: Connection,
+    uow: UnitOfWork,
     lines: Mapping[LineKey, tuple[EmittedLine, datetime]],
     produced: Mapping[uuid.UUID, Sequence[LineMovement]],
-    events: Sequence[Event],
     *,
     spans: Mapping[tuple[Any, ...], Any],
     replayed_at: datetime | None = None,
 ) -> list[int]:
     """Save the lines' new states (and when), what each delivery produced (appended to
-    what it produced before; a replay also sets `replayed_at`) and the events, whose
-    outbox rows carry the span of the request they came from (`spans`, by event id).
-    The lines are locked (`accept`, `lock_lines`). Returns the outbox ids, in order."""
+    what it produced before; a replay also sets `replayed_at`) and the unit of work's
+    events, whose outbox rows carry the span of the request they came from (`spans`, by
+    event id), in one statement. The lines are locked (`accept`, `lock_lines`). Returns
+    the outbox ids, in order."""
     with derived_from(spans):
-        outbox_columns = outbox_arrays(events)
-    rows = await conn.fetch(
+        outbox_columns = outbox_arrays(uow.take_events())
+    rows = await uow.connection.fetch(
         RECORD_MOVEMENTS_SQL,
         [k[0] for k in lines],
         [k[1] for k in lines],

@@ -246,9 +246,7 @@ async def _advance_lines(
     if not producing:
         return
     uow.add(events)
-    outbox_ids = await delivery_store.record_movements(
-        uow.connection, moved, producing, uow.take_events(), spans=spans, replayed_at=replayed_at
-    )
+    outbox_ids = await delivery_store.record_movements(uow, moved, producing, spans=spans, replayed_at=replayed_at)
     for delivery in applied:
         delivery.outbox_ids, outbox_ids = outbox_ids[: len(delivery.movements)], outbox_ids[len(delivery.movements) :]
 
