@@ -1,8 +1,11 @@
-"""The embedded runner's restart backoff: doubling, capped, reset after a healthy run."""
+"""The embedded runner's supervision: the restart backoff (doubling, capped, reset after a
+healthy run) and which processes a broker restart takes with it."""
 
 from __future__ import annotations
 
-from stocksync_embedded.stack import Backoff
+from pathlib import Path
+
+from stocksync_embedded.stack import SERVICES, Backoff, ManagedProcess, Ports, Stack
 
 
 def test_restarts_back_off_exponentially_up_to_the_cap() -> None:
@@ -22,3 +25,18 @@ def test_each_process_has_its_own_backoff() -> None:
     backoff.next_delay("rule-engine", 0.0)
     backoff.next_delay("rule-engine", 0.0)
     assert backoff.next_delay("order-ingest", 0.0) == 1.0
+
+
+def test_a_broker_restart_takes_every_instance_of_every_service_not_only_the_first(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, Ports.free())
+    names = ["gateway", "stock-ledger #2", "order-ingest", "stock-ledger", "order-ingest #2", "sandbox C1"]
+    for name in names:
+        stack.processes[name] = ManagedProcess(name, ["true"], {}, tmp_path / f"{name}.log")
+    stack.instance_ports.update({("stock-ledger", 1): 1, ("order-ingest", 1): 2})
+    # The services stopped and started again around a new broker: each instance, in SERVICES order.
+    order = [service for service, _ in SERVICES]
+    expected = sorted(
+        ["order-ingest", "order-ingest #2", "stock-ledger", "stock-ledger #2"],
+        key=lambda name: (order.index(name.split(" #")[0]), name),
+    )
+    assert [p.name for p in stack.service_processes()] == expected

@@ -399,6 +399,15 @@ class Stack:
                 del due[name]
                 process.start()
 
+    def service_processes(self) -> list[ManagedProcess]:
+        """Every started instance of every service, in `SERVICES` order, instance 0 first."""
+        names = [
+            name
+            for service, _ in SERVICES
+            for name in [service, *(f"{service} #{i + 1}" for s, i in sorted(self.instance_ports) if s == service)]
+        ]
+        return [self.processes[name] for name in names if name in self.processes]
+
     def _restart_broker(self) -> None:
         """A new, empty broker. The services are stopped first, so that no consumer
         carries a position of the old broker over to the new one; then the topics are
@@ -409,7 +418,7 @@ class Stack:
         delay = self.backoff.next_delay("broker", 0.0)
         self._report(f"broker exited; restarting it and the services in {delay:g} s")
         self.restarts.append(Restart("broker", time.time(), None, delay))
-        services = [self.processes[name] for name, _ in SERVICES if name in self.processes]
+        services = self.service_processes()
         for process in services:
             process.stop(timeout=5)
         time.sleep(delay)
@@ -425,7 +434,7 @@ class Stack:
     def stop(self) -> None:
         """Stop sandboxes and gateway first, then the services in the order events flow.
 
-        Each service stops after the one that feeds it. On the embedded broker, which
+        Each service (every instance of it) stops after the one that feeds it. On the embedded broker, which
         keeps records in memory only, a service is stopped only once its consumer group
         has committed everything its upstream published (at most `drain_timeout_s`), so
         that a Ctrl-C of `make run` delivers everything before the broker goes; an event
@@ -438,19 +447,19 @@ class Stack:
             self._supervisor.join()
             self._supervisor = None
         flow = ["order-ingest", "stock-ledger", "rule-engine", "channel-publisher"]
-        others = [name for name in reversed(list(self.processes)) if name not in flow]
-        for name in others:
-            self.processes[name].stop()
+        instances = {name: [p for p in self.service_processes() if p.name.split(" #")[0] == name] for name in flow}
+        services = {p.name for processes in instances.values() for p in processes}
+        for name in reversed(list(self.processes)):
+            if name not in services:
+                self.processes[name].stop()
         for name in flow:
-            process = self.processes.get(name)
-            if process is None:
-                continue
-            if self.broker is not None and name in CONSUMES and process.running:
+            if self.broker is not None and name in CONSUMES and any(p.running for p in instances[name]):
                 group, topics = CONSUMES[name]
                 left = self.wait_drained(group, topics)
                 if left:
                     print(f"{name}: {left} events still unconsumed after {self.drain_timeout_s:g} s", file=sys.stderr)
-            process.stop()
+            for process in instances[name]:
+                process.stop()
         self.processes.clear()
         if self.broker is not None:
             self.broker.stop()
