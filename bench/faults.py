@@ -20,6 +20,7 @@ Used by the fault tests (tests/e2e/test_faults.py) and by `make soak` (bench/soa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -333,16 +334,20 @@ class FaultStack:
         url = f"{self.stack.base_url}/webhooks/shopify/{c1.connection_id}"
         restarts_before = len(self.stack.restarts)
         traffic = Traffic(url, c1.webhook_secret, rate, seed).start()
-        time.sleep(before_s)
-        self.log(f"{name}: fault")
-        fault(self)
-        time.sleep(after_s)
-        traffic.stop()
-        traffic.resend_unacknowledged(converge_timeout_s)
+        try:
+            time.sleep(before_s)
+            self.log(f"{name}: fault")
+            fault(self)
+            time.sleep(after_s)
+        finally:
+            # Also when the fault itself failed: the traffic stops and what it got accepted
+            # is counted, so that the next run on this stack starts from an exact account.
+            traffic.stop()
+            traffic.resend_unacknowledged(converge_timeout_s)
+            accepted = [o for o in traffic.orders if o.accepted]
+            for order in accepted:
+                self.units[order.sku] += order.quantity
         ended = time.monotonic()
-        accepted = [o for o in traffic.orders if o.accepted]
-        for order in accepted:
-            self.units[order.sku] += order.quantity
         try:
             self._wait(self.channels_right, converge_timeout_s, f"{name}: convergence")
             converge_s: float | None = time.monotonic() - ended
@@ -406,8 +411,11 @@ def broker_outage(outage_s: float) -> Callable[[FaultStack], None]:
         pid = broker.pid
         os.kill(pid, signal.SIGSTOP)
         time.sleep(outage_s)
+        # SIGKILL ends a stopped process too; the supervisor may reap it at once, so the
+        # SIGCONT after it (for a process the kernel has not ended yet) may find none.
         os.kill(pid, signal.SIGKILL)
-        os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
     return fault
 
