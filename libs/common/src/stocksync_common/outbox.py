@@ -1,8 +1,8 @@
 """The transactional outbox and its relay.
 
 A service writes derived events through its unit of work (stocksync_common.uow), in
-the same transaction as the state change. The relay publishes rows in id order and marks them published once the
-broker has acknowledged them. Per key, ids follow commit order because writers of one
+the same transaction as the state change. The relay publishes rows in id order and
+marks them published once the broker has acknowledged them. Per key, ids follow commit order because writers of one
 key serialise on that key's row lock, so publishing in id order keeps each key in order.
 
 One relay per service publishes at a time: it holds a lease, a session advisory lock on

@@ -15,11 +15,12 @@ writes, background workers) reads
         ...statements on uow.sqlalchemy (a SQLAlchemy AsyncConnection)...
         uow.add(events)
 
-and commits by leaving the block. Either way the events added are written to the outbox inside the transaction
-(one statement at commit, in the order added, or as part of a store's own statement
-through `take_events`), and after the commit the relay is woken so that they are
-published without waiting for its poll. A block left without `commit()` rolls back,
-claims and events with it, and wakes nothing. Together that is the transactional outbox
+and commits by leaving the block. Either way the events added (and records already
+encoded, `add_records`) are written to the outbox inside the transaction (one statement
+at commit, in the order added, or as part of a store's own statement through
+`take_events`), and after the commit the relay is woken so that they are published
+without waiting for its poll. A block left without `commit()` (or by an exception)
+rolls back, claims and events with it, and wakes nothing. Together that is the transactional outbox
 and the idempotent inbox (docs/decisions/0002-outbox-and-inbox.md): an event is
 published if and only if the change it announces committed, and a redelivered event is
 applied once.
